@@ -1,0 +1,54 @@
+/*
+ * conn: one non-blocking stream socket on the event loop.  It reads into a
+ * jsonstream (collecting file descriptors that arrive with SCM_RIGHTS),
+ * writes through an output queue that can carry file descriptors attached
+ * to a byte position, and tells its owner when the peer went away.
+ *
+ * Writes are attempted at once when nothing is queued, so a reply usually
+ * leaves in the same loop iteration that produced it.
+ */
+#ifndef QMPROXY_CONN_H
+#define QMPROXY_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct event_base;
+struct jsonstream;
+struct conn;
+
+struct conn_callbacks {
+    /* File descriptors received with the bytes that are about to be fed. */
+    void (*fds)(void *opaque, int *fds, int nfds);
+    /* The peer closed, or an I/O error: the conn is already closed. */
+    void (*closed)(void *opaque, const char *why);
+    /* The output queue dropped to empty (optional). */
+    void (*drained)(void *opaque);
+};
+
+#define CONN_MAX_FDS 16
+
+struct conn *conn_new(struct event_base *base, int fd,
+                      const struct conn_callbacks *cb, void *opaque);
+/* Start reading into js (not owned); may be called again to resume. */
+void conn_read_into(struct conn *c, struct jsonstream *js);
+/* Read and throw away whatever the peer sends (read-only observers). */
+void conn_read_discard(struct conn *c);
+void conn_pause_read(struct conn *c);
+void conn_resume_read(struct conn *c);
+bool conn_is_reading(const struct conn *c);
+
+/* Queue bytes; fds (owned by the conn from now on) travel with them. */
+void conn_write(struct conn *c, const void *data, size_t len);
+void conn_write_fds(struct conn *c, const void *data, size_t len,
+                    const int *fds, int nfds);
+size_t conn_output_pending(const struct conn *c);
+bool conn_is_open(const struct conn *c);
+/* Refuse further input; close once the output queue is empty or after
+ * timeout_ms, then call closed(). */
+void conn_close_after_flush(struct conn *c, int timeout_ms);
+/* Close now; no callback. */
+void conn_free(struct conn *c);
+int conn_fd(const struct conn *c);
+
+#endif

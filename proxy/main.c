@@ -1,0 +1,355 @@
+/*
+ * qmproxy: the command line, the event loop, and the signals.  Everything
+ * else lives in the modules; this file only wires them together.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "listener.h"
+#include "log.h"
+#include "router.h"
+#include "tap.h"
+#include "trafficlog.h"
+#include "upstream.h"
+#include "util.h"
+#include "version.h"
+
+struct options {
+    char *upstream;
+    char **listen;
+    size_t nlisten;
+    char **taps;
+    size_t ntaps;
+    int socket_mode;
+    char *traffic_log;
+    bool reconnect;
+    int connect_timeout_s;
+    size_t max_message;
+    int verbosity;
+};
+
+struct qmproxy {
+    struct event_base *base;
+    struct trafficlog *tlog;
+    struct router *router;
+    struct upstream *up;
+    struct listener **listeners;
+    size_t nlisteners;
+    struct tap **taps;
+    size_t ntaps;
+    struct event *sigterm, *sigint, *sighup;
+    int exit_status;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"Usage: qmproxy --upstream unix:PATH|PATH|tcp:HOST:PORT\n"
+"               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
+"               [--socket-mode 0600] [--traffic-log FILE|-]\n"
+"               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
+"               [--max-message BYTES] [-v] [--version] [--help]\n"
+"\n"
+"A QMP proxy: management clients connect to the --listen sockets and talk\n"
+"to the QEMU monitor at --upstream as if they were connected to it directly.\n"
+"\n"
+"  --upstream ADDR      QEMU's QMP socket (waited for up to --connect-timeout)\n"
+"  --listen ADDR        where clients connect; fd:N adopts an inherited\n"
+"                       listening socket (as libvirt passes one)\n"
+"  --socket-mode MODE   permissions of the Unix sockets created (octal,\n"
+"                       default 0600)\n"
+"  --traffic-log FILE   one JSON object per line for every message ('-':\n"
+"                       standard output); SIGHUP reopens it\n"
+"  --tap ADDR           live copy of the traffic log for observers\n"
+"  --reconnect          when QEMU's monitor closes, keep listening and\n"
+"                       reconnect when it is back (default: exit 0)\n"
+"  --connect-timeout S  how long to wait for QEMU's socket (default 30)\n"
+"  --max-message BYTES  largest message accepted from a client (default\n"
+"                       and maximum 67108864, QEMU's own limit)\n"
+"  -v                   more diagnostics on stderr (-vv: debug)\n");
+}
+
+static void push(char ***list, size_t *n, const char *s)
+{
+    *list = xrealloc(*list, sizeof(**list) * (*n + 1));
+    (*list)[(*n)++] = xstrdup(s);
+}
+
+static bool parse_options(int argc, char **argv, struct options *o)
+{
+    enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
+           OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_VERSION, OPT_HELP };
+    static const struct option longopts[] = {
+        { "upstream", required_argument, NULL, OPT_UPSTREAM },
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "socket-mode", required_argument, NULL, OPT_MODE },
+        { "traffic-log", required_argument, NULL, OPT_TLOG },
+        { "tap", required_argument, NULL, OPT_TAP },
+        { "reconnect", no_argument, NULL, OPT_RECONNECT },
+        { "connect-timeout", required_argument, NULL, OPT_TIMEOUT },
+        { "max-message", required_argument, NULL, OPT_MAXMSG },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { "help", no_argument, NULL, OPT_HELP },
+        { NULL, 0, NULL, 0 },
+    };
+    int c;
+    char *end;
+
+    o->socket_mode = 0600;
+    o->connect_timeout_s = 30;
+    o->max_message = JSONSTREAM_MAX_TOKEN_SIZE;
+    while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_UPSTREAM:
+            free(o->upstream);
+            o->upstream = xstrdup(optarg);
+            break;
+        case OPT_LISTEN:
+            push(&o->listen, &o->nlisten, optarg);
+            break;
+        case OPT_TAP:
+            push(&o->taps, &o->ntaps, optarg);
+            break;
+        case OPT_MODE:
+            errno = 0;
+            o->socket_mode = (int)strtol(optarg, &end, 8);
+            if (errno || *end || o->socket_mode < 0
+                || o->socket_mode > 07777) {
+                fprintf(stderr, "qmproxy: --socket-mode wants an octal mode "
+                        "such as 0600, not '%s'\n", optarg);
+                return false;
+            }
+            break;
+        case OPT_TLOG:
+            free(o->traffic_log);
+            o->traffic_log = xstrdup(optarg);
+            break;
+        case OPT_RECONNECT:
+            o->reconnect = true;
+            break;
+        case OPT_TIMEOUT:
+            errno = 0;
+            o->connect_timeout_s = (int)strtol(optarg, &end, 10);
+            if (errno || *end || o->connect_timeout_s < 0) {
+                fprintf(stderr, "qmproxy: --connect-timeout wants a number "
+                        "of seconds, not '%s'\n", optarg);
+                return false;
+            }
+            break;
+        case OPT_MAXMSG:
+            errno = 0;
+            o->max_message = strtoull(optarg, &end, 10);
+            if (errno || *end || o->max_message < 1024
+                || o->max_message > JSONSTREAM_MAX_TOKEN_SIZE) {
+                fprintf(stderr, "qmproxy: --max-message wants a byte count "
+                        "between 1024 and %zu, not '%s'\n",
+                        (size_t)JSONSTREAM_MAX_TOKEN_SIZE, optarg);
+                return false;
+            }
+            break;
+        case 'v':
+            o->verbosity++;
+            break;
+        case OPT_VERSION:
+            printf("qmproxy %s\n", QMPROXY_VERSION);
+            exit(0);
+        case 'h':
+        case OPT_HELP:
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return false;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "qmproxy: unexpected argument '%s'\n", argv[optind]);
+        return false;
+    }
+    if (!o->upstream) {
+        fprintf(stderr, "qmproxy: --upstream is required (QEMU's QMP "
+                "socket, e.g. --upstream unix:/run/qemu/vm1.qmp)\n");
+        return false;
+    }
+    if (!o->nlisten) {
+        fprintf(stderr, "qmproxy: at least one --listen is required (where "
+                "clients connect, e.g. --listen unix:/run/qmproxy/vm1.sock)"
+                "\n");
+        return false;
+    }
+    return true;
+}
+
+static void on_exit_requested(void *opaque, int status)
+{
+    struct qmproxy *q = opaque;
+    q->exit_status = status;
+    event_base_loopexit(q->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct qmproxy *q = arg;
+    (void)what;
+
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: reopening the traffic log");
+        trafficlog_reopen(q->tlog);
+        return;
+    }
+    router_shutdown(q->router);
+}
+
+static bool setup(struct qmproxy *q, const struct options *o)
+{
+    struct router_options ro = {
+        .max_message = o->max_message,
+        .reconnect = o->reconnect,
+        .connect_timeout_ms = o->connect_timeout_s * 1000,
+    };
+    struct address addr;
+    char *error = NULL;
+
+    q->tlog = trafficlog_new(q->base, o->traffic_log, 0, &error);
+    if (!q->tlog) {
+        fprintf(stderr, "qmproxy: %s\n", error);
+        free(error);
+        return false;
+    }
+    q->router = router_new(q->base, q->tlog, &ro);
+    router_on_exit(q->router, on_exit_requested, q);
+
+    if (!address_parse(o->upstream, false, false, &addr, &error)) {
+        fprintf(stderr, "qmproxy: --upstream %s\n", error);
+        free(error);
+        return false;
+    }
+    q->up = upstream_new(q->base, &addr, &router_upstream_callbacks,
+                         q->router, q->tlog);
+    address_clear(&addr);
+    router_set_upstream(q->router, q->up);
+
+    /* listeners exist before QEMU is reached; they accept once it is */
+    for (size_t i = 0; i < o->nlisten; i++) {
+        struct listener *l;
+        if (!address_parse(o->listen[i], true, true, &addr, &error)) {
+            fprintf(stderr, "qmproxy: --listen %s\n", error);
+            free(error);
+            return false;
+        }
+        l = listener_new(q->base, &addr, o->socket_mode, router_accept,
+                         q->router, &error);
+        address_clear(&addr);
+        if (!l) {
+            fprintf(stderr, "qmproxy: --listen %s: %s\n", o->listen[i],
+                    error);
+            free(error);
+            return false;
+        }
+        q->listeners = xrealloc(q->listeners,
+                                sizeof(*q->listeners) * (q->nlisteners + 1));
+        q->listeners[q->nlisteners++] = l;
+        router_add_listener(q->router, l);
+    }
+    for (size_t i = 0; i < o->ntaps; i++) {
+        struct tap *t;
+        if (!address_parse(o->taps[i], false, false, &addr, &error)) {
+            fprintf(stderr, "qmproxy: --tap %s\n", error);
+            free(error);
+            return false;
+        }
+        t = tap_new(q->base, &addr, o->socket_mode, &error);
+        address_clear(&addr);
+        if (!t) {
+            fprintf(stderr, "qmproxy: --tap %s: %s\n", o->taps[i], error);
+            free(error);
+            return false;
+        }
+        q->taps = xrealloc(q->taps, sizeof(*q->taps) * (q->ntaps + 1));
+        q->taps[q->ntaps++] = t;
+        trafficlog_add_tap(q->tlog, t);
+    }
+
+    q->sigterm = evsignal_new(q->base, SIGTERM, on_signal, q);
+    q->sigint = evsignal_new(q->base, SIGINT, on_signal, q);
+    q->sighup = evsignal_new(q->base, SIGHUP, on_signal, q);
+    evsignal_add(q->sigterm, NULL);
+    evsignal_add(q->sigint, NULL);
+    evsignal_add(q->sighup, NULL);
+    return true;
+}
+
+static void teardown(struct qmproxy *q)
+{
+    for (size_t i = 0; i < q->nlisteners; i++) {
+        listener_free(q->listeners[i]);
+    }
+    free(q->listeners);
+    if (q->sigterm) {
+        event_free(q->sigterm);
+        event_free(q->sigint);
+        event_free(q->sighup);
+    }
+    upstream_free(q->up);
+    router_free(q->router);
+    trafficlog_flush(q->tlog);
+    trafficlog_free(q->tlog);
+    for (size_t i = 0; i < q->ntaps; i++) {
+        tap_free(q->taps[i]);
+    }
+    free(q->taps);
+    if (q->base) {
+        event_base_free(q->base);
+    }
+}
+
+static void free_options(struct options *o)
+{
+    free(o->upstream);
+    for (size_t i = 0; i < o->nlisten; i++) {
+        free(o->listen[i]);
+    }
+    free(o->listen);
+    for (size_t i = 0; i < o->ntaps; i++) {
+        free(o->taps[i]);
+    }
+    free(o->taps);
+    free(o->traffic_log);
+}
+
+int main(int argc, char **argv)
+{
+    struct options o = { 0 };
+    struct qmproxy q = { 0 };
+    int status;
+
+    if (!parse_options(argc, argv, &o)) {
+        free_options(&o);
+        return 2;
+    }
+    log_set_level(o.verbosity >= 2 ? LOG_DEBUG
+                  : o.verbosity == 1 ? LOG_INFO : LOG_WARN);
+    signal(SIGPIPE, SIG_IGN);
+    q.base = event_base_new();
+    if (!q.base) {
+        fprintf(stderr, "qmproxy: cannot create the event loop\n");
+        return 1;
+    }
+    if (!setup(&q, &o)) {
+        teardown(&q);
+        free_options(&o);
+        return 1;
+    }
+    upstream_connect(q.up, o.connect_timeout_s * 1000);
+    event_base_dispatch(q.base);
+    status = q.exit_status;
+    teardown(&q);
+    free_options(&o);
+    return status;
+}

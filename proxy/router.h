@@ -1,0 +1,57 @@
+/*
+ * router: decides, for every well-formed command a client sends, whether
+ * it goes to QEMU as it is, is answered by one of the proxy's own commands
+ * or operations, or is refused; sends QEMU's replies back to their slots;
+ * fans QEMU's events out to every negotiated client; and follows QEMU's
+ * monitor coming and going (listeners accept only while it is there).
+ */
+#ifndef QMPROXY_ROUTER_H
+#define QMPROXY_ROUTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "session.h"
+
+struct event_base;
+struct listener;
+struct router;
+struct trafficlog;
+struct upstream;
+
+struct router_options {
+    size_t max_message;   /* per-message token size cap */
+    bool reconnect;       /* keep listening when QEMU goes away */
+    int connect_timeout_ms;
+};
+
+enum route_result { ROUTE_DONE, ROUTE_NEED_ROOM };
+
+struct router *router_new(struct event_base *base, struct trafficlog *tl,
+                          const struct router_options *opts);
+void router_free(struct router *r);
+/* The upstream is created with these callbacks and this router as opaque. */
+extern const struct upstream_callbacks router_upstream_callbacks;
+void router_set_upstream(struct router *r, struct upstream *up);
+void router_add_listener(struct router *r, struct listener *l);
+/* Accept callback for listeners (opaque: the router). */
+void router_accept(void *opaque, struct listener *l, int fd);
+
+/* Called when the proxy should exit, with the exit status. */
+void router_on_exit(struct router *r, void (*fn)(void *opaque, int status),
+                    void *opaque);
+/* SIGTERM/SIGINT: stop accepting, deliver what is queued, then exit 0. */
+void router_shutdown(struct router *r);
+
+/* For sessions. */
+enum route_result router_route(struct router *r, struct session *s,
+                               struct slot *slot, struct client_cmd *cmd,
+                               bool granted);
+void router_session_closed(struct router *r, struct session *s);
+struct trafficlog *router_tlog(struct router *r);
+struct upstream *router_upstream(struct router *r);
+struct event_base *router_base(struct router *r);
+size_t router_max_message(struct router *r);
+unsigned router_session_count(const struct router *r);
+
+#endif

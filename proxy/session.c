@@ -1,0 +1,568 @@
+/*
+ * session: a management client's conversation, as QEMU's monitor would
+ * hold it.
+ */
+#include "session.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "qapi.h"
+#include "qjson.h"
+#include "router.h"
+#include "util.h"
+
+/* Backpressure: stop reading a client past these, resume below them. */
+#define MAX_QUEUED_COMMANDS 32
+#define MAX_QUEUED_BYTES (1u << 20)
+#define MAX_SLOTS 512
+#define OUTPUT_SOFT_LIMIT (1u << 20)
+/* A client that does not read its events is cut off past this. */
+#define OUTPUT_HARD_LIMIT ((size_t)64 << 20)
+#define FINISH_TIMEOUT_MS 5000
+
+TAILQ_HEAD(slot_list, slot);
+
+struct session {
+    TAILQ_ENTRY(session) link;
+    struct router *router;
+    unsigned id;
+    char *listener;
+    struct conn *conn;
+    struct jsonstream *in;
+    bool started, negotiated, oob, closed;
+    struct slot_list slots;
+    unsigned nslots, nqueued;
+    size_t queued_bytes;
+    struct slot *barrier;
+    int pending_fds[CONN_MAX_FDS];
+    int npending_fds;
+    struct upstream_waiter waiter;
+    struct event *reap_ev;
+    struct event *resume_ev;   /* parse what was left buffered */
+    bool input_stopped;        /* the jsonstream holds unparsed bytes */
+};
+
+static const char *const qmp_capability_values[] = { "oob", NULL };
+static const struct qapi_member qmp_capability_member = {
+    "enable", QAPI_ENUM, false, qmp_capability_values, NULL, NULL
+};
+static const struct qapi_member qmp_capabilities_args[] = {
+    { "enable", QAPI_LIST, true, NULL, NULL, &qmp_capability_member },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
+static void session_close(struct session *s, const char *why);
+static void pump(struct session *s, bool granted);
+
+unsigned session_id(const struct session *s)
+{
+    return s->id;
+}
+
+const char *session_listener(const struct session *s)
+{
+    return s->listener;
+}
+
+bool session_negotiated(const struct session *s)
+{
+    return s->negotiated;
+}
+
+static void log_traffic(struct session *s, enum tlog_dir dir,
+                        enum tlog_from from, const char *kind,
+                        const char *raw, size_t len, bool malformed,
+                        int64_t latency)
+{
+    struct trafficlog *tl = router_tlog(s->router);
+    struct tlog_entry e = {
+        .dir = dir, .from = from, .kind = kind, .client = s->id,
+        .raw = raw, .len = len, .malformed = malformed,
+        .latency_us = latency,
+    };
+
+    if (tl && trafficlog_active(tl)) {
+        trafficlog_record(tl, &e);
+    }
+}
+
+/* ---- slots --------------------------------------------------------- */
+
+static void cmd_release(struct client_cmd *c)
+{
+    json_object_put(c->value);
+    c->value = NULL;
+    free(c->raw_owned);
+    c->raw_owned = NULL;
+    for (int i = 0; i < c->nfds; i++) {
+        close(c->fds[i]);
+    }
+    c->nfds = 0;
+}
+
+static void slot_free(struct session *s, struct slot *slot)
+{
+    TAILQ_REMOVE(&s->slots, slot, link);
+    s->nslots--;
+    if (slot->state == SLOT_QUEUED) {
+        s->nqueued--;
+        s->queued_bytes -= slot->cmd.len;
+    }
+    if (slot->req) {
+        upstream_request_abandon(slot->req);
+    }
+    if (slot->owner && slot->owner_gone) {
+        slot->owner_gone(slot->owner, slot);
+    }
+    if (s->barrier == slot) {
+        s->barrier = NULL;
+    }
+    cmd_release(&slot->cmd);
+    free(slot->reply);
+    free(slot);
+}
+
+/* Too much in hand: stop reading (and parsing) this client for now. */
+static bool overloaded(struct session *s)
+{
+    return s->nqueued >= MAX_QUEUED_COMMANDS
+        || s->queued_bytes >= MAX_QUEUED_BYTES || s->nslots >= MAX_SLOTS
+        || conn_output_pending(s->conn) >= OUTPUT_SOFT_LIMIT;
+}
+
+static void update_reading(struct session *s)
+{
+    size_t out;
+
+    if (s->closed) {
+        return;
+    }
+    out = conn_output_pending(s->conn);
+    if (out > OUTPUT_HARD_LIMIT) {
+        log_warn("client %u has %zu bytes it does not read; disconnecting "
+                 "it", s->id, out);
+        session_close(s, "too much unread output");
+        return;
+    }
+    if (overloaded(s)) {
+        conn_pause_read(s->conn);
+    } else if (s->input_stopped) {
+        /* finish what is buffered before reading more, from the loop */
+        event_active(s->resume_ev, 0, 0);
+    } else {
+        conn_resume_read(s->conn);
+    }
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->closed || overloaded(s)) {
+        return;
+    }
+    s->input_stopped = false;
+    if (!jsonstream_resume(s->in)) {
+        s->input_stopped = !s->closed;
+    }
+    update_reading(s);
+}
+
+/* Write every answered slot at the head, in order. */
+static void flush_slots(struct session *s)
+{
+    struct slot *slot;
+
+    while ((slot = TAILQ_FIRST(&s->slots)) && slot->state == SLOT_READY) {
+        if (!s->closed) {
+            conn_write(s->conn, slot->reply, slot->reply_len);
+        }
+        slot_free(s, slot);
+    }
+}
+
+void session_reply(struct session *s, struct slot *slot, const char *raw,
+                   size_t len, enum tlog_from from, int64_t latency_us)
+{
+    bool was_barrier = s->barrier == slot;
+
+    log_traffic(s, TLOG_OUT, from, "reply", raw, len, false, latency_us);
+    slot->req = NULL;
+    slot->owner = NULL;
+    if (slot == TAILQ_FIRST(&s->slots)) {
+        /* the usual case: nothing earlier is outstanding */
+        if (!s->closed) {
+            conn_write(s->conn, raw, len);
+        }
+        slot_free(s, slot);
+        flush_slots(s);
+    } else {
+        slot->state = SLOT_READY;
+        slot->reply = xmalloc(len);
+        memcpy(slot->reply, raw, len);
+        slot->reply_len = len;
+        if (was_barrier) {
+            s->barrier = NULL;
+        }
+    }
+    if (was_barrier && !s->closed) {
+        pump(s, false);
+    }
+    update_reading(s);
+}
+
+/* A reply the proxy makes itself, in QEMU's form. */
+static void reply_local(struct session *s, struct slot *slot, char *reply,
+                        size_t len)
+{
+    session_reply(s, slot, reply, len, TLOG_FROM_PROXY, -1);
+    free(reply);
+}
+
+static void reply_error(struct session *s, struct slot *slot,
+                        const char *cls, const char *desc,
+                        const struct qmp_request *req)
+{
+    size_t len;
+    char *reply = qmp_error_reply(cls, desc, req, &len);
+    reply_local(s, slot, reply, len);
+}
+
+void session_set_barrier(struct session *s, struct slot *slot)
+{
+    slot->barrier = true;
+    s->barrier = slot;
+}
+
+/* ---- commands ------------------------------------------------------ */
+
+/*
+ * Hand one queued command to the router.  The command moves out of the
+ * slot first: the router may answer (and free) the slot before returning.
+ */
+static enum route_result route(struct session *s, struct slot *slot,
+                               bool granted)
+{
+    struct client_cmd cmd = slot->cmd;
+    enum route_result res;
+
+    memset(&slot->cmd, 0, sizeof(slot->cmd));
+    s->nqueued--;
+    s->queued_bytes -= cmd.len;
+    slot->state = SLOT_WAITING;
+    res = router_route(s->router, s, slot, &cmd, granted);
+    if (res == ROUTE_NEED_ROOM) {
+        slot->cmd = cmd;
+        slot->state = SLOT_QUEUED;
+        s->nqueued++;
+        s->queued_bytes += cmd.len;
+        upstream_wait_room(router_upstream(s->router), &s->waiter);
+    } else {
+        cmd_release(&cmd);
+    }
+    return res;
+}
+
+static struct slot *first_queued(struct session *s)
+{
+    struct slot *slot;
+
+    if (s->nqueued == 0) {
+        return NULL;
+    }
+    TAILQ_FOREACH(slot, &s->slots, link) {
+        if (slot->state == SLOT_QUEUED) {
+            return slot;
+        }
+    }
+    return NULL;
+}
+
+static void pump(struct session *s, bool granted)
+{
+    struct slot *slot;
+
+    /* a client that does not read its replies gets no new ones */
+    while (!s->closed && !s->barrier
+           && conn_output_pending(s->conn) < OUTPUT_SOFT_LIMIT
+           && (slot = first_queued(s))) {
+        if (route(s, slot, granted) == ROUTE_NEED_ROOM) {
+            break;
+        }
+        granted = false;
+    }
+    update_reading(s);
+}
+
+void session_pump(struct session *s)
+{
+    pump(s, false);
+}
+
+static void on_room(void *opaque)
+{
+    pump(opaque, true);
+}
+
+/* qmp_capabilities, answered here as QEMU's monitor would. */
+static void negotiate(struct session *s, struct slot *slot,
+                      const struct qmp_request *req)
+{
+    char *err;
+    size_t len;
+
+    if (req->oob) {
+        char *desc = xasprintf("The command %s does not support OOB",
+                               req->command);
+        reply_error(s, slot, QMP_GENERIC_ERROR, desc, req);
+        free(desc);
+        return;
+    }
+    err = qapi_check(qmp_capabilities_args, req->args);
+    if (err) {
+        reply_error(s, slot, QMP_GENERIC_ERROR, err, req);
+        free(err);
+        return;
+    }
+    if (s->negotiated) {
+        reply_error(s, slot, QMP_COMMAND_NOT_FOUND,
+                    "Capabilities negotiation is already complete, command "
+                    "ignored", req);
+        return;
+    }
+    bool want_oob = false;
+    json_object *enable;
+    if (req->args && json_object_object_get_ex(req->args, "enable", &enable)) {
+        want_oob = json_object_array_length(enable) > 0;
+    }
+    if (want_oob && !upstream_oob_offered(router_upstream(s->router))) {
+        reply_error(s, slot, QMP_GENERIC_ERROR, "Capability oob not available",
+                    req);
+        return;
+    }
+    s->negotiated = true;
+    s->oob = want_oob;
+    char *reply = qmp_return_reply(NULL, req, &len);
+    reply_local(s, slot, reply, len);
+}
+
+static void take_fds(struct session *s, struct client_cmd *cmd)
+{
+    memcpy(cmd->fds, s->pending_fds, sizeof(int) * (size_t)s->npending_fds);
+    cmd->nfds = s->npending_fds;
+    s->npending_fds = 0;
+}
+
+/* After each text: go on parsing, or leave the rest buffered for later. */
+static bool keep_reading(struct session *s)
+{
+    if (s->closed) {
+        return false;
+    }
+    update_reading(s);
+    if (overloaded(s)) {
+        s->input_stopped = true;
+        return false;
+    }
+    return true;
+}
+
+static bool on_text(void *opaque, const struct js_text *t)
+{
+    struct session *s = opaque;
+    struct slot *slot;
+    struct qmp_request req;
+    char *err;
+
+    if (s->closed) {
+        return false;
+    }
+    log_traffic(s, TLOG_IN, TLOG_FROM_CLIENT, "command", t->raw, t->len,
+                t->error != NULL, -1);
+    slot = xcalloc(1, sizeof(*slot));
+    slot->session = s;
+    slot->state = SLOT_WAITING;
+    TAILQ_INSERT_TAIL(&s->slots, slot, link);
+    s->nslots++;
+
+    if (t->error) {
+        reply_error(s, slot, QMP_GENERIC_ERROR, t->error, NULL);
+        return keep_reading(s);
+    }
+    err = qmp_check_request(t->value, t->has_value, s->negotiated && s->oob,
+                            &req);
+    if (err) {
+        reply_error(s, slot, QMP_GENERIC_ERROR, err, &req);
+        free(err);
+        return keep_reading(s);
+    }
+    if (!strcmp(req.command, "qmp_capabilities")) {
+        negotiate(s, slot, &req);
+        return keep_reading(s);
+    }
+    if (!s->negotiated) {
+        reply_error(s, slot, QMP_COMMAND_NOT_FOUND,
+                    "Expecting capabilities negotiation with "
+                    "'qmp_capabilities'", &req);
+        return keep_reading(s);
+    }
+
+    /* a command for the router, in turn */
+    struct client_cmd *cmd = &slot->cmd;
+    const struct js_member *id = js_text_member(t, "id");
+    cmd->req = req;
+    cmd->value = json_object_get(t->value);
+    cmd->raw = t->raw;
+    cmd->len = t->len;
+    cmd->received_us = now_monotonic_us();
+    if (id) {
+        cmd->has_id_member = true;
+        cmd->id_member = *id;
+    }
+    take_fds(s, cmd);
+    slot->state = SLOT_QUEUED;
+    s->nqueued++;
+    s->queued_bytes += cmd->len;
+    if (s->nqueued > 1 || s->barrier || s->waiter.queued
+        || conn_output_pending(s->conn) >= OUTPUT_SOFT_LIMIT
+        || route(s, slot, false) == ROUTE_NEED_ROOM) {
+        /* it waits its turn: keep its own copy of the bytes */
+        slot->cmd.raw_owned = xmalloc(slot->cmd.len);
+        memcpy(slot->cmd.raw_owned, slot->cmd.raw, slot->cmd.len);
+        slot->cmd.raw = slot->cmd.raw_owned;
+    }
+    return keep_reading(s);
+}
+
+/* ---- connection ---------------------------------------------------- */
+
+static void on_fds(void *opaque, int *fds, int nfds)
+{
+    struct session *s = opaque;
+
+    for (int i = 0; i < nfds; i++) {
+        if (s->npending_fds < CONN_MAX_FDS) {
+            s->pending_fds[s->npending_fds++] = fds[i];
+        } else {
+            log_warn("client %u passed more than %d file descriptors with "
+                     "one command; closing the rest", s->id, CONN_MAX_FDS);
+            close(fds[i]);
+        }
+    }
+}
+
+static void on_closed(void *opaque, const char *why)
+{
+    struct session *s = opaque;
+    session_close(s, why);
+}
+
+static void on_drained(void *opaque)
+{
+    struct session *s = opaque;
+    pump(s, false);
+}
+
+static const struct conn_callbacks session_conn_cb = {
+    .fds = on_fds,
+    .closed = on_closed,
+    .drained = on_drained,
+};
+
+static void reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    conn_free(s->conn);
+    jsonstream_free(s->in);
+    event_free(s->reap_ev);
+    event_free(s->resume_ev);
+    free(s->listener);
+    free(s);
+}
+
+static void session_close(struct session *s, const char *why)
+{
+    struct slot *slot;
+
+    if (s->closed) {
+        return;
+    }
+    s->closed = true;
+    log_info("client %u (%s) disconnected%s%s", s->id, s->listener,
+             why ? ": " : "", why ? why : "");
+    upstream_cancel_wait(router_upstream(s->router), &s->waiter);
+    while ((slot = TAILQ_FIRST(&s->slots))) {
+        slot_free(s, slot);
+    }
+    for (int i = 0; i < s->npending_fds; i++) {
+        close(s->pending_fds[i]);
+    }
+    s->npending_fds = 0;
+    conn_pause_read(s->conn);
+    router_session_closed(s->router, s);
+    /* free later: we may be inside this session's own read callback */
+    event_active(s->reap_ev, 0, 0);
+}
+
+struct session *session_new(struct router *r, int fd, unsigned id,
+                            const char *listener_name)
+{
+    struct session *s = xcalloc(1, sizeof(*s));
+
+    s->router = r;
+    s->id = id;
+    s->listener = xstrdup(listener_name);
+    TAILQ_INIT(&s->slots);
+    s->conn = conn_new(router_base(r), fd, &session_conn_cb, s);
+    s->in = jsonstream_new(true, router_max_message(r), on_text, s);
+    s->waiter.fn = on_room;
+    s->waiter.opaque = s;
+    s->reap_ev = event_new(router_base(r), -1, 0, reap, s);
+    s->resume_ev = event_new(router_base(r), -1, 0, on_resume, s);
+    return s;
+}
+
+void session_start(struct session *s, const char *greeting, size_t len,
+                   bool oob_offered)
+{
+    (void)oob_offered;
+    s->started = true;
+    log_traffic(s, TLOG_OUT, TLOG_FROM_QEMU, "greeting", greeting, len,
+                false, -1);
+    conn_write(s->conn, greeting, len);
+    conn_read_into(s->conn, s->in);
+}
+
+void session_event(struct session *s, const char *raw, size_t len)
+{
+    if (s->closed || !s->negotiated) {
+        return;
+    }
+    conn_write(s->conn, raw, len);
+    if (conn_output_pending(s->conn) >= OUTPUT_SOFT_LIMIT) {
+        update_reading(s);
+    }
+}
+
+void session_finish(struct session *s)
+{
+    struct slot *slot;
+
+    if (s->closed) {
+        return;
+    }
+    upstream_cancel_wait(router_upstream(s->router), &s->waiter);
+    /* what QEMU answered goes out; what it never will is dropped */
+    flush_slots(s);
+    while ((slot = TAILQ_FIRST(&s->slots))) {
+        slot_free(s, slot);
+    }
+    conn_close_after_flush(s->conn, FINISH_TIMEOUT_MS);
+}

@@ -1,0 +1,88 @@
+/*
+ * session: one management client.  It replays QEMU's greeting, answers
+ * qmp_capabilities itself exactly as QEMU would, refuses malformed input
+ * with QEMU's own errors, keeps one reply slot per message so the client
+ * sees replies in the order it sent its commands, carries the file
+ * descriptors the client passes, and stops reading a client that has too
+ * much queued.  It hands each well-formed command to the router and never
+ * talks to QEMU itself.
+ */
+#ifndef QMPROXY_SESSION_H
+#define QMPROXY_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <json-c/json.h>
+
+#include "conn.h"
+#include "jsonstream.h"
+#include "qmp.h"
+#include "trafficlog.h"
+#include "upstream.h"
+
+struct router;
+struct session;
+
+/* A well-formed command from a client, everything the router needs. */
+struct client_cmd {
+    struct qmp_request req;    /* borrowed from value */
+    json_object *value;        /* owned reference */
+    const char *raw;           /* the exact bytes; owned when raw_owned */
+    size_t len;
+    char *raw_owned;
+    bool has_id_member;
+    struct js_member id_member;  /* where the id sits in raw */
+    int fds[CONN_MAX_FDS];     /* owned until forwarded */
+    int nfds;
+    uint64_t received_us;
+};
+
+enum slot_state {
+    SLOT_QUEUED,   /* a command not yet handled */
+    SLOT_WAITING,  /* handled; its reply is still to come */
+    SLOT_READY,    /* the reply is here, waiting for earlier slots */
+};
+
+/* One reply owed to the client, in the order it sent its messages. */
+struct slot {
+    TAILQ_ENTRY(slot) link;
+    struct session *session;
+    enum slot_state state;
+    bool barrier;                   /* later commands wait for this reply */
+    struct client_cmd cmd;          /* SLOT_QUEUED only */
+    struct upstream_request *req;   /* while QEMU holds the command */
+    void *owner;                    /* an operation answering it */
+    void (*owner_gone)(void *owner, struct slot *slot);
+    char *reply;                    /* SLOT_READY: owned bytes */
+    size_t reply_len;
+    uint64_t written_us;            /* when sent to QEMU, for latency */
+};
+
+struct session *session_new(struct router *r, int fd, unsigned id,
+                            const char *listener_name);
+/* Start serving: send the greeting and read. */
+void session_start(struct session *s, const char *greeting, size_t len,
+                   bool oob_offered);
+unsigned session_id(const struct session *s);
+const char *session_listener(const struct session *s);
+bool session_negotiated(const struct session *s);
+
+/*
+ * The reply for a slot (CRLF included): written now if every earlier slot
+ * is answered, else copied to wait its turn.  from/latency_us go to the
+ * traffic log (latency < 0: none).
+ */
+void session_reply(struct session *s, struct slot *slot, const char *raw,
+                   size_t len, enum tlog_from from, int64_t latency_us);
+/* Make slot a barrier: later commands wait until it is answered. */
+void session_set_barrier(struct session *s, struct slot *slot);
+/* Send an event to a negotiated client (raw, CRLF included). */
+void session_event(struct session *s, const char *raw, size_t len);
+/* QEMU is gone: deliver what is queued, then close. */
+void session_finish(struct session *s);
+/* Re-run pending commands (the waiter granted room, or a barrier ended). */
+void session_pump(struct session *s);
+
+#endif

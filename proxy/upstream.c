@@ -1,0 +1,778 @@
+/*
+ * upstream: the connection to QEMU, its greeting and negotiation, and the
+ * routing of replies by QMP's in-order guarantee.
+ */
+#include "upstream.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "trafficlog.h"
+#include "util.h"
+
+/* QEMU queues 8 in-band commands and then stops reading its socket, which
+ * would also hold back exec-oob commands; stay below that. */
+#define UPSTREAM_WINDOW 6
+#define RETRY_INTERVAL_MS 100
+#define GREETING_WARN_MS 5000
+#define OOB_ID_PREFIX "\"qmproxy-oob-"
+
+struct upstream_request {
+    TAILQ_ENTRY(upstream_request) link;
+    upstream_reply_fn fn;
+    void *opaque;
+    uint64_t written_us;
+    bool oob, internal;
+    char *oob_id;        /* owned: the proxy's id, as JSON text */
+    char *client_id;     /* owned: the id QEMU would echo; NULL: none */
+    char *queued;        /* owned: internal command waiting for room */
+    size_t queued_len;
+};
+
+TAILQ_HEAD(request_list, upstream_request);
+
+enum upstream_state {
+    UP_IDLE,
+    UP_CONNECTING,
+    UP_GREETING,
+    UP_NEGOTIATING,
+    UP_READY,
+    UP_CLOSED,
+};
+
+struct upstream {
+    struct event_base *base;
+    struct address addr;
+    char *display;
+    const struct upstream_callbacks *cb;
+    void *opaque;
+    struct trafficlog *tlog;
+
+    enum upstream_state state;
+    int connecting_fd;
+    struct event *connect_ev, *retry_timer, *greeting_timer, *reap_ev;
+    uint64_t deadline_us;
+    bool forever;
+    char *last_error;
+
+    struct conn *conn;
+    struct jsonstream *js;
+    struct conn *dead_conn;        /* freed once no callback is running */
+    struct jsonstream *dead_js;
+
+    char *greeting;
+    size_t greeting_len;
+    bool oob_offered;
+
+    struct request_list fifo;      /* in-band, written, in order */
+    struct request_list oob;       /* exec-oob, written, by id */
+    struct request_list internal;  /* the proxy's own, waiting for room */
+    TAILQ_HEAD(, upstream_waiter) waiters;
+    unsigned inflight;
+    unsigned oob_counter;
+    unsigned oob_tag;
+    bool pumping;
+};
+
+static void try_connect(struct upstream *up);
+static void pump(struct upstream *up);
+
+/* ---- replies ------------------------------------------------------- */
+
+json_object *upstream_reply_value(const struct upstream_reply *r)
+{
+    if (r->lost || !r->value_cache) {
+        return NULL;
+    }
+    if (!*r->value_cache) {
+        json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
+        *r->value_cache = json_tokener_parse_ex(tok, r->raw, (int)r->len);
+        json_tokener_free(tok);
+    }
+    return *r->value_cache;
+}
+
+json_object *upstream_reply_return(const struct upstream_reply *r)
+{
+    json_object *v = upstream_reply_value(r), *ret;
+
+    if (r->kind != QMP_RETURN || !v
+        || !json_object_object_get_ex(v, "return", &ret)) {
+        return NULL;
+    }
+    return ret;
+}
+
+const char *upstream_reply_error_desc(const struct upstream_reply *r)
+{
+    json_object *v, *err, *desc;
+
+    if (r->lost) {
+        return "QEMU closed its monitor before answering";
+    }
+    v = upstream_reply_value(r);
+    if (r->kind != QMP_ERROR || !v
+        || !json_object_object_get_ex(v, "error", &err)
+        || !json_object_object_get_ex(err, "desc", &desc)) {
+        return NULL;
+    }
+    return json_object_get_string(desc);
+}
+
+static void request_free(struct upstream_request *req)
+{
+    free(req->oob_id);
+    free(req->client_id);
+    free(req->queued);
+    free(req);
+}
+
+static void log_traffic(struct upstream *up, enum tlog_dir dir,
+                        enum tlog_from from, const char *kind,
+                        const char *raw, size_t len, int64_t latency)
+{
+    struct tlog_entry e = {
+        .dir = dir, .from = from, .kind = kind, .client = 0,
+        .raw = raw, .len = len, .latency_us = latency,
+    };
+
+    if (up->tlog && trafficlog_active(up->tlog)) {
+        trafficlog_record(up->tlog, &e);
+    }
+}
+
+static void deliver(struct upstream *up, struct upstream_request *req,
+                    enum qmp_kind kind, const char *raw, size_t len,
+                    const struct js_text *text)
+{
+    json_object *cache = NULL;
+    struct upstream_reply r = {
+        .kind = kind, .raw = raw, .len = len, .text = text,
+        .latency_us = now_monotonic_us() - req->written_us,
+        .value_cache = &cache,
+    };
+
+    if (req->internal) {
+        log_traffic(up, TLOG_OUT, TLOG_FROM_QEMU, "reply", raw, len,
+                    (int64_t)r.latency_us);
+    }
+    if (req->fn) {
+        req->fn(req->opaque, &r);
+    }
+    json_object_put(cache);
+    request_free(req);
+}
+
+static void deliver_lost(struct upstream_request *req)
+{
+    struct upstream_reply r = { .lost = true };
+
+    if (req->fn) {
+        req->fn(req->opaque, &r);
+    }
+    request_free(req);
+}
+
+/* Put the client's id back where the proxy's was (or take ours out). */
+static void restore_oob_id(struct upstream *up, struct upstream_request *req,
+                           const struct js_text *t, const struct js_member *m,
+                           enum qmp_kind kind)
+{
+    struct strbuf sb = STRBUF_INIT;
+    const char *raw = t->raw;
+
+    if (req->client_id) {
+        strbuf_add(&sb, raw, m->value_start);
+        strbuf_adds(&sb, req->client_id);
+        strbuf_add(&sb, raw + m->value_end, t->len - m->value_end);
+    } else {
+        int i = (int)(m - t->members);
+        size_t from, to;
+        if (i + 1 < t->nmembers) {
+            from = m->key_start;
+            to = t->members[i + 1].key_start;
+        } else if (i > 0) {
+            from = t->members[i - 1].value_end;
+            to = m->value_end;
+        } else {
+            from = to = 0;  /* cannot happen: a reply has return/error */
+        }
+        strbuf_add(&sb, raw, from);
+        strbuf_add(&sb, raw + to, t->len - to);
+    }
+    strbuf_adds(&sb, "\r\n");
+    deliver(up, req, kind, sb.buf, sb.len, t);
+    strbuf_release(&sb);
+}
+
+static void handle_greeting(struct upstream *up, const char *raw, size_t len);
+
+static bool on_text(void *opaque, const struct js_text *t)
+{
+    struct upstream *up = opaque;
+    enum qmp_kind kind;
+    const char *raw = t->raw;
+    size_t len = t->len;
+    char *copy = NULL;
+
+    if (t->error) {
+        log_warn("QEMU at %s sent something that is not JSON (%s); ignored",
+                 up->display, t->error);
+        return true;
+    }
+    /* QEMU ends every message with CRLF; keep it, usually without copying */
+    if (t->after >= 2 && raw[len] == '\r' && raw[len + 1] == '\n') {
+        len += 2;
+    } else {
+        copy = xmalloc(len + 2);
+        memcpy(copy, raw, len);
+        memcpy(copy + len, "\r\n", 2);
+        raw = copy;
+        len += 2;
+    }
+
+    kind = qmp_classify(t);
+    switch (kind) {
+    case QMP_GREETING:
+        if (up->state == UP_GREETING) {
+            handle_greeting(up, raw, len);
+        } else {
+            log_warn("QEMU sent a second greeting; ignored");
+        }
+        break;
+    case QMP_EVENT:
+        if (up->cb->event) {
+            up->cb->event(up->opaque, raw, len, t);
+        }
+        break;
+    case QMP_RETURN:
+    case QMP_ERROR: {
+        const struct js_member *id = js_text_member(t, "id");
+        struct upstream_request *req;
+
+        if (id && id->value_end - id->value_start > strlen(OOB_ID_PREFIX)
+            && !memcmp(t->raw + id->value_start, OOB_ID_PREFIX,
+                       strlen(OOB_ID_PREFIX))) {
+            TAILQ_FOREACH(req, &up->oob, link) {
+                if (strlen(req->oob_id) == id->value_end - id->value_start
+                    && !memcmp(req->oob_id, t->raw + id->value_start,
+                               id->value_end - id->value_start)) {
+                    break;
+                }
+            }
+            if (req) {
+                TAILQ_REMOVE(&up->oob, req, link);
+                restore_oob_id(up, req, t, id, kind);
+                break;
+            }
+        }
+        req = TAILQ_FIRST(&up->fifo);
+        if (!req) {
+            log_warn("QEMU sent a reply nobody is waiting for; dropped: "
+                     "%.200s", t->raw);
+            break;
+        }
+        TAILQ_REMOVE(&up->fifo, req, link);
+        up->inflight--;
+        deliver(up, req, kind, raw, len, t);
+        pump(up);
+        break;
+    }
+    case QMP_UNKNOWN:
+        log_warn("QEMU sent a message of no known kind; ignored: %.200s",
+                 t->raw);
+        break;
+    }
+    free(copy);
+    return up->state != UP_CLOSED;
+}
+
+/* ---- connection ---------------------------------------------------- */
+
+static void reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    (void)fd;
+    (void)what;
+    conn_free(up->dead_conn);
+    jsonstream_free(up->dead_js);
+    up->dead_conn = NULL;
+    up->dead_js = NULL;
+}
+
+static void fail_all(struct upstream *up)
+{
+    struct upstream_request *req;
+    struct upstream_waiter *w;
+
+    while ((req = TAILQ_FIRST(&up->fifo))) {
+        TAILQ_REMOVE(&up->fifo, req, link);
+        deliver_lost(req);
+    }
+    while ((req = TAILQ_FIRST(&up->oob))) {
+        TAILQ_REMOVE(&up->oob, req, link);
+        deliver_lost(req);
+    }
+    while ((req = TAILQ_FIRST(&up->internal))) {
+        TAILQ_REMOVE(&up->internal, req, link);
+        deliver_lost(req);
+    }
+    while ((w = TAILQ_FIRST(&up->waiters))) {
+        TAILQ_REMOVE(&up->waiters, w, link);
+        w->queued = false;
+    }
+    up->inflight = 0;
+}
+
+static void on_closed(void *opaque, const char *why)
+{
+    struct upstream *up = opaque;
+    enum upstream_state was = up->state;
+    char *reason = xstrdup(why ? why : "QEMU closed the monitor");
+
+    up->state = UP_CLOSED;
+    if (up->greeting_timer) {
+        evtimer_del(up->greeting_timer);
+    }
+    up->dead_conn = up->conn;
+    up->dead_js = up->js;
+    up->conn = NULL;
+    up->js = NULL;
+    event_active(up->reap_ev, 0, 0);
+    fail_all(up);
+    if (was == UP_READY) {
+        if (up->cb->lost) {
+            up->cb->lost(up->opaque, reason);
+        }
+    } else {
+        /* it went away during the handshake: treat as not there yet */
+        free(up->last_error);
+        up->last_error = xasprintf("%s closed during the handshake (%s)",
+                                   up->display, reason);
+        up->state = UP_CONNECTING;
+        struct timeval tv = { 0, RETRY_INTERVAL_MS * 1000 };
+        evtimer_add(up->retry_timer, &tv);
+    }
+    free(reason);
+}
+
+static const struct conn_callbacks upstream_conn_cb = {
+    .closed = on_closed,
+};
+
+static void on_greeting_slow(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    (void)fd;
+    (void)what;
+    if (up->state == UP_GREETING) {
+        log_warn("connected to %s but QEMU has sent no greeting for %d s; "
+                 "is another client holding this monitor?", up->display,
+                 GREETING_WARN_MS / 1000);
+    }
+}
+
+static void connected(struct upstream *up, int fd)
+{
+    struct timeval tv = { GREETING_WARN_MS / 1000, 0 };
+
+    up->state = UP_GREETING;
+    up->conn = conn_new(up->base, fd, &upstream_conn_cb, up);
+    up->js = jsonstream_new(false, 0, on_text, up);
+    conn_read_into(up->conn, up->js);
+    evtimer_add(up->greeting_timer, &tv);
+    log_info("connected to QEMU at %s", up->display);
+}
+
+static void on_negotiated(void *opaque, const struct upstream_reply *r)
+{
+    struct upstream *up = opaque;
+
+    if (r->lost) {
+        return;  /* on_closed handles it */
+    }
+    if (r->kind != QMP_RETURN) {
+        log_error("QEMU refused capabilities negotiation: %.*s", (int)r->len,
+                  r->raw);
+        conn_close_after_flush(up->conn, 0);
+        return;
+    }
+    up->state = UP_READY;
+    log_info("QMP negotiated with %s%s", up->display,
+             up->oob_offered ? " (oob enabled)" : "");
+    if (up->cb->ready) {
+        up->cb->ready(up->opaque);
+    }
+    pump(up);
+}
+
+static void write_request(struct upstream *up, struct upstream_request *req,
+                          const char *data, size_t len, const int *fds,
+                          int nfds)
+{
+    req->written_us = now_monotonic_us();
+    conn_write_fds(up->conn, data, len, fds, nfds);
+}
+
+static void handle_greeting(struct upstream *up, const char *raw, size_t len)
+{
+    json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
+    json_object *g = json_tokener_parse_ex(tok, raw, (int)len);
+    json_object *qmp, *caps;
+    struct upstream_request *req;
+    const char *cmd;
+
+    json_tokener_free(tok);
+    evtimer_del(up->greeting_timer);
+    free(up->greeting);
+    up->greeting = xstrndup(raw, len);
+    up->greeting_len = len;
+    up->oob_offered = false;
+    if (json_object_object_get_ex(g, "QMP", &qmp)
+        && json_object_object_get_ex(qmp, "capabilities", &caps)
+        && json_object_is_type(caps, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(caps); i++) {
+            const char *c = json_object_get_string(
+                json_object_array_get_idx(caps, i));
+            if (c && !strcmp(c, "oob")) {
+                up->oob_offered = true;
+            }
+        }
+    }
+    json_object_put(g);
+    log_traffic(up, TLOG_OUT, TLOG_FROM_QEMU, "greeting", raw, len, -1);
+
+    up->state = UP_NEGOTIATING;
+    cmd = up->oob_offered
+        ? "{\"execute\": \"qmp_capabilities\", \"arguments\": "
+          "{\"enable\": [\"oob\"]}}"
+        : "{\"execute\": \"qmp_capabilities\"}";
+    req = xcalloc(1, sizeof(*req));
+    req->internal = true;
+    req->fn = on_negotiated;
+    req->opaque = up;
+    TAILQ_INSERT_TAIL(&up->fifo, req, link);
+    up->inflight++;
+    log_traffic(up, TLOG_IN, TLOG_FROM_PROXY, "command", cmd, strlen(cmd),
+                -1);
+    write_request(up, req, cmd, strlen(cmd), NULL, 0);
+}
+
+static void give_up_or_retry(struct upstream *up, const char *why)
+{
+    free(up->last_error);
+    up->last_error = xstrdup(why);
+    if (!up->forever && now_monotonic_us() >= up->deadline_us) {
+        up->state = UP_IDLE;
+        if (up->cb->gave_up) {
+            up->cb->gave_up(up->opaque, up->last_error);
+        }
+        return;
+    }
+    struct timeval tv = { 0, RETRY_INTERVAL_MS * 1000 };
+    evtimer_add(up->retry_timer, &tv);
+}
+
+static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    (void)what;
+
+    event_free(up->connect_ev);
+    up->connect_ev = NULL;
+    up->connecting_fd = -1;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+        err = errno;
+    }
+    if (err) {
+        char *why = xasprintf("connect %s: %s", up->display, strerror(err));
+        close(fd);
+        give_up_or_retry(up, why);
+        free(why);
+        return;
+    }
+    connected(up, fd);
+}
+
+static void try_connect(struct upstream *up)
+{
+    int fd;
+    char *why = NULL;
+
+    up->state = UP_CONNECTING;
+    if (up->addr.kind == ADDR_UNIX) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        strncpy(sa.sun_path, up->addr.path, sizeof(sa.sun_path) - 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+            connected(up, fd);
+            return;
+        }
+        why = xasprintf("connect %s: %s", up->display, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+    } else {
+        struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                                  .ai_socktype = SOCK_STREAM };
+        struct addrinfo *res;
+        int rc = getaddrinfo(up->addr.path, up->addr.port, &hints, &res);
+        if (rc) {
+            why = xasprintf("%s: %s", up->display, gai_strerror(rc));
+        } else {
+            fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC
+                        | SOCK_NONBLOCK, res->ai_protocol);
+            if (fd >= 0 && (connect(fd, res->ai_addr, res->ai_addrlen) == 0
+                            || errno == EINPROGRESS)) {
+                freeaddrinfo(res);
+                up->connecting_fd = fd;
+                up->connect_ev = event_new(up->base, fd, EV_WRITE,
+                                           on_tcp_connected, up);
+                event_add(up->connect_ev, NULL);
+                return;
+            }
+            why = xasprintf("connect %s: %s", up->display, strerror(errno));
+            if (fd >= 0) {
+                close(fd);
+            }
+            freeaddrinfo(res);
+        }
+    }
+    give_up_or_retry(up, why);
+    free(why);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    try_connect(arg);
+}
+
+void upstream_connect(struct upstream *up, int timeout_ms)
+{
+    up->forever = timeout_ms < 0;
+    up->deadline_us = now_monotonic_us()
+        + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000u;
+    try_connect(up);
+}
+
+struct upstream *upstream_new(struct event_base *base,
+                              const struct address *addr,
+                              const struct upstream_callbacks *cb,
+                              void *opaque, struct trafficlog *tlog)
+{
+    struct upstream *up = xcalloc(1, sizeof(*up));
+
+    up->base = base;
+    up->addr = *addr;
+    up->addr.name = xstrdup(addr->name ? addr->name : "qemu");
+    up->addr.path = addr->path ? xstrdup(addr->path) : NULL;
+    up->addr.port = addr->port ? xstrdup(addr->port) : NULL;
+    up->display = address_format(addr);
+    up->cb = cb;
+    up->opaque = opaque;
+    up->tlog = tlog;
+    up->connecting_fd = -1;
+    up->retry_timer = evtimer_new(base, on_retry, up);
+    up->greeting_timer = evtimer_new(base, on_greeting_slow, up);
+    up->reap_ev = event_new(base, -1, 0, reap, up);
+    up->oob_tag = (unsigned)getpid() ^ (unsigned)now_monotonic_us();
+    TAILQ_INIT(&up->fifo);
+    TAILQ_INIT(&up->oob);
+    TAILQ_INIT(&up->internal);
+    TAILQ_INIT(&up->waiters);
+    return up;
+}
+
+void upstream_free(struct upstream *up)
+{
+    if (!up) {
+        return;
+    }
+    if (up->connect_ev) {
+        event_free(up->connect_ev);
+        close(up->connecting_fd);
+    }
+    event_free(up->retry_timer);
+    event_free(up->greeting_timer);
+    fail_all(up);
+    conn_free(up->conn);
+    jsonstream_free(up->js);
+    reap(-1, 0, up);
+    event_free(up->reap_ev);
+    free(up->greeting);
+    free(up->display);
+    free(up->last_error);
+    address_clear(&up->addr);
+    free(up);
+}
+
+bool upstream_is_ready(const struct upstream *up)
+{
+    return up->state == UP_READY;
+}
+
+const char *upstream_greeting(const struct upstream *up, size_t *len)
+{
+    *len = up->greeting_len;
+    return up->greeting;
+}
+
+bool upstream_oob_offered(const struct upstream *up)
+{
+    return up->oob_offered;
+}
+
+const char *upstream_display(const struct upstream *up)
+{
+    return up->display;
+}
+
+/* ---- the window ---------------------------------------------------- */
+
+bool upstream_has_room(const struct upstream *up)
+{
+    return up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
+        && TAILQ_EMPTY(&up->internal) && TAILQ_EMPTY(&up->waiters);
+}
+
+unsigned upstream_inflight(const struct upstream *up)
+{
+    return up->inflight;
+}
+
+void upstream_wait_room(struct upstream *up, struct upstream_waiter *w)
+{
+    /* No pump here: room and waiters never coexist outside pump(). */
+    if (!w->queued) {
+        TAILQ_INSERT_TAIL(&up->waiters, w, link);
+        w->queued = true;
+    }
+}
+
+void upstream_cancel_wait(struct upstream *up, struct upstream_waiter *w)
+{
+    if (w->queued) {
+        TAILQ_REMOVE(&up->waiters, w, link);
+        w->queued = false;
+    }
+}
+
+/* Hand free room out: the proxy's own commands first, then clients in
+ * turn, one command each, so a flooding client cannot starve the rest. */
+static void pump(struct upstream *up)
+{
+    if (up->pumping) {
+        return;
+    }
+    up->pumping = true;
+    while (up->state == UP_READY && up->inflight < UPSTREAM_WINDOW) {
+        struct upstream_request *req = TAILQ_FIRST(&up->internal);
+        struct upstream_waiter *w;
+
+        if (req) {
+            TAILQ_REMOVE(&up->internal, req, link);
+            TAILQ_INSERT_TAIL(&up->fifo, req, link);
+            up->inflight++;
+            log_traffic(up, TLOG_IN, TLOG_FROM_PROXY, "command", req->queued,
+                        req->queued_len, -1);
+            write_request(up, req, req->queued, req->queued_len, NULL, 0);
+            free(req->queued);
+            req->queued = NULL;
+            continue;
+        }
+        w = TAILQ_FIRST(&up->waiters);
+        if (!w) {
+            break;
+        }
+        TAILQ_REMOVE(&up->waiters, w, link);
+        w->queued = false;
+        w->fn(w->opaque);
+    }
+    up->pumping = false;
+}
+
+struct upstream_request *upstream_send(struct upstream *up, const char *data,
+                                       size_t len, const int *fds, int nfds,
+                                       bool oob, const struct js_member *id,
+                                       const char *echo_id,
+                                       upstream_reply_fn fn, void *opaque)
+{
+    struct upstream_request *req = xcalloc(1, sizeof(*req));
+
+    req->fn = fn;
+    req->opaque = opaque;
+    if (!oob) {
+        TAILQ_INSERT_TAIL(&up->fifo, req, link);
+        up->inflight++;
+        write_request(up, req, data, len, fds, nfds);
+        return req;
+    }
+    /* exec-oob: its reply may overtake, so it travels under our own id */
+    struct strbuf sb = STRBUF_INIT;
+    req->oob = true;
+    req->client_id = echo_id ? xstrdup(echo_id) : NULL;
+    req->oob_id = xasprintf(OOB_ID_PREFIX "%08x-%u\"", up->oob_tag,
+                            ++up->oob_counter);
+    if (id) {
+        strbuf_add(&sb, data, id->value_start);
+        strbuf_adds(&sb, req->oob_id);
+        strbuf_add(&sb, data + id->value_end, len - id->value_end);
+    } else {
+        strbuf_addc(&sb, data[0]);  /* the '{' */
+        strbuf_addf(&sb, "\"id\": %s, ", req->oob_id);
+        strbuf_add(&sb, data + 1, len - 1);
+    }
+    TAILQ_INSERT_TAIL(&up->oob, req, link);
+    write_request(up, req, sb.buf, sb.len, fds, nfds);
+    strbuf_release(&sb);
+    return req;
+}
+
+struct upstream_request *upstream_send_internal(struct upstream *up,
+                                                json_object *cmd,
+                                                upstream_reply_fn fn,
+                                                void *opaque)
+{
+    struct upstream_request *req = xcalloc(1, sizeof(*req));
+    size_t len;
+    const char *s = json_object_to_json_string_length(
+        cmd, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+
+    req->internal = true;
+    req->fn = fn;
+    req->opaque = opaque;
+    req->queued = xstrndup(s, len);
+    req->queued_len = len;
+    if (up->state != UP_READY) {
+        deliver_lost(req);
+        return NULL;
+    }
+    TAILQ_INSERT_TAIL(&up->internal, req, link);
+    pump(up);
+    return req;
+}
+
+void upstream_request_abandon(struct upstream_request *req)
+{
+    req->fn = NULL;
+    req->opaque = NULL;
+}
+
+uint64_t upstream_request_written_us(const struct upstream_request *req)
+{
+    return req->written_us;
+}

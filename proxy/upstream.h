@@ -1,0 +1,106 @@
+/*
+ * upstream: the one connection to QEMU's QMP monitor.  It connects (with a
+ * bounded retry), reads the greeting, negotiates capabilities (oob when
+ * offered), and then carries commands: in-band ones in a FIFO, because
+ * QEMU answers them strictly in order, and out-of-band ones under an id of
+ * its own that it swaps back on the way down.  It decides nothing about
+ * what to forward; it only owns the wire and who each reply belongs to.
+ */
+#ifndef QMPROXY_UPSTREAM_H
+#define QMPROXY_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <json-c/json.h>
+
+#include "jsonstream.h"
+#include "qmp.h"
+
+struct event_base;
+struct address;
+struct trafficlog;
+struct upstream;
+struct upstream_request;
+
+struct upstream_reply {
+    bool lost;                 /* QEMU went away before answering */
+    enum qmp_kind kind;        /* QMP_RETURN or QMP_ERROR */
+    const char *raw;           /* QEMU's bytes, CRLF included */
+    size_t len;
+    const struct js_text *text;
+    uint64_t latency_us;       /* since the command was written */
+    json_object **value_cache; /* private: see upstream_reply_value */
+};
+
+/* The reply parsed (depth 1024), cached; NULL when lost or unparsable.
+ * Borrowed: valid during the callback, json_object_get() to keep it. */
+json_object *upstream_reply_value(const struct upstream_reply *r);
+/* The "return" member of a successful reply, borrowed; NULL otherwise. */
+json_object *upstream_reply_return(const struct upstream_reply *r);
+/* The error desc of a failed reply, borrowed; NULL otherwise. */
+const char *upstream_reply_error_desc(const struct upstream_reply *r);
+
+typedef void (*upstream_reply_fn)(void *opaque,
+                                  const struct upstream_reply *reply);
+
+struct upstream_callbacks {
+    void (*ready)(void *opaque);              /* negotiated */
+    void (*lost)(void *opaque, const char *why);
+    void (*gave_up)(void *opaque, const char *why);  /* never connected */
+    void (*event)(void *opaque, const char *raw, size_t len,
+                  const struct js_text *text);
+};
+
+/* Someone waiting for room in the in-band window. */
+struct upstream_waiter {
+    TAILQ_ENTRY(upstream_waiter) link;
+    bool queued;
+    void (*fn)(void *opaque);
+    void *opaque;
+};
+
+struct upstream *upstream_new(struct event_base *base,
+                              const struct address *addr,
+                              const struct upstream_callbacks *cb,
+                              void *opaque, struct trafficlog *tlog);
+void upstream_free(struct upstream *up);
+/* Connect, retrying every interval until timeout_ms (<0: forever). */
+void upstream_connect(struct upstream *up, int timeout_ms);
+bool upstream_is_ready(const struct upstream *up);
+const char *upstream_greeting(const struct upstream *up, size_t *len);
+bool upstream_oob_offered(const struct upstream *up);
+/* The addresses given, for messages. */
+const char *upstream_display(const struct upstream *up);
+
+/* The in-band window: how many commands QEMU holds at once from us. */
+bool upstream_has_room(const struct upstream *up);
+void upstream_wait_room(struct upstream *up, struct upstream_waiter *w);
+void upstream_cancel_wait(struct upstream *up, struct upstream_waiter *w);
+/* Commands in flight and queued, for diagnostics and tests. */
+unsigned upstream_inflight(const struct upstream *up);
+
+/*
+ * Send a client's command as its exact bytes, fds attached (ownership
+ * passes).  In-band: the caller made sure there is room.  For exec-oob,
+ * id is the client's id member (NULL if none): it is swapped for the
+ * proxy's own, and the reply handed to fn carries echo_id instead (the id
+ * as QEMU would have written it; NULL: the reply gets no id, as QEMU's).
+ */
+struct upstream_request *upstream_send(struct upstream *up, const char *data,
+                                       size_t len, const int *fds, int nfds,
+                                       bool oob, const struct js_member *id,
+                                       const char *echo_id,
+                                       upstream_reply_fn fn, void *opaque);
+/* The proxy's own command; goes ahead of clients' waiting commands.
+ * When QEMU is not there, fn is called at once with a lost reply. */
+struct upstream_request *upstream_send_internal(struct upstream *up,
+                                                json_object *cmd,
+                                                upstream_reply_fn fn,
+                                                void *opaque);
+/* The owner is gone: the reply will be read and dropped. */
+void upstream_request_abandon(struct upstream_request *req);
+uint64_t upstream_request_written_us(const struct upstream_request *req);
+
+#endif

@@ -1,0 +1,4 @@
+#ifndef QMPROXY_VERSION_H
+#define QMPROXY_VERSION_H
+#define QMPROXY_VERSION "0.1.0"
+#endif
