@@ -298,7 +298,7 @@ static void teardown(struct qmproxy *q)
     }
     upstream_free(q->up);
     router_free(q->router);
-    trafficlog_flush(q->tlog);
+    trafficlog_flush(q->tlog, 5000);
     trafficlog_free(q->tlog);
     for (size_t i = 0; i < q->ntaps; i++) {
         tap_free(q->taps[i]);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -31,6 +32,7 @@ struct trafficlog {
     size_t cap, head, used;
     bool writing;            /* the writer holds a chunk outside the lock */
     bool reopen, stop;
+    bool stuck;              /* the writer did not finish in time */
     uint64_t dropped;        /* lines lost, under mu */
     uint64_t dropped_noted;  /* lines lost already written as a note */
     uint64_t last_warn_us;
@@ -339,17 +341,36 @@ uint64_t trafficlog_dropped(const struct trafficlog *tl)
     return n;
 }
 
-void trafficlog_flush(struct trafficlog *tl)
+bool trafficlog_flush(struct trafficlog *tl, int timeout_ms)
 {
+    struct timespec deadline;
+    bool done = true;
+
     if (!tl || !tl->thread_started) {
-        return;
+        return true;
+    }
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&tl->mu);
     while (tl->used || tl->writing || tl->dropped != tl->dropped_noted) {
         pthread_cond_signal(&tl->wake);
-        pthread_cond_wait(&tl->idle, &tl->mu);
+        if (pthread_cond_timedwait(&tl->idle, &tl->mu, &deadline)) {
+            done = false;
+            break;
+        }
     }
     pthread_mutex_unlock(&tl->mu);
+    if (!done) {
+        tl->stuck = true;
+        log_warn("the traffic log could not be written out in %d ms; %zu "
+                 "bytes of it are lost", timeout_ms, tl->used);
+    }
+    return done;
 }
 
 void trafficlog_add_tap(struct trafficlog *tl, struct tap *tap)
@@ -368,6 +389,11 @@ void trafficlog_free(struct trafficlog *tl)
         tl->stop = true;
         pthread_cond_signal(&tl->wake);
         pthread_mutex_unlock(&tl->mu);
+        if (tl->stuck) {
+            /* blocked in write(2) for good: leave it to process exit */
+            pthread_detach(tl->thread);
+            return;
+        }
         pthread_join(tl->thread, NULL);
     }
     if (tl->fd >= 0) {

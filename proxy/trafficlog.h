@@ -48,8 +48,9 @@ void trafficlog_note(struct trafficlog *tl, const char *what,
 /* SIGHUP: reopen the file (log rotation). */
 void trafficlog_reopen(struct trafficlog *tl);
 uint64_t trafficlog_dropped(const struct trafficlog *tl);
-/* Block until the writer has written what is buffered (exit path). */
-void trafficlog_flush(struct trafficlog *tl);
+/* Wait (at most timeout_ms) for the writer to write what is buffered;
+ * false if it could not (a log nobody reads).  Exit path only. */
+bool trafficlog_flush(struct trafficlog *tl, int timeout_ms);
 
 /* Taps: observers that receive every line live. */
 void trafficlog_add_tap(struct trafficlog *tl, struct tap *tap);

@@ -156,10 +156,24 @@ class Proxy:
         return self.proc.wait(timeout)
 
     def stop(self):
+        """End it gracefully (so sanitizers can report), then check that
+        no sanitizer complained during the whole run."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         self.stderr.close()
+        self.check_sanitizers()
+
+    def check_sanitizers(self):
+        text = self.read_stderr()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"):
+            if marker in text:
+                raise AssertionError("qmproxy sanitizer report:\n" + text[-6000:])
 
 
 class QMPClient:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The Debian 12 packages qmproxy needs to build, test and demonstrate, in
+# one place.  Sourced by tests/run.sh, contrib/demo.sh and .ci/run:
+#   ensure_deps        install what is missing (as root), else say what is
+#   deps.sh --list     print the package names
+QMPROXY_DEPS=(
+  build-essential cmake pkg-config
+  libevent-dev libjson-c-dev libxml2-dev check
+  qemu-system-x86 qemu-utils
+  python3 socat
+)
+
+missing_deps() {
+  local p
+  for p in "${QMPROXY_DEPS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+
+ensure_deps() {
+  local missing
+  missing=$(missing_deps | tr '\n' ' ')
+  [ -z "${missing// }" ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "qmproxy needs these Debian packages: $missing" >&2
+    echo "install them as root: apt-get install -y $missing" >&2
+    return 1
+  fi
+  echo "installing: $missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $missing
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-}" in
+    --list) printf '%s\n' "${QMPROXY_DEPS[@]}" ;;
+    *) ensure_deps ;;
+  esac
+fi
