@@ -192,18 +192,40 @@ static int listen_unix(const char *path, int mode, char **error,
         }
         unlink(path);
     }
+    /*
+     * Bind under a temporary name, listen, then rename into place: a
+     * client that sees the path can connect at once (between bind and
+     * listen it would be refused).
+     */
+    char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
+    bool staged = strlen(tmp) < sizeof(sa.sun_path);
+    if (staged) {
+        memset(sa.sun_path, 0, sizeof(sa.sun_path));
+        memcpy(sa.sun_path, tmp, strlen(tmp));
+        unlink(tmp);
+    }
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         *error = xasprintf("bind %s: %s", path, strerror(errno));
+        free(tmp);
         close(fd);
         return -1;
     }
-    *created = true;
-    if (mode >= 0 && chmod(path, (mode_t)mode) < 0) {
+    if (mode >= 0 && chmod(staged ? tmp : path, (mode_t)mode) < 0) {
         *error = xasprintf("chmod %s: %s", path, strerror(errno));
-        unlink(path);
+        unlink(staged ? tmp : path);
+        free(tmp);
         close(fd);
         return -1;
     }
+    if (listen(fd, 64) < 0 || (staged && rename(tmp, path) < 0)) {
+        *error = xasprintf("listen %s: %s", path, strerror(errno));
+        unlink(staged ? tmp : path);
+        free(tmp);
+        close(fd);
+        return -1;
+    }
+    free(tmp);
+    *created = true;
     return fd;
 }
 
@@ -295,7 +317,7 @@ struct listener *listener_new(struct event_base *base,
         free(l);
         return NULL;
     }
-    if (addr->kind != ADDR_FD && listen(fd, 64) < 0) {
+    if (addr->kind == ADDR_TCP && listen(fd, 64) < 0) {
         *error = xasprintf("listen %s: %s", l->display, strerror(errno));
         close(fd);
         if (l->created_path) {

@@ -31,6 +31,7 @@ struct options {
     bool reconnect;
     int connect_timeout_s;
     size_t max_message;
+    char *state;
     int verbosity;
 };
 
@@ -54,7 +55,8 @@ static void usage(FILE *out)
 "               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
-"               [--max-message BYTES] [-v] [--version] [--help]\n"
+"               [--max-message BYTES] [--state FILE] [-v] [--version]\n"
+"               [--help]\n"
 "\n"
 "A QMP proxy: management clients connect to the --listen sockets and talk\n"
 "to the QEMU monitor at --upstream as if they were connected to it directly.\n"
@@ -72,6 +74,9 @@ static void usage(FILE *out)
 "  --connect-timeout S  how long to wait for QEMU's socket (default 30)\n"
 "  --max-message BYTES  largest message accepted from a client (default\n"
 "                       and maximum 67108864, QEMU's own limit)\n"
+"  --state FILE         keep the backing-chain model (and what only the\n"
+"                       proxy knows) in FILE, so a restarted proxy picks up\n"
+"                       where it left off\n"
 "  -v                   more diagnostics on stderr (-vv: debug)\n");
 }
 
@@ -84,7 +89,8 @@ static void push(char ***list, size_t *n, const char *s)
 static bool parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
-           OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_VERSION, OPT_HELP };
+           OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_VERSION,
+           OPT_HELP };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -94,6 +100,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "reconnect", no_argument, NULL, OPT_RECONNECT },
         { "connect-timeout", required_argument, NULL, OPT_TIMEOUT },
         { "max-message", required_argument, NULL, OPT_MAXMSG },
+        { "state", required_argument, NULL, OPT_STATE },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
@@ -152,6 +159,10 @@ static bool parse_options(int argc, char **argv, struct options *o)
                         (size_t)JSONSTREAM_MAX_TOKEN_SIZE, optarg);
                 return false;
             }
+            break;
+        case OPT_STATE:
+            free(o->state);
+            o->state = xstrdup(optarg);
             break;
         case 'v':
             o->verbosity++;
@@ -234,6 +245,11 @@ static bool setup(struct qmproxy *q, const struct options *o)
                          q->router, q->tlog);
     address_clear(&addr);
     router_set_upstream(q->router, q->up);
+    if (o->state && !router_set_state(q->router, o->state, &error)) {
+        fprintf(stderr, "qmproxy: --state %s: %s\n", o->state, error);
+        free(error);
+        return false;
+    }
 
     /* listeners exist before QEMU is reached; they accept once it is */
     for (size_t i = 0; i < o->nlisten; i++) {
@@ -321,6 +337,7 @@ static void free_options(struct options *o)
     }
     free(o->taps);
     free(o->traffic_log);
+    free(o->state);
 }
 
 int main(int argc, char **argv)

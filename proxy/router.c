@@ -8,8 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chain.h"
+#include "cmd.h"
 #include "listener.h"
 #include "qjson.h"
+#include "statefile.h"
 #include "log.h"
 #include "trafficlog.h"
 #include "upstream.h"
@@ -32,6 +35,18 @@ struct router {
     struct event *exit_check, *exit_deadline;
     void (*on_exit)(void *opaque, int status);
     void *exit_opaque;
+    struct chain *chain;
+    struct statefile *state;
+};
+
+/* A client's command in QEMU's hands, and what to do with its reply. */
+struct forward {
+    struct router *router;
+    struct slot *slot;         /* NULL once the client has gone */
+    unsigned client;
+    char *command;             /* watched by the chain model: its name */
+    json_object *args;         /* and its arguments */
+    bool extend_commands;      /* query-commands: add the proxy's own */
 };
 
 struct trafficlog *router_tlog(struct router *r)
@@ -58,6 +73,81 @@ unsigned router_session_count(const struct router *r)
 {
     return (unsigned)r->nsessions;
 }
+
+struct chain *router_chain(struct router *r)
+{
+    return r->chain;
+}
+
+void router_broadcast_event(struct router *r, const char *name,
+                            json_object *data)
+{
+    size_t len;
+    char *msg = qmp_event_message(name, data, &len);
+
+    if (r->tlog && trafficlog_active(r->tlog)) {
+        struct tlog_entry e = {
+            .dir = TLOG_OUT, .from = TLOG_FROM_PROXY, .kind = "event",
+            .broadcast = true, .raw = msg, .len = len, .latency_us = -1,
+        };
+        trafficlog_record(r->tlog, &e);
+    }
+    for (size_t i = 0; i < r->nsessions; i++) {
+        session_event(r->sessions[i], msg, len);
+    }
+    free(msg);
+}
+
+void router_save_state(struct router *r)
+{
+    json_object *state;
+
+    if (!r->state) {
+        return;
+    }
+    state = json_object_new_object();
+    json_object_object_add(state, "chain", chain_save(r->chain));
+    statefile_save(r->state, state);
+    json_object_put(state);
+}
+
+bool router_set_state(struct router *r, const char *path, char **error)
+{
+    json_object *saved, *chain;
+    char *problem = NULL;
+
+    (void)error;
+    r->state = statefile_new(path);
+    saved = statefile_load(r->state, &problem);
+    if (problem) {
+        log_error("%s", problem);
+        if (r->tlog) {
+            trafficlog_note(r->tlog, "state-file-set-aside", problem);
+        }
+        free(problem);
+    }
+    if (saved && json_object_object_get_ex(saved, "chain", &chain)) {
+        chain_load(r->chain, chain);
+        log_info("loaded the state saved in %s", path);
+    }
+    json_object_put(saved);
+    return true;
+}
+
+static void chain_event(void *opaque, const char *name, json_object *data)
+{
+    router_broadcast_event(opaque, name, data);
+}
+
+static void chain_changed(void *opaque)
+{
+    router_save_state(opaque);
+}
+
+static const struct chain_hooks router_chain_hooks = {
+    .emit_event = chain_event,
+    .changed = chain_changed,
+};
 
 static void enable_listeners(struct router *r, bool on)
 {
@@ -126,13 +216,22 @@ void router_on_exit(struct router *r, void (*fn)(void *opaque, int status),
 
 /* ---- upstream events ----------------------------------------------- */
 
+static void seeded(void *opaque)
+{
+    struct router *r = opaque;
+
+    if (!r->exiting && upstream_is_ready(r->up)) {
+        enable_listeners(r, true);
+    }
+}
+
+/* QEMU is there: learn its disks first, then let clients in, so nobody
+ * can ask for a chain before the proxy knows it. */
 static void on_ready(void *opaque)
 {
     struct router *r = opaque;
 
-    if (!r->exiting) {
-        enable_listeners(r, true);
-    }
+    chain_seed(r->chain, seeded, r);
 }
 
 static void on_lost(void *opaque, const char *why)
@@ -140,6 +239,7 @@ static void on_lost(void *opaque, const char *why)
     struct router *r = opaque;
 
     log_info("QEMU's monitor closed (%s)", why);
+    chain_upstream_lost(r->chain);
     if (r->opts.reconnect && !r->exiting) {
         /* clients get what QEMU sent, then EOF; new ones wait for QEMU */
         enable_listeners(r, false);
@@ -164,11 +264,38 @@ static void on_gave_up(void *opaque, const char *why)
     begin_exit(r, 1);
 }
 
+/* Block job events feed the chain model (parsed only when they do). */
+static void observe_event(struct router *r, const char *raw, size_t len,
+                          const struct js_text *text)
+{
+    const struct js_member *m = js_text_member(text, "event");
+    char name[64];
+    size_t n;
+    json_tokener *tok;
+    json_object *ev, *data = NULL;
+
+    if (!m || m->value_end - m->value_start < 3
+        || m->value_end - m->value_start - 2 >= sizeof(name)) {
+        return;
+    }
+    n = m->value_end - m->value_start - 2;
+    memcpy(name, text->raw + m->value_start + 1, n);
+    name[n] = 0;
+    if (!chain_watches_event(name)) {
+        return;
+    }
+    tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
+    ev = json_tokener_parse_ex(tok, raw, (int)len);
+    json_tokener_free(tok);
+    json_object_object_get_ex(ev, "data", &data);
+    chain_observe_event(r->chain, name, data);
+    json_object_put(ev);
+}
+
 static void on_event(void *opaque, const char *raw, size_t len,
                      const struct js_text *text)
 {
     struct router *r = opaque;
-    (void)text;
 
     if (r->tlog && trafficlog_active(r->tlog)) {
         struct tlog_entry e = {
@@ -180,6 +307,7 @@ static void on_event(void *opaque, const char *raw, size_t len,
     for (size_t i = 0; i < r->nsessions; i++) {
         session_event(r->sessions[i], raw, len);
     }
+    observe_event(r, raw, len, text);
 }
 
 const struct upstream_callbacks router_upstream_callbacks = {
@@ -232,22 +360,73 @@ void router_session_closed(struct router *r, struct session *s)
 
 /* ---- commands ------------------------------------------------------ */
 
-static void on_reply(void *opaque, const struct upstream_reply *reply)
+static void forward_slot_gone(void *opaque, struct slot *slot)
 {
-    struct slot *slot = opaque;
+    struct forward *f = opaque;
+    (void)slot;
+    f->slot = NULL;
+}
 
-    slot->req = NULL;
-    if (reply->lost) {
-        return;  /* the session is finished by on_lost */
+/*
+ * query-commands is the one reply the proxy extends: its own commands are
+ * added to QEMU's list, so clients that probe for them find them.
+ */
+static char *extend_commands(const struct upstream_reply *reply, size_t *len)
+{
+    const struct js_member *ret = js_text_member(reply->text, "return");
+    struct strbuf sb = STRBUF_INIT;
+    size_t close;
+    bool empty;
+
+    if (!ret || reply->raw[ret->value_end - 1] != ']') {
+        return NULL;
     }
-    session_reply(slot->session, slot, reply->raw, reply->len,
-                  TLOG_FROM_QEMU, (int64_t)reply->latency_us);
+    close = ret->value_end - 1;
+    empty = reply->raw[ret->value_start + 1] == ']';
+    strbuf_add(&sb, reply->raw, close);
+    for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
+        strbuf_addf(&sb, "%s{\"name\": \"%s\"}",
+                    empty && e == cmd_table ? "" : ", ", (*e)->name);
+    }
+    strbuf_add(&sb, reply->raw + close, reply->len - close);
+    return strbuf_detach(&sb, len);
+}
+
+static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
+{
+    struct forward *f = opaque;
+    struct router *r = f->router;
+
+    if (!reply->lost) {
+        if (f->slot) {
+            struct slot *slot = f->slot;
+            char *extended = NULL;
+            size_t len = reply->len;
+            slot->owner = NULL;
+            if (f->extend_commands && reply->kind == QMP_RETURN) {
+                extended = extend_commands(reply, &len);
+            }
+            session_reply(slot->session, slot, extended ? extended
+                                                        : reply->raw,
+                          len, TLOG_FROM_QEMU, (int64_t)reply->latency_us);
+            free(extended);
+        }
+        if (f->command) {
+            chain_observe(r->chain, f->command, f->args, f->client,
+                          reply->kind == QMP_RETURN);
+        }
+    }
+    free(f->command);
+    json_object_put(f->args);
+    free(f);
 }
 
 /* As it is, to QEMU: the exact bytes, the fds with them. */
-static enum route_result pass_through(struct router *r, struct slot *slot,
+static enum route_result pass_through(struct router *r, struct session *s,
+                                      struct slot *slot,
                                       struct client_cmd *cmd, bool granted)
 {
+    struct forward *f;
     char *echo_id = NULL;
 
     if (!cmd->req.oob && !granted && !upstream_has_room(r->up)) {
@@ -258,21 +437,68 @@ static enum route_result pass_through(struct router *r, struct slot *slot,
         qjson_write(&sb, cmd->req.id);
         echo_id = strbuf_detach(&sb, NULL);
     }
-    slot->req = upstream_send(r->up, cmd->raw, cmd->len, cmd->fds, cmd->nfds,
-                              cmd->req.oob,
-                              cmd->has_id_member ? &cmd->id_member : NULL,
-                              echo_id, on_reply, slot);
+    f = xcalloc(1, sizeof(*f));
+    f->router = r;
+    f->slot = slot;
+    f->client = session_id(s);
+    if (chain_watches(cmd->req.command)) {
+        f->command = xstrdup(cmd->req.command);
+        f->args = json_object_get(cmd->req.args);
+    }
+    f->extend_commands = !strcmp(cmd->req.command, "query-commands");
+    slot->owner = f;
+    slot->owner_gone = forward_slot_gone;
+    upstream_send(r->up, cmd->raw, cmd->len, cmd->fds, cmd->nfds,
+                  cmd->req.oob, cmd->has_id_member ? &cmd->id_member : NULL,
+                  echo_id, on_forward_reply, f);
     cmd->nfds = 0;  /* they travel with the command now */
     free(echo_id);
     return ROUTE_DONE;
+}
+
+/* One of the proxy's own commands: check the arguments, run it.  If it
+ * does not answer at once, the client's next commands wait for it. */
+static void run_own(struct router *r, struct session *s, struct slot *slot,
+                    const struct cmd_entry *e, struct client_cmd *cmd)
+{
+    struct cmd_call *call = cmd_call_new(r, e, slot, session_id(s),
+                                         session_listener(s),
+                                         cmd->req.has_id, cmd->req.id);
+    bool answered = false;
+    char *err;
+
+    if (cmd->req.oob) {
+        cmd_error(call, QMP_GENERIC_ERROR,
+                  "The command %s does not support OOB", e->name);
+        return;
+    }
+    err = qapi_check(e->args, cmd->req.args);
+    if (err) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s", err);
+        free(err);
+        return;
+    }
+    slot->owner = call;
+    slot->owner_gone = cmd_call_slot_gone;
+    call->answered = &answered;
+    e->exec(call, cmd->req.args);
+    if (!answered) {
+        call->answered = NULL;
+        session_set_barrier(s, slot);
+    }
 }
 
 enum route_result router_route(struct router *r, struct session *s,
                                struct slot *slot, struct client_cmd *cmd,
                                bool granted)
 {
-    (void)s;
-    return pass_through(r, slot, cmd, granted);
+    const struct cmd_entry *e = cmd_find(cmd->req.command);
+
+    if (e) {
+        run_own(r, s, slot, e, cmd);
+        return ROUTE_DONE;
+    }
+    return pass_through(r, s, slot, cmd, granted);
 }
 
 /* ---- life ---------------------------------------------------------- */
@@ -290,9 +516,17 @@ struct router *router_new(struct event_base *base, struct trafficlog *tl,
     return r;
 }
 
+static void create_chain(struct router *r)
+{
+    if (!r->chain) {
+        r->chain = chain_new(r->up, &router_chain_hooks, r);
+    }
+}
+
 void router_set_upstream(struct router *r, struct upstream *up)
 {
     r->up = up;
+    create_chain(r);
 }
 
 void router_add_listener(struct router *r, struct listener *l)
@@ -309,6 +543,11 @@ void router_free(struct router *r)
     }
     event_free(r->exit_check);
     event_free(r->exit_deadline);
+    if (r->state) {
+        router_save_state(r);
+        statefile_free(r->state);
+    }
+    chain_free(r->chain);
     free(r->listeners);
     free(r->sessions);
     free(r);

@@ -13,6 +13,7 @@
 
 #include "session.h"
 
+struct chain;
 struct event_base;
 struct listener;
 struct router;
@@ -33,6 +34,9 @@ void router_free(struct router *r);
 /* The upstream is created with these callbacks and this router as opaque. */
 extern const struct upstream_callbacks router_upstream_callbacks;
 void router_set_upstream(struct router *r, struct upstream *up);
+/* Keep the model in this state file (loaded now, saved on every change).
+ * Returns false, with *error set, only if the file cannot be used at all. */
+bool router_set_state(struct router *r, const char *path, char **error);
 void router_add_listener(struct router *r, struct listener *l);
 /* Accept callback for listeners (opaque: the router). */
 void router_accept(void *opaque, struct listener *l, int fd);
@@ -53,5 +57,11 @@ struct upstream *router_upstream(struct router *r);
 struct event_base *router_base(struct router *r);
 size_t router_max_message(struct router *r);
 unsigned router_session_count(const struct router *r);
+struct chain *router_chain(struct router *r);
+/* An event of the proxy's own, in QEMU's form, to every negotiated client. */
+void router_broadcast_event(struct router *r, const char *name,
+                            json_object *data);
+/* Something the proxy keeps changed: save the state. */
+void router_save_state(struct router *r);
 
 #endif

@@ -1,0 +1,89 @@
+/*
+ * chain: the proxy's model of every disk's backing chain, with the mirror
+ * or copy target and the block job running on it.  It is seeded from
+ * QEMU's query-block (and query-named-block-nodes, for the node-names of
+ * backing layers), kept up to date from what passes through (snapshots,
+ * job starts, job events, pivots) whoever sent it, and after every change
+ * reconciled with a fresh query of its own: where its prediction and
+ * QEMU's answer differ, QEMU wins and the difference is logged.  Chains
+ * that changed are announced with a QMPROXY_CHAIN_CHANGED event.
+ *
+ * Disks are named by their QMP device when they have one, else by their
+ * qdev id (with -blockdev the device is empty), and are also found by the
+ * node-name of any layer and by the file of their active layer.
+ */
+#ifndef QMPROXY_CHAIN_H
+#define QMPROXY_CHAIN_H
+
+#include <stdbool.h>
+#include <json-c/json.h>
+
+struct chain;
+struct upstream;
+
+struct chain_hooks {
+    /* Send an event (in QEMU's form) to every negotiated client. */
+    void (*emit_event)(void *opaque, const char *name, json_object *data);
+    /* The model changed: persist it. */
+    void (*changed)(void *opaque);
+};
+
+struct chain *chain_new(struct upstream *up, const struct chain_hooks *hooks,
+                        void *opaque);
+void chain_free(struct chain *c);
+
+/*
+ * QEMU is negotiated: learn its disks, then call done.  A state loaded
+ * before is compared with what QEMU says, and what changed while the proxy
+ * was away is reported.
+ */
+void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque);
+/* QEMU went away: queries in flight will not be answered. */
+void chain_upstream_lost(struct chain *c);
+
+/* Is this command one whose success changes the model? */
+bool chain_watches(const char *command);
+/* A watched command and QEMU's reply to it (ret NULL: it failed). */
+void chain_observe(struct chain *c, const char *command, json_object *args,
+                   unsigned client, bool ok);
+/* Is this event one the model follows? */
+bool chain_watches_event(const char *name);
+void chain_observe_event(struct chain *c, const char *name,
+                         json_object *data);
+
+/* Ask QEMU again now (after a change the proxy made itself). */
+void chain_reconcile(struct chain *c);
+/* Refresh job progress from QEMU, then call done (for queries). */
+void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque);
+/* Call done once the next reconciliation has completed. */
+void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
+                           void *opaque);
+
+/* Resolve a name a client may use for a disk; NULL when unknown. */
+const char *chain_disk_name(const struct chain *c, const char *any_name);
+/* The model as JSON: one disk, or every disk (disk NULL). New reference;
+ * NULL if the disk is unknown. */
+json_object *chain_to_json(const struct chain *c, const char *disk);
+/* The model as libvirt-style <disk> XML (owned); NULL if unknown. */
+char *chain_to_xml(const struct chain *c, const char *disk);
+
+/* The disk's active layer, its backing chain and job, for operations. */
+const char *chain_top_file(const struct chain *c, const char *disk);
+const char *chain_top_format(const struct chain *c, const char *disk);
+const char *chain_top_node(const struct chain *c, const char *disk);
+/* The "device" argument QEMU's block commands take for this disk. */
+const char *chain_job_device(const struct chain *c, const char *disk);
+int chain_layer_count(const struct chain *c, const char *disk);
+const char *chain_layer_file(const struct chain *c, const char *disk, int i);
+/* The id of the job running on disk, or NULL. */
+const char *chain_job_id(const struct chain *c, const char *disk);
+const char *chain_job_status(const struct chain *c, const char *disk);
+/* Who started a job (client number, 0 for the proxy) and for what. */
+void chain_note_job_owner(struct chain *c, const char *job_id,
+                          const char *operation);
+
+/* Persistence: what only the proxy knows, plus the model. */
+json_object *chain_save(const struct chain *c);
+void chain_load(struct chain *c, json_object *saved);
+
+#endif

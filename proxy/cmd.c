@@ -1,0 +1,99 @@
+/*
+ * cmd: the table of the proxy's own commands and how they answer.
+ */
+#include "cmd.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qmp.h"
+#include "router.h"
+#include "session.h"
+#include "util.h"
+
+extern const struct cmd_entry cmd_query_chain_entry;
+
+const struct cmd_entry *const cmd_table[] = {
+    &cmd_query_chain_entry,
+    NULL,
+};
+
+const struct cmd_entry *cmd_find(const char *name)
+{
+    for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
+        if (!strcmp((*e)->name, name)) {
+            return *e;
+        }
+    }
+    return NULL;
+}
+
+struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,
+                              struct slot *slot, unsigned client,
+                              const char *listener, bool has_id,
+                              json_object *id)
+{
+    struct cmd_call *call = xcalloc(1, sizeof(*call));
+
+    call->router = r;
+    call->entry = e;
+    call->slot = slot;
+    call->client = client;
+    call->listener = xstrdup(listener ? listener : "default");
+    call->has_id = has_id;
+    call->id = json_object_get(id);
+    return call;
+}
+
+void cmd_call_slot_gone(void *opaque, struct slot *slot)
+{
+    struct cmd_call *call = opaque;
+    (void)slot;
+    call->slot = NULL;
+}
+
+static void finish(struct cmd_call *call, char *reply, size_t len)
+{
+    struct slot *slot = call->slot;
+
+    if (call->answered) {
+        *call->answered = true;
+    }
+    if (slot) {
+        slot->owner = NULL;  /* answered: no need to hear of it leaving */
+        session_reply(slot->session, slot, reply, len, TLOG_FROM_PROXY, -1);
+    }
+    free(reply);
+    json_object_put(call->id);
+    free(call->listener);
+    free(call);
+}
+
+void cmd_return(struct cmd_call *call, json_object *ret)
+{
+    struct qmp_request req = { .has_id = call->has_id, .id = call->id };
+    size_t len;
+    char *reply = qmp_return_reply(ret, &req, &len);
+
+    json_object_put(ret);
+    finish(call, reply, len);
+}
+
+void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
+{
+    struct qmp_request req = { .has_id = call->has_id, .id = call->id };
+    va_list ap;
+    char *desc, *reply;
+    size_t len;
+
+    va_start(ap, fmt);
+    if (vasprintf(&desc, fmt, ap) < 0) {
+        desc = xstrdup("out of memory");
+    }
+    va_end(ap);
+    reply = qmp_error_reply(cls, desc, &req, &len);
+    free(desc);
+    finish(call, reply, len);
+}

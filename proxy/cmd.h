@@ -1,0 +1,55 @@
+/*
+ * cmd: the proxy's own QMP commands (qmproxy-*, and the RHEL-era names it
+ * implements), one file each under proxy/ops/ with a cmd_entry, as tmux
+ * keeps its commands.  A command gets its checked arguments and answers
+ * through its cmd_call, at once or later; until it answers, the client's
+ * later commands wait, as they would behind a QEMU command.
+ */
+#ifndef QMPROXY_CMD_H
+#define QMPROXY_CMD_H
+
+#include <stdbool.h>
+#include <json-c/json.h>
+
+#include "qapi.h"
+
+struct router;
+struct slot;
+struct cmd_call;
+
+struct cmd_entry {
+    const char *name;
+    const struct qapi_member *args;  /* checked before exec is called */
+    void (*exec)(struct cmd_call *call, json_object *args);
+};
+
+/* One invocation. */
+struct cmd_call {
+    struct router *router;
+    const struct cmd_entry *entry;
+    struct slot *slot;        /* NULL once the client has gone */
+    unsigned client;          /* the client's number */
+    char *listener;           /* owned: the listener it came through */
+    bool has_id;
+    json_object *id;          /* owned reference */
+    bool *answered;           /* set when it answers, if still watched */
+};
+
+/* Every command the proxy answers itself, NULL-terminated. */
+extern const struct cmd_entry *const cmd_table[];
+const struct cmd_entry *cmd_find(const char *name);
+
+/* Answer with a return value (ownership taken; NULL means {}). */
+void cmd_return(struct cmd_call *call, json_object *ret);
+/* Answer with an error of QEMU's form. */
+void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* For the router. */
+struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,
+                              struct slot *slot, unsigned client,
+                              const char *listener, bool has_id,
+                              json_object *id);
+void cmd_call_slot_gone(void *call, struct slot *slot);
+
+#endif

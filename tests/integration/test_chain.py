@@ -1,0 +1,359 @@
+"""Backing-chain tracking against a real QEMU 7.2: snapshots, commits,
+streams, mirrors (and their pivots and cancellations) done by a plain
+client through the proxy; the XML form; persistence across a restart."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+from qmptest import (ProxyTestCase, QMPClient, Proxy, for_each_shape,
+                     qemu_img, wait_for)
+
+
+def qemu_chain(client, disk_index=0):
+    """(files, formats, top node-name) of a disk, straight from query-block."""
+    blocks = client.ok("query-block")
+    b = blocks[disk_index]
+    ins = b["inserted"]
+    files, formats = [], []
+    img = ins["image"]
+    while img:
+        name = img["filename"]
+        if name.startswith("json:"):
+            inner = json.loads(name[5:])
+            while "filename" not in inner:
+                inner = inner["file"]
+            name = inner["filename"]
+        files.append(name)
+        formats.append(img["format"])
+        img = img.get("backing-image")
+    return files, formats, ins["node-name"]
+
+
+def proxy_chain(client, disk="disk0"):
+    reply = client.cmd("qmproxy-query-chain", {"disk": disk})
+    assert "return" in reply, reply
+    return reply["return"][0]
+
+
+class ChainTestCase(ProxyTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.c = self.client()
+        self.snapn = 0
+
+    def dev(self):
+        """The device argument block commands take for disk0 now."""
+        if self.shape == "none":
+            return "disk0"
+        return qemu_chain(self.c)[2]
+
+    def assert_matches_qemu(self, disk="disk0"):
+        files, formats, node = qemu_chain(self.c)
+        model = proxy_chain(self.c, disk)
+        self.assertEqual([l["file"] for l in model["chain"]], files)
+        self.assertEqual([l["format"] for l in model["chain"]], formats)
+        self.assertEqual(model["chain"][0]["node-name"], node)
+        self.assertEqual(model["node-name"], node)
+        self.assertFalse(model["chain"][0]["read-only"])
+        self.assertTrue(all(l["read-only"] for l in model["chain"][1:]))
+        self.assertTrue(all("node-name" in l for l in model["chain"]), model)
+        return model
+
+    def snapshot(self, name=None):
+        self.snapn += 1
+        path = os.path.join(self.workdir, name or "snap%d.qcow2" % self.snapn)
+        args = {"snapshot-file": path, "format": "qcow2"}
+        if self.shape == "none":
+            args["device"] = "disk0"
+        else:
+            args["node-name"] = self.dev()
+            args["snapshot-node-name"] = "snapnode%d" % self.snapn
+        self.c.ok("blockdev-snapshot-sync", args)
+        return path
+
+    def wait_job_event(self, name, job):
+        return self.c.wait_event(name, pred=lambda e: e["data"]["device"] == job)
+
+
+@for_each_shape
+class Snapshots(ChainTestCase):
+
+    def test_seeded_from_query_block(self):
+        model = self.assert_matches_qemu()
+        self.assertEqual(model["disk"], "disk0")
+        self.assertEqual(len(model["chain"]), 1)
+        self.assertEqual(model["chain"][0]["virtual-size"], 64 << 20)
+        # reachable by its top node-name too
+        self.assertEqual(proxy_chain(self.c, model["node-name"])["disk"], "disk0")
+
+    def test_one_three_and_twenty_five_snapshots(self):
+        for count in (1, 3, 25):
+            while self.snapn < count:
+                self.snapshot()
+            model = self.assert_matches_qemu()
+            self.assertEqual(len(model["chain"]), count + 1)
+        # 26 levels of backing-image nest deeper than json-c's default 32
+        self.assertEqual(model["chain"][-1]["file"], self.qemu.images[0])
+
+    def test_chain_changed_event(self):
+        path = self.snapshot()
+        ev = self.c.wait_event("QMPROXY_CHAIN_CHANGED")
+        self.assertEqual(ev["data"]["disk"], "disk0")
+        self.assertEqual([l["file"] for l in ev["data"]["chain"]],
+                         [path, self.qemu.images[0]])
+        self.assertIn("seconds", ev["timestamp"])
+        # a second client sees it as well, one that never negotiated does not
+        other = self.client()
+        silent = self.client(negotiate=False)
+        self.snapshot()
+        other.wait_event("QMPROXY_CHAIN_CHANGED")
+        self.assertFalse(silent.at_eof(timeout=0.3))
+        self.assertEqual(silent.buf, b"")
+
+    def test_snapshot_in_transaction(self):
+        path = os.path.join(self.workdir, "tx.qcow2")
+        data = {"snapshot-file": path, "format": "qcow2"}
+        if self.shape == "none":
+            data["device"] = "disk0"
+        else:
+            data["node-name"] = self.dev()
+            data["snapshot-node-name"] = "txnode"
+        self.c.ok("transaction", {"actions": [{"type": "blockdev-snapshot-sync", "data": data}]})
+        model = self.assert_matches_qemu()
+        self.assertEqual(model["chain"][0]["file"], path)
+
+    def test_failed_snapshot_changes_nothing(self):
+        before = self.assert_matches_qemu()
+        r = self.c.cmd("blockdev-snapshot-sync", {
+            "device": "disk0" if self.shape == "none" else self.dev(),
+            "snapshot-file": "/nonexistent/dir/s.qcow2", "format": "qcow2"})
+        self.assertIn("error", r)
+        self.assertEqual(self.assert_matches_qemu()["chain"], before["chain"])
+
+
+@for_each_shape
+class Jobs(ChainTestCase):
+
+    def test_intermediate_commit(self):
+        s1, s2, s3 = self.snapshot(), self.snapshot(), self.snapshot()
+        base = self.qemu.images[0]
+        self.c.ok("block-commit", {"device": self.dev(), "job-id": "ic",
+                                   "top": s2, "base": s1})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "ic")
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s3, s1, base])
+        self.assertNotIn("job", model)
+
+    def test_active_commit_with_pivot(self):
+        s1 = self.snapshot()
+        self.snapshot()
+        self.c.hmp('qemu-io %s "write -P 0x33 0 1M"' % self.dev())
+        # into s1, the layer below (QEMU's default would be the bottom)
+        self.c.ok("block-commit", {"device": self.dev(), "job-id": "ac", "base": s1})
+        self.wait_job_event("BLOCK_JOB_READY", "ac")
+        during = proxy_chain(self.c)
+        self.assertEqual(during["job"]["type"], "commit")
+        self.assertEqual(during["mirror"]["type"], "active-commit")
+        self.assertEqual(during["mirror"]["file"], s1)
+        self.assertEqual(during["mirror"]["ready"], "yes")
+        self.c.ok("block-job-complete", {"device": "ac"})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "ac")
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s1, self.qemu.images[0]])
+        self.assertNotIn("mirror", model)
+        # and with QEMU's default base, the whole chain folds into the bottom
+        self.c.ok("block-commit", {"device": self.dev(), "job-id": "ac2"})
+        self.wait_job_event("BLOCK_JOB_READY", "ac2")
+        self.assertEqual(proxy_chain(self.c)["mirror"]["file"], self.qemu.images[0])
+        self.c.ok("block-job-complete", {"device": "ac2"})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "ac2")
+        self.assertEqual(len(self.assert_matches_qemu()["chain"]), 1)
+
+    def test_stream(self):
+        s1 = self.snapshot()
+        s2 = self.snapshot()
+        self.c.ok("block-stream", {"device": self.dev(), "job-id": "st"})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "st")
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s2])
+        del s1
+
+    def test_mirror_onto_existing_destination_chain(self):
+        dest = os.path.join(self.workdir, "dest")
+        os.mkdir(dest)
+        src_snap = self.snapshot("src-snap.qcow2")
+        # the destination: a copy of the base, and an overlay on top of it
+        dest_base = os.path.join(dest, "base.qcow2")
+        shutil.copy(self.qemu.images[0], dest_base)
+        dest_snap = os.path.join(dest, "snap.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", "-b", dest_base, "-F", "qcow2", dest_snap)
+        self.c.hmp('qemu-io %s "write -P 0x44 0 512k"' % self.dev())
+        self.c.ok("drive-mirror", {"device": self.dev(), "job-id": "m", "target": dest_snap,
+                                   "format": "qcow2", "sync": "top", "mode": "existing"})
+        self.wait_job_event("BLOCK_JOB_READY", "m")
+        during = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in during["chain"]], [src_snap, self.qemu.images[0]])
+        m = during["mirror"]
+        self.assertEqual((m["file"], m["format"], m["job"], m["type"], m["ready"]),
+                         (dest_snap, "qcow2", "m", "copy", "yes"))
+        self.assertEqual(m["offset"], m["len"])
+        self.assertEqual(during["job"]["status"], "ready")
+        self.assertEqual(during["job"]["started-by"], 1)
+        xml = ET.fromstring(self.c.ok("qmproxy-query-chain", {"disk": "disk0", "format": "xml"}))
+        mirror = xml.find("mirror")
+        self.assertEqual(mirror.get("file"), dest_snap)
+        self.assertEqual(mirror.get("job"), "copy")
+        self.assertEqual(mirror.get("ready"), "yes")
+        self.assertEqual(mirror.find("source").get("file"), dest_snap)
+        self.c.ok("block-job-complete", {"device": "m"})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "m")
+        after = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in after["chain"]], [dest_snap, dest_base])
+        self.assertNotIn("mirror", after)
+
+    def test_cancelled_ready_mirror_leaves_chain(self):
+        s1 = self.snapshot()
+        target = os.path.join(self.workdir, "copy.qcow2")
+        args = {"device": self.dev(), "target": target, "format": "qcow2", "sync": "top"}
+        if self.shape == "q35":
+            args["job-id"] = "copyjob"  # a node-name is no job id
+        self.c.ok("drive-mirror", args)
+        job = args.get("job-id", "disk0")
+        self.wait_job_event("BLOCK_JOB_READY", job)
+        self.assertEqual(proxy_chain(self.c)["mirror"]["file"], target)
+        self.c.ok("block-job-cancel", {"device": job})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", job)
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s1, self.qemu.images[0]])
+        self.assertNotIn("mirror", model)
+
+    def test_job_started_by_another_monitor_is_found(self):
+        """A job the proxy never saw start shows up once an event names it."""
+        other = self.direct()
+        self.snapshot()
+        other.ok("block-commit", {"device": self.dev(), "job-id": "behind"})
+        self.c.wait_event("BLOCK_JOB_READY", pred=lambda e: e["data"]["device"] == "behind")
+        model = proxy_chain(self.c)
+        self.assertEqual(model["job"]["id"], "behind")
+        other.ok("block-job-cancel", {"device": "behind"})
+        self.c.wait_event("BLOCK_JOB_COMPLETED")
+        self.assertNotIn("job", proxy_chain(self.c))
+
+
+@for_each_shape
+class XmlForm(ChainTestCase):
+
+    def test_xml_parses_back(self):
+        s1 = self.snapshot()
+        s2 = self.snapshot()
+        xml = self.c.ok("qmproxy-query-chain", {"disk": "disk0", "format": "xml"})
+        disk = ET.fromstring(xml)
+        self.assertEqual(disk.tag, "disk")
+        self.assertEqual(disk.get("type"), "file")
+        self.assertEqual(disk.find("source").get("file"), s2)
+        self.assertEqual(disk.find("format").get("type"), "qcow2")
+        self.assertEqual(disk.find("target").get("dev"), "disk0")
+        files = []
+        bs = disk.find("backingStore")
+        index = 1
+        while len(bs):
+            self.assertEqual(bs.get("type"), "file")
+            self.assertEqual(bs.get("index"), str(index))
+            self.assertEqual(bs.find("format").get("type"), "qcow2")
+            files.append(bs.find("source").get("file"))
+            bs = bs.find("backingStore")
+            index += 1
+        # the chain ends in an empty <backingStore/>
+        self.assertEqual(bs.attrib, {})
+        self.assertEqual(files, [s1, self.qemu.images[0]])
+        self.assertIsNone(disk.find("mirror"))
+        everything = ET.fromstring(self.c.ok("qmproxy-query-chain", {"format": "xml"}))
+        self.assertEqual(everything.tag, "disks")
+        self.assertEqual(len(everything.findall("disk")), 1)
+
+    def test_bad_requests(self):
+        for args, words in [
+            ({"disk": "nosuch"}, "No disk named 'nosuch'"),
+            ({"format": "yaml"}, "Parameter 'format' does not accept value 'yaml'"),
+            ({"disk": 7}, "Invalid parameter type for 'disk', expected: string"),
+            ({"extra": 1}, "Parameter 'extra' is unexpected"),
+        ]:
+            r = self.c.cmd("qmproxy-query-chain", args, id="bad")
+            self.assertEqual(r["error"]["class"], "GenericError", r)
+            self.assertIn(words, r["error"]["desc"])
+            self.assertEqual(r["id"], "bad")
+
+    def test_listed_in_query_commands_only_through_proxy(self):
+        names = [c["name"] for c in self.c.ok("query-commands")]
+        self.assertIn("qmproxy-query-chain", names)
+        self.assertIn("query-block", names)
+        direct = [c["name"] for c in self.direct().ok("query-commands")]
+        self.assertNotIn("qmproxy-query-chain", direct)
+        self.assertEqual(len(names), len(direct) + len([n for n in names if n.startswith("qmproxy-")
+                                                        or n.startswith("__com.redhat")]))
+
+
+class Persistence(ChainTestCase):
+    """--state: the model survives the proxy's own death."""
+
+    def start_proxy(self, args=None, **kw):
+        self.state = os.path.join(self.workdir, "state.json")
+        self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+        return super().start_proxy(args=["--state", self.state, "--traffic-log", self.tlog], **kw)
+
+    def test_restart_after_kill_finds_changes(self):
+        s1 = self.snapshot()
+        wait_for(lambda: os.path.exists(self.state) and s1 in open(self.state).read(),
+                 what="the state file to hold the snapshot")
+        saved = json.load(open(self.state))
+        self.assertEqual(saved["format"], "qmproxy-state")
+        self.c.close()
+        self.proxy.proc.send_signal(signal.SIGKILL)
+        self.proxy.proc.wait()
+        os.unlink(self.proxy.listen)  # a killed proxy leaves its socket
+        # the chain changes behind its back, through QEMU's other monitor
+        other = self.direct()
+        s2 = os.path.join(self.workdir, "behind-its-back.qcow2")
+        other.ok("blockdev-snapshot-sync", {"device": "disk0", "snapshot-file": s2,
+                                            "format": "qcow2"})
+        self.proxy = self.start_proxy()
+        c = self.client()
+        model = proxy_chain(c)
+        files, _, node = qemu_chain(c)
+        self.assertEqual([l["file"] for l in model["chain"]], files)
+        self.assertEqual(files, [s2, s1, self.qemu.images[0]])
+        wait_for(lambda: "while qmproxy was away, the chain of disk disk0 changed"
+                 in self.proxy.read_stderr(), what="the log line")
+        events = [json.loads(l) for l in open(self.tlog) if "QMPROXY_CHAIN_CHANGED" in l]
+        ev = [e for e in events if e["msg"]["data"].get("reason") == "changed-while-away"]
+        self.assertTrue(ev, events)
+        self.assertEqual(ev[0]["msg"]["data"]["before"], "%s <- %s" % (s1, self.qemu.images[0]))
+
+    def test_corrupt_state_file_set_aside(self):
+        self.c.close()
+        self.proxy.terminate()
+        with open(self.state, "w") as f:
+            f.write('{"format": "qmproxy-state", "version": 1, "state": {"chain": {"disks": [')
+        self.proxy = self.start_proxy()
+        c = self.c = self.client()
+        self.assertEqual(len(proxy_chain(c)["chain"]), 1)
+        err = self.proxy.read_stderr()
+        self.assertIn("cannot be trusted (it is not complete JSON", err)
+        aside = [f for f in os.listdir(self.workdir) if f.startswith("state.json.corrupt-")]
+        self.assertEqual(len(aside), 1, os.listdir(self.workdir))
+        self.assertIn("moved to " + os.path.join(self.workdir, aside[0]), err)
+        # and the proxy writes a good one again
+        self.snapshot()
+        wait_for(lambda: os.path.exists(self.state)
+                 and json.load(open(self.state))["format"] == "qmproxy-state",
+                 what="a new state file")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
