@@ -47,6 +47,18 @@ python3 contrib/qmpclient.py "$work/qmproxy.sock" \
   '{"execute": "human-monitor-command", "arguments": {"command-line": "info block"}}' \
   '{"execute": "no-such-command", "id": 7}' | cut -c1-160
 
+echo "== the proxy tracks the backing chain: a snapshot, then the chain as libvirt XML"
+python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
+  "{\"execute\": \"blockdev-snapshot-sync\", \"arguments\": {\"node-name\": \"fmt0\", \"snapshot-file\": \"$work/snap1.qcow2\", \"snapshot-node-name\": \"snap1\"}}" \
+  '{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0"}}' | cut -c1-220
+python3 - "$work/qmproxy.sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rb")
+f.readline(); s.sendall(b'{"execute": "qmp_capabilities"}'); f.readline()
+s.sendall(b'{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0", "format": "xml"}}')
+print(json.loads(f.readline())["return"])
+PY
+
 echo "== a second client at the same time gets its own replies"
 python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
   '{"execute": "query-status", "id": "second-client"}' | cut -c1-160
