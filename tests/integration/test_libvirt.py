@@ -830,14 +830,29 @@ class WrapperAlone(unittest.TestCase):
         os.chmod(path, 0o755)
         return path
 
-    def wrapper(self, args, pass_fds=(), **kw):
+    def wrapper(self, args, pass_fds=()):
+        """Run the wrapper as libvirt would (a bare environment, HOME the
+        domain's folder); its output, and so qmproxy's, goes to a file."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": self.dir,
                "QMPROXY_WRAPPER_CONF": self.conf}
-        p = subprocess.Popen([WRAPPER] + args, env=env, pass_fds=pass_fds,
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, **kw)
+        self.output = os.path.join(self.dir, "wrapper.out")
+        with open(self.output, "ab") as out:
+            p = subprocess.Popen([WRAPPER] + args, env=env, pass_fds=pass_fds,
+                                 stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT)
         self.procs.append(p)
         return p
+
+    def read_output(self):
+        with open(self.output, errors="replace") as f:
+            return f.read()
+
+    def check_sanitizers(self):
+        """Once qmproxy has ended: nothing from ASan/UBSan in its output."""
+        text = self.read_output()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                raise AssertionError("qmproxy sanitizer report:\n" + text[-6000:])
 
     def listening_socket(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -853,8 +868,7 @@ class WrapperAlone(unittest.TestCase):
                 "none,accel=tcg", "-qmp", "unix:/x/qmp.monitor,server=on,wait=off",
                 "-pidfile", "/x/qmp.pid", "-daemonize"]
         p = self.wrapper(args)
-        out = p.communicate(timeout=30)[0]
-        self.assertEqual(p.returncode, 0, out)
+        self.assertEqual(p.wait(30), 0, self.read_output())
         with open(os.path.join(self.dir, "fake.args")) as f:
             self.assertEqual(f.read().splitlines(), args)
         with open(os.path.join(self.dir, "fake.pid")) as f:
@@ -906,6 +920,7 @@ class WrapperAlone(unittest.TestCase):
         p.wait(15)
         wait_for(lambda: not qmproxy_pids(private), timeout=15, what="qmproxy to end")
         wait_for(lambda: not guard_pids(private), timeout=15, what="the guard to end")
+        self.check_sanitizers()
 
     def test_qmproxy_ends_when_qemu_does_not_start(self):
         self.configure(QEMU=self.fake_qemu(status=1),
@@ -915,8 +930,7 @@ class WrapperAlone(unittest.TestCase):
         p = self.wrapper(["-name", "guest=f", "-chardev",
                           "socket,id=charmonitor,fd=%d,server=on,wait=off" % lsock.fileno()],
                          pass_fds=[lsock.fileno()])
-        p.communicate(timeout=30)
-        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.wait(30), 1)
         private = os.path.join(self.dir, PRIVATE_SOCKET)
         # without the guard qmproxy would wait its 60 s for QEMU's socket
         started = time.monotonic()
@@ -924,14 +938,14 @@ class WrapperAlone(unittest.TestCase):
                  what="qmproxy to end when QEMU failed")
         self.assertLess(time.monotonic() - started, 10)
         wait_for(lambda: not guard_pids(private), timeout=10, what="the guard to end")
+        self.check_sanitizers()
 
     def test_refuses_a_monitor_it_cannot_serve(self):
         self.configure(QEMU=self.fake_qemu(), QMPROXY=shlex.quote(os.path.abspath(QMPROXY)))
         p = self.wrapper(["-chardev", "socket,id=charmonitor,path=/x/monitor.sock,"
                           "server=on,wait=off"])
-        out = p.communicate(timeout=30)[0].decode()
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("unsupported monitor chardev", out)
+        self.assertEqual(p.wait(30), 1)
+        self.assertIn("unsupported monitor chardev", self.read_output())
         self.assertFalse(os.path.exists(os.path.join(self.dir, "fake.args")),
                          "QEMU ran without qmproxy")
 
