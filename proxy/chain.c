@@ -43,6 +43,7 @@ struct job {
     char *base_file;      /* commit/stream: down to here */
     char *top_file;       /* intermediate commit: from here */
     bool pivot_requested, cancel_requested;
+    bool manual_finalize; /* started with auto-finalize false */
     unsigned started_by;  /* client number; 0: the proxy itself */
     char *started_at;
     char *operation;      /* the proxy operation it belongs to */
@@ -72,6 +73,8 @@ struct chain {
     struct job **jobs;
     int njobs;
     json_object *blockdev_nodes;   /* node-name -> {file, format} seen added */
+    json_object *early;            /* job id -> facts from events that came
+                                    * before the reply that started the job */
 
     /* reconciliation */
     bool reconciling, dirty, lost;
@@ -709,6 +712,24 @@ const char *chain_layer_file(const struct chain *c, const char *disk, int i)
     return d && i >= 0 && i < d->nlayers ? d->layers[i].file : NULL;
 }
 
+const char *chain_mirror_file(const struct chain *c, const char *disk)
+{
+    struct job *j = disk_job(c, find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_file : NULL;
+}
+
+const char *chain_mirror_mode(const struct chain *c, const char *disk)
+{
+    struct job *j = disk_job(c, find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->mode : NULL;
+}
+
+bool chain_job_manual_finalize(const struct chain *c, const char *disk)
+{
+    struct job *j = disk_job(c, find_disk(c, disk));
+    return j && j->manual_finalize;
+}
+
 const char *chain_job_id(const struct chain *c, const char *disk)
 {
     struct job *j = disk_job(c, find_disk(c, disk));
@@ -1042,6 +1063,7 @@ static void compare_loaded(struct chain *c)
             j->active_commit = get_bool(s, "active-commit", false);
             j->pivot_requested = get_bool(s, "pivot-requested", false);
             j->cancel_requested = get_bool(s, "cancel-requested", false);
+            j->manual_finalize = get_bool(s, "manual-finalize", false);
             if (!j->disk) {
                 set_str(&j->disk, get_str(s, "disk"));
             }
@@ -1090,6 +1112,8 @@ static void reconciled(struct chain *c)
     c->disks = truth;
     c->ndisks = n;
     update_jobs_from_qemu(c, c->q_jobs);
+    json_object_put(c->early);
+    c->early = json_object_new_object();
     json_object_put(c->q_block);
     json_object_put(c->q_nodes);
     json_object_put(c->q_jobs);
@@ -1327,6 +1351,18 @@ static struct job *start_job(struct chain *c, json_object *a,
     set_str(&j->disk, d ? d->name : NULL);
     set_str(&j->status, "running");
     j->started_by = client;
+    j->manual_finalize = !get_bool(a, "auto-finalize", true);
+    /* QEMU may have reported on the job before answering the command */
+    json_object *early;
+    if (json_object_object_get_ex(c->early, id, &early)) {
+        if (get_str(early, "status")) {
+            set_str(&j->status, get_str(early, "status"));
+        }
+        j->ready = get_bool(early, "ready", false);
+        j->offset = get_int(early, "offset", 0);
+        j->len = get_int(early, "len", 0);
+        json_object_object_del(c->early, id);
+    }
     return j;
 }
 
@@ -1585,6 +1621,31 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     const char *id = get_str(data, "device");
     struct job *j;
 
+    if (!id) {
+        id = get_str(data, "id");
+    }
+    if (id && !find_job(c, id)) {
+        /* not started as far as the model knows: keep what was said, for
+         * the reply that is probably on its way */
+        json_object *e = NULL;
+        if (!json_object_object_get_ex(c->early, id, &e)) {
+            e = json_object_new_object();
+            json_object_object_add(c->early, id, e);
+        }
+        if (!strcmp(name, "JOB_STATUS_CHANGE") && get_str(data, "status")) {
+            json_object_object_add(e, "status", json_object_new_string(
+                                       get_str(data, "status")));
+        } else if (!strcmp(name, "BLOCK_JOB_READY")) {
+            json_object_object_add(e, "status", json_object_new_string("ready"));
+            json_object_object_add(e, "ready", json_object_new_boolean(1));
+        }
+        if (json_object_object_get_ex(data, "offset", NULL)) {
+            json_object_object_add(e, "offset", json_object_new_int64(
+                                       get_int(data, "offset", 0)));
+            json_object_object_add(e, "len", json_object_new_int64(
+                                       get_int(data, "len", 0)));
+        }
+    }
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
         j = find_job(c, get_str(data, "id"));
         if (j) {
@@ -1674,6 +1735,8 @@ json_object *chain_save(const struct chain *c)
                                json_object_new_boolean(j->pivot_requested));
         json_object_object_add(s, "cancel-requested",
                                json_object_new_boolean(j->cancel_requested));
+        json_object_object_add(s, "manual-finalize",
+                               json_object_new_boolean(j->manual_finalize));
         json_object_array_add(jobs, s);
     }
     json_object_object_add(o, "jobs", jobs);
@@ -1699,6 +1762,7 @@ struct chain *chain_new(struct upstream *up, const struct chain_hooks *hooks,
     c->hooks = hooks;
     c->opaque = opaque;
     c->blockdev_nodes = json_object_new_object();
+    c->early = json_object_new_object();
     c->lost = true;
     return c;
 }
@@ -1719,6 +1783,7 @@ void chain_free(struct chain *c)
     free(c->waiters);
     free(c->next_waiters);
     json_object_put(c->blockdev_nodes);
+    json_object_put(c->early);
     json_object_put(c->q_block);
     json_object_put(c->q_nodes);
     json_object_put(c->q_jobs);

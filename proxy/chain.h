@@ -75,6 +75,12 @@ const char *chain_top_node(const struct chain *c, const char *disk);
 const char *chain_job_device(const struct chain *c, const char *disk);
 int chain_layer_count(const struct chain *c, const char *disk);
 const char *chain_layer_file(const struct chain *c, const char *disk, int i);
+/* The file a copy (a mirror job) on disk writes to, or NULL. */
+const char *chain_mirror_file(const struct chain *c, const char *disk);
+/* How that copy's target was opened: "existing" or "absolute-paths". */
+const char *chain_mirror_mode(const struct chain *c, const char *disk);
+/* Does the job on disk wait for job-finalize (auto-finalize false)? */
+bool chain_job_manual_finalize(const struct chain *c, const char *disk);
 /* The id of the job running on disk, or NULL. */
 const char *chain_job_id(const struct chain *c, const char *disk);
 const char *chain_job_status(const struct chain *c, const char *disk);

@@ -14,9 +14,29 @@
 #include "util.h"
 
 extern const struct cmd_entry cmd_query_chain_entry;
+extern const struct cmd_entry cmd_snapshot_mirror_entry;
+extern const struct cmd_entry cmd_snapshot_mirror_xml_entry;
+extern const struct cmd_entry cmd_reopen_entry;
+extern const struct cmd_entry cmd_snapshot_reopen_entry;
+extern const struct cmd_entry cmd_snapshot_abort_entry;
+extern const struct cmd_entry cmd_block_copy_entry;
+extern const struct cmd_entry cmd_query_operations_entry;
+extern const struct cmd_entry cmd_rhel_drive_mirror_entry;
+extern const struct cmd_entry cmd_rhel_drive_reopen_entry;
+extern const struct cmd_entry cmd_rhel_transaction_entry;
+bool rhel_transaction_wanted(json_object *args);
 
 const struct cmd_entry *const cmd_table[] = {
     &cmd_query_chain_entry,
+    &cmd_snapshot_mirror_entry,
+    &cmd_snapshot_mirror_xml_entry,
+    &cmd_reopen_entry,
+    &cmd_snapshot_reopen_entry,
+    &cmd_snapshot_abort_entry,
+    &cmd_block_copy_entry,
+    &cmd_query_operations_entry,
+    &cmd_rhel_drive_mirror_entry,
+    &cmd_rhel_drive_reopen_entry,
     NULL,
 };
 
@@ -28,6 +48,16 @@ const struct cmd_entry *cmd_find(const char *name)
         }
     }
     return NULL;
+}
+
+const struct cmd_entry *cmd_for_request(const char *name, json_object *args)
+{
+    /* QEMU's transaction, unless it carries RHEL's mirror actions */
+    if (!strcmp(name, "transaction")) {
+        return rhel_transaction_wanted(args) ? &cmd_rhel_transaction_entry
+                                             : NULL;
+    }
+    return cmd_find(name);
 }
 
 struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,

@@ -38,6 +38,8 @@ struct cmd_call {
 /* Every command the proxy answers itself, NULL-terminated. */
 extern const struct cmd_entry *const cmd_table[];
 const struct cmd_entry *cmd_find(const char *name);
+/* The proxy's handler for this request, or NULL to pass it to QEMU. */
+const struct cmd_entry *cmd_for_request(const char *name, json_object *args);
 
 /* Answer with a return value (ownership taken; NULL means {}). */
 void cmd_return(struct cmd_call *call, json_object *ret);

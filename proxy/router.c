@@ -4,13 +4,16 @@
 #include "router.h"
 
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "chain.h"
 #include "cmd.h"
+#include "fdstore.h"
 #include "listener.h"
+#include "ops/op.h"
 #include "qjson.h"
 #include "statefile.h"
 #include "log.h"
@@ -47,6 +50,8 @@ struct forward {
     char *command;             /* watched by the chain model: its name */
     json_object *args;         /* and its arguments */
     bool extend_commands;      /* query-commands: add the proxy's own */
+    int kept_fd;               /* getfd: the proxy's duplicate, or -1 */
+    char *fdname;              /* getfd/closefd: the name */
 };
 
 struct trafficlog *router_tlog(struct router *r)
@@ -107,6 +112,7 @@ void router_save_state(struct router *r)
     }
     state = json_object_new_object();
     json_object_object_add(state, "chain", chain_save(r->chain));
+    json_object_object_add(state, "operations", ops_save());
     statefile_save(r->state, state);
     json_object_put(state);
 }
@@ -127,7 +133,11 @@ bool router_set_state(struct router *r, const char *path, char **error)
         free(problem);
     }
     if (saved && json_object_object_get_ex(saved, "chain", &chain)) {
+        json_object *ops;
         chain_load(r->chain, chain);
+        if (json_object_object_get_ex(saved, "operations", &ops)) {
+            ops_load(ops);
+        }
         log_info("loaded the state saved in %s", path);
     }
     json_object_put(saved);
@@ -221,6 +231,8 @@ static void seeded(void *opaque)
     struct router *r = opaque;
 
     if (!r->exiting && upstream_is_ready(r->up)) {
+        /* operations of an earlier life: carry on, or say they failed */
+        ops_resume();
         enable_listeners(r, true);
     }
 }
@@ -289,6 +301,7 @@ static void observe_event(struct router *r, const char *raw, size_t len,
     json_tokener_free(tok);
     json_object_object_get_ex(ev, "data", &data);
     chain_observe_event(r->chain, name, data);
+    ops_observe_event(name, data);
     json_object_put(ev);
 }
 
@@ -415,7 +428,19 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
             chain_observe(r->chain, f->command, f->args, f->client,
                           reply->kind == QMP_RETURN);
         }
+        if (f->fdname && reply->kind == QMP_RETURN) {
+            if (f->kept_fd >= 0) {
+                fdstore_put(f->fdname, f->kept_fd);
+                f->kept_fd = -1;
+            } else {
+                fdstore_close(f->fdname);  /* closefd */
+            }
+        }
     }
+    if (f->kept_fd >= 0) {
+        close(f->kept_fd);
+    }
+    free(f->fdname);
     free(f->command);
     json_object_put(f->args);
     free(f);
@@ -446,6 +471,19 @@ static enum route_result pass_through(struct router *r, struct session *s,
         f->args = json_object_get(cmd->req.args);
     }
     f->extend_commands = !strcmp(cmd->req.command, "query-commands");
+    f->kept_fd = -1;
+    /* getfd/closefd: keep a duplicate by name, for RHEL's reopen witness */
+    if (cmd->req.args && (!strcmp(cmd->req.command, "getfd")
+                          || !strcmp(cmd->req.command, "closefd"))) {
+        json_object *name;
+        if (json_object_object_get_ex(cmd->req.args, "fdname", &name)
+            && json_object_is_type(name, json_type_string)) {
+            f->fdname = xstrdup(json_object_get_string(name));
+            if (!strcmp(cmd->req.command, "getfd") && cmd->nfds > 0) {
+                f->kept_fd = fcntl(cmd->fds[0], F_DUPFD_CLOEXEC, 0);
+            }
+        }
+    }
     slot->owner = f;
     slot->owner_gone = forward_slot_gone;
     upstream_send(r->up, cmd->raw, cmd->len, cmd->fds, cmd->nfds,
@@ -492,7 +530,8 @@ enum route_result router_route(struct router *r, struct session *s,
                                struct slot *slot, struct client_cmd *cmd,
                                bool granted)
 {
-    const struct cmd_entry *e = cmd_find(cmd->req.command);
+    const struct cmd_entry *e = cmd_for_request(cmd->req.command,
+                                                cmd->req.args);
 
     if (e) {
         run_own(r, s, slot, e, cmd);
@@ -520,6 +559,7 @@ static void create_chain(struct router *r)
 {
     if (!r->chain) {
         r->chain = chain_new(r->up, &router_chain_hooks, r);
+        ops_init(r);
     }
 }
 
@@ -547,6 +587,8 @@ void router_free(struct router *r)
         router_save_state(r);
         statefile_free(r->state);
     }
+    ops_free();
+    fdstore_clear();
     chain_free(r->chain);
     free(r->listeners);
     free(r->sessions);

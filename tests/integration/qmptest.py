@@ -54,13 +54,15 @@ class QEMU:
     """
 
     def __init__(self, workdir, shape="none", disks=1, monitors=2,
-                 disk_size="64M", extra_args=()):
+                 disk_size="64M", extra_args=(), image_dir=None):
         self.workdir = workdir
         self.shape = shape
         self.monitors = [os.path.join(workdir, "qmp%d.sock" % i) for i in range(monitors)]
         self.images = []
+        image_dir = image_dir or workdir
+        os.makedirs(image_dir, exist_ok=True)
         for i in range(disks):
-            img = os.path.join(workdir, "disk%d.qcow2" % i)
+            img = os.path.join(image_dir, "disk%d.qcow2" % i)
             if not os.path.exists(img):
                 qemu_img("create", "-q", "-f", "qcow2", img, disk_size)
             self.images.append(img)
@@ -93,6 +95,16 @@ class QEMU:
     def disk(self, i=0):
         """How a QMP client names disk i in this shape."""
         return "disk%d" % i
+
+    def io(self, client, i, command):
+        """qemu-io on disk i as the guest sees it (through its BlockBackend,
+        so it follows pivots); returns qemu-io's output."""
+        if self.shape == "none":
+            line = 'qemu-io disk%d "%s"' % (i, command)
+        else:
+            # the qdev id names the PCI proxy; the disk is its backend
+            line = 'qemu-io -d /machine/peripheral/disk%d/virtio-backend "%s"' % (i, command)
+        return client.hmp(line)
 
     def device_arg(self, i=0):
         """The 'device' argument block jobs take for disk i."""
@@ -299,12 +311,15 @@ class ProxyTestCase(unittest.TestCase):
     disks = 1
     monitors = 2
     proxy_args = ()
+    image_dir = None
 
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="qmptest-", dir=os.environ.get("QMPTEST_TMP"))
         self.addCleanup(self._cleanup_dir)
         self.qemu = QEMU(self.workdir, shape=self.shape, disks=self.disks,
-                         monitors=self.monitors)
+                         monitors=self.monitors,
+                         image_dir=os.path.join(self.workdir, self.image_dir)
+                         if self.image_dir else None)
         self.addCleanup(self.qemu.stop)
         self.proxy = self.start_proxy()
 

@@ -133,6 +133,15 @@ static void rig_up(struct rig *r)
     send_str(r->qemu, "{\"return\": {}}\r\n");
     spin(r, 20);
     ck_assert(upstream_is_ready(r->up));
+    /* the chain model asks about the disks before clients are let in */
+    char *queries = drain(r->qemu);
+    ck_assert_ptr_nonnull(strstr(queries, "query-block"));
+    ck_assert_ptr_nonnull(strstr(queries, "x-debug-query-block-graph"));
+    free(queries);
+    send_str(r->qemu, "{\"return\": []}\r\n{\"return\": []}\r\n"
+                      "{\"return\": []}\r\n"
+                      "{\"return\": {\"nodes\": [], \"edges\": []}}\r\n");
+    spin(r, 20);
 }
 
 static int client(struct rig *r)

@@ -1,0 +1,153 @@
+/*
+ * op: the high-level operations (snapshot-with-mirror, reopen, abort,
+ * block copy) and the steps they are built from.  An operation is a
+ * non-blocking state machine over a set of disks: each step sends QMP
+ * commands of the proxy's own, and moves on when their replies and the
+ * block-job events it waits for have arrived.  Operations are kept (and
+ * saved with --state) so that clients can follow them, and so that a
+ * restarted proxy can pick them up again.
+ */
+#ifndef QMPROXY_OP_H
+#define QMPROXY_OP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+struct router;
+struct cmd_call;
+struct op;
+
+/* The states clients see (qmproxy-query-operations, QMPROXY_OPERATION). */
+enum op_state {
+    OP_RUNNING,    /* taking the snapshot, starting the copies */
+    OP_MIRRORING,  /* copies started, not all ready */
+    OP_READY,      /* every copy ready: reopen or abort at will */
+    OP_PIVOTING,   /* reopening */
+    OP_PIVOTED,    /* the disks run on their copies (or, reopened onto the
+                    * source, on their source without copies) */
+    OP_ABORTED,    /* undone: the disks run where they did before */
+    OP_FAILED,     /* did not reach its goal; see the disks' states */
+};
+
+const char *op_state_name(enum op_state s);
+
+struct op_disk {
+    char *disk;            /* the chain model's name for it */
+    char *snapshot_file;   /* NULL: no snapshot step */
+    char *mirror_file;     /* NULL: no copy */
+    char *format;          /* of the snapshot and the copy */
+    char *mode;            /* the copy: existing | absolute-paths */
+    char *sync;            /* the copy: top | full */
+    int64_t speed;
+    /* what the snapshot replaced, to undo it */
+    char *old_top_file, *old_top_node;
+    char *new_top_node;    /* the snapshot's node-name, ours */
+    char *job;             /* the copy's job id */
+    bool own_job;          /* started by this operation */
+    char *undo_job;        /* the active commit that undoes the snapshot */
+    /* what the events said of the job being waited for */
+    char *job_status;
+    bool ready, pending, done, failed;
+    char *job_error;
+    int64_t offset, len;
+    int phase;             /* within a multi-phase step */
+    bool plain_job;        /* job-id and finalizing left to QEMU's defaults
+                            * (RHEL-era clients name jobs by device) */
+    bool manual_finalize;  /* the job waits in PENDING for job-finalize */
+    /* where the disk stands, for people */
+    char *state;
+    char *note;
+};
+
+struct op {
+    unsigned seq;
+    char *name;
+    char *type;
+    enum op_state state;
+    struct op_disk *disks;
+    int ndisks;
+    char *error;           /* why it failed */
+    unsigned client;
+    char *started_at;
+    struct cmd_call *call; /* the reply still owed, if any */
+    int witness_fd;        /* __com.redhat_drive-reopen: a byte on success */
+    bool to_mirror;        /* a reopen: onto the copies, or stay put */
+    /* the step in progress */
+    int outstanding;       /* its commands not yet answered */
+    bool step_failed;
+    char *step_error;
+    void (*check)(struct op *op);               /* after each job event */
+    void (*next)(struct op *op, bool ok);       /* when the step ends */
+    struct op *parent;     /* a reopen of a snapshot's disks updates it */
+};
+
+/* ---- checks shared by the commands (NULL: fine; else owned error) ---- */
+char *op_check_disk(const char *name, const char **resolved);
+char *op_check_new_file(const char *what, const char *path);
+char *op_check_existing_file(const char *what, const char *path);
+
+/* One disk of a snapshot-with-mirror request, however it was asked for. */
+struct snapshot_spec {
+    const char *disk;
+    const char *snapshot_file;
+    const char *mirror_file;     /* NULL: a snapshot without a copy */
+    const char *format;          /* NULL: qcow2 */
+    const char *mirror_mode;     /* NULL: absolute-paths */
+    int64_t speed;
+};
+/* Check and start a snapshot-with-mirror; answers call when every copy is
+ * ready (or with what went wrong). */
+void snapshot_mirror_start(struct cmd_call *call, const char *name,
+                           const struct snapshot_spec *specs, int n);
+
+/* ---- the registry ---- */
+void ops_init(struct router *r);
+void ops_free(void);
+struct op *op_new(const char *type, const char *name, unsigned client,
+                  struct cmd_call *call);
+struct op *op_find(const char *name);
+/* Is this name free for a new operation? */
+bool op_name_free(const char *name);
+struct op_disk *op_add_disk(struct op *op, const char *disk);
+void op_set_state(struct op *op, enum op_state s);
+/* Finish: answer the caller (with ret, or the error), announce. */
+void op_succeed(struct op *op, enum op_state final);
+void op_fail(struct op *op, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* One line per disk: where each stands now. */
+char *op_disks_summary(const struct op *op);
+
+json_object *op_to_json(const struct op *op);
+json_object *ops_to_json(const char *name);
+json_object *ops_save(void);
+void ops_load(json_object *saved);
+/* After QEMU is known again (a restart): carry on or report failure. */
+void ops_resume(void);
+/* Block-job events, for the operations waiting on them. */
+void ops_observe_event(const char *name, json_object *data);
+bool ops_busy_disk(const char *disk, const struct op **by);
+/* The unfinished operation whose disk runs this job (and which disk). */
+struct op *op_owning_job(const char *job, int *index);
+
+/* ---- steps: each ends by calling op->next(op, ok) ---- */
+void step_snapshot(struct op *op, void (*next)(struct op *, bool));
+void step_start_mirrors(struct op *op, void (*next)(struct op *, bool));
+void step_wait_ready(struct op *op, void (*next)(struct op *, bool));
+/* to_mirror: pivot onto the copies; else drop them, stay on the source.
+ * All or nothing: every copy is brought to PENDING before any is
+ * finalized; if one cannot be, none is. */
+void step_reopen(struct op *op, bool to_mirror,
+                 void (*next)(struct op *, bool));
+/* Undo: cancel copies, fold new overlays back by active commit. */
+void step_rollback(struct op *op, void (*next)(struct op *, bool));
+/* The usual ending of a step chain: ready, or undo and report. */
+void op_ready_or_rollback(struct op *op, bool ok);
+
+/* Send a command of the operation's own (chain model informed). */
+void op_qmp(struct op *op, json_object *cmd,
+            void (*done)(struct op *op, int disk, bool ok,
+                         json_object *ret, const char *error),
+            int disk);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * qmproxy-snapshot-abort: undo a snapshot-with-mirror in O(changes in the
+ * new overlays): cancel its copies, fold each new overlay back into the
+ * image below it by active commit (only the clusters written since the
+ * snapshot are copied), pivot.  The chains are then what they were before.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "op.h"
+#include "qmp.h"
+#include "util.h"
+
+static const struct qapi_member args[] = {
+    { "name", QAPI_STR, false, NULL, NULL, NULL },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
+static void aborted(struct op *op, bool ok)
+{
+    if (ok) {
+        op_succeed(op, OP_ABORTED);
+    } else {
+        op_fail(op, "undoing the snapshot did not fully succeed");
+    }
+}
+
+static void exec(struct cmd_call *call, json_object *a)
+{
+    const char *name = qapi_get_str(a, "name", NULL);
+    struct op *op = op_find(name);
+
+    if (!op) {
+        cmd_error(call, QMP_GENERIC_ERROR, "No operation named '%s' (see "
+                  "qmproxy-query-operations)", name);
+        return;
+    }
+    if (strcmp(op->type, "snapshot-mirror") && strcmp(op->type, "transaction")) {
+        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is a %s, not a "
+                  "snapshot with copies", name, op->type);
+        return;
+    }
+    if (op->state != OP_READY && op->state != OP_MIRRORING) {
+        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is %s; only a "
+                  "snapshot whose copies are running or ready can be "
+                  "aborted", name, op_state_name(op->state));
+        return;
+    }
+    if (op->call) {
+        /* the snapshot's own caller is still waiting for READY */
+        struct cmd_call *waiting = op->call;
+        op->call = NULL;
+        cmd_error(waiting, QMP_GENERIC_ERROR, "operation %s was aborted by "
+                  "qmproxy-snapshot-abort before its copies were ready",
+                  name);
+    }
+    op->call = call;
+    free(op->step_error);
+    op->step_error = xstrdup("aborted on request");
+    step_rollback(op, aborted);
+}
+
+const struct cmd_entry cmd_snapshot_abort_entry = {
+    .name = "qmproxy-snapshot-abort",
+    .args = args,
+    .exec = exec,
+};

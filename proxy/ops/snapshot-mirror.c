@@ -1,0 +1,162 @@
+/*
+ * qmproxy-snapshot-mirror: the mirrored snapshot of the 2012 RFC.  One
+ * transaction of blockdev-snapshot-sync for all disks (the consistent
+ * point), then drive-mirror sync=top of each new overlay; answers when
+ * every copy is ready.  Writes made between the two steps are not lost:
+ * sync=top copies the whole new overlay.  Any failure after the
+ * transaction undoes everything it did (copies cancelled, overlays folded
+ * back by active commit) and the error says where each disk stands.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "op.h"
+#include "qmp.h"
+#include "util.h"
+
+static const char *const modes[] = { "existing", "absolute-paths", NULL };
+
+static const struct qapi_member disk_members[] = {
+    { "disk", QAPI_STR, false, NULL, NULL, NULL },
+    { "snapshot-file", QAPI_STR, false, NULL, NULL, NULL },
+    { "mirror-file", QAPI_STR, false, NULL, NULL, NULL },
+    { "format", QAPI_STR, true, NULL, NULL, NULL },
+    { "mirror-mode", QAPI_ENUM, true, modes, NULL, NULL },
+    { "speed", QAPI_INT, true, NULL, NULL, NULL },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
+static const struct qapi_member disk_element = {
+    "disks", QAPI_OBJECT, false, NULL, disk_members, NULL
+};
+
+static const struct qapi_member args[] = {
+    { "name", QAPI_STR, true, NULL, NULL, NULL },
+    { "disks", QAPI_LIST, false, NULL, NULL, &disk_element },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
+static void mirrors_ready(struct op *op, bool ok)
+{
+    op_ready_or_rollback(op, ok);
+}
+
+static void mirrors_started(struct op *op, bool ok)
+{
+    if (!ok) {
+        op_ready_or_rollback(op, false);
+        return;
+    }
+    op_set_state(op, OP_MIRRORING);
+    step_wait_ready(op, mirrors_ready);
+}
+
+static void snapshotted(struct op *op, bool ok)
+{
+    if (!ok) {
+        /* the transaction is atomic: nothing to undo */
+        op_fail(op, "%s", op->step_error);
+        return;
+    }
+    step_start_mirrors(op, mirrors_started);
+}
+
+void snapshot_mirror_start(struct cmd_call *call, const char *name,
+                           const struct snapshot_spec *specs, int n)
+{
+    const char *resolved[64];
+    struct op *op;
+    char *err = NULL;
+
+    if (n == 0) {
+        cmd_error(call, QMP_GENERIC_ERROR, "no disks given: say which disks "
+                  "to snapshot and where their copies go");
+        return;
+    }
+    if (n > 64) {
+        cmd_error(call, QMP_GENERIC_ERROR, "at most 64 disks at once");
+        return;
+    }
+    if (name && !op_name_free(name)) {
+        cmd_error(call, QMP_GENERIC_ERROR, "an operation named '%s' is "
+                  "already under way; choose another name", name);
+        return;
+    }
+    for (int i = 0; i < n && !err; i++) {
+        const struct snapshot_spec *s = &specs[i];
+        err = op_check_disk(s->disk, &resolved[i]);
+        for (int k = 0; k < i && !err; k++) {
+            if (!strcmp(resolved[k], resolved[i])) {
+                err = xasprintf("disk %s is named twice", resolved[i]);
+            }
+        }
+        if (!err) {
+            err = op_check_new_file("snapshot-file", s->snapshot_file);
+        }
+        if (!err && s->mirror_file) {
+            err = s->mirror_mode && !strcmp(s->mirror_mode, "existing")
+                ? op_check_existing_file("mirror-file", s->mirror_file)
+                : op_check_new_file("mirror-file", s->mirror_file);
+        }
+        if (!err && s->speed < 0) {
+            err = xasprintf("speed of %s must not be negative", s->disk);
+        }
+        if (err) {
+            char *tmp = xasprintf("%s; nothing was done", err);
+            free(err);
+            err = tmp;
+        }
+    }
+    if (err) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s", err);
+        free(err);
+        return;
+    }
+    op = op_new("snapshot-mirror", name, call->client, call);
+    for (int i = 0; i < n; i++) {
+        struct op_disk *d = op_add_disk(op, resolved[i]);
+        d->snapshot_file = xstrdup(specs[i].snapshot_file);
+        d->mirror_file = specs[i].mirror_file
+            ? xstrdup(specs[i].mirror_file) : NULL;
+        d->format = xstrdup(specs[i].format ? specs[i].format : "qcow2");
+        d->mode = xstrdup(specs[i].mirror_mode ? specs[i].mirror_mode
+                                               : "absolute-paths");
+        d->sync = xstrdup("top");
+        d->speed = specs[i].speed;
+    }
+    op_set_state(op, OP_RUNNING);
+    step_snapshot(op, snapshotted);
+}
+
+static void exec(struct cmd_call *call, json_object *a)
+{
+    json_object *disks;
+    struct snapshot_spec specs[64];
+    size_t n;
+
+    json_object_object_get_ex(a, "disks", &disks);
+    n = json_object_array_length(disks);
+    if (n > 64) {
+        cmd_error(call, QMP_GENERIC_ERROR, "at most 64 disks at once");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *d = json_object_array_get_idx(disks, i);
+        specs[i] = (struct snapshot_spec){
+            .disk = qapi_get_str(d, "disk", NULL),
+            .snapshot_file = qapi_get_str(d, "snapshot-file", NULL),
+            .mirror_file = qapi_get_str(d, "mirror-file", NULL),
+            .format = qapi_get_str(d, "format", NULL),
+            .mirror_mode = qapi_get_str(d, "mirror-mode", NULL),
+            .speed = qapi_get_int(d, "speed", 0),
+        };
+    }
+    snapshot_mirror_start(call, qapi_get_str(a, "name", NULL), specs, (int)n);
+}
+
+const struct cmd_entry cmd_snapshot_mirror_entry = {
+    .name = "qmproxy-snapshot-mirror",
+    .args = args,
+    .exec = exec,
+};
