@@ -1257,6 +1257,17 @@ void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
     }
 }
 
+void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+{
+    if (c->lost || (!c->reconciling && !c->dirty)) {
+        done(opaque);
+    } else if (c->dirty) {
+        add_waiter(&c->next_waiters, &c->nnext_waiters, done, opaque);
+    } else {
+        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+    }
+}
+
 /* A query answers with QEMU's truth: wait for a reconciliation under
  * way, and ask QEMU afresh while a job runs (its progress moves). */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)

@@ -55,6 +55,9 @@ void chain_observe_event(struct chain *c, const char *name,
 void chain_reconcile(struct chain *c);
 /* Refresh job progress from QEMU, then call done (for queries). */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque);
+/* Call done once no reconciliation is under way or due: the model then
+ * holds QEMU's answer to everything done so far. */
+void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque);
 /* Call done once the next reconciliation has completed. */
 void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
                            void *opaque);

@@ -97,6 +97,7 @@ static void finish(struct cmd_call *call, char *reply, size_t len)
     }
     free(reply);
     json_object_put(call->id);
+    json_object_put(call->args);
     free(call->listener);
     free(call);
 }

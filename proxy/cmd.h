@@ -21,6 +21,9 @@ struct cmd_entry {
     const char *name;
     const struct qapi_member *args;  /* checked before exec is called */
     void (*exec)(struct cmd_call *call, json_object *args);
+    /* Reads the chain model to act on it: run once the model has QEMU's
+     * answer to everything done before (a reconciliation may be due). */
+    bool settle_chain;
 };
 
 /* One invocation. */
@@ -33,6 +36,7 @@ struct cmd_call {
     bool has_id;
     json_object *id;          /* owned reference */
     bool *answered;           /* set when it answers, if still watched */
+    json_object *args;        /* owned: kept while it waits to run */
 };
 
 /* Every command the proxy answers itself, NULL-terminated. */

@@ -494,6 +494,12 @@ static enum route_result pass_through(struct router *r, struct session *s,
     return ROUTE_DONE;
 }
 
+static void run_settled(void *opaque)
+{
+    struct cmd_call *call = opaque;
+    call->entry->exec(call, call->args);
+}
+
 /* One of the proxy's own commands: check the arguments, run it.  If it
  * does not answer at once, the client's next commands wait for it. */
 static void run_own(struct router *r, struct session *s, struct slot *slot,
@@ -519,7 +525,12 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     slot->owner = call;
     slot->owner_gone = cmd_call_slot_gone;
     call->answered = &answered;
-    e->exec(call, cmd->req.args);
+    if (e->settle_chain) {
+        call->args = json_object_get(cmd->req.args);
+        chain_settle(r->chain, run_settled, call);
+    } else {
+        e->exec(call, cmd->req.args);
+    }
     if (!answered) {
         call->answered = NULL;
         session_set_barrier(s, slot);

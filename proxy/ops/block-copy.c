@@ -79,4 +79,5 @@ const struct cmd_entry cmd_block_copy_entry = {
     .name = "qmproxy-block-copy",
     .args = args,
     .exec = exec,
+    .settle_chain = true,
 };

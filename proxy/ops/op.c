@@ -1180,13 +1180,8 @@ static void rollback_commit(struct op *op, int i)
     json_object_object_add(a, "job-id", json_object_new_string(d->undo_job));
     json_object_object_add(a, "device", json_object_new_string(
                                chain_job_device(chain(), d->disk)));
-    if (d->old_top_node) {
-        json_object_object_add(a, "base-node",
-                               json_object_new_string(d->old_top_node));
-    } else {
-        json_object_object_add(a, "base",
-                               json_object_new_string(d->old_top_file));
-    }
+    /* by file: a node-name may have changed since, a file has not */
+    json_object_object_add(a, "base", json_object_new_string(d->old_top_file));
     d->phase = RB_COMMITTING;
     op_qmp(op, command("block-commit", a), rollback_cmd_done, i);
 }

@@ -168,10 +168,12 @@ const struct cmd_entry cmd_reopen_entry = {
     .name = "qmproxy-reopen",
     .args = args,
     .exec = exec,
+    .settle_chain = true,
 };
 
 const struct cmd_entry cmd_rhel_drive_reopen_entry = {
     .name = "__com.redhat_drive-reopen",
     .args = rhel_args,
     .exec = exec_rhel,
+    .settle_chain = true,
 };

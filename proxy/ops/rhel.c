@@ -279,4 +279,5 @@ const struct cmd_entry cmd_rhel_transaction_entry = {
     .name = "transaction",
     .args = transaction_args,
     .exec = exec_transaction,
+    .settle_chain = true,
 };

@@ -65,4 +65,5 @@ const struct cmd_entry cmd_snapshot_abort_entry = {
     .name = "qmproxy-snapshot-abort",
     .args = args,
     .exec = exec,
+    .settle_chain = true,
 };

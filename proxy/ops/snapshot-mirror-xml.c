@@ -228,4 +228,5 @@ const struct cmd_entry cmd_snapshot_mirror_xml_entry = {
     .name = "qmproxy-snapshot-mirror-xml",
     .args = args,
     .exec = exec,
+    .settle_chain = true,
 };

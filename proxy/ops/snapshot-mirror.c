@@ -159,4 +159,5 @@ const struct cmd_entry cmd_snapshot_mirror_entry = {
     .name = "qmproxy-snapshot-mirror",
     .args = args,
     .exec = exec,
+    .settle_chain = true,
 };

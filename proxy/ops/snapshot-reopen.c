@@ -79,4 +79,5 @@ const struct cmd_entry cmd_snapshot_reopen_entry = {
     .name = "qmproxy-snapshot-reopen",
     .args = args,
     .exec = exec,
+    .settle_chain = true,
 };

@@ -54,7 +54,7 @@ class QEMU:
     """
 
     def __init__(self, workdir, shape="none", disks=1, monitors=2,
-                 disk_size="64M", extra_args=(), image_dir=None):
+                 disk_size="64M", extra_args=(), image_dir=None, drive_opts=""):
         self.workdir = workdir
         self.shape = shape
         self.monitors = [os.path.join(workdir, "qmp%d.sock" % i) for i in range(monitors)]
@@ -70,7 +70,8 @@ class QEMU:
         if shape == "none":
             args += ["-M", "none"]
             for i, img in enumerate(self.images):
-                args += ["-drive", "if=none,id=disk%d,file=%s,format=qcow2" % (i, img)]
+                args += ["-drive", "if=none,id=disk%d,file=%s,format=qcow2%s"
+                         % (i, img, drive_opts)]
         elif shape == "q35":
             args += ["-M", "q35", "-S", "-m", "64"]
             for i, img in enumerate(self.images):
