@@ -57,6 +57,7 @@ struct disk {
     int nlayers;
     bool uncertain;       /* a prediction with parts QEMU must fill in */
     char *published;      /* the chain as last announced */
+    char *last_top;       /* the active layer in QEMU's last answer */
 };
 
 struct waiter {
@@ -247,6 +248,7 @@ static void disk_free(struct disk *d)
     free(d->device);
     free(d->qdev);
     free(d->published);
+    free(d->last_top);
     free(d);
 }
 
@@ -1103,6 +1105,8 @@ static void reconciled(struct chain *c)
         if (old) {
             truth[i]->published = old->published;
             old->published = NULL;
+            truth[i]->last_top = old->last_top;
+            old->last_top = NULL;
         }
     }
     for (int i = 0; i < c->ndisks; i++) {
@@ -1133,6 +1137,16 @@ static void reconciled(struct chain *c)
         }
         free(d->published);
         d->published = now;
+        /* a new overlay over what was the active layer: a snapshot */
+        if (d->nlayers >= 2 && d->last_top
+            && strcmp(d->last_top, d->layers[0].file)
+            && !strcmp(d->last_top, d->layers[1].file)
+            && c->hooks->new_overlay) {
+            c->hooks->new_overlay(c->opaque, d->name, d->layers[0].file,
+                                  d->layers[1].file, d->layers[1].format,
+                                  (long long)d->layers[0].virtual_size);
+        }
+        set_str(&d->last_top, d->nlayers ? d->layers[0].file : NULL);
     }
     if (c->hooks->changed) {
         c->hooks->changed(c->opaque);

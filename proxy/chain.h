@@ -26,6 +26,10 @@ struct chain_hooks {
     void (*emit_event)(void *opaque, const char *name, json_object *data);
     /* The model changed: persist it. */
     void (*changed)(void *opaque);
+    /* A disk got a new overlay, whoever made it (seen in QEMU's answer). */
+    void (*new_overlay)(void *opaque, const char *disk, const char *overlay,
+                        const char *below, const char *below_format,
+                        long long size);
 };
 
 struct chain *chain_new(struct upstream *up, const struct chain_hooks *hooks,

@@ -13,6 +13,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "policy.h"
 #include "router.h"
 #include "tap.h"
 #include "trafficlog.h"
@@ -32,6 +33,7 @@ struct options {
     int connect_timeout_s;
     size_t max_message;
     char *state;
+    char *policy;
     int verbosity;
 };
 
@@ -46,6 +48,7 @@ struct qmproxy {
     size_t ntaps;
     struct event *sigterm, *sigint, *sighup;
     int exit_status;
+    const char *policy_path;
 };
 
 static void usage(FILE *out)
@@ -55,8 +58,9 @@ static void usage(FILE *out)
 "               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
-"               [--max-message BYTES] [--state FILE] [-v] [--version]\n"
-"               [--help]\n"
+"               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
+"               [-v] [--version] [--help]\n"
+"       qmproxy --check-policy FILE\n"
 "\n"
 "A QMP proxy: management clients connect to the --listen sockets and talk\n"
 "to the QEMU monitor at --upstream as if they were connected to it directly.\n"
@@ -77,6 +81,10 @@ static void usage(FILE *out)
 "  --state FILE         keep the backing-chain model (and what only the\n"
 "                       proxy knows) in FILE, so a restarted proxy picks up\n"
 "                       where it left off\n"
+"  --policy FILE        who may do what, where images may go, automatic\n"
+"                       mirroring (XML, see policy/qmproxy.rng); SIGHUP\n"
+"                       reloads it\n"
+"  --check-policy FILE  validate a policy and exit (0: valid)\n"
 "  -v                   more diagnostics on stderr (-vv: debug)\n");
 }
 
@@ -89,8 +97,8 @@ static void push(char ***list, size_t *n, const char *s)
 static bool parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
-           OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_VERSION,
-           OPT_HELP };
+           OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
+           OPT_CHECK_POLICY, OPT_VERSION, OPT_HELP };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -101,6 +109,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "connect-timeout", required_argument, NULL, OPT_TIMEOUT },
         { "max-message", required_argument, NULL, OPT_MAXMSG },
         { "state", required_argument, NULL, OPT_STATE },
+        { "policy", required_argument, NULL, OPT_POLICY },
+        { "check-policy", required_argument, NULL, OPT_CHECK_POLICY },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
@@ -164,6 +174,22 @@ static bool parse_options(int argc, char **argv, struct options *o)
             free(o->state);
             o->state = xstrdup(optarg);
             break;
+        case OPT_POLICY:
+            free(o->policy);
+            o->policy = xstrdup(optarg);
+            break;
+        case OPT_CHECK_POLICY: {
+            char *errors = NULL;
+            struct policy *p = policy_load(optarg, &errors);
+            if (!p) {
+                fprintf(stderr, "%s", errors);
+                free(errors);
+                exit(1);
+            }
+            printf("%s: a valid qmproxy policy\n", optarg);
+            policy_free(p);
+            exit(0);
+        }
         case 'v':
             o->verbosity++;
             break;
@@ -212,6 +238,21 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         log_info("SIGHUP: reopening the traffic log");
         trafficlog_reopen(q->tlog);
+        if (q->policy_path) {
+            char *errors = NULL;
+            struct policy *p = policy_load(q->policy_path, &errors);
+            if (!p) {
+                /* the old policy stays in force */
+                log_error("SIGHUP: the new policy is refused, the one in "
+                          "force stays:\n%s", errors);
+                trafficlog_note(q->tlog, "policy-refused", errors);
+                free(errors);
+            } else {
+                log_warn("SIGHUP: policy %s reloaded", q->policy_path);
+                trafficlog_note(q->tlog, "policy-reloaded", q->policy_path);
+                router_set_policy(q->router, p);
+            }
+        }
         return;
     }
     router_shutdown(q->router);
@@ -245,6 +286,17 @@ static bool setup(struct qmproxy *q, const struct options *o)
                          q->router, q->tlog);
     address_clear(&addr);
     router_set_upstream(q->router, q->up);
+    if (o->policy) {
+        struct policy *p = policy_load(o->policy, &error);
+        if (!p) {
+            fprintf(stderr, "qmproxy: --policy %s is not valid:\n%s",
+                    o->policy, error);
+            free(error);
+            return false;
+        }
+        router_set_policy(q->router, p);
+        q->policy_path = o->policy;
+    }
     if (o->state && !router_set_state(q->router, o->state, &error)) {
         fprintf(stderr, "qmproxy: --state %s: %s\n", o->state, error);
         free(error);
@@ -338,6 +390,7 @@ static void free_options(struct options *o)
     free(o->taps);
     free(o->traffic_log);
     free(o->state);
+    free(o->policy);
 }
 
 int main(int argc, char **argv)

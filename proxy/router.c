@@ -13,7 +13,9 @@
 #include "cmd.h"
 #include "fdstore.h"
 #include "listener.h"
+#include "ops/auto-mirror.h"
 #include "ops/op.h"
+#include "policy.h"
 #include "qjson.h"
 #include "statefile.h"
 #include "log.h"
@@ -40,6 +42,7 @@ struct router {
     void *exit_opaque;
     struct chain *chain;
     struct statefile *state;
+    struct policy *policy;
 };
 
 /* A client's command in QEMU's hands, and what to do with its reply. */
@@ -154,10 +157,33 @@ static void chain_changed(void *opaque)
     router_save_state(opaque);
 }
 
+static void chain_new_overlay(void *opaque, const char *disk,
+                              const char *overlay, const char *below,
+                              const char *below_format, long long size)
+{
+    auto_mirror_snapshot(opaque, disk, overlay, below, below_format, size);
+}
+
 static const struct chain_hooks router_chain_hooks = {
     .emit_event = chain_event,
     .changed = chain_changed,
+    .new_overlay = chain_new_overlay,
 };
+
+void router_set_policy(struct router *r, struct policy *p)
+{
+    policy_free(r->policy);
+    r->policy = p;
+    /* replicas a new policy asks for start now (when QEMU is there) */
+    if (r->up && upstream_is_ready(r->up) && r->chain) {
+        auto_mirror_connect(r);
+    }
+}
+
+const struct policy *router_policy(struct router *r)
+{
+    return r->policy;
+}
 
 static void enable_listeners(struct router *r, bool on)
 {
@@ -233,6 +259,7 @@ static void seeded(void *opaque)
     if (!r->exiting && upstream_is_ready(r->up)) {
         /* operations of an earlier life: carry on, or say they failed */
         ops_resume();
+        auto_mirror_connect(r);
         enable_listeners(r, true);
     }
 }
@@ -537,12 +564,34 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     }
 }
 
+/* The policy said no: QEMU never sees it. */
+static void refuse(struct router *r, struct session *s, struct slot *slot,
+                   struct client_cmd *cmd, const char *why)
+{
+    size_t len;
+    char *reply = qmp_error_reply(QMP_GENERIC_ERROR, why, &cmd->req, &len);
+    (void)r;
+
+    log_warn("client %u (listener %s): %s", session_id(s),
+             session_listener(s), why);
+    session_reply(s, slot, reply, len, TLOG_FROM_PROXY, -1);
+    free(reply);
+}
+
 enum route_result router_route(struct router *r, struct session *s,
                                struct slot *slot, struct client_cmd *cmd,
                                bool granted)
 {
-    const struct cmd_entry *e = cmd_for_request(cmd->req.command,
-                                                cmd->req.args);
+    const struct cmd_entry *e;
+    char *why = policy_check_request(r->policy, session_listener(s),
+                                     cmd->req.command, cmd->req.args);
+
+    if (why) {
+        refuse(r, s, slot, cmd, why);
+        free(why);
+        return ROUTE_DONE;
+    }
+    e = cmd_for_request(cmd->req.command, cmd->req.args);
 
     if (e) {
         run_own(r, s, slot, e, cmd);
@@ -601,6 +650,7 @@ void router_free(struct router *r)
     ops_free();
     fdstore_clear();
     chain_free(r->chain);
+    policy_free(r->policy);
     free(r->listeners);
     free(r->sessions);
     free(r);

@@ -14,6 +14,7 @@
 #include "session.h"
 
 struct chain;
+struct policy;
 struct event_base;
 struct listener;
 struct router;
@@ -63,5 +64,9 @@ void router_broadcast_event(struct router *r, const char *name,
                             json_object *data);
 /* Something the proxy keeps changed: save the state. */
 void router_save_state(struct router *r);
+/* Use this policy (ownership taken; NULL: none), replacing the one in
+ * force; operations already running are not disturbed. */
+void router_set_policy(struct router *r, struct policy *p);
+const struct policy *router_policy(struct router *r);
 
 #endif

@@ -119,6 +119,10 @@ static void op_free(struct op *op)
     free(op->error);
     free(op->step_error);
     free(op->started_at);
+    free(op->rule);
+    if (op->priv_free) {
+        op->priv_free(op->priv);
+    }
     if (op->witness_fd >= 0) {
         close(op->witness_fd);
     }
@@ -370,6 +374,7 @@ static json_object *op_json(const struct op *op, bool internal)
     }
     json_object_object_add(o, "disks", disks);
     add_str(o, "error", op->error);
+    add_str(o, "rule", op->rule);
     json_object_object_add(o, "started-by", json_object_new_int((int)op->client));
     add_str(o, "started-at", op->started_at);
     if (internal) {
@@ -442,6 +447,7 @@ void ops_load(json_object *saved)
         }
         set(&op->started_at, jstr(s, "started-at"));
         set(&op->error, jstr(s, "error"));
+        set(&op->rule, jstr(s, "rule"));
         for (int k = 0; state && k <= OP_FAILED; k++) {
             if (!strcmp(state, state_names[k])) {
                 op->state = (enum op_state)k;

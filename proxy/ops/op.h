@@ -80,6 +80,9 @@ struct op {
     void (*check)(struct op *op);               /* after each job event */
     void (*next)(struct op *op, bool ok);       /* when the step ends */
     struct op *parent;     /* a reopen of a snapshot's disks updates it */
+    char *rule;            /* the policy rule that started it, if any */
+    void *priv;            /* the command's own state */
+    void (*priv_free)(void *priv);
 };
 
 /* ---- checks shared by the commands (NULL: fine; else owned error) ---- */

@@ -28,6 +28,8 @@
 
 #include "cmd.h"
 #include "op.h"
+#include "policy.h"
+#include "router.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -212,6 +214,14 @@ static void exec(struct cmd_call *call, json_object *a)
     json_object_object_get_ex(a, "xml", &v);
     err = parse(json_object_get_string(v),
                 (size_t)json_object_get_string_len(v), &p);
+    /* the paths were inside the XML: the policy sees them only now */
+    for (int i = 0; !err && i < p.n; i++) {
+        const struct policy *pol = router_policy(call->router);
+        err = policy_check_path(pol, "snapshot-file", p.specs[i].snapshot_file);
+        if (!err) {
+            err = policy_check_path(pol, "mirror-file", p.specs[i].mirror_file);
+        }
+    }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
         free(err);

@@ -1,0 +1,707 @@
+/*
+ * policy: loading (libxml2, RelaxNG) and evaluating the policy.
+ */
+#include "policy.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <libxml/parser.h>
+#include <libxml/relaxng.h>
+#include <libxml/tree.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util.h"
+
+extern const unsigned char policy_rng[];
+extern const unsigned long policy_rng_len;
+
+struct rule {
+    bool allow;
+    char *glob;
+    int line;
+};
+
+struct role {
+    char *name;
+    bool default_allow;
+    struct rule *rules;
+    int nrules;
+    int line;        /* 0: built in */
+};
+
+struct listener_role {
+    char *listener;
+    char *role;
+};
+
+struct policy {
+    char *path;
+    struct role *roles;
+    int nroles;
+    struct listener_role *listeners;
+    int nlisteners;
+    char *default_role;
+    bool has_paths;
+    char **dirs;     /* resolved */
+    int ndirs;
+    struct policy_mirror_rule *mirrors;
+    int nmirrors;
+};
+
+/* ---- evaluation ---------------------------------------------------- */
+
+static const struct role *find_role(const struct policy *p, const char *name)
+{
+    for (int i = 0; name && i < p->nroles; i++) {
+        if (!strcmp(p->roles[i].name, name)) {
+            return &p->roles[i];
+        }
+    }
+    return NULL;
+}
+
+static const char *role_of(const struct policy *p, const char *listener)
+{
+    for (int i = 0; i < p->nlisteners; i++) {
+        if (!strcmp(p->listeners[i].listener, listener)) {
+            return p->listeners[i].role;
+        }
+    }
+    return p->default_role;
+}
+
+static char *check_command(const struct policy *p, const char *listener,
+                           const char *command)
+{
+    const char *rolename = role_of(p, listener);
+    const struct role *role = find_role(p, rolename);
+
+    if (!role) {
+        return xasprintf("command '%s' is not allowed by policy %s: it gives "
+                         "no role for listener '%s'", command, p->path,
+                         listener);
+    }
+    for (int i = 0; i < role->nrules; i++) {
+        const struct rule *r = &role->rules[i];
+        if (fnmatch(r->glob, command, 0) == 0) {
+            if (r->allow) {
+                return NULL;
+            }
+            if (!role->line) {
+                return xasprintf("command '%s' is not allowed by policy: "
+                                 "the built-in role '%s' allows only "
+                                 "queries, for listener '%s'", command,
+                                 role->name, listener);
+            }
+            return xasprintf("command '%s' is not allowed by policy: rule "
+                             "<deny command='%s'/> (%s line %d) of role "
+                             "'%s', for listener '%s'", command, r->glob,
+                             p->path, r->line, role->name, listener);
+        }
+    }
+    if (role->default_allow) {
+        return NULL;
+    }
+    if (!role->line) {
+        return xasprintf("command '%s' is not allowed by policy: the built-in "
+                         "role '%s' allows only queries, for listener '%s'",
+                         command, role->name, listener);
+    }
+    return xasprintf("command '%s' is not allowed by policy: role '%s' (%s "
+                     "line %d) denies what no rule allows, for listener "
+                     "'%s'", command, role->name, p->path, role->line,
+                     listener);
+}
+
+/*
+ * Resolve a path the way the kernel will: symlinks and ".." of the part
+ * that exists by realpath(3), the rest (which cannot hold symlinks yet)
+ * by hand.
+ */
+static char *resolve(const char *path)
+{
+    char *copy = xstrdup(path);
+    char *tail_start = NULL;
+    char real[PATH_MAX];
+    struct strbuf out = STRBUF_INIT;
+
+    /* the longest prefix that exists */
+    for (;;) {
+        if (realpath(copy, real)) {
+            break;
+        }
+        char *slash = strrchr(copy, '/');
+        if (!slash || slash == copy) {
+            strcpy(real, "/");
+            tail_start = path[1] ? (char *)path + 1 : NULL;
+            break;
+        }
+        *slash = 0;
+        tail_start = (char *)path + (slash - copy) + 1;
+    }
+    strbuf_adds(&out, real);
+    if (tail_start) {
+        char *rest = xstrdup(tail_start);
+        char *save, *part;
+        for (part = strtok_r(rest, "/", &save); part;
+             part = strtok_r(NULL, "/", &save)) {
+            if (!strcmp(part, ".")) {
+                continue;
+            }
+            if (!strcmp(part, "..")) {
+                char *slash = strrchr(out.buf, '/');
+                out.len = slash && slash != out.buf ? (size_t)(slash - out.buf)
+                                                    : 1;
+                out.buf[out.len] = 0;
+                continue;
+            }
+            if (out.len > 1) {
+                strbuf_addc(&out, '/');
+            }
+            strbuf_adds(&out, part);
+        }
+        free(rest);
+    }
+    free(copy);
+    return strbuf_detach(&out, NULL);
+}
+
+static bool inside(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    if (!strcmp(dir, "/")) {
+        return true;
+    }
+    return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == 0);
+}
+
+char *policy_check_path(const struct policy *p, const char *what,
+                        const char *path)
+{
+    char *resolved, *err = NULL;
+    bool ok = false;
+
+    if (!p || !p->has_paths || !path) {
+        return NULL;
+    }
+    if (path[0] != '/') {
+        return xasprintf("%s '%s' is not allowed by policy %s: only absolute "
+                         "paths to plain files are (no relative paths, no "
+                         "protocol prefixes)", what, path, p->path);
+    }
+    resolved = resolve(path);
+    for (int i = 0; i < p->ndirs && !ok; i++) {
+        ok = inside(resolved, p->dirs[i]);
+    }
+    if (!ok) {
+        struct strbuf dirs = STRBUF_INIT;
+        for (int i = 0; i < p->ndirs; i++) {
+            strbuf_addf(&dirs, "%s%s", i ? ", " : "", p->dirs[i]);
+        }
+        err = xasprintf("%s '%s'%s%s%s is not allowed by policy %s: images "
+                        "may be created or opened only under %s", what, path,
+                        strcmp(resolved, path) ? " (that is " : "",
+                        strcmp(resolved, path) ? resolved : "",
+                        strcmp(resolved, path) ? ")" : "", p->path,
+                        dirs.buf ? dirs.buf : "(no directory)");
+        strbuf_release(&dirs);
+    }
+    free(resolved);
+    return err;
+}
+
+/* Every "filename" in blockdev-add/blockdev-create options, at any depth. */
+static char *check_filenames(const struct policy *p, json_object *o,
+                             const char *what)
+{
+    char *err = NULL;
+
+    if (json_object_is_type(o, json_type_object)) {
+        json_object_object_foreach(o, key, v) {
+            if (!strcmp(key, "filename")
+                && json_object_is_type(v, json_type_string)) {
+                err = policy_check_path(p, what, json_object_get_string(v));
+            } else {
+                err = check_filenames(p, v, what);
+            }
+            if (err) {
+                return err;
+            }
+        }
+    } else if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o) && !err; i++) {
+            err = check_filenames(p, json_object_array_get_idx(o, i), what);
+        }
+    }
+    return err;
+}
+
+static const char *str_arg(json_object *args, const char *key)
+{
+    json_object *v;
+    return args && json_object_object_get_ex(args, key, &v)
+        && json_object_is_type(v, json_type_string)
+        ? json_object_get_string(v) : NULL;
+}
+
+/* The arguments that name images, per command. */
+static const struct {
+    const char *command;
+    const char *keys[3];
+} path_args[] = {
+    { "blockdev-snapshot-sync", { "snapshot-file" } },
+    { "drive-mirror", { "target" } },
+    { "drive-backup", { "target" } },
+    { "blockdev-change-medium", { "filename" } },
+    { "change-backing-file", { "backing-file" } },
+    { "__com.redhat_drive-mirror", { "target" } },
+    { "__com.redhat_drive-reopen", { "new-image-file" } },
+    { "qmproxy-block-copy", { "target" } },
+    { "qmproxy-reopen", { "file" } },
+};
+
+static char *check_paths(const struct policy *p, const char *command,
+                         json_object *args)
+{
+    char *err = NULL;
+
+    for (size_t i = 0; i < sizeof(path_args) / sizeof(path_args[0]); i++) {
+        if (strcmp(path_args[i].command, command)) {
+            continue;
+        }
+        for (int k = 0; k < 3 && path_args[i].keys[k] && !err; k++) {
+            err = policy_check_path(p, path_args[i].keys[k],
+                                    str_arg(args, path_args[i].keys[k]));
+        }
+        return err;
+    }
+    if (!strcmp(command, "blockdev-add") || !strcmp(command, "blockdev-create")) {
+        return check_filenames(p, args, "filename");
+    }
+    if (!strcmp(command, "qmproxy-snapshot-mirror")) {
+        json_object *disks;
+        if (json_object_object_get_ex(args, "disks", &disks)
+            && json_object_is_type(disks, json_type_array)) {
+            for (size_t i = 0; i < json_object_array_length(disks) && !err;
+                 i++) {
+                json_object *d = json_object_array_get_idx(disks, i);
+                err = policy_check_path(p, "snapshot-file",
+                                        str_arg(d, "snapshot-file"));
+                if (!err) {
+                    err = policy_check_path(p, "mirror-file",
+                                            str_arg(d, "mirror-file"));
+                }
+            }
+        }
+    }
+    return err;
+}
+
+char *policy_check_request(const struct policy *p, const char *listener,
+                           const char *command, json_object *args)
+{
+    char *err;
+    json_object *actions;
+
+    if (!p) {
+        return NULL;
+    }
+    err = check_command(p, listener, command);
+    if (err) {
+        return err;
+    }
+    /* a transaction's actions are commands in their own right */
+    if (!strcmp(command, "transaction") && args
+        && json_object_object_get_ex(args, "actions", &actions)
+        && json_object_is_type(actions, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(actions); i++) {
+            json_object *act = json_object_array_get_idx(actions, i), *data;
+            const char *type = str_arg(act, "type");
+            if (!type) {
+                continue;  /* QEMU will refuse it in its own words */
+            }
+            err = check_command(p, listener, type);
+            if (!err && json_object_object_get_ex(act, "data", &data)) {
+                err = check_paths(p, type, data);
+            }
+            if (err) {
+                char *in = xasprintf("transaction action %zu: %s", i, err);
+                free(err);
+                return in;
+            }
+        }
+        return NULL;
+    }
+    return check_paths(p, command, args);
+}
+
+int policy_mirror_rule_count(const struct policy *p)
+{
+    return p ? p->nmirrors : 0;
+}
+
+const struct policy_mirror_rule *policy_mirror_rule(const struct policy *p,
+                                                    int i)
+{
+    return &p->mirrors[i];
+}
+
+const struct policy_mirror_rule *policy_mirror_for(const struct policy *p,
+                                                   enum mirror_trigger on,
+                                                   const char *disk)
+{
+    for (int i = 0; p && i < p->nmirrors; i++) {
+        if (p->mirrors[i].on == on && fnmatch(p->mirrors[i].disks, disk, 0) == 0) {
+            return &p->mirrors[i];
+        }
+    }
+    return NULL;
+}
+
+const char *policy_path(const struct policy *p)
+{
+    return p->path;
+}
+
+/* ---- loading ------------------------------------------------------- */
+
+struct errors {
+    const char *file;
+    struct strbuf sb;
+};
+
+static void add_error(struct errors *e, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_error(struct errors *e, int line, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    strbuf_addf(&e->sb, "%s:%d: %s\n", e->file, line, msg);
+}
+
+static void on_rng_error(void *ctx, xmlErrorPtr err)
+{
+    struct errors *e = ctx;
+    char *msg = xstrdup(err->message ? err->message : "invalid");
+    size_t n = strlen(msg);
+
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        msg[--n] = 0;
+    }
+    add_error(e, err->line, "%s", msg);
+    free(msg);
+}
+
+static char *prop(xmlNodePtr n, const char *name)
+{
+    xmlChar *v = xmlGetProp(n, BAD_CAST name);
+    char *s = v ? xstrdup((const char *)v) : NULL;
+    xmlFree(v);
+    return s;
+}
+
+static bool is(xmlNodePtr n, const char *name)
+{
+    return n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
+}
+
+static void add_builtin_roles(struct policy *p)
+{
+    static const char *const queries[] = { "query-*", "qmproxy-query-*" };
+
+    p->roles = xcalloc(2, sizeof(*p->roles));
+    p->roles[0].name = xstrdup("full");
+    p->roles[0].default_allow = true;
+    p->roles[1].name = xstrdup("monitor");
+    p->roles[1].rules = xcalloc(2, sizeof(struct rule));
+    for (int i = 0; i < 2; i++) {
+        p->roles[1].rules[i].allow = true;
+        p->roles[1].rules[i].glob = xstrdup(queries[i]);
+    }
+    p->roles[1].nrules = 2;
+    p->nroles = 2;
+}
+
+static void load_roles(struct policy *p, xmlNodePtr roles, struct errors *e)
+{
+    for (xmlNodePtr r = roles->children; r; r = r->next) {
+        struct role *role;
+        char *def;
+        if (!is(r, "role")) {
+            continue;
+        }
+        char *name = prop(r, "name");
+        if (find_role(p, name)) {
+            add_error(e, (int)xmlGetLineNo(r), "role '%s' is %s", name,
+                      find_role(p, name)->line ? "defined twice"
+                                               : "built in; choose another "
+                                                 "name");
+            free(name);
+            continue;
+        }
+        p->roles = xrealloc(p->roles, sizeof(*p->roles)
+                            * (size_t)(p->nroles + 1));
+        role = &p->roles[p->nroles++];
+        memset(role, 0, sizeof(*role));
+        role->name = name;
+        role->line = (int)xmlGetLineNo(r);
+        def = prop(r, "default");
+        role->default_allow = def && !strcmp(def, "allow");
+        free(def);
+        for (xmlNodePtr x = r->children; x; x = x->next) {
+            if (!is(x, "allow") && !is(x, "deny")) {
+                continue;
+            }
+            role->rules = xrealloc(role->rules, sizeof(*role->rules)
+                                   * (size_t)(role->nrules + 1));
+            role->rules[role->nrules].allow = is(x, "allow");
+            role->rules[role->nrules].glob = prop(x, "command");
+            role->rules[role->nrules].line = (int)xmlGetLineNo(x);
+            role->nrules++;
+        }
+    }
+}
+
+static void load_listeners(struct policy *p, xmlNodePtr ls, struct errors *e)
+{
+    p->default_role = prop(ls, "default-role");
+    if (p->default_role && !find_role(p, p->default_role)) {
+        add_error(e, (int)xmlGetLineNo(ls), "default-role '%s' is no role "
+                  "(roles: full, monitor, and those under <roles>)",
+                  p->default_role);
+    }
+    for (xmlNodePtr l = ls->children; l; l = l->next) {
+        if (!is(l, "listener")) {
+            continue;
+        }
+        char *name = prop(l, "name"), *role = prop(l, "role");
+        for (int i = 0; i < p->nlisteners; i++) {
+            if (!strcmp(p->listeners[i].listener, name)) {
+                add_error(e, (int)xmlGetLineNo(l), "listener '%s' is given a "
+                          "role twice", name);
+            }
+        }
+        if (!find_role(p, role)) {
+            add_error(e, (int)xmlGetLineNo(l), "listener '%s' is given role "
+                      "'%s', which is not defined", name, role);
+        }
+        p->listeners = xrealloc(p->listeners, sizeof(*p->listeners)
+                                * (size_t)(p->nlisteners + 1));
+        p->listeners[p->nlisteners].listener = name;
+        p->listeners[p->nlisteners].role = role;
+        p->nlisteners++;
+    }
+}
+
+static void load_paths(struct policy *p, xmlNodePtr paths, struct errors *e)
+{
+    p->has_paths = true;
+    for (xmlNodePtr a = paths->children; a; a = a->next) {
+        char real[PATH_MAX];
+        if (!is(a, "allow")) {
+            continue;
+        }
+        char *dir = prop(a, "dir");
+        p->dirs = xrealloc(p->dirs, sizeof(*p->dirs) * (size_t)(p->ndirs + 1));
+        /* a directory that does not exist yet is taken as written, ".."
+         * and all resolved as far as it goes */
+        p->dirs[p->ndirs++] = realpath(dir, real) ? xstrdup(real)
+                                                  : resolve(dir);
+        free(dir);
+    }
+}
+
+static int int_prop(xmlNodePtr n, const char *name, int dflt)
+{
+    char *v = prop(n, name);
+    long long x = v ? strtoll(v, NULL, 10) : dflt;
+    free(v);
+    return x > INT32_MAX ? INT32_MAX : (int)x;
+}
+
+static void load_mirroring(struct policy *p, xmlNodePtr m, struct errors *e)
+{
+    for (xmlNodePtr r = m->children; r; r = r->next) {
+        struct policy_mirror_rule *rule;
+        char *v;
+        if (!is(r, "rule")) {
+            continue;
+        }
+        p->mirrors = xrealloc(p->mirrors, sizeof(*p->mirrors)
+                              * (size_t)(p->nmirrors + 1));
+        rule = &p->mirrors[p->nmirrors++];
+        memset(rule, 0, sizeof(*rule));
+        rule->name = prop(r, "name");
+        for (int i = 0; i < p->nmirrors - 1; i++) {
+            if (!strcmp(p->mirrors[i].name, rule->name)) {
+                add_error(e, (int)xmlGetLineNo(r), "mirroring rule '%s' is "
+                          "defined twice", rule->name);
+            }
+        }
+        rule->disks = prop(r, "disks");
+        v = prop(r, "on");
+        rule->on = v && !strcmp(v, "connect") ? MIRROR_ON_CONNECT
+                                              : MIRROR_ON_SNAPSHOT;
+        free(v);
+        rule->target = prop(r, "target");
+        v = prop(r, "pivot");
+        rule->pivot_when_ready = v && !strcmp(v, "when-ready");
+        free(v);
+        v = prop(r, "on-error");
+        rule->retry = v && !strcmp(v, "retry");
+        free(v);
+        v = prop(r, "speed");
+        rule->speed = v ? strtoll(v, NULL, 10) : 0;
+        free(v);
+        v = prop(r, "precreate");
+        rule->precreate = v && !strcmp(v, "yes");
+        free(v);
+        rule->retries = int_prop(r, "retries", 5);
+        rule->backoff_ms = int_prop(r, "backoff-ms", 1000);
+        rule->max_backoff_ms = int_prop(r, "max-backoff-ms", 60000);
+        rule->format = prop(r, "format");
+        if (!rule->format) {
+            rule->format = xstrdup("qcow2");
+        }
+        if (p->has_paths) {
+            char *err = policy_check_path(p, "target", rule->target);
+            if (err) {
+                add_error(e, (int)xmlGetLineNo(r), "rule '%s': %s",
+                          rule->name, err);
+                free(err);
+            }
+        }
+    }
+}
+
+struct policy *policy_load(const char *path, char **errors)
+{
+    struct errors e = { .file = path };
+    xmlParserCtxtPtr pctxt;
+    xmlDocPtr doc, schema_doc;
+    xmlRelaxNGParserCtxtPtr rng_parser;
+    xmlRelaxNGPtr rng;
+    xmlRelaxNGValidCtxtPtr valid;
+    struct policy *p = NULL;
+    xmlNodePtr root;
+
+    *errors = NULL;
+    pctxt = xmlNewParserCtxt();
+    doc = xmlCtxtReadFile(pctxt, path, NULL, XML_PARSE_NONET
+                          | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) {
+        xmlErrorPtr err = xmlCtxtGetLastError(pctxt);
+        if (access(path, R_OK) != 0) {
+            *errors = xasprintf("%s: cannot read it: %s\n", path,
+                                strerror(errno));
+        } else {
+            char *msg = xstrdup(err && err->message ? err->message : "?");
+            size_t n = strlen(msg);
+            while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+                msg[--n] = 0;
+            }
+            *errors = xasprintf("%s:%d:%d: not well-formed XML: %s\n", path,
+                                err ? err->line : 0, err ? err->int2 : 0, msg);
+            free(msg);
+        }
+        xmlFreeParserCtxt(pctxt);
+        return NULL;
+    }
+    xmlFreeParserCtxt(pctxt);
+
+    /* the schema is part of the binary: no file to lose or mismatch */
+    schema_doc = xmlReadMemory((const char *)policy_rng, (int)policy_rng_len,
+                               "qmproxy.rng", NULL, XML_PARSE_NONET);
+    rng_parser = xmlRelaxNGNewDocParserCtxt(schema_doc);
+    rng = xmlRelaxNGParse(rng_parser);
+    valid = xmlRelaxNGNewValidCtxt(rng);
+    xmlRelaxNGSetValidStructuredErrors(valid, on_rng_error, &e);
+    if (xmlRelaxNGValidateDoc(valid, doc) != 0 && !e.sb.len) {
+        add_error(&e, 1, "does not follow the qmproxy policy schema");
+    }
+    xmlRelaxNGFreeValidCtxt(valid);
+    xmlRelaxNGFree(rng);
+    xmlRelaxNGFreeParserCtxt(rng_parser);
+    xmlFreeDoc(schema_doc);
+
+    if (!e.sb.len) {
+        p = xcalloc(1, sizeof(*p));
+        p->path = xstrdup(path);
+        add_builtin_roles(p);
+        root = xmlDocGetRootElement(doc);
+        /* roles first: listeners refer to them; paths before mirroring */
+        for (xmlNodePtr n = root->children; n; n = n->next) {
+            if (is(n, "roles")) {
+                load_roles(p, n, &e);
+            }
+        }
+        for (xmlNodePtr n = root->children; n; n = n->next) {
+            if (is(n, "listeners")) {
+                load_listeners(p, n, &e);
+            } else if (is(n, "paths")) {
+                load_paths(p, n, &e);
+            }
+        }
+        for (xmlNodePtr n = root->children; n; n = n->next) {
+            if (is(n, "mirroring")) {
+                load_mirroring(p, n, &e);
+            }
+        }
+        if (!p->nlisteners && !p->default_role) {
+            /* a policy without listeners constrains paths or mirroring
+             * only: commands stay open to everyone */
+            p->default_role = xstrdup("full");
+        }
+    }
+    xmlFreeDoc(doc);
+    if (e.sb.len) {
+        policy_free(p);
+        *errors = strbuf_detach(&e.sb, NULL);
+        return NULL;
+    }
+    return p;
+}
+
+void policy_free(struct policy *p)
+{
+    if (!p) {
+        return;
+    }
+    for (int i = 0; i < p->nroles; i++) {
+        for (int k = 0; k < p->roles[i].nrules; k++) {
+            free(p->roles[i].rules[k].glob);
+        }
+        free(p->roles[i].rules);
+        free(p->roles[i].name);
+    }
+    free(p->roles);
+    for (int i = 0; i < p->nlisteners; i++) {
+        free(p->listeners[i].listener);
+        free(p->listeners[i].role);
+    }
+    free(p->listeners);
+    free(p->default_role);
+    for (int i = 0; i < p->ndirs; i++) {
+        free(p->dirs[i]);
+    }
+    free(p->dirs);
+    for (int i = 0; i < p->nmirrors; i++) {
+        free(p->mirrors[i].name);
+        free(p->mirrors[i].disks);
+        free(p->mirrors[i].target);
+        free(p->mirrors[i].format);
+    }
+    free(p->mirrors);
+    free(p->path);
+    free(p);
+}

@@ -1,0 +1,63 @@
+/*
+ * policy: who may do what, where images may go, and which disks are
+ * mirrored automatically.  Loaded from an XML file validated against the
+ * RelaxNG schema policy/qmproxy.rng (built into the binary), then
+ * evaluated per command: the listener a client came through has a role, a
+ * role's allow/deny rules are command globs (first match wins) with a
+ * default, and every path that would make QEMU create or open an image is
+ * resolved and must lie in an allowed directory.
+ *
+ * This module reads its file and nothing else; acting on the mirroring
+ * rules is the operations' business (proxy/ops/auto-mirror.c).
+ */
+#ifndef QMPROXY_POLICY_H
+#define QMPROXY_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+struct policy;
+
+enum mirror_trigger { MIRROR_ON_SNAPSHOT, MIRROR_ON_CONNECT };
+
+struct policy_mirror_rule {
+    char *name;
+    char *disks;            /* glob over disk names */
+    enum mirror_trigger on;
+    char *target;           /* the directory copies go to */
+    bool pivot_when_ready;
+    bool retry;             /* on-error="retry" */
+    int64_t speed;
+    bool precreate;
+    int retries;
+    int backoff_ms, max_backoff_ms;
+    char *format;
+};
+
+/* Load and validate; NULL with *errors (owned, one "FILE:LINE: what" per
+ * line) when the file is not a valid policy. */
+struct policy *policy_load(const char *path, char **errors);
+void policy_free(struct policy *p);
+const char *policy_path(const struct policy *p);
+
+/*
+ * May a client on this listener run this request?  NULL when it may; else
+ * the reason (owned), naming the rule that refused it.  Checks the command,
+ * each action of a transaction as its own command, and every image path.
+ */
+char *policy_check_request(const struct policy *p, const char *listener,
+                           const char *command, json_object *args);
+/* Is this image path (what: "snapshot-file"...) allowed?  NULL: yes. */
+char *policy_check_path(const struct policy *p, const char *what,
+                        const char *path);
+
+int policy_mirror_rule_count(const struct policy *p);
+const struct policy_mirror_rule *policy_mirror_rule(const struct policy *p,
+                                                    int i);
+/* The first rule of this trigger matching disk, or NULL. */
+const struct policy_mirror_rule *policy_mirror_for(const struct policy *p,
+                                                   enum mirror_trigger on,
+                                                   const char *disk);
+
+#endif

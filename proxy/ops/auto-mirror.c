@@ -1,0 +1,295 @@
+/*
+ * Automatic mirroring, as the policy's <mirroring> rules ask:
+ *
+ *  on="snapshot": a matching disk got a new overlay, whoever made it
+ *    (blockdev-snapshot-sync, a transaction, libvirt's snapshot-create-as,
+ *    HMP): the new overlay is mirrored (sync=top) into the rule's target
+ *    directory, onto an overlay qmproxy creates there over the directory's
+ *    copy of the older layers when precreate="yes" (the oVirt flow without
+ *    the client's help), else onto one QEMU creates;
+ *  on="connect": a continuous full copy of the disk (replication) from
+ *    the moment the proxy attaches.
+ *
+ * pivot="when-ready" switches onto the copy once it is ready.  With
+ * on-error="retry" a copy that fails (refused, or a BLOCK_JOB_ERROR that
+ * ends it) is started again after 'backoff-ms', doubling up to
+ * 'max-backoff-ms', at most 'retries' times; with "report" the failure is
+ * reported and that is all.  Each automatic action is an operation of type
+ * auto-mirror, visible with its rule in qmproxy-query-operations.
+ */
+#include "auto-mirror.h"
+
+#include <event2/event.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain.h"
+#include "log.h"
+#include "op.h"
+#include "policy.h"
+#include "router.h"
+#include "spawn.h"
+#include "util.h"
+
+/* What an automatic operation remembers of its rule (the policy may be
+ * reloaded under it) and of its attempts. */
+struct auto_state {
+    struct router *router;
+    struct op *op;
+    struct policy_mirror_rule rule;   /* strings owned */
+    int attempt;
+    int next_backoff_ms;
+    char *below, *below_format;       /* on="snapshot": what to build on */
+    long long size;
+    char *last_error;
+    struct event *timer;
+};
+
+static void auto_free(void *priv)
+{
+    struct auto_state *a = priv;
+
+    if (a->timer) {
+        event_free(a->timer);
+    }
+    free(a->rule.name);
+    free(a->rule.disks);
+    free(a->rule.target);
+    free(a->rule.format);
+    free(a->below);
+    free(a->below_format);
+    free(a->last_error);
+    free(a);
+}
+
+static void attempt(struct auto_state *a);
+
+/* A copy failed: try again later, or say so and stop. */
+static void failed(struct auto_state *a, const char *why)
+{
+    struct op *op = a->op;
+    struct op_disk *d = &op->disks[0];
+
+    free(a->last_error);
+    a->last_error = xstrdup(why);
+    if (a->rule.retry && a->attempt <= a->rule.retries) {
+        struct timeval tv = { a->next_backoff_ms / 1000,
+                              (a->next_backoff_ms % 1000) * 1000 };
+        free(d->state);
+        d->state = xstrdup("retrying");
+        free(d->note);
+        d->note = xasprintf("attempt %d of %d failed: %s; next attempt in "
+                            "%d ms", a->attempt, a->rule.retries + 1, why,
+                            a->next_backoff_ms);
+        log_warn("automatic mirror %s of %s (rule %s): %s", op->name,
+                 d->disk, a->rule.name, d->note);
+        op_set_state(op, OP_MIRRORING);
+        evtimer_add(a->timer, &tv);
+        a->next_backoff_ms *= 2;
+        if (a->next_backoff_ms > a->rule.max_backoff_ms) {
+            a->next_backoff_ms = a->rule.max_backoff_ms;
+        }
+        return;
+    }
+    op_fail(op, "the automatic copy of %s (rule %s) failed%s: %s", d->disk,
+            a->rule.name, a->rule.retry ? ", and every retry did" : "", why);
+}
+
+/* While ready (a replica, or a copy waiting to be reopened by someone):
+ * a copy that ends with an error is a failure like any other. */
+static void watch(struct op *op)
+{
+    struct auto_state *a = op->priv;
+    struct op_disk *d = &op->disks[0];
+
+    if (op->state != OP_READY || !(d->failed || d->done)) {
+        return;
+    }
+    op->check = NULL;
+    d->own_job = false;
+    if (d->failed) {
+        failed(a, d->job_error ? d->job_error : "the copy ended");
+    } else {
+        const char *top = chain_top_file(router_chain(a->router), d->disk);
+        free(d->state);
+        d->state = xstrdup(top && !strcmp(top, d->mirror_file) ? "pivoted"
+                                                               : "copy dropped");
+        op_set_state(op, OP_PIVOTED);
+    }
+}
+
+static void pivoted(struct op *op, bool ok)
+{
+    struct auto_state *a = op->priv;
+
+    if (ok) {
+        op_succeed(op, OP_PIVOTED);
+    } else {
+        failed(a, op->step_error ? op->step_error : "the pivot failed");
+    }
+}
+
+static void ready(struct op *op, bool ok)
+{
+    struct auto_state *a = op->priv;
+
+    if (!ok) {
+        failed(a, op->step_error ? op->step_error : "the copy failed");
+        return;
+    }
+    if (a->rule.pivot_when_ready) {
+        op_set_state(op, OP_PIVOTING);
+        step_reopen(op, true, pivoted);
+        return;
+    }
+    op_set_state(op, OP_READY);
+    op->check = watch;
+}
+
+static void started(struct op *op, bool ok)
+{
+    struct auto_state *a = op->priv;
+
+    if (!ok) {
+        failed(a, op->step_error ? op->step_error : "QEMU refused the copy");
+        return;
+    }
+    op_set_state(op, OP_MIRRORING);
+    step_wait_ready(op, ready);
+}
+
+static void precreated(void *opaque, int status, const char *output)
+{
+    struct auto_state *a = opaque;
+
+    if (status != 0) {
+        char *why = xasprintf("qemu-img could not create %s: %s",
+                              a->op->disks[0].mirror_file, output);
+        failed(a, why);
+        free(why);
+        return;
+    }
+    step_start_mirrors(a->op, started);
+}
+
+static void attempt(struct auto_state *a)
+{
+    struct op *op = a->op;
+    struct op_disk *d = &op->disks[0];
+    struct chain *c = router_chain(a->router);
+
+    a->attempt++;
+    if (chain_job_id(c, d->disk)) {
+        failed(a, "another job runs on the disk");
+        return;
+    }
+    if (a->below && a->rule.precreate) {
+        /* the destination overlay, over the destination's copy of the
+         * layer below (which may not be there yet: -u) */
+        char *below_copy = xstrdup(a->below);
+        char *dest_below = xasprintf("%s/%s", a->rule.target,
+                                     basename(below_copy));
+        char size[32];
+        snprintf(size, sizeof(size), "%lld", a->size);
+        char *argv[] = { "qemu-img", "create", "-q", "-f", a->rule.format,
+                         "-u", "-b", dest_below, "-F",
+                         a->below_format ? a->below_format : "qcow2",
+                         d->mirror_file, size, NULL };
+        spawn_run(router_base(a->router), argv, precreated, a);
+        free(dest_below);
+        free(below_copy);
+        return;
+    }
+    step_start_mirrors(op, started);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    attempt(arg);
+}
+
+static void start(struct router *r, const struct policy_mirror_rule *rule,
+                  const char *disk, const char *target, bool full,
+                  const char *below, const char *below_format, long long size)
+{
+    struct op *op = op_new("auto-mirror", NULL, 0, NULL);
+    struct auto_state *a = xcalloc(1, sizeof(*a));
+    struct op_disk *d = op_add_disk(op, disk);
+
+    a->router = r;
+    a->op = op;
+    a->rule = *rule;
+    a->rule.name = xstrdup(rule->name);
+    a->rule.disks = xstrdup(rule->disks);
+    a->rule.target = xstrdup(rule->target);
+    a->rule.format = xstrdup(rule->format);
+    a->next_backoff_ms = rule->backoff_ms;
+    a->below = below ? xstrdup(below) : NULL;
+    a->below_format = below_format ? xstrdup(below_format) : NULL;
+    a->size = size;
+    a->timer = evtimer_new(router_base(r), on_timer, a);
+    op->priv = a;
+    op->priv_free = auto_free;
+    op->rule = xstrdup(rule->name);
+    d->mirror_file = xstrdup(target);
+    d->format = xstrdup(rule->format);
+    d->sync = xstrdup(full ? "full" : "top");
+    d->mode = xstrdup(below && rule->precreate ? "existing" : "absolute-paths");
+    d->speed = rule->speed;
+    log_info("policy rule %s: mirroring %s to %s", rule->name, disk, target);
+    op_set_state(op, OP_RUNNING);
+    attempt(a);
+}
+
+void auto_mirror_snapshot(struct router *r, const char *disk,
+                          const char *overlay, const char *below,
+                          const char *below_format, long long size)
+{
+    const struct policy *p = router_policy(r);
+    const struct policy_mirror_rule *rule;
+    const struct op *busy;
+    char *copy, *target;
+
+    rule = policy_mirror_for(p, MIRROR_ON_SNAPSHOT, disk);
+    if (!rule || ops_busy_disk(disk, &busy)
+        || chain_job_id(router_chain(r), disk)) {
+        return;  /* no rule, or the snapshot is part of an operation */
+    }
+    copy = xstrdup(overlay);
+    target = xasprintf("%s/%s", rule->target, basename(copy));
+    start(r, rule, disk, target, false, below, below_format, size);
+    free(target);
+    free(copy);
+}
+
+void auto_mirror_connect(struct router *r)
+{
+    const struct policy *p = router_policy(r);
+    struct chain *c = router_chain(r);
+    json_object *disks = chain_to_json(c, NULL);
+    const struct op *busy;
+
+    for (size_t i = 0; i < json_object_array_length(disks); i++) {
+        json_object *d = json_object_array_get_idx(disks, i), *name;
+        const struct policy_mirror_rule *rule;
+        const char *disk;
+        char *target;
+
+        json_object_object_get_ex(d, "disk", &name);
+        disk = json_object_get_string(name);
+        rule = policy_mirror_for(p, MIRROR_ON_CONNECT, disk);
+        if (!rule || chain_job_id(c, disk) || ops_busy_disk(disk, &busy)) {
+            continue;
+        }
+        /* the replica is the proxy's own file: a new run starts it over */
+        target = xasprintf("%s/%s-replica.%s", rule->target, disk,
+                           rule->format);
+        start(r, rule, disk, target, true, NULL, NULL, 0);
+        free(target);
+    }
+    json_object_put(disks);
+}
