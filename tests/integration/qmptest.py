@@ -317,12 +317,16 @@ class ProxyTestCase(unittest.TestCase):
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="qmptest-", dir=os.environ.get("QMPTEST_TMP"))
         self.addCleanup(self._cleanup_dir)
+        self.prepare_images()
         self.qemu = QEMU(self.workdir, shape=self.shape, disks=self.disks,
                          monitors=self.monitors,
                          image_dir=os.path.join(self.workdir, self.image_dir)
                          if self.image_dir else None)
         self.addCleanup(self.qemu.stop)
         self.proxy = self.start_proxy()
+
+    def prepare_images(self):
+        """Before QEMU starts (and locks its images)."""
 
     def _cleanup_dir(self):
         if os.environ.get("QMPTEST_KEEP"):

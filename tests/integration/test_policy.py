@@ -1,0 +1,347 @@
+"""Policies against a real QEMU 7.2: roles per listener (also inside
+transactions), the read-only monitor seat, image directories (.. and
+symlink escapes, relative paths), automatic mirroring on snapshot and on
+connect (with a target filesystem that fills up), reloads under traffic,
+and --check-policy."""
+import glob
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import unittest
+
+from qmptest import (ProxyTestCase, QMPClient, QMPROXY, Proxy, qemu_img,
+                     wait_for, QEMU_IO, ROOT)
+from test_chain import qemu_chain, proxy_chain
+
+MiB = 1 << 20
+
+
+def write_policy(path, body):
+    with open(path, "w") as f:
+        f.write('<?xml version="1.0"?>\n<policy>\n%s\n</policy>\n' % body)
+
+
+class CheckPolicy(unittest.TestCase):
+
+    def run_check(self, path):
+        return subprocess.run([QMPROXY, "--check-policy", path], capture_output=True,
+                              text=True, timeout=20)
+
+    def test_examples_are_valid(self):
+        examples = glob.glob(os.path.join(ROOT, "policy", "examples", "*.xml"))
+        self.assertGreaterEqual(len(examples), 4)
+        for ex in examples:
+            r = self.run_check(ex)
+            self.assertEqual(r.returncode, 0, (ex, r.stderr))
+            self.assertIn("a valid qmproxy policy", r.stdout)
+
+    def test_bad_policies_name_file_and_line(self):
+        import tempfile
+        d = tempfile.mkdtemp()
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
+        cases = [
+            # (two lines come before the body: the XML declaration, <policy>)
+            ('<roles>\n<role name="x" default="maybe"/>\n</roles>', ":4: Invalid attribute default"),
+            ('<listeners>\n<listener name="a" role="nosuch"/>\n</listeners>',
+             ":4: listener 'a' is given role 'nosuch', which is not defined"),
+            ('<bogus/>', ":3: Did not expect element bogus"),
+            ('<roles>\n<role name="monitor"/>\n</roles>', "built in"),
+            ('<paths><allow dir="relative/dir"/></paths>', "Element allow failed"),
+            ('<roles>', "not well-formed XML"),
+        ]
+        for i, (body, words) in enumerate(cases):
+            path = os.path.join(d, "bad%d.xml" % i)
+            write_policy(path, body)
+            r = self.run_check(path)
+            self.assertNotEqual(r.returncode, 0, body)
+            self.assertIn(path, r.stderr)
+            self.assertIn(words, r.stderr, (body, r.stderr))
+        r = self.run_check(os.path.join(d, "missing.xml"))
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("cannot read it", r.stderr)
+
+
+class Roles(ProxyTestCase):
+
+    def start_proxy(self, args=None, **kw):
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, """
+  <roles>
+    <role name="operator" default="deny">
+      <deny command="quit"/>
+      <deny command="human-monitor-command"/>
+      <allow command="query-*"/>
+      <allow command="qmproxy-*"/>
+      <allow command="transaction"/>
+      <allow command="blockdev-snapshot-sync"/>
+      <allow command="stop"/>
+      <allow command="cont"/>
+    </role>
+  </roles>
+  <listeners>
+    <listener name="mgmt" role="full"/>
+    <listener name="ro" role="monitor"/>
+    <listener name="op" role="operator"/>
+  </listeners>""")
+        self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+        self.socks = {n: os.path.join(self.workdir, "%s.sock" % n) for n in ("mgmt", "ro", "op", "other")}
+        largs = []
+        for n, path in self.socks.items():
+            largs += ["--listen", "%s=unix:%s" % (n, path)]
+        p = Proxy(self.workdir, self.qemu.monitors[0], listen=False,
+                  args=["--policy", self.policy, "--traffic-log", self.tlog] + largs)
+        self.addCleanup(p.stop)
+        wait_for(lambda: all(os.path.exists(x) for x in self.socks.values()),
+                 what="the listeners")
+        return p
+
+    def seat(self, name):
+        return self.client(path=self.socks[name])
+
+    def test_monitor_seat(self):
+        mgmt, ro = self.seat("mgmt"), self.seat("ro")
+        self.assertIn("status", ro.ok("query-status"))
+        self.assertIsInstance(ro.ok("qmproxy-query-chain"), list)
+        r = ro.cmd("stop", id="no")
+        self.assertEqual(r["error"]["class"], "GenericError")
+        self.assertIn("not allowed by policy", r["error"]["desc"])
+        self.assertIn("for listener 'ro'", r["error"]["desc"])
+        self.assertEqual(r["id"], "no")
+        self.assertIn("running", json.dumps(mgmt.ok("query-status")))
+        # but it sees what others do
+        mgmt.ok("stop")
+        ro.wait_event("STOP")
+        mgmt.ok("cont")
+        ro.wait_event("RESUME")
+        for cmd in ("quit", "human-monitor-command", "qmproxy-snapshot-abort", "device_del"):
+            self.assertIn("not allowed by policy", ro.cmd(cmd)["error"]["desc"])
+        # refused commands never reached QEMU
+        sent = [json.loads(l) for l in open(self.tlog)]
+        upstream = [l for l in sent if l["dir"] == "in" and l.get("client") == 0]
+        self.assertFalse([l for l in upstream if l["msg"].get("execute") == "quit"])
+        self.assertIn("not allowed by policy", self.proxy.read_stderr())
+
+    def test_operator_rules_and_transaction_actions(self):
+        op = self.seat("op")
+        self.assertIn("status", op.ok("query-status"))
+        r = op.cmd("quit")
+        self.assertIn("rule <deny command='quit'/>", r["error"]["desc"])
+        self.assertIn("of role 'operator'", r["error"]["desc"])
+        r = op.cmd("human-monitor-command", {"command-line": "info status"})
+        self.assertIn("not allowed by policy", r["error"]["desc"])
+        r = op.cmd("device_del", {"id": "x"})
+        self.assertIn("denies what no rule allows", r["error"]["desc"])
+        # inside a transaction, each action is a command of its own
+        snap = os.path.join(self.workdir, "s.qcow2")
+        r = op.cmd("transaction", {"actions": [
+            {"type": "blockdev-snapshot-sync", "data": {"device": "disk0", "snapshot-file": snap}},
+            {"type": "drive-backup", "data": {"device": "disk0", "target": "/tmp/b", "sync": "full"}}]})
+        self.assertIn("transaction action 1: command 'drive-backup' is not allowed", r["error"]["desc"])
+        self.assertFalse(os.path.exists(snap))
+        r = op.cmd("transaction", {"actions": [
+            {"type": "blockdev-snapshot-sync", "data": {"device": "disk0", "snapshot-file": snap,
+                                                        "format": "qcow2"}}]})
+        self.assertEqual(r, {"return": {}})
+        # a listener the policy does not name has no role
+        other = self.seat("other")
+        self.assertIn("gives no role for listener 'other'", other.cmd("query-status")["error"]["desc"])
+        # QEMU itself never heard of any of it and still runs
+        self.assertIn("status", self.seat("mgmt").ok("query-status"))
+
+
+class Paths(ProxyTestCase):
+
+    def start_proxy(self, args=None, **kw):
+        self.allowed = os.path.join(self.workdir, "allowed")
+        self.outside = os.path.join(self.workdir, "outside")
+        os.makedirs(self.allowed)
+        os.makedirs(self.outside)
+        os.symlink(self.outside, os.path.join(self.allowed, "link"))
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, '<paths><allow dir="%s"/><allow dir="%s"/></paths>'
+                     % (self.allowed, self.workdir + "/dest"))
+        os.makedirs(self.workdir + "/dest")
+        return super().start_proxy(args=["--policy", self.policy])
+
+    def snap(self, c, path):
+        return c.cmd("blockdev-snapshot-sync", {"device": "disk0", "snapshot-file": path,
+                                                "format": "qcow2"})
+
+    def test_escapes_refused(self):
+        c = self.client()
+        for path, words in [
+            (self.allowed + "/../outside/a.qcow2", "that is %s/a.qcow2" % self.outside),
+            (self.allowed + "/link/b.qcow2", "that is %s/b.qcow2" % self.outside),
+            (self.allowed + "/new/../../outside/c.qcow2", "is not allowed by policy"),
+            ("relative.qcow2", "only absolute paths"),
+            ("/etc/d.qcow2", "images may be created or opened only under"),
+        ]:
+            r = self.snap(c, path)
+            self.assertIn(words, r["error"]["desc"], path)
+        self.assertEqual(os.listdir(self.outside), [])
+        for cmd, args in [
+            ("drive-mirror", {"device": "disk0", "target": self.outside + "/m.qcow2", "sync": "full"}),
+            ("blockdev-add", {"driver": "qcow2", "node-name": "x",
+                              "file": {"driver": "file", "filename": self.outside + "/x"}}),
+            ("qmproxy-snapshot-mirror", {"disks": [{"disk": "disk0",
+                                                    "snapshot-file": self.allowed + "/s.qcow2",
+                                                    "mirror-file": self.outside + "/s.qcow2"}]}),
+            ("qmproxy-block-copy", {"disk": "disk0", "target": self.outside + "/c.qcow2"}),
+            ("qmproxy-snapshot-mirror-xml", {"xml": "<domainsnapshot><disks><disk name='disk0'>"
+                                             "<source file='%s/x.qcow2'/><mirror file='%s/x.qcow2'/>"
+                                             "</disk></disks></domainsnapshot>"
+                                             % (self.allowed, self.outside)}),
+            ("__com.redhat_drive-mirror", {"device": "disk0", "target": self.outside + "/r.qcow2"}),
+        ]:
+            r = c.cmd(cmd, args)
+            self.assertIn("not allowed by policy", r["error"]["desc"], cmd)
+        self.assertEqual(os.listdir(self.outside), [])
+        self.assertEqual(qemu_chain(c)[0], self.qemu.images)
+
+    def test_allowed_paths_work(self):
+        c = self.client()
+        self.assertEqual(self.snap(c, self.allowed + "/ok.qcow2"), {"return": {}})
+        r = c.cmd("qmproxy-snapshot-mirror", {"name": "in", "disks": [{
+            "disk": "disk0", "snapshot-file": self.allowed + "/s2.qcow2",
+            "mirror-file": self.workdir + "/dest/s2.qcow2"}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+
+
+class AutoMirrorOnSnapshot(ProxyTestCase):
+
+    def start_proxy(self, args=None, **kw):
+        self.dest = os.path.join(self.workdir, "dest")
+        os.makedirs(self.dest)
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, '<mirroring><rule name="follow" disks="disk*" on="snapshot" '
+                     'target="%s" pivot="never" precreate="yes"/></mirroring>' % self.dest)
+        return super().start_proxy(args=["--policy", self.policy])
+
+    def test_plain_snapshot_gets_a_mirror(self):
+        c = self.client()
+        c.hmp('qemu-io disk0 "write -P 0x11 0 1M"')
+        snap = os.path.join(self.workdir, "snap.qcow2")
+        c.ok("blockdev-snapshot-sync", {"device": "disk0", "snapshot-file": snap, "format": "qcow2"})
+        ev = c.wait_event("QMPROXY_OPERATION", pred=lambda e: e["data"]["state"] == "ready")
+        self.assertEqual(ev["data"]["type"], "auto-mirror")
+        self.assertEqual(ev["data"]["rule"], "follow")
+        target = os.path.join(self.dest, "snap.qcow2")
+        self.assertEqual(ev["data"]["disks"][0]["mirror-file"], target)
+        self.assertTrue(os.path.exists(target))
+        # precreated over the destination's copy of the layer below
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", target],
+                                         capture_output=True, text=True).stdout)
+        self.assertEqual(info["backing-filename"], os.path.join(self.dest, "disk0.qcow2"))
+        self.assertEqual(proxy_chain(c)["mirror"]["file"], target)
+        c.hmp('qemu-io disk0 "write -P 0x22 1M 1M"')
+        # the older layers go to the destination, then the switch
+        subprocess.run(["cp", self.qemu.images[0], os.path.join(self.dest, "disk0.qcow2")], check=True)
+        r = c.cmd("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual(qemu_chain(c)[0][0], target)
+        c.send({"execute": "quit"})
+        self.qemu.proc.wait(10)
+        for pat, off in ((0x11, 0), (0x22, MiB)):
+            out = subprocess.run([QEMU_IO, "-r", "-c", "read -P 0x%02x %d 1M" % (pat, off), target],
+                                 capture_output=True, text=True).stdout
+            self.assertNotIn("fail", out.lower(), out)
+
+
+class ReplicationToFullFilesystem(ProxyTestCase):
+    """A continuous copy whose target fills up: retried with backoff,
+    reported, and the source untouched."""
+
+    def prepare_images(self):
+        img = os.path.join(self.workdir, "disk0.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", img, "64M")
+        # data the replica cannot hold
+        subprocess.run([QEMU_IO, "-c", "write -P 0x33 0 16M", img],
+                       check=True, capture_output=True)
+
+    def start_proxy(self, args=None, **kw):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        self.mnt = os.path.join(self.workdir, "small")
+        os.makedirs(self.mnt)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if r.returncode:
+            self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.strip())
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mnt])
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, '<mirroring><rule name="replica" disks="disk0" on="connect" '
+                     'target="%s" on-error="retry" retries="2" backoff-ms="200" '
+                     'max-backoff-ms="400"/></mirroring>' % self.mnt)
+        return super().start_proxy(args=["--policy", self.policy])
+
+    def test_retries_then_reports(self):
+        c = self.client()
+        ev = c.wait_event("QMPROXY_OPERATION", timeout=60,
+                          pred=lambda e: e["data"]["state"] == "failed")
+        op = ev["data"]
+        self.assertEqual(op["type"], "auto-mirror")
+        self.assertEqual(op["rule"], "replica")
+        self.assertIn("every retry did", op["error"])
+        self.assertIn("No space left on device", op["error"])
+        notes = [e["data"]["disks"][0].get("note", "") for e in c.events
+                 if e["event"] == "QMPROXY_OPERATION"]
+        self.assertTrue(any("next attempt in 200 ms" in n for n in notes), notes)
+        self.assertTrue(any("next attempt in 400 ms" in n for n in notes), notes)
+        self.assertIn("attempt 1 of 3 failed", self.proxy.read_stderr())
+        # the source is untouched and whole
+        self.assertEqual(qemu_chain(c)[0], self.qemu.images)
+        out = c.hmp('qemu-io disk0 "read -P 0x33 0 16M"')
+        self.assertNotIn("fail", out.lower(), out)
+        self.assertNotIn("job", proxy_chain(c))
+
+
+class Reload(ProxyTestCase):
+
+    def start_proxy(self, args=None, **kw):
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        self.ro = os.path.join(self.workdir, "ro.sock")
+        write_policy(self.policy, '<listeners default-role="full"><listener name="ro" role="monitor"/></listeners>')
+        return super().start_proxy(args=["--policy", self.policy, "--listen", "ro=unix:" + self.ro])
+
+    def test_valid_and_invalid_reloads_under_traffic(self):
+        busy = self.client()
+        stop = threading.Event()
+        errors = []
+
+        def traffic():
+            while not stop.is_set():
+                try:
+                    busy.ok("query-status")
+                except Exception as e:  # noqa
+                    errors.append(e)
+                    return
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        self.addCleanup(t.join)
+        self.addCleanup(stop.set)
+        ro = self.client(path=self.ro)
+        self.assertIn("not allowed by policy", ro.cmd("stop")["error"]["desc"])
+        # a valid new policy: the ro seat becomes a full one
+        write_policy(self.policy, '<listeners default-role="full"/>')
+        self.proxy.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in self.proxy.read_stderr(), what="the reload")
+        self.assertEqual(ro.cmd("stop"), {"return": {}})
+        ro.ok("cont")
+        # an invalid one is refused, the one in force stays
+        write_policy(self.policy, '<listeners default-role="nosuch"/>')
+        self.proxy.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "refused" in self.proxy.read_stderr(), what="the refusal")
+        self.assertIn("default-role 'nosuch' is no role", self.proxy.read_stderr())
+        self.assertEqual(ro.cmd("stop"), {"return": {}})
+        ro.ok("cont")
+        stop.set()
+        t.join()
+        self.assertEqual(errors, [])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
