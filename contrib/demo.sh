@@ -59,6 +59,28 @@ s.sendall(b'{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0", "f
 print(json.loads(f.readline())["return"])
 PY
 
+echo "== the RFC's mirrored live migration: snapshot-with-mirror, then reopen onto the copy"
+mkdir -p "$work/dest"
+python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
+  "{\"execute\": \"qmproxy-snapshot-mirror\", \"arguments\": {\"name\": \"move\", \"disks\": [{\"disk\": \"disk0\", \"snapshot-file\": \"$work/snap2.qcow2\", \"mirror-file\": \"$work/dest/snap2.qcow2\"}]}}" \
+  '{"execute": "human-monitor-command", "arguments": {"command-line": "qemu-io -d /machine/peripheral/disk0/virtio-backend \"write -P 0x5a 0 1M\""}}' \
+  '{"execute": "qmproxy-snapshot-reopen", "arguments": {"name": "move", "target": "mirror"}}' \
+  '{"execute": "qmproxy-query-operations", "arguments": {"name": "move"}}' \
+  | grep -v '"event": "JOB_STATUS_CHANGE"' | cut -c1-200
+echo "-- the chain of disk0 now, active layer first (QEMU writes to dest/):"
+python3 - "$work/qmproxy.sock" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rb")
+f.readline(); s.sendall(b'{"execute": "qmp_capabilities"}'); f.readline()
+s.sendall(b'{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0"}}')
+while True:
+    m = json.loads(f.readline())
+    if "return" in m:
+        break
+for layer in m["return"][0]["chain"]:
+    print("   ", layer["file"])
+PY
+
 echo "== a second client at the same time gets its own replies"
 python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
   '{"execute": "query-status", "id": "second-client"}' | cut -c1-160
