@@ -104,6 +104,19 @@ static void cmd_release(struct client_cmd *c)
     c->nfds = 0;
 }
 
+/* Nobody will answer this slot through us any more. */
+static void slot_detach(struct slot *slot)
+{
+    if (slot->req) {
+        upstream_request_abandon(slot->req);
+        slot->req = NULL;
+    }
+    if (slot->owner && slot->owner_gone) {
+        slot->owner_gone(slot->owner, slot);
+    }
+    slot->owner = NULL;
+}
+
 static void slot_free(struct session *s, struct slot *slot)
 {
     TAILQ_REMOVE(&s->slots, slot, link);
@@ -112,12 +125,7 @@ static void slot_free(struct session *s, struct slot *slot)
         s->nqueued--;
         s->queued_bytes -= slot->cmd.len;
     }
-    if (slot->req) {
-        upstream_request_abandon(slot->req);
-    }
-    if (slot->owner && slot->owner_gone) {
-        slot->owner_gone(slot->owner, slot);
-    }
+    slot_detach(slot);
     if (s->barrier == slot) {
         s->barrier = NULL;
     }
@@ -191,6 +199,9 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
 {
     bool was_barrier = s->barrier == slot;
 
+    if (s->closed) {
+        return;  /* the slot is only waiting to be freed with the session */
+    }
     log_traffic(s, TLOG_OUT, from, "reply", raw, len, false, latency_us);
     slot->req = NULL;
     slot->owner = NULL;
@@ -235,6 +246,9 @@ static void reply_error(struct session *s, struct slot *slot,
 
 void session_set_barrier(struct session *s, struct slot *slot)
 {
+    if (s->closed) {
+        return;
+    }
     slot->barrier = true;
     s->barrier = slot;
 }
@@ -477,8 +491,12 @@ static const struct conn_callbacks session_conn_cb = {
 static void reap(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
+    struct slot *slot;
     (void)fd;
     (void)what;
+    while ((slot = TAILQ_FIRST(&s->slots))) {
+        slot_free(s, slot);
+    }
     conn_free(s->conn);
     jsonstream_free(s->in);
     event_free(s->reap_ev);
@@ -498,9 +516,12 @@ static void session_close(struct session *s, const char *why)
     log_info("client %u (%s) disconnected%s%s", s->id, s->listener,
              why ? ": " : "", why ? why : "");
     upstream_cancel_wait(router_upstream(s->router), &s->waiter);
-    while ((slot = TAILQ_FIRST(&s->slots))) {
-        slot_free(s, slot);
+    /* whoever would answer a slot forgets it now; the memory goes with the
+     * session, later: a caller up the stack may still hold a slot */
+    TAILQ_FOREACH(slot, &s->slots, link) {
+        slot_detach(slot);
     }
+    s->barrier = NULL;
     for (int i = 0; i < s->npending_fds; i++) {
         close(s->pending_fds[i]);
     }
