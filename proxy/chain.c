@@ -135,13 +135,6 @@ static char *dup_or_null(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
-static void set_str(char **slot, const char *s)
-{
-    char *copy = dup_or_null(s);
-    free(*slot);
-    *slot = copy;
-}
-
 static const char *get_str(json_object *o, const char *key)
 {
     json_object *v;
@@ -749,7 +742,7 @@ void chain_note_job_owner(struct chain *c, const char *job_id,
 {
     struct job *j = find_job(c, job_id);
     if (j) {
-        set_str(&j->operation, operation);
+        str_set(&j->operation, operation);
         j->started_by = 0;
     }
 }
@@ -946,24 +939,24 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
             /* started behind the proxy's back (another monitor, or while
              * it was away): the id names the disk unless one was given */
             j = add_job(c, id);
-            set_str(&j->type, get_str(q, "type"));
-            set_str(&j->disk, chain_disk_name(c, id));
+            str_set(&j->type, get_str(q, "type"));
+            str_set(&j->disk, chain_disk_name(c, id));
             if (!j->disk) {
-                set_str(&j->disk, job_disk_from_graph(c, c->q_graph, id));
+                str_set(&j->disk, job_disk_from_graph(c, c->q_graph, id));
             }
-            set_str(&j->started_at, NULL);
+            str_set(&j->started_at, NULL);
             log_info("found job %s (%s) that the proxy did not see start",
                      id, j->type ? j->type : "?");
         }
-        set_str(&j->status, get_str(q, "status"));
+        str_set(&j->status, get_str(q, "status"));
         j->offset = get_int(q, "offset", j->offset);
         j->len = get_int(q, "len", j->len);
         j->ready = get_bool(q, "ready", j->ready);
         if (get_str(q, "error")) {
-            set_str(&j->error, get_str(q, "error"));
+            str_set(&j->error, get_str(q, "error"));
         }
         if (!j->type) {
-            set_str(&j->type, get_str(q, "type"));
+            str_set(&j->type, get_str(q, "type"));
         }
     }
 }
@@ -1056,18 +1049,18 @@ static void compare_loaded(struct chain *c)
                 continue;
             }
             j->started_by = (unsigned)get_int(s, "started-by", 0);
-            set_str(&j->started_at, get_str(s, "started-at"));
-            set_str(&j->operation, get_str(s, "operation"));
-            set_str(&j->target_file, get_str(s, "target-file"));
-            set_str(&j->target_format, get_str(s, "target-format"));
-            set_str(&j->mode, get_str(s, "mode"));
-            set_str(&j->sync, get_str(s, "sync"));
+            str_set(&j->started_at, get_str(s, "started-at"));
+            str_set(&j->operation, get_str(s, "operation"));
+            str_set(&j->target_file, get_str(s, "target-file"));
+            str_set(&j->target_format, get_str(s, "target-format"));
+            str_set(&j->mode, get_str(s, "mode"));
+            str_set(&j->sync, get_str(s, "sync"));
             j->active_commit = get_bool(s, "active-commit", false);
             j->pivot_requested = get_bool(s, "pivot-requested", false);
             j->cancel_requested = get_bool(s, "cancel-requested", false);
             j->manual_finalize = get_bool(s, "manual-finalize", false);
             if (!j->disk) {
-                set_str(&j->disk, get_str(s, "disk"));
+                str_set(&j->disk, get_str(s, "disk"));
             }
         }
     }
@@ -1146,7 +1139,7 @@ static void reconciled(struct chain *c)
                                   d->layers[1].file, d->layers[1].format,
                                   (long long)d->layers[0].virtual_size);
         }
-        set_str(&d->last_top, d->nlayers ? d->layers[0].file : NULL);
+        str_set(&d->last_top, d->nlayers ? d->layers[0].file : NULL);
     }
     if (c->hooks->changed) {
         c->hooks->changed(c->opaque);
@@ -1372,16 +1365,16 @@ static struct job *start_job(struct chain *c, json_object *a,
         remove_job(c, j);  /* a concluded job of the same id, now replaced */
     }
     j = add_job(c, id);
-    set_str(&j->type, type);
-    set_str(&j->disk, d ? d->name : NULL);
-    set_str(&j->status, "running");
+    str_set(&j->type, type);
+    str_set(&j->disk, d ? d->name : NULL);
+    str_set(&j->status, "running");
     j->started_by = client;
     j->manual_finalize = !get_bool(a, "auto-finalize", true);
     /* QEMU may have reported on the job before answering the command */
     json_object *early;
     if (json_object_object_get_ex(c->early, id, &early)) {
         if (get_str(early, "status")) {
-            set_str(&j->status, get_str(early, "status"));
+            str_set(&j->status, get_str(early, "status"));
         }
         j->ready = get_bool(early, "ready", false);
         j->offset = get_int(early, "offset", 0);
@@ -1401,22 +1394,22 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         return;
     }
     d = disk_by_name(c, j->disk);
-    set_str(&j->sync, get_str(a, "sync"));
+    str_set(&j->sync, get_str(a, "sync"));
     if (blockdev) {
         const char *node = get_str(a, "target");
         json_object *added = NULL;
         json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
                                   &added);
-        set_str(&j->target_file, added ? get_str(added, "file") : node);
-        set_str(&j->target_format, added ? get_str(added, "format") : NULL);
-        set_str(&j->mode, "existing");
+        str_set(&j->target_file, added ? get_str(added, "file") : node);
+        str_set(&j->target_format, added ? get_str(added, "format") : NULL);
+        str_set(&j->mode, "existing");
     } else {
         char *plain = plain_filename(get_str(a, "target"));
-        set_str(&j->target_file, plain);
+        str_set(&j->target_file, plain);
         free(plain);
-        set_str(&j->mode, get_str(a, "mode") ? get_str(a, "mode")
+        str_set(&j->mode, get_str(a, "mode") ? get_str(a, "mode")
                                              : "absolute-paths");
-        set_str(&j->target_format, get_str(a, "format") ? get_str(a, "format")
+        str_set(&j->target_format, get_str(a, "format") ? get_str(a, "format")
                 : (d && d->nlayers ? d->layers[0].format : NULL));
     }
 }
@@ -1441,13 +1434,13 @@ static void observe_commit(struct chain *c, json_object *a, unsigned client)
     bi = basename ? layer_index(d, basename) : (d ? d->nlayers - 1 : -1);
     j->active_commit = ti == 0;
     if (d && ti >= 0 && ti < d->nlayers) {
-        set_str(&j->top_file, d->layers[ti].file);
+        str_set(&j->top_file, d->layers[ti].file);
     }
     if (d && bi >= 0 && bi < d->nlayers) {
-        set_str(&j->base_file, d->layers[bi].file);
+        str_set(&j->base_file, d->layers[bi].file);
         if (j->active_commit) {
-            set_str(&j->target_file, d->layers[bi].file);
-            set_str(&j->target_format, d->layers[bi].format);
+            str_set(&j->target_file, d->layers[bi].file);
+            str_set(&j->target_format, d->layers[bi].format);
         }
     }
 }
@@ -1467,7 +1460,7 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
                                        : get_str(a, "base");
     bi = basename ? layer_index(d, basename) : -1;
     if (d && bi >= 0) {
-        set_str(&j->base_file, d->layers[bi].file);
+        str_set(&j->base_file, d->layers[bi].file);
     }
 }
 
@@ -1674,7 +1667,7 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
         j = find_job(c, get_str(data, "id"));
         if (j) {
-            set_str(&j->status, get_str(data, "status"));
+            str_set(&j->status, get_str(data, "status"));
             if (same(j->status, "null")) {
                 remove_job(c, j);
                 schedule(c);
@@ -1685,7 +1678,7 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     if (!strcmp(name, "BLOCK_JOB_PENDING")) {
         j = find_job(c, get_str(data, "id"));
         if (j) {
-            set_str(&j->status, "pending");
+            str_set(&j->status, "pending");
         }
         return;
     }
@@ -1702,7 +1695,7 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     j->len = get_int(data, "len", j->len);
     if (!strcmp(name, "BLOCK_JOB_READY")) {
         j->ready = true;
-        set_str(&j->status, "ready");
+        str_set(&j->status, "ready");
     } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
         char *e = xasprintf("%s error, action %s",
                             get_str(data, "operation") ? get_str(data,
@@ -1710,18 +1703,18 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
                                                        : "I/O",
                             get_str(data, "action") ? get_str(data, "action")
                                                     : "?");
-        set_str(&j->error, e);
+        str_set(&j->error, e);
         free(e);
     } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")) {
         if (get_str(data, "error")) {
-            set_str(&j->error, get_str(data, "error"));
+            str_set(&j->error, get_str(data, "error"));
         } else {
             job_completed(c, j);
         }
-        set_str(&j->status, "concluded");
+        str_set(&j->status, "concluded");
         schedule(c);
     } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
-        set_str(&j->status, "concluded");
+        str_set(&j->status, "concluded");
         schedule(c);
     }
 }

@@ -87,22 +87,29 @@ struct chain *router_chain(struct router *r)
     return r->chain;
 }
 
+/* An event to every negotiated client, recorded once. */
+static void fan_out(struct router *r, const char *raw, size_t len,
+                    enum tlog_from from)
+{
+    if (r->tlog && trafficlog_active(r->tlog)) {
+        struct tlog_entry e = {
+            .dir = TLOG_OUT, .from = from, .kind = "event",
+            .broadcast = true, .raw = raw, .len = len, .latency_us = -1,
+        };
+        trafficlog_record(r->tlog, &e);
+    }
+    for (size_t i = 0; i < r->nsessions; i++) {
+        session_event(r->sessions[i], raw, len);
+    }
+}
+
 void router_broadcast_event(struct router *r, const char *name,
                             json_object *data)
 {
     size_t len;
     char *msg = qmp_event_message(name, data, &len);
 
-    if (r->tlog && trafficlog_active(r->tlog)) {
-        struct tlog_entry e = {
-            .dir = TLOG_OUT, .from = TLOG_FROM_PROXY, .kind = "event",
-            .broadcast = true, .raw = msg, .len = len, .latency_us = -1,
-        };
-        trafficlog_record(r->tlog, &e);
-    }
-    for (size_t i = 0; i < r->nsessions; i++) {
-        session_event(r->sessions[i], msg, len);
-    }
+    fan_out(r, msg, len, TLOG_FROM_PROXY);
     free(msg);
 }
 
@@ -337,16 +344,7 @@ static void on_event(void *opaque, const char *raw, size_t len,
 {
     struct router *r = opaque;
 
-    if (r->tlog && trafficlog_active(r->tlog)) {
-        struct tlog_entry e = {
-            .dir = TLOG_OUT, .from = TLOG_FROM_QEMU, .kind = "event",
-            .broadcast = true, .raw = raw, .len = len, .latency_us = -1,
-        };
-        trafficlog_record(r->tlog, &e);
-    }
-    for (size_t i = 0; i < r->nsessions; i++) {
-        session_event(r->sessions[i], raw, len);
-    }
+    fan_out(r, raw, len, TLOG_FROM_QEMU);
     observe_event(r, raw, len, text);
 }
 

@@ -61,6 +61,13 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+void str_set(char **slot, const char *s)
+{
+    char *copy = s ? xstrdup(s) : NULL;
+    free(*slot);
+    *slot = copy;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;

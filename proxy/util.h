@@ -16,6 +16,8 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Replace the owned string in *slot with a copy of s (NULL allowed). */
+void str_set(char **slot, const char *s);
 
 struct strbuf {
     char *buf;   /* owned; NUL-terminated when non-NULL */

@@ -53,13 +53,6 @@ static bool is_final(enum op_state s)
     return s == OP_PIVOTED || s == OP_ABORTED || s == OP_FAILED;
 }
 
-static void set(char **slot, const char *s)
-{
-    char *copy = s ? xstrdup(s) : NULL;
-    free(*slot);
-    *slot = copy;
-}
-
 static void setf(char **slot, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void setf(char **slot, const char *fmt, ...)
@@ -302,6 +295,23 @@ char *op_check_existing_file(const char *what, const char *path)
     return NULL;
 }
 
+struct op *op_find_snapshot(struct cmd_call *call, const char *name)
+{
+    struct op *op = op_find(name);
+
+    if (!op) {
+        cmd_error(call, QMP_GENERIC_ERROR, "No operation named '%s' (see "
+                  "qmproxy-query-operations)", name);
+        return NULL;
+    }
+    if (strcmp(op->type, "snapshot-mirror") && strcmp(op->type, "transaction")) {
+        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is a %s, not a "
+                  "snapshot with copies", name, op->type);
+        return NULL;
+    }
+    return op;
+}
+
 struct op *op_owning_job(const char *job, int *index)
 {
     for (int i = reg.nops; job && i-- > 0;) {
@@ -445,9 +455,9 @@ void ops_load(json_object *saved)
         if (op->seq >= reg.next_seq) {
             reg.next_seq = op->seq + 1;
         }
-        set(&op->started_at, jstr(s, "started-at"));
-        set(&op->error, jstr(s, "error"));
-        set(&op->rule, jstr(s, "rule"));
+        str_set(&op->started_at, jstr(s, "started-at"));
+        str_set(&op->error, jstr(s, "error"));
+        str_set(&op->rule, jstr(s, "rule"));
         for (int k = 0; state && k <= OP_FAILED; k++) {
             if (!strcmp(state, state_names[k])) {
                 op->state = (enum op_state)k;
@@ -460,19 +470,19 @@ void ops_load(json_object *saved)
             json_object *ds = json_object_array_get_idx(disks, k);
             struct op_disk *d = op_add_disk(op, jstr(ds, "disk")
                                                 ? jstr(ds, "disk") : "?");
-            set(&d->state, jstr(ds, "state"));
-            set(&d->snapshot_file, jstr(ds, "snapshot-file"));
-            set(&d->mirror_file, jstr(ds, "mirror-file"));
-            set(&d->format, jstr(ds, "format"));
-            set(&d->job, jstr(ds, "job"));
-            set(&d->job_status, jstr(ds, "job-status"));
-            set(&d->job_error, jstr(ds, "error"));
-            set(&d->note, jstr(ds, "note"));
-            set(&d->mode, jstr(ds, "mode"));
-            set(&d->sync, jstr(ds, "sync"));
-            set(&d->old_top_file, jstr(ds, "old-top-file"));
-            set(&d->old_top_node, jstr(ds, "old-top-node"));
-            set(&d->new_top_node, jstr(ds, "new-top-node"));
+            str_set(&d->state, jstr(ds, "state"));
+            str_set(&d->snapshot_file, jstr(ds, "snapshot-file"));
+            str_set(&d->mirror_file, jstr(ds, "mirror-file"));
+            str_set(&d->format, jstr(ds, "format"));
+            str_set(&d->job, jstr(ds, "job"));
+            str_set(&d->job_status, jstr(ds, "job-status"));
+            str_set(&d->job_error, jstr(ds, "error"));
+            str_set(&d->note, jstr(ds, "note"));
+            str_set(&d->mode, jstr(ds, "mode"));
+            str_set(&d->sync, jstr(ds, "sync"));
+            str_set(&d->old_top_file, jstr(ds, "old-top-file"));
+            str_set(&d->old_top_node, jstr(ds, "old-top-node"));
+            str_set(&d->new_top_node, jstr(ds, "new-top-node"));
             d->speed = jint(ds, "speed");
             d->offset = jint(ds, "offset");
             d->len = jint(ds, "len");
@@ -627,7 +637,7 @@ static json_object *job_args(const char *key, const char *id)
 static void reset_job_facts(struct op_disk *d)
 {
     d->ready = d->pending = d->done = d->failed = false;
-    set(&d->job_error, NULL);
+    str_set(&d->job_error, NULL);
 }
 
 static void disk_event(struct op *op, struct op_disk *d, const char *name,
@@ -635,7 +645,7 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
 {
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
         const char *st = jstr(data, "status");
-        set(&d->job_status, st);
+        str_set(&d->job_status, st);
         if (st && !strcmp(st, "pending")) {
             d->pending = true;
         } else if (st && (!strcmp(st, "concluded") || !strcmp(st, "null"))) {
@@ -653,13 +663,13 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
         d->done = true;
         if (jstr(data, "error")) {
             d->failed = true;
-            set(&d->job_error, jstr(data, "error"));
+            str_set(&d->job_error, jstr(data, "error"));
         }
     } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
         d->done = true;
         d->failed = true;
         if (!d->job_error) {
-            set(&d->job_error, "the job was cancelled");
+            str_set(&d->job_error, "the job was cancelled");
         }
     }
     if (json_object_object_get_ex(data, "offset", NULL)) {
@@ -707,11 +717,11 @@ static void snapshot_done(struct op *op, int disk, bool ok, json_object *ret,
             continue;
         }
         if (ok) {
-            set(&d->state, "snapshotted");
+            str_set(&d->state, "snapshotted");
             setf(&d->note, "runs on %s over %s", d->snapshot_file,
                  d->old_top_file);
         } else {
-            set(&d->state, "untouched");
+            str_set(&d->state, "untouched");
             setf(&d->note, "still runs on %s", d->old_top_file);
         }
     }
@@ -736,8 +746,8 @@ void step_snapshot(struct op *op, void (*next)(struct op *, bool))
         if (!d->snapshot_file) {
             continue;
         }
-        set(&d->old_top_file, chain_top_file(chain(), d->disk));
-        set(&d->old_top_node, chain_top_node(chain(), d->disk));
+        str_set(&d->old_top_file, chain_top_file(chain(), d->disk));
+        str_set(&d->old_top_node, chain_top_node(chain(), d->disk));
         setf(&d->new_top_node, "qmp%03x%ud%d", reg.tag, op->seq, i);
         data = json_object_new_object();
         /* a device name when the disk has one, else its top node */
@@ -782,12 +792,12 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
 
     if (ok) {
-        set(&d->state, "mirroring");
+        str_set(&d->state, "mirroring");
         setf(&d->note, "copying to %s", d->mirror_file);
     } else {
         d->failed = true;
         d->own_job = false;
-        set(&d->state, d->snapshot_file ? "snapshotted" : "untouched");
+        str_set(&d->state, d->snapshot_file ? "snapshotted" : "untouched");
         setf(&d->note, "QEMU refused the copy to %s: %s", d->mirror_file,
              error);
         if (!op->step_error) {
@@ -820,7 +830,7 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         /* after the snapshot: its new node, or the device name */
         device = chain_job_device(chain(), d->disk);
         if (d->plain_job) {
-            set(&d->job, device);  /* QEMU names the job after the device */
+            str_set(&d->job, device);  /* QEMU names the job after the device */
         } else {
             setf(&d->job, "qmp%03x%um%d", reg.tag, op->seq, i);
         }
@@ -873,7 +883,7 @@ static void check_ready(struct op *op)
             continue;
         }
         if (d->failed || (d->done && !d->ready)) {
-            set(&d->state, "copy failed");
+            str_set(&d->state, "copy failed");
             setf(&d->note, "the copy to %s failed: %s", d->mirror_file,
                  d->job_error ? d->job_error : "the job ended");
             d->own_job = false;
@@ -884,7 +894,7 @@ static void check_ready(struct op *op)
             return;
         }
         if (d->ready) {
-            set(&d->state, "ready");
+            str_set(&d->state, "ready");
             setf(&d->note, "%s mirrored to %s", chain_top_file(chain(), d->disk)
                  ? chain_top_file(chain(), d->disk) : d->disk, d->mirror_file);
         } else {
@@ -1058,11 +1068,11 @@ static void reopen_abort_check(struct op *op)
         struct op_disk *d = &op->disks[i];
         const char *top = chain_top_file(chain(), d->disk);
         if (d->failed && d->job_error) {
-            set(&d->state, "copy failed");
+            str_set(&d->state, "copy failed");
             setf(&d->note, "runs on %s; the copy failed: %s", top ? top : "?",
                  d->job_error);
         } else {
-            set(&d->state, "copy dropped");
+            str_set(&d->state, "copy dropped");
             setf(&d->note, "runs on %s; its copy was dropped so that no "
                  "disk pivots alone", top ? top : "?");
         }
@@ -1082,14 +1092,14 @@ static void reopen_finish(struct op *op)
         const char *top = chain_top_file(chain(), d->disk);
         if (d->failed) {
             all_ok = false;
-            set(&d->state, "reopen failed");
+            str_set(&d->state, "reopen failed");
             setf(&d->note, "runs on %s: %s", top ? top : "?",
                  d->job_error ? d->job_error : "the job failed");
         } else if (op->to_mirror) {
-            set(&d->state, "pivoted");
+            str_set(&d->state, "pivoted");
             setf(&d->note, "runs on %s", d->mirror_file);
         } else {
-            set(&d->state, "on source");
+            str_set(&d->state, "on source");
             setf(&d->note, "runs on %s; the copy to %s was dropped",
                  top ? top : "?", d->mirror_file);
         }
@@ -1148,7 +1158,7 @@ void step_reopen(struct op *op, bool to_mirror,
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         reset_job_facts(d);
-        set(&d->state, "reopening");
+        str_set(&d->state, "reopening");
         op_qmp(op, command(to_mirror ? "block-job-complete" : "block-job-cancel",
                            job_args("device", d->job)),
                reopen_cmd_done, i);
@@ -1219,13 +1229,13 @@ static void rollback_disk(struct op *op, int i)
             return;
         }
         d->phase = RB_DONE;
-        set(&d->state, d->snapshot_file ? "untouched" : "copy dropped");
+        str_set(&d->state, d->snapshot_file ? "untouched" : "copy dropped");
         setf(&d->note, "runs on %s", top ? top : "?");
         return;
     case RB_COMMITTING:
         if (d->failed) {
             d->phase = RB_DONE;
-            set(&d->state, "rollback failed");
+            str_set(&d->state, "rollback failed");
             setf(&d->note, "runs on %s; folding it back into %s failed: %s",
                  top ? top : "?", d->old_top_file, d->job_error);
             return;
@@ -1240,12 +1250,12 @@ static void rollback_disk(struct op *op, int i)
     case RB_COMPLETING:
         if (d->failed) {
             d->phase = RB_DONE;
-            set(&d->state, "rollback failed");
+            str_set(&d->state, "rollback failed");
             setf(&d->note, "runs on %s; folding it back into %s failed: %s",
                  top ? top : "?", d->old_top_file, d->job_error);
         } else if (d->done) {
             d->phase = RB_DONE;
-            set(&d->state, "rolled back");
+            str_set(&d->state, "rolled back");
             setf(&d->note, "runs on %s again; %s was created and is no "
                  "longer used", d->old_top_file, d->snapshot_file);
         }
@@ -1284,8 +1294,8 @@ void step_rollback(struct op *op, void (*next)(struct op *, bool))
 {
     if (!upstream_is_ready(router_upstream(reg.router))) {
         for (int i = 0; i < op->ndisks; i++) {
-            set(&op->disks[i].state, "unknown");
-            set(&op->disks[i].note, "QEMU's monitor went away during the "
+            str_set(&op->disks[i].state, "unknown");
+            str_set(&op->disks[i].note, "QEMU's monitor went away during the "
                 "operation");
         }
         op->check = NULL;
@@ -1333,7 +1343,7 @@ static void watch_ready(struct op *op)
         }
         if (d->failed) {
             d->own_job = false;
-            set(&d->state, "copy failed");
+            str_set(&d->state, "copy failed");
             setf(&d->note, "the copy to %s failed after it was ready: %s",
                  d->mirror_file, d->job_error ? d->job_error : "it ended");
             setf(&op->step_error, "the copy of %s to %s failed after it was "
@@ -1346,7 +1356,7 @@ static void watch_ready(struct op *op)
         if (d->done) {
             const char *top = chain_top_file(chain(), d->disk);
             d->own_job = false;
-            set(&d->state, top && !strcmp(top, d->mirror_file) ? "pivoted"
+            str_set(&d->state, top && !strcmp(top, d->mirror_file) ? "pivoted"
                                                                : "copy dropped");
             setf(&d->note, "runs on %s (done by another client)",
                  top ? top : "?");
@@ -1401,8 +1411,8 @@ void ops_resume(void)
             }
             if (job && !strcmp(job, d->job)) {
                 d->ready = status && !strcmp(status, "ready");
-                set(&d->job_status, status);
-                set(&d->state, d->ready ? "ready" : "mirroring");
+                str_set(&d->job_status, status);
+                str_set(&d->state, d->ready ? "ready" : "mirroring");
                 if (!d->ready) {
                     ready = false;
                 }
@@ -1410,11 +1420,11 @@ void ops_resume(void)
             }
             lost = true;
             if (top && !strcmp(top, d->mirror_file)) {
-                set(&d->state, "pivoted");
+                str_set(&d->state, "pivoted");
                 setf(&d->note, "runs on %s (pivoted while the proxy was "
                      "away)", top);
             } else {
-                set(&d->state, "copy lost");
+                str_set(&d->state, "copy lost");
                 setf(&d->note, "runs on %s; its copy job %s ended while the "
                      "proxy was away", top ? top : "?", d->job);
             }

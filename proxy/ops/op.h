@@ -130,6 +130,9 @@ void ops_resume(void);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
 bool ops_busy_disk(const char *disk, const struct op **by);
+/* The snapshot-with-copies operation a command names, or NULL after
+ * answering call with what is wrong. */
+struct op *op_find_snapshot(struct cmd_call *call, const char *name);
 /* The unfinished operation whose disk runs this job (and which disk). */
 struct op *op_owning_job(const char *job, int *index);
 

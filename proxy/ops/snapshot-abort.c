@@ -29,16 +29,9 @@ static void aborted(struct op *op, bool ok)
 static void exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
-    struct op *op = op_find(name);
+    struct op *op = op_find_snapshot(call, name);
 
     if (!op) {
-        cmd_error(call, QMP_GENERIC_ERROR, "No operation named '%s' (see "
-                  "qmproxy-query-operations)", name);
-        return;
-    }
-    if (strcmp(op->type, "snapshot-mirror") && strcmp(op->type, "transaction")) {
-        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is a %s, not a "
-                  "snapshot with copies", name, op->type);
         return;
     }
     if (op->state != OP_READY && op->state != OP_MIRRORING) {

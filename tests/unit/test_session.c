@@ -5,6 +5,8 @@
  * which a real QEMU cannot be asked to do.
  */
 #include <check.h>
+
+#include "check_main.h"
 #include <errno.h>
 #include <event2/event.h>
 #include <poll.h>
@@ -319,13 +321,4 @@ static Suite *suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+CHECK_MAIN(suite)
