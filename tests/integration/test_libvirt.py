@@ -317,11 +317,27 @@ class Domain:
 
     # -- virsh --------------------------------------------------------------
     def virsh(self, *args, check=True, timeout=120):
-        p = run([VIRSH, "-c", URI] + list(args), check=False, timeout=timeout)
+        try:
+            p = run([VIRSH, "-c", URI] + list(args), check=False, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("virsh %s hung (%d s)\n%s" % (
+                " ".join(args), timeout, self.diagnosis())) from None
         if check and p.returncode != 0:
-            raise AssertionError("virsh %s failed (%d):\n%s%s\n-- domain log:\n%s" % (
-                " ".join(args), p.returncode, p.stdout, p.stderr, self.log_text()[-3000:]))
+            raise AssertionError("virsh %s failed (%d):\n%s%s\n%s" % (
+                " ".join(args), p.returncode, p.stdout, p.stderr, self.diagnosis()))
         return p
+
+    def diagnosis(self):
+        """What a failure report needs: the end of the domain log (QEMU's
+        and qmproxy's output) and of libvirt's conversation."""
+        path = os.path.join(self.test.traffic_dir, self.name + ".jsonl")
+        try:
+            with open(path, errors="replace") as f:
+                conversation = "".join(line.rstrip("\n")[:300] + "\n" for line in f.readlines()[-8:])
+        except OSError as e:
+            conversation = "(%s)\n" % e
+        return "-- domain log:\n%s\n-- traffic log ends:\n%s" % (
+            self.log_text()[-2500:], conversation)
 
     def create(self):
         self.virsh("create", self.xml)
@@ -736,7 +752,9 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         first_pid = dom.qemu_pid
         first_proxy = dom.proxies()
         saved = os.path.join(self.dir, "saved.img")
-        dom.virsh("save", dom.name, saved)
+        # (a healthy save takes a second or two; it hangs while anyone keeps
+        # the pipe to libvirt's iohelper open)
+        dom.virsh("save", dom.name, saved, timeout=60)
         # the state went into the file through the fd qmproxy passed on
         with open(saved, "rb") as f:
             self.assertEqual(f.read(16), b"LibvirtQemudSave")
