@@ -374,7 +374,12 @@ class Domain:
 
     def write(self, pattern, offset):
         self.qemu_io("write -P 0x%02x %d %d" % (pattern, offset, CHUNK))
-        self.qemu_io("flush")   # so qemu-io on the image file sees it
+        self.flush()
+
+    def flush(self):
+        """Write QEMU's cached image metadata out (qcow2 keeps its tables
+        in memory), so qemu-io on the image files sees what QEMU sees."""
+        self.qemu_io("flush")
 
     def state(self):
         return self.virsh("domstate", self.name).stdout.strip()
@@ -669,6 +674,7 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         out = dom.virsh("blockcopy", dom.name, "vda", dest, "--transient-job",
                         "--wait", "--verbose", "--pivot").stdout
         self.assertIn("Successfully pivoted", out)
+        dom.flush()
         # a full copy: one image, no backing, holding everything
         dom.assert_chain([dest])
         self.assertIsNone(image_backing(dest))
@@ -690,6 +696,7 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         info = dom.virsh("blockjob", dom.name, "vda", "--info")
         self.assertIn("Block Copy", info.stdout + info.stderr)
         dom.virsh("blockjob", dom.name, "vda", "--pivot")
+        dom.flush()
         # shallow: the copy of the top sits on the same base
         dom.assert_chain([dest, base])
         self.assertEqual(image_backing(dest), base)
@@ -724,6 +731,7 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         out = dom.virsh("blockcommit", dom.name, "vda", "--active", "--pivot",
                         "--wait", "--verbose").stdout
         self.assertIn("Successfully pivoted", out)
+        dom.flush()
         dom.assert_chain([base])
         self.assert_holds(base, P_BASE, P_TOP)
         dom.write(*P_AFTER)
@@ -736,6 +744,7 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         dom = self.domain(top)
         dom.write(*P_TOP)
         dom.virsh("blockpull", dom.name, "vda", "--wait", "--verbose")
+        dom.flush()
         # the top stands alone now and holds what its base held
         dom.assert_chain([top])
         self.assertIsNone(image_backing(top))
