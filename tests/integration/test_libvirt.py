@@ -743,6 +743,10 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         base, top = self.images()
         dom = self.domain(top)
         dom.write(*P_TOP)
+        # QEMU 7.2 crashes (bdrv_refresh_filename under
+        # query-named-block-nodes) when the block graph is queried while the
+        # stream job is concluded but not yet dismissed: qmproxy's own
+        # queries must wait for the job to be dismissed (status "null").
         dom.virsh("blockpull", dom.name, "vda", "--wait", "--verbose")
         dom.flush()
         # the top stands alone now and holds what its base held
@@ -761,8 +765,10 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         first_pid = dom.qemu_pid
         first_proxy = dom.proxies()
         saved = os.path.join(self.dir, "saved.img")
-        # (a healthy save takes a second or two; it hangs while anyone keeps
-        # the pipe to libvirt's iohelper open)
+        # A healthy save takes a second or two.  It hangs while anyone but
+        # QEMU keeps the descriptor libvirt passed with getfd (the write end
+        # of the pipe to libvirt_iohelper, which waits for EOF): qmproxy
+        # must not keep a duplicate of it once QEMU has consumed it.
         dom.virsh("save", dom.name, saved, timeout=60)
         # the state went into the file through the fd qmproxy passed on
         with open(saved, "rb") as f:
