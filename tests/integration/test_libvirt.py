@@ -16,6 +16,7 @@ without them it is skipped, saying why.
 WrapperAlone checks the wrapper without libvirt (an inherited listening
 socket passed the way libvirt passes it).
 """
+import glob
 import grp
 import json
 import os
@@ -175,8 +176,7 @@ class LibvirtSetup:
                 return ("%s is missing: libvirt is not installed (contrib/deps.sh "
                         "installs libvirt-daemon, libvirt-daemon-driver-qemu, "
                         "libvirt-clients)" % tool)
-        if not os.path.exists("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/"
-                              "libvirt_driver_qemu.so") and not shutil.which("virtqemud"):
+        if not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so"):
             return "libvirt's QEMU driver (libvirt-daemon-driver-qemu) is not installed"
         if not os.access(QEMU_BIN, os.X_OK):
             return "QEMU (%s) is not installed" % QEMU_BIN
