@@ -21,7 +21,6 @@ import grp
 import json
 import os
 import pwd
-import re
 import shlex
 import shutil
 import signal
