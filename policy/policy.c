@@ -216,7 +216,21 @@ char *policy_check_path(const struct policy *p, const char *what,
     return err;
 }
 
-/* Every "filename" in blockdev-add/blockdev-create options, at any depth. */
+/* Members of block options that name host files: images, a vvfat
+ * directory, blkdebug's rules, a backing file written into a header. */
+static bool names_a_file(const char *key)
+{
+    static const char *const keys[] = { "filename", "dir", "config",
+                                        "backing-file", NULL };
+    for (const char *const *k = keys; *k; k++) {
+        if (!strcmp(*k, key)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Every file named in blockdev-add/blockdev-create options, at any depth. */
 static char *check_filenames(const struct policy *p, json_object *o,
                              const char *what)
 {
@@ -224,9 +238,9 @@ static char *check_filenames(const struct policy *p, json_object *o,
 
     if (json_object_is_type(o, json_type_object)) {
         json_object_object_foreach(o, key, v) {
-            if (!strcmp(key, "filename")
+            if (names_a_file(key)
                 && json_object_is_type(v, json_type_string)) {
-                err = policy_check_path(p, what, json_object_get_string(v));
+                err = policy_check_path(p, key, json_object_get_string(v));
             } else {
                 err = check_filenames(p, v, what);
             }
@@ -260,6 +274,8 @@ static const struct {
     { "drive-backup", { "target" } },
     { "blockdev-change-medium", { "filename" } },
     { "change-backing-file", { "backing-file" } },
+    { "block-stream", { "backing-file" } },
+    { "block-commit", { "backing-file" } },
     { "__com.redhat_drive-mirror", { "target" } },
     { "__com.redhat_drive-reopen", { "new-image-file" } },
     { "qmproxy-block-copy", { "target" } },

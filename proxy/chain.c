@@ -1095,6 +1095,17 @@ static void reconciled(struct chain *c)
             free(was);
             free(is);
         }
+        if (old && !c->q_nodes) {
+            /* no node-names asked this time: keep those of the same files */
+            for (int k = 1; k < truth[i]->nlayers; k++) {
+                int o = layer_index(old, truth[i]->layers[k].file);
+                if (o >= 0 && old->layers[o].node_name
+                    && !truth[i]->layers[k].node_name) {
+                    truth[i]->layers[k].node_name =
+                        xstrdup(old->layers[o].node_name);
+                }
+            }
+        }
         if (old) {
             truth[i]->published = old->published;
             old->published = NULL;
@@ -1214,6 +1225,26 @@ static void ask(struct chain *c, const char *command, bool flat,
     json_object_put(cmd);
 }
 
+/*
+ * A job between its end and its dismissal (waiting, pending, aborting,
+ * concluded) may still hold nodes it took out of the graph, and QEMU 7.2
+ * crashes in bdrv_refresh_filename() when query-named-block-nodes walks
+ * over them (seen with block-stream, reproduced on QEMU alone).  While one
+ * is, the proxy asks only query-block and query-block-jobs, which walk the
+ * disks' own chains, and keeps the node-names it knew.
+ */
+static bool jobs_winding_up(const struct chain *c)
+{
+    for (int i = 0; i < c->njobs; i++) {
+        const char *s = c->jobs[i]->status;
+        if (same(s, "waiting") || same(s, "pending") || same(s, "aborting")
+            || same(s, "concluded")) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Ask QEMU for the truth, unless a question is already out (then ask
  * again when it is answered, since the change may postdate it). */
 static void schedule(struct chain *c)
@@ -1226,13 +1257,15 @@ static void schedule(struct chain *c)
         return;
     }
     c->reconciling = true;
-    /* the three answers complete each other; reconciled() runs on the last */
+    /* the answers complete each other; reconciled() runs on the last */
     c->pending = 0;
     ask(c, "query-block", false, &c->q_block);
-    ask(c, "query-named-block-nodes", true, &c->q_nodes);
     ask(c, "query-block-jobs", false, &c->q_jobs);
-    /* only for naming the disk of jobs started behind the proxy's back */
-    ask(c, "x-debug-query-block-graph", false, &c->q_graph);
+    if (!jobs_winding_up(c)) {
+        ask(c, "query-named-block-nodes", true, &c->q_nodes);
+        /* only to name the disk of jobs started behind the proxy's back */
+        ask(c, "x-debug-query-block-graph", false, &c->q_graph);
+    }
 }
 
 void chain_reconcile(struct chain *c)

@@ -59,6 +59,37 @@ void fdstore_close(const char *name)
     }
 }
 
+void fdstore_forget_used(json_object *v)
+{
+    if (!count) {
+        return;
+    }
+    switch (json_object_get_type(v)) {
+    case json_type_string: {
+        const char *s = json_object_get_string(v);
+        if (!strncmp(s, "fd:", 3)) {
+            s += 3;
+        }
+        fdstore_close(s);
+        break;
+    }
+    case json_type_object: {
+        json_object_object_foreach(v, key, val) {
+            (void)key;
+            fdstore_forget_used(val);
+        }
+        break;
+    }
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            fdstore_forget_used(json_object_array_get_idx(v, i));
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 void fdstore_clear(void)
 {
     for (size_t i = 0; i < count; i++) {

@@ -98,8 +98,11 @@ static void fan_out(struct router *r, const char *raw, size_t len,
         };
         trafficlog_record(r->tlog, &e);
     }
-    for (size_t i = 0; i < r->nsessions; i++) {
-        session_event(r->sessions[i], raw, len);
+    /* backwards: a client that fails the write leaves the array */
+    for (size_t i = r->nsessions; i-- > 0;) {
+        if (i < r->nsessions) {
+            session_event(r->sessions[i], raw, len);
+        }
     }
 }
 
@@ -286,6 +289,7 @@ static void on_lost(void *opaque, const char *why)
 
     log_info("QEMU's monitor closed (%s)", why);
     chain_upstream_lost(r->chain);
+    ops_upstream_lost();
     if (r->opts.reconnect && !r->exiting) {
         /* clients get what QEMU sent, then EOF; new ones wait for QEMU */
         enable_listeners(r, false);
@@ -435,12 +439,15 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
     struct forward *f = opaque;
     struct router *r = f->router;
 
+    if (f->slot) {
+        /* answered or never will be: the slot must not point at us */
+        f->slot->owner = NULL;
+    }
     if (!reply->lost) {
         if (f->slot) {
             struct slot *slot = f->slot;
             char *extended = NULL;
             size_t len = reply->len;
-            slot->owner = NULL;
             if (f->extend_commands && reply->kind == QMP_RETURN) {
                 extended = extend_commands(reply, &len);
             }
@@ -497,6 +504,11 @@ static enum route_result pass_through(struct router *r, struct session *s,
     }
     f->extend_commands = !strcmp(cmd->req.command, "query-commands");
     f->kept_fd = -1;
+    /* a command that uses a getfd descriptor (migrate "fd:NAME", say) makes
+     * QEMU close it when done: the proxy's copy must not keep a pipe open */
+    if (cmd->req.args && strcmp(cmd->req.command, "getfd")) {
+        fdstore_forget_used(cmd->req.args);
+    }
     /* getfd/closefd: keep a duplicate by name, for RHEL's reopen witness */
     if (cmd->req.args && (!strcmp(cmd->req.command, "getfd")
                           || !strcmp(cmd->req.command, "closefd"))) {

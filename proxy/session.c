@@ -34,6 +34,7 @@ struct session {
     struct conn *conn;
     struct jsonstream *in;
     bool started, negotiated, oob, closed;
+    bool finishing;            /* QEMU is gone: no new command is taken */
     struct slot_list slots;
     unsigned nslots, nqueued;
     size_t queued_bytes;
@@ -43,6 +44,7 @@ struct session {
     struct upstream_waiter waiter;
     struct event *reap_ev;
     struct event *resume_ev;   /* parse what was left buffered */
+    struct event *pump_ev;     /* go on after a barrier, from the loop */
     bool input_stopped;        /* the jsonstream holds unparsed bytes */
 };
 
@@ -205,7 +207,12 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
     log_traffic(s, TLOG_OUT, from, "reply", raw, len, false, latency_us);
     slot->req = NULL;
     slot->owner = NULL;
-    if (slot == TAILQ_FIRST(&s->slots)) {
+    if (slot->oob) {
+        /* out of band: it goes now, whatever is still to come before it */
+        conn_write(s->conn, raw, len);
+        slot_free(s, slot);
+        flush_slots(s);
+    } else if (slot == TAILQ_FIRST(&s->slots)) {
         /* the usual case: nothing earlier is outstanding */
         if (!s->closed) {
             conn_write(s->conn, raw, len);
@@ -222,9 +229,18 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
         }
     }
     if (was_barrier && !s->closed) {
-        pump(s, false);
+        /* the next command runs from the loop, not inside whatever just
+         * answered this one (an operation's callback, say) */
+        event_active(s->pump_ev, 0, 0);
     }
     update_reading(s);
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump(arg, false);
 }
 
 /* A reply the proxy makes itself, in QEMU's form. */
@@ -302,7 +318,7 @@ static void pump(struct session *s, bool granted)
     struct slot *slot;
 
     /* a client that does not read its replies gets no new ones */
-    while (!s->closed && !s->barrier
+    while (!s->closed && !s->finishing && !s->barrier
            && conn_output_pending(s->conn) < OUTPUT_SOFT_LIMIT
            && (slot = first_queued(s))) {
         if (route(s, slot, granted) == ROUTE_NEED_ROOM) {
@@ -393,7 +409,7 @@ static bool on_text(void *opaque, const struct js_text *t)
     struct qmp_request req;
     char *err;
 
-    if (s->closed) {
+    if (s->closed || s->finishing) {
         return false;
     }
     log_traffic(s, TLOG_IN, TLOG_FROM_CLIENT, "command", t->raw, t->len,
@@ -439,6 +455,15 @@ static bool on_text(void *opaque, const struct js_text *t)
         cmd->id_member = *id;
     }
     take_fds(s, cmd);
+    if (req.oob) {
+        /* out of band: past the queue, the barriers and the window */
+        struct client_cmd oob = *cmd;
+        memset(cmd, 0, sizeof(*cmd));
+        slot->oob = true;
+        router_route(s->router, s, slot, &oob, true);
+        cmd_release(&oob);
+        return keep_reading(s);
+    }
     slot->state = SLOT_QUEUED;
     s->nqueued++;
     s->queued_bytes += cmd->len;
@@ -501,6 +526,7 @@ static void reap(evutil_socket_t fd, short what, void *arg)
     jsonstream_free(s->in);
     event_free(s->reap_ev);
     event_free(s->resume_ev);
+    event_free(s->pump_ev);
     free(s->listener);
     free(s);
 }
@@ -547,6 +573,7 @@ struct session *session_new(struct router *r, int fd, unsigned id,
     s->waiter.opaque = s;
     s->reap_ev = event_new(router_base(r), -1, 0, reap, s);
     s->resume_ev = event_new(router_base(r), -1, 0, on_resume, s);
+    s->pump_ev = event_new(router_base(r), -1, 0, on_pump, s);
     return s;
 }
 
@@ -576,14 +603,17 @@ void session_finish(struct session *s)
 {
     struct slot *slot;
 
-    if (s->closed) {
+    if (s->closed || s->finishing) {
         return;
     }
+    s->finishing = true;
     upstream_cancel_wait(router_upstream(s->router), &s->waiter);
-    /* what QEMU answered goes out; what it never will is dropped */
+    /* what QEMU answered goes out; what it never will is dropped (the
+     * slots' memory goes with the session: a caller may hold one) */
     flush_slots(s);
-    while ((slot = TAILQ_FIRST(&s->slots))) {
-        slot_free(s, slot);
+    TAILQ_FOREACH(slot, &s->slots, link) {
+        slot_detach(slot);
     }
+    s->barrier = NULL;
     conn_close_after_flush(s->conn, FINISH_TIMEOUT_MS);
 }

@@ -51,6 +51,7 @@ struct slot {
     struct session *session;
     enum slot_state state;
     bool barrier;                   /* later commands wait for this reply */
+    bool oob;                       /* exec-oob: answered out of order */
     struct client_cmd cmd;          /* SLOT_QUEUED only */
     struct upstream_request *req;   /* while QEMU holds the command */
     void *owner;                    /* an operation answering it */

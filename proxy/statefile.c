@@ -204,8 +204,9 @@ json_object *statefile_load(struct statefile *sf, char **problem)
         why = xstrdup("it is not a qmproxy state file");
     } else if (!json_object_object_get_ex(doc, "version", &v)
                || json_object_get_int(v) != STATE_VERSION) {
-        why = xasprintf("it has version %s, this qmproxy writes %d",
-                        json_object_get_string(v), STATE_VERSION);
+        why = v ? xasprintf("it has version %s, this qmproxy writes %d",
+                            json_object_get_string(v), STATE_VERSION)
+                : xstrdup("it has no version");
     } else if (!json_object_object_get_ex(doc, "state", &state)
                || !json_object_is_type(state, json_type_object)) {
         why = xstrdup("it has no state object");

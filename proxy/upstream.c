@@ -77,6 +77,9 @@ struct upstream {
     struct request_list fifo;      /* in-band, written, in order */
     struct request_list oob;       /* exec-oob, written, by id */
     struct request_list internal;  /* the proxy's own, waiting for room */
+    struct request_list doomed;    /* asked while QEMU was away: fail them
+                                    * from the loop, never inline */
+    struct event *doom_ev;
     TAILQ_HEAD(, upstream_waiter) waiters;
     unsigned inflight;
     unsigned oob_counter;
@@ -113,6 +116,19 @@ json_object *upstream_reply_return(const struct upstream_reply *r)
     return ret;
 }
 
+const char *upstream_reply_error_class(const struct upstream_reply *r)
+{
+    json_object *v, *err, *cls;
+
+    v = upstream_reply_value(r);
+    if (r->lost || r->kind != QMP_ERROR || !v
+        || !json_object_object_get_ex(v, "error", &err)
+        || !json_object_object_get_ex(err, "class", &cls)) {
+        return QMP_GENERIC_ERROR;
+    }
+    return json_object_get_string(cls);
+}
+
 const char *upstream_reply_error_desc(const struct upstream_reply *r)
 {
     json_object *v, *err, *desc;
@@ -127,6 +143,13 @@ const char *upstream_reply_error_desc(const struct upstream_reply *r)
         return NULL;
     }
     return json_object_get_string(desc);
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        close(fds[i]);
+    }
 }
 
 static void request_free(struct upstream_request *req)
@@ -327,12 +350,19 @@ static void fail_all(struct upstream *up)
         TAILQ_REMOVE(&up->internal, req, link);
         deliver_lost(req);
     }
+    while ((req = TAILQ_FIRST(&up->doomed))) {
+        TAILQ_REMOVE(&up->doomed, req, link);
+        deliver_lost(req);
+    }
     while ((w = TAILQ_FIRST(&up->waiters))) {
         TAILQ_REMOVE(&up->waiters, w, link);
         w->queued = false;
     }
     up->inflight = 0;
 }
+
+static void give_up_or_retry(struct upstream *up, const char *why);
+static void fail_doomed(evutil_socket_t fd, short what, void *arg);
 
 static void on_closed(void *opaque, const char *why)
 {
@@ -355,13 +385,12 @@ static void on_closed(void *opaque, const char *why)
             up->cb->lost(up->opaque, reason);
         }
     } else {
-        /* it went away during the handshake: treat as not there yet */
-        free(up->last_error);
-        up->last_error = xasprintf("%s closed during the handshake (%s)",
-                                   up->display, reason);
+        /* it went away during the handshake: not there yet */
+        char *what = xasprintf("%s closed during the handshake (%s)",
+                               up->display, reason);
         up->state = UP_CONNECTING;
-        struct timeval tv = { 0, RETRY_INTERVAL_MS * 1000 };
-        evtimer_add(up->retry_timer, &tv);
+        give_up_or_retry(up, what);
+        free(what);
     }
     free(reason);
 }
@@ -515,11 +544,12 @@ static void try_connect(struct upstream *up)
     if (up->addr.kind == ADDR_UNIX) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         strncpy(sa.sun_path, up->addr.path, sizeof(sa.sun_path) - 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
             connected(up, fd);
             return;
         }
+        /* EAGAIN: QEMU's backlog is full; like any refusal, try again */
         why = xasprintf("connect %s: %s", up->display, strerror(errno));
         if (fd >= 0) {
             close(fd);
@@ -563,10 +593,15 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 void upstream_connect(struct upstream *up, int timeout_ms)
 {
+    struct timeval now = { 0, 0 };
+
     up->forever = timeout_ms < 0;
     up->deadline_us = now_monotonic_us()
         + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000u;
-    try_connect(up);
+    /* from the loop: this may be called while the old connection's last
+     * bytes are still being read, and they must not meet the new one */
+    up->state = UP_CONNECTING;
+    evtimer_add(up->retry_timer, &now);
 }
 
 struct upstream *upstream_new(struct event_base *base,
@@ -593,7 +628,9 @@ struct upstream *upstream_new(struct event_base *base,
     TAILQ_INIT(&up->fifo);
     TAILQ_INIT(&up->oob);
     TAILQ_INIT(&up->internal);
+    TAILQ_INIT(&up->doomed);
     TAILQ_INIT(&up->waiters);
+    up->doom_ev = event_new(base, -1, 0, fail_doomed, up);
     return up;
 }
 
@@ -609,6 +646,7 @@ void upstream_free(struct upstream *up)
     event_free(up->retry_timer);
     event_free(up->greeting_timer);
     fail_all(up);
+    event_free(up->doom_ev);
     conn_free(up->conn);
     jsonstream_free(up->js);
     reap(-1, 0, up);
@@ -684,14 +722,17 @@ static void pump(struct upstream *up)
         struct upstream_waiter *w;
 
         if (req) {
+            /* a failed write closes the connection and frees req */
+            char *data = req->queued;
+            size_t len = req->queued_len;
+            req->queued = NULL;
             TAILQ_REMOVE(&up->internal, req, link);
             TAILQ_INSERT_TAIL(&up->fifo, req, link);
             up->inflight++;
-            log_traffic(up, TLOG_IN, TLOG_FROM_PROXY, "command", req->queued,
-                        req->queued_len, -1);
-            write_request(up, req, req->queued, req->queued_len, NULL, 0);
-            free(req->queued);
-            req->queued = NULL;
+            log_traffic(up, TLOG_IN, TLOG_FROM_PROXY, "command", data, len,
+                        -1);
+            write_request(up, req, data, len, NULL, 0);
+            free(data);
             continue;
         }
         w = TAILQ_FIRST(&up->waiters);
@@ -715,6 +756,13 @@ struct upstream_request *upstream_send(struct upstream *up, const char *data,
 
     req->fn = fn;
     req->opaque = opaque;
+    if (up->state != UP_READY) {
+        /* QEMU is gone: clients are being finished; fail it from the loop */
+        close_fds((int *)fds, nfds);
+        TAILQ_INSERT_TAIL(&up->doomed, req, link);
+        event_active(up->doom_ev, 0, 0);
+        return req;
+    }
     if (!oob) {
         TAILQ_INSERT_TAIL(&up->fifo, req, link);
         up->inflight++;
@@ -758,12 +806,26 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
     req->queued = xstrndup(s, len);
     req->queued_len = len;
     if (up->state != UP_READY) {
-        deliver_lost(req);
-        return NULL;
+        TAILQ_INSERT_TAIL(&up->doomed, req, link);
+        event_active(up->doom_ev, 0, 0);
+        return req;
     }
     TAILQ_INSERT_TAIL(&up->internal, req, link);
     pump(up);
     return req;
+}
+
+static void fail_doomed(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    struct upstream_request *req;
+    (void)fd;
+    (void)what;
+
+    while ((req = TAILQ_FIRST(&up->doomed))) {
+        TAILQ_REMOVE(&up->doomed, req, link);
+        deliver_lost(req);
+    }
 }
 
 void upstream_request_abandon(struct upstream_request *req)

@@ -39,6 +39,8 @@ struct upstream_reply {
 json_object *upstream_reply_value(const struct upstream_reply *r);
 /* The "return" member of a successful reply, borrowed; NULL otherwise. */
 json_object *upstream_reply_return(const struct upstream_reply *r);
+/* The error class of a failed reply ("GenericError"...), borrowed. */
+const char *upstream_reply_error_class(const struct upstream_reply *r);
 /* The error desc of a failed reply, borrowed; NULL otherwise. */
 const char *upstream_reply_error_desc(const struct upstream_reply *r);
 

@@ -164,6 +164,10 @@ static void precreated(void *opaque, int status, const char *output)
 {
     struct auto_state *a = opaque;
 
+    a->op->outstanding--;
+    if (a->op->state == OP_FAILED) {
+        return;
+    }
     if (status != 0) {
         char *why = xasprintf("qemu-img could not create %s: %s",
                               a->op->disks[0].mirror_file, output);
@@ -180,6 +184,10 @@ static void attempt(struct auto_state *a)
     struct op_disk *d = &op->disks[0];
     struct chain *c = router_chain(a->router);
 
+    if (op->state == OP_FAILED || op->state == OP_PIVOTED
+        || op->state == OP_ABORTED) {
+        return;  /* ended meanwhile (QEMU went away, say) */
+    }
     a->attempt++;
     if (chain_job_id(c, d->disk)) {
         failed(a, "another job runs on the disk");
@@ -197,6 +205,7 @@ static void attempt(struct auto_state *a)
                          "-u", "-b", dest_below, "-F",
                          a->below_format ? a->below_format : "qcow2",
                          d->mirror_file, size, NULL };
+        op->outstanding++;  /* keeps the operation while qemu-img runs */
         spawn_run(router_base(a->router), argv, precreated, a);
         free(dest_below);
         free(below_copy);

@@ -528,16 +528,23 @@ char *op_disks_summary(const struct op *op)
     return strbuf_detach(&sb, NULL);
 }
 
-void op_succeed(struct op *op, enum op_state final)
+/* Answer the caller, last: answering lets the client's next command run. */
+static void answer(struct op *op)
 {
-    op->check = NULL;
-    op->next = NULL;
-    op_set_state(op, final);
+    op->busy_with = NULL;
     if (op->call) {
         struct cmd_call *call = op->call;
         op->call = NULL;
         cmd_return(call, op_to_json(op));
     }
+}
+
+void op_succeed(struct op *op, enum op_state final)
+{
+    op->check = NULL;
+    op->next = NULL;
+    op_set_state(op, final);
+    answer(op);
 }
 
 void op_fail(struct op *op, const char *fmt, ...)
@@ -555,6 +562,7 @@ void op_fail(struct op *op, const char *fmt, ...)
     log_warn("operation %s (%s) failed: %s", op->name, op->type, op->error);
     op->check = NULL;
     op->next = NULL;
+    op->busy_with = NULL;
     op_set_state(op, OP_FAILED);
     if (op->call) {
         struct cmd_call *call = op->call;
@@ -587,8 +595,11 @@ static void on_reply(void *opaque, const struct upstream_reply *r)
         chain_observe(chain(), p->command, p->args, 0, ok);
     }
     op->outstanding--;
-    p->done(op, p->disk, ok, ok ? upstream_reply_return(r) : NULL,
-            ok ? NULL : upstream_reply_error_desc(r));
+    /* an operation that already ended (QEMU went away) takes no more */
+    if (!is_final(op->state)) {
+        p->done(op, p->disk, ok, ok ? upstream_reply_return(r) : NULL,
+                ok ? NULL : upstream_reply_error_desc(r));
+    }
     free(p->command);
     json_object_put(p->args);
     free(p);
@@ -1369,14 +1380,37 @@ static void watch_ready(struct op *op)
     }
 }
 
+void op_watch(struct op *op)
+{
+    op->check = watch_ready;
+}
+
 void op_ready_or_rollback(struct op *op, bool ok)
 {
     if (ok) {
-        op_succeed(op, OP_READY);
-        op->check = watch_ready;
+        op->next = NULL;
+        op_set_state(op, OP_READY);
+        op->check = watch_ready;   /* before the answer lets anything run */
+        answer(op);
         return;
     }
     step_rollback(op, rolled_back);
+}
+
+void ops_upstream_lost(void)
+{
+    for (int i = 0; i < reg.nops; i++) {
+        struct op *op = reg.ops[i];
+        if (is_final(op->state) || op->state == OP_READY) {
+            continue;
+        }
+        for (int k = 0; k < op->ndisks; k++) {
+            str_set(&op->disks[k].state, "unknown");
+            str_set(&op->disks[k].note, "QEMU's monitor went away in the "
+                    "middle; see qmproxy-query-chain once it is back");
+        }
+        op_fail(op, "QEMU's monitor went away during the operation");
+    }
 }
 
 /* ---- resuming after a restart -------------------------------------- */

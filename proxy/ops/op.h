@@ -80,6 +80,7 @@ struct op {
     void (*check)(struct op *op);               /* after each job event */
     void (*next)(struct op *op, bool ok);       /* when the step ends */
     struct op *parent;     /* a reopen of a snapshot's disks updates it */
+    const char *busy_with; /* a command acting on it ("reopen", "abort") */
     char *rule;            /* the policy rule that started it, if any */
     void *priv;            /* the command's own state */
     void (*priv_free)(void *priv);
@@ -127,6 +128,11 @@ json_object *ops_save(void);
 void ops_load(json_object *saved);
 /* After QEMU is known again (a restart): carry on or report failure. */
 void ops_resume(void);
+/* QEMU's monitor went away: operations in the middle of a step fail
+ * (ready ones wait to be checked again when it is back). */
+void ops_upstream_lost(void);
+/* A ready operation watches its copies again (after a refused reopen). */
+void op_watch(struct op *op);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
 bool ops_busy_disk(const char *disk, const struct op **by);

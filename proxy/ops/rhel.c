@@ -76,8 +76,9 @@ static void mirror_reply(void *opaque, const struct upstream_reply *r)
                       call->client, true);
         cmd_return(call, NULL);
     } else {
-        /* QEMU's own words for what is wrong */
-        cmd_error(call, QMP_GENERIC_ERROR, "%s", upstream_reply_error_desc(r));
+        /* QEMU's own words (and class) for what is wrong */
+        cmd_error(call, upstream_reply_error_class(r), "%s",
+                  upstream_reply_error_desc(r));
     }
     json_object_put(f->args);
     free(f);

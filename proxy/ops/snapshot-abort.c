@@ -34,6 +34,11 @@ static void exec(struct cmd_call *call, json_object *a)
     if (!op) {
         return;
     }
+    if (op->busy_with) {
+        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is busy: a %s of it "
+                  "is under way", name, op->busy_with);
+        return;
+    }
     if (op->state != OP_READY && op->state != OP_MIRRORING) {
         cmd_error(call, QMP_GENERIC_ERROR, "operation %s is %s; only a "
                   "snapshot whose copies are running or ready can be "
@@ -48,6 +53,7 @@ static void exec(struct cmd_call *call, json_object *a)
                   "qmproxy-snapshot-abort before its copies were ready",
                   name);
     }
+    op->busy_with = "abort";
     op->call = call;
     free(op->step_error);
     op->step_error = xstrdup("aborted on request");

@@ -39,7 +39,9 @@ static void reopened(struct op *op, bool ok)
         struct cmd_call *call = op->call;
         char *disks = op_disks_summary(op);
         op->call = NULL;
+        op->busy_with = NULL;
         op_set_state(op, OP_READY);
+        op_watch(op);
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was switched and the "
                   "copies still run (disks now: %s)", op->step_error, disks);
         free(disks);
@@ -57,12 +59,18 @@ static void exec(struct cmd_call *call, json_object *a)
     if (!op) {
         return;
     }
+    if (op->busy_with) {
+        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is busy: a %s of it "
+                  "is under way", name, op->busy_with);
+        return;
+    }
     if (op->state != OP_READY) {
         cmd_error(call, QMP_GENERIC_ERROR, "operation %s is %s; its disks "
                   "can be reopened only when every copy is ready", name,
                   op_state_name(op->state));
         return;
     }
+    op->busy_with = "reopen";
     op->call = call;
     op_set_state(op, OP_PIVOTING);
     step_reopen(op, to_mirror, reopened);

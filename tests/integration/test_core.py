@@ -323,6 +323,47 @@ class Clients(ProxyTestCase):
         self.assertIn("status", self.direct().ok("query-status"))
 
 
+class Robustness(ProxyTestCase):
+    """Cases a code review found; each once crashed or hung qmproxy."""
+
+    def test_qemu_dies_with_a_command_in_flight(self):
+        c = self.client()
+        self.qemu.proc.send_signal(signal.SIGSTOP)
+        c.send({"execute": "query-status", "id": "never"})
+        time.sleep(0.2)
+        self.qemu.proc.kill()
+        self.assertTrue(c.at_eof(timeout=10))
+        self.assertEqual(self.proxy.wait(15), 0)
+
+    def test_event_reaches_everyone_when_one_client_is_gone(self):
+        gone, b, c = self.client(), self.client(), self.client()
+        gone.sock.shutdown(socket.SHUT_RD)  # writes to it now fail
+        b.ok("stop")
+        b.wait_event("STOP")
+        c.wait_event("STOP")
+        b.ok("cont")
+        c.wait_event("RESUME")
+
+    def test_exec_oob_overtakes_a_blocked_command(self):
+        """An OOB command is answered while an in-band one holds QEMU's
+        main loop (opening a FIFO blocks it until someone writes)."""
+        fifo = os.path.join(self.workdir, "fifo")
+        os.mkfifo(fifo)
+        c = self.client(oob=True)
+        # blkdebug reads its rules with a blocking open of the file
+        c.send({"execute": "blockdev-add", "id": "blocked", "arguments": {
+            "driver": "blkdebug", "node-name": "f", "config": fifo,
+            "image": {"driver": "null-co"}}})
+        time.sleep(0.3)
+        c.send({"exec-oob": "migrate-pause", "id": "oob"})
+        first = c.read_reply()
+        self.assertEqual(first["id"], "oob", first)
+        fd = os.open(fifo, os.O_WRONLY)  # let QEMU's open() return
+        os.close(fd)
+        second = c.read_reply()
+        self.assertEqual(second["id"], "blocked", second)
+
+
 class Backpressure(ProxyTestCase):
 
     def test_flooding_client_bounded_rss(self):

@@ -349,6 +349,40 @@ class AbortAndCopy(OpsTestCase):
         self.assertEqual(r["return"]["state"], "pivoted", r)
         self.assertEqual(qemu_chain(self.c)[0], [target, self.qemu.images[0]])
 
+    def test_pipelined_reopen_after_snapshot(self):
+        """Both in one write: the reopen waits for the snapshot's answer,
+        then runs, and both are answered."""
+        disks = [{"disk": "disk0", "snapshot-file": os.path.join(self.src, "p.qcow2"),
+                  "mirror-file": os.path.join(self.dest, "p.qcow2")}]
+        self.c.send(json.dumps({"execute": "qmproxy-snapshot-mirror", "id": 1,
+                                "arguments": {"name": "pipe", "disks": disks}}) +
+                    json.dumps({"execute": "qmproxy-snapshot-reopen", "id": 2,
+                                "arguments": {"name": "pipe", "target": "mirror"}}))
+        r1, r2 = self.c.read_reply(), self.c.read_reply()
+        self.assertEqual((r1["id"], r1["return"]["state"]), (1, "ready"), r1)
+        self.assertEqual((r2["id"], r2["return"]["state"]), (2, "pivoted"), r2)
+        self.assertEqual(qemu_chain(self.c)[0][0], os.path.join(self.dest, "p.qcow2"))
+
+    def test_abort_and_reopen_race(self):
+        r = self.snapshot_mirror("race", [0])
+        self.assertEqual(r["return"]["state"], "ready", r)
+        other = self.client()
+        # two clients at once: whichever the proxy reads first wins, the
+        # other is told why, and nobody is left waiting
+        self.c.send({"execute": "qmproxy-snapshot-abort", "id": "a",
+                     "arguments": {"name": "race"}})
+        other.send({"execute": "qmproxy-snapshot-reopen", "id": "r",
+                    "arguments": {"name": "race", "target": "mirror"}})
+        ra, rr = self.c.read_reply(), other.read_reply()
+        self.assertEqual(("return" in ra) + ("return" in rr), 1, (ra, rr))
+        if "return" in ra:
+            self.assertEqual(ra["return"]["state"], "aborted")
+            self.assertRegex(rr["error"]["desc"], "busy: a abort of it|is aborted")
+            self.assertEqual(qemu_chain(self.c)[0], self.qemu.images)
+        else:
+            self.assertEqual(rr["return"]["state"], "pivoted")
+            self.assertRegex(ra["error"]["desc"], "busy: a reopen of it|is pivoted")
+
     def test_operation_events(self):
         r = self.snapshot_mirror("ev", [0])
         states = []

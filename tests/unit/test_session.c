@@ -124,6 +124,7 @@ static void rig_up(struct rig *r)
 
     /* play QEMU's part of the handshake */
     upstream_connect(r->up, 1000);
+    spin(r, 5);  /* the connection is made from the loop */
     r->qemu = accept(r->qemu_listen, NULL, NULL);
     ck_assert_int_ge(r->qemu, 0);
     send_str(r->qemu, greeting);
