@@ -85,6 +85,8 @@ static void log_traffic(struct session *s, enum tlog_dir dir,
         .dir = dir, .from = from, .kind = kind, .client = s->id,
         .raw = raw, .len = len, .malformed = malformed,
         .latency_us = latency,
+        /* descriptors waiting go with the client's next command */
+        .nfds = dir == TLOG_IN ? s->npending_fds : 0,
     };
 
     if (tl && trafficlog_active(tl)) {

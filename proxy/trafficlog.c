@@ -246,6 +246,9 @@ void trafficlog_record(struct trafficlog *tl, const struct tlog_entry *e)
     if (e->latency_us >= 0) {
         strbuf_addf(sb, "\"latency_us\": %lld, ", (long long)e->latency_us);
     }
+    if (e->nfds > 0) {
+        strbuf_addf(sb, "\"fds\": %d, ", e->nfds);
+    }
     add_message(sb, e);
     strbuf_adds(sb, "}\n");
     emit_line(tl, sb);

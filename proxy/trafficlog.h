@@ -32,6 +32,7 @@ struct tlog_entry {
     const char *raw;          /* the message bytes */
     size_t len;
     bool malformed;           /* raw is not JSON: logged as a string */
+    int nfds;                 /* file descriptors that came with it */
     int64_t latency_us;       /* < 0: none */
 };
 

@@ -293,6 +293,7 @@ class Clients(ProxyTestCase):
         found = [s for s in sets if s["fdset-id"] == fdset]
         self.assertEqual(len(found), 1)
         self.assertEqual(found[0]["fds"][0]["opaque"], "from-test")
+        # the traffic log says the descriptor came with it
         # getfd too (what virsh save uses), and closefd
         c.send(json.dumps({"execute": "getfd", "arguments": {"fdname": "fromtest"}}), fds=[r])
         self.assertEqual(c.read_reply(), {"return": {}})
