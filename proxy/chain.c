@@ -44,6 +44,7 @@ struct job {
     char *top_file;       /* intermediate commit: from here */
     bool pivot_requested, cancel_requested;
     bool manual_finalize; /* started with auto-finalize false */
+    unsigned touched;     /* the chain's event count when last changed */
     unsigned started_by;  /* client number; 0: the proxy itself */
     char *started_at;
     char *operation;      /* the proxy operation it belongs to */
@@ -82,6 +83,10 @@ struct chain {
     unsigned generation;
     int pending;
     json_object *q_block, *q_nodes, *q_jobs, *q_graph;
+    /* Observations are numbered; QEMU's answers to the reconciliation
+     * come at different points of the stream, so what was observed after
+     * an answer arrived is newer than the answer. */
+    unsigned seq, seq_at_block, seq_at_jobs;
     struct waiter *waiters;        /* for the end of the next reconcile */
     int nwaiters;
     struct waiter *next_waiters;   /* asked for while one was running */
@@ -916,9 +921,9 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
 {
     size_t n = jobs ? json_object_array_length(jobs) : 0;
 
-    /* jobs QEMU no longer has are over */
+    /* jobs QEMU no longer has are over (unless seen since its answer) */
     for (int i = c->njobs; i-- > 0;) {
-        bool present = false;
+        bool present = c->jobs[i]->touched > c->seq_at_jobs;
         for (size_t k = 0; k < n && !present; k++) {
             present = same(get_str(json_object_array_get_idx(jobs, k),
                                    "device"), c->jobs[i]->id);
@@ -934,6 +939,9 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
         struct job *j = find_job(c, id);
         if (!id) {
             continue;
+        }
+        if (j && j->touched > c->seq_at_jobs) {
+            continue;  /* an event since then says more than this answer */
         }
         if (!j) {
             /* started behind the proxy's back (another monitor, or while
@@ -1083,7 +1091,19 @@ static void reconciled(struct chain *c)
     truth = disks_from_qemu(c->q_block, c->q_nodes, &n);
     for (int i = 0; i < n; i++) {
         struct disk *old = disk_by_name(c, truth[i]->name);
-        if (old && !chains_equal(old, truth[i])) {
+        bool overtaken = c->seq > c->seq_at_block;
+        if (old && !chains_equal(old, truth[i]) && overtaken) {
+            /* QEMU answered before the latest change: the prediction is
+             * newer than this answer; keep it and ask again */
+            c->dirty = true;
+            for (int k = 0; k < c->ndisks; k++) {
+                if (c->disks[k] == old) {
+                    c->disks[k] = truth[i];
+                }
+            }
+            truth[i] = old;
+            continue;
+        } else if (old && !chains_equal(old, truth[i])) {
             char *was = describe_chain(old), *is = describe_chain(truth[i]);
             if (old->uncertain) {
                 log_debug("chain of %s completed from QEMU: %s", old->name, is);
@@ -1193,6 +1213,11 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         c->reconciling = false;
         return;
     }
+    if (into == &c->q_block) {
+        c->seq_at_block = c->seq;
+    } else if (into == &c->q_jobs) {
+        c->seq_at_jobs = c->seq;
+    }
     ret = upstream_reply_return(r);
     if (!ret && into != &c->q_graph) {
         log_warn("QEMU refused a query the chain model needs: %.*s",
@@ -1226,23 +1251,18 @@ static void ask(struct chain *c, const char *command, bool flat,
 }
 
 /*
- * A job between its end and its dismissal (waiting, pending, aborting,
- * concluded) may still hold nodes it took out of the graph, and QEMU 7.2
- * crashes in bdrv_refresh_filename() when query-named-block-nodes walks
- * over them (seen with block-stream, reproduced on QEMU alone).  While one
- * is, the proxy asks only query-block and query-block-jobs, which walk the
- * disks' own chains, and keeps the node-names it knew.
+ * QEMU 7.2 crashes in bdrv_refresh_filename() when query-named-block-nodes
+ * walks over the nodes a block job took out of the graph and still holds
+ * (seen with block-stream between its end and its dismissal, reproduced on
+ * QEMU alone).  A job can reach that point between the moment the proxy
+ * asks and the moment QEMU answers, so while any job lives the proxy asks
+ * only query-block and query-block-jobs, which walk the disks' own chains,
+ * and keeps the node-names it knew; the reconciliation after the last job
+ * is gone asks for everything again.
  */
-static bool jobs_winding_up(const struct chain *c)
+static bool jobs_alive(const struct chain *c)
 {
-    for (int i = 0; i < c->njobs; i++) {
-        const char *s = c->jobs[i]->status;
-        if (same(s, "waiting") || same(s, "pending") || same(s, "aborting")
-            || same(s, "concluded")) {
-            return true;
-        }
-    }
-    return false;
+    return c->njobs > 0;
 }
 
 /* Ask QEMU for the truth, unless a question is already out (then ask
@@ -1261,7 +1281,7 @@ static void schedule(struct chain *c)
     c->pending = 0;
     ask(c, "query-block", false, &c->q_block);
     ask(c, "query-block-jobs", false, &c->q_jobs);
-    if (!jobs_winding_up(c)) {
+    if (!jobs_alive(c)) {
         ask(c, "query-named-block-nodes", true, &c->q_nodes);
         /* only to name the disk of jobs started behind the proxy's back */
         ask(c, "x-debug-query-block-graph", false, &c->q_graph);
@@ -1398,6 +1418,7 @@ static struct job *start_job(struct chain *c, json_object *a,
         remove_job(c, j);  /* a concluded job of the same id, now replaced */
     }
     j = add_job(c, id);
+    j->touched = c->seq;
     str_set(&j->type, type);
     str_set(&j->disk, d ? d->name : NULL);
     str_set(&j->status, "running");
@@ -1560,6 +1581,7 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
     if (!ok) {
         return;  /* QEMU refused it: nothing changed */
     }
+    c->seq++;
     if (!strcmp(command, "blockdev-snapshot-sync")) {
         observe_snapshot_sync(c, args);
     } else if (!strcmp(command, "blockdev-snapshot")) {
@@ -1672,6 +1694,10 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     const char *id = get_str(data, "device");
     struct job *j;
 
+    c->seq++;
+    if ((j = find_job(c, id ? id : get_str(data, "id")))) {
+        j->touched = c->seq;
+    }
     if (!id) {
         id = get_str(data, "id");
     }
