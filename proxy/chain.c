@@ -9,8 +9,8 @@
  * to its own query-block happened before QEMU answered it.
  */
 #include "chain.h"
+#include "chain-model.h"
 
-#include <libxml/tree.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,167 +20,7 @@
 #include "upstream.h"
 #include "util.h"
 
-struct layer {
-    char *file;
-    char *format;
-    char *node_name;      /* NULL: not known yet */
-    bool read_only;
-    int64_t virtual_size; /* -1: not known */
-};
-
-struct job {
-    char *id;
-    char *type;           /* mirror, commit, stream, backup, ... */
-    char *disk;           /* the disk it runs on; NULL if unknown */
-    char *status;
-    int64_t offset, len;
-    bool ready;
-    char *error;          /* the last error QEMU reported */
-    bool active_commit;
-    char *target_file;    /* mirror: the copy; active commit: the base */
-    char *target_format;
-    char *mode, *sync;
-    char *base_file;      /* commit/stream: down to here */
-    char *top_file;       /* intermediate commit: from here */
-    bool pivot_requested, cancel_requested;
-    bool manual_finalize; /* started with auto-finalize false */
-    unsigned touched;     /* the chain's event count when last changed */
-    unsigned started_by;  /* client number; 0: the proxy itself */
-    char *started_at;
-    char *operation;      /* the proxy operation it belongs to */
-};
-
-struct disk {
-    char *name;
-    char *device;
-    char *qdev;
-    struct layer *layers;
-    int nlayers;
-    bool uncertain;       /* a prediction with parts QEMU must fill in */
-    char *published;      /* the chain as last announced */
-    char *last_top;       /* the active layer in QEMU's last answer */
-};
-
-struct waiter {
-    void (*fn)(void *opaque);
-    void *opaque;
-};
-
-struct chain {
-    struct upstream *up;
-    const struct chain_hooks *hooks;
-    void *opaque;
-    struct disk **disks;
-    int ndisks;
-    struct job **jobs;
-    int njobs;
-    json_object *blockdev_nodes;   /* node-name -> {file, format} seen added */
-    json_object *early;            /* job id -> facts from events that came
-                                    * before the reply that started the job */
-
-    /* reconciliation */
-    bool reconciling, dirty, lost;
-    unsigned generation;
-    int pending;
-    json_object *q_block, *q_nodes, *q_jobs, *q_graph;
-    /* Observations are numbered; QEMU's answers to the reconciliation
-     * come at different points of the stream, so what was observed after
-     * an answer arrived is newer than the answer. */
-    unsigned seq, seq_at_block, seq_at_jobs;
-    struct waiter *waiters;        /* for the end of the next reconcile */
-    int nwaiters;
-    struct waiter *next_waiters;   /* asked for while one was running */
-    int nnext_waiters;
-    bool seeded;
-    json_object *loaded;           /* a saved model to compare, first time */
-};
-
-static const char *const watched_commands[] = {
-    "blockdev-snapshot-sync", "blockdev-snapshot", "transaction",
-    "drive-mirror", "blockdev-mirror", "block-commit", "block-stream",
-    "drive-backup", "blockdev-backup", "block-job-complete", "job-complete",
-    "block-job-cancel", "job-cancel", "job-finalize", "job-dismiss",
-    "block-job-dismiss", "block-job-finalize", "blockdev-add",
-    "blockdev-del", "blockdev-reopen", "blockdev-change-medium", "eject",
-    "blockdev-open-tray", "blockdev-close-tray", "blockdev-insert-medium",
-    "blockdev-remove-medium", "device_add", "device_del",
-    "human-monitor-command", NULL,
-};
-
-static const char *const watched_events[] = {
-    "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED",
-    "BLOCK_JOB_ERROR", "BLOCK_JOB_PENDING", "JOB_STATUS_CHANGE",
-    "DEVICE_DELETED", "DEVICE_TRAY_MOVED", NULL,
-};
-
-static bool in_list(const char *const *list, const char *s)
-{
-    for (; *list; list++) {
-        if (!strcmp(*list, s)) {
-            return true;
-        }
-    }
-    return false;
-}
-
-bool chain_watches(const char *command)
-{
-    return in_list(watched_commands, command);
-}
-
-bool chain_watches_event(const char *name)
-{
-    return in_list(watched_events, name);
-}
-
-/* ---- small helpers ------------------------------------------------- */
-
-static char *dup_or_null(const char *s)
-{
-    return s ? xstrdup(s) : NULL;
-}
-
-static const char *get_str(json_object *o, const char *key)
-{
-    json_object *v;
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return NULL;
-}
-
-static int64_t get_int(json_object *o, const char *key, int64_t dflt)
-{
-    json_object *v;
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_int)) {
-        return json_object_get_int64(v);
-    }
-    return dflt;
-}
-
-static bool get_bool(json_object *o, const char *key, bool dflt)
-{
-    json_object *v;
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_boolean)) {
-        return json_object_get_boolean(v);
-    }
-    return dflt;
-}
-
-static bool same(const char *a, const char *b)
-{
-    return a && b && !strcmp(a, b);
-}
-
-/*
- * QEMU names an image it opened with options by its options
- * ("json:{...,"file": {"driver": "file", "filename": "/x"}}"); the file
- * a person means is the innermost filename.
- */
-static char *plain_filename(const char *name)
+char *ch_plain_filename(const char *name)
 {
     json_object *o, *v;
     char *out;
@@ -226,20 +66,20 @@ static char *qdev_id(const char *qdev)
 
 /* ---- disks and jobs ------------------------------------------------ */
 
-static void layer_clear(struct layer *l)
+void ch_layer_clear(struct layer *l)
 {
     free(l->file);
     free(l->format);
     free(l->node_name);
 }
 
-static void disk_free(struct disk *d)
+void ch_disk_free(struct disk *d)
 {
     if (!d) {
         return;
     }
     for (int i = 0; i < d->nlayers; i++) {
-        layer_clear(&d->layers[i]);
+        ch_layer_clear(&d->layers[i]);
     }
     free(d->layers);
     free(d->name);
@@ -250,7 +90,7 @@ static void disk_free(struct disk *d)
     free(d);
 }
 
-static void job_free(struct job *j)
+void ch_job_free(struct job *j)
 {
     if (!j) {
         return;
@@ -271,7 +111,7 @@ static void job_free(struct job *j)
     free(j);
 }
 
-static struct disk *disk_by_name(const struct chain *c, const char *name)
+struct disk *ch_disk_by_name(const struct chain *c, const char *name)
 {
     if (!name) {
         return NULL;
@@ -286,14 +126,14 @@ static struct disk *disk_by_name(const struct chain *c, const char *name)
 
 /* Any name a client may use: device, qdev, a layer's node-name, the
  * active layer's file. */
-static struct disk *find_disk(const struct chain *c, const char *any)
+struct disk *ch_find_disk(const struct chain *c, const char *any)
 {
     struct disk *d;
 
     if (!any || !any[0]) {
         return NULL;
     }
-    if ((d = disk_by_name(c, any))) {
+    if ((d = ch_disk_by_name(c, any))) {
         return d;
     }
     for (int i = 0; i < c->ndisks; i++) {
@@ -315,11 +155,11 @@ static struct disk *find_disk(const struct chain *c, const char *any)
 
 const char *chain_disk_name(const struct chain *c, const char *any_name)
 {
-    struct disk *d = find_disk(c, any_name);
+    struct disk *d = ch_find_disk(c, any_name);
     return d ? d->name : NULL;
 }
 
-static struct job *find_job(const struct chain *c, const char *id)
+struct job *ch_find_job(const struct chain *c, const char *id)
 {
     for (int i = 0; id && i < c->njobs; i++) {
         if (!strcmp(c->jobs[i]->id, id)) {
@@ -329,7 +169,7 @@ static struct job *find_job(const struct chain *c, const char *id)
     return NULL;
 }
 
-static struct job *disk_job(const struct chain *c, const struct disk *d)
+struct job *ch_disk_job(const struct chain *c, const struct disk *d)
 {
     for (int i = 0; d && i < c->njobs; i++) {
         if (same(c->jobs[i]->disk, d->name)) {
@@ -339,18 +179,18 @@ static struct job *disk_job(const struct chain *c, const struct disk *d)
     return NULL;
 }
 
-static void remove_job(struct chain *c, struct job *j)
+void ch_remove_job(struct chain *c, struct job *j)
 {
     for (int i = 0; i < c->njobs; i++) {
         if (c->jobs[i] == j) {
             c->jobs[i] = c->jobs[--c->njobs];
-            job_free(j);
+            ch_job_free(j);
             return;
         }
     }
 }
 
-static struct job *add_job(struct chain *c, const char *id)
+struct job *ch_add_job(struct chain *c, const char *id)
 {
     struct job *j = xcalloc(1, sizeof(*j));
     char when[40];
@@ -365,7 +205,7 @@ static struct job *add_job(struct chain *c, const char *id)
     return j;
 }
 
-static int layer_index(const struct disk *d, const char *file_or_node)
+int ch_layer_index(const struct disk *d, const char *file_or_node)
 {
     char *plain;
     int found = -1;
@@ -373,7 +213,7 @@ static int layer_index(const struct disk *d, const char *file_or_node)
     if (!d || !file_or_node) {
         return -1;
     }
-    plain = plain_filename(file_or_node);
+    plain = ch_plain_filename(file_or_node);
     for (int i = 0; i < d->nlayers && found < 0; i++) {
         if (same(d->layers[i].node_name, file_or_node)
             || same(d->layers[i].file, plain)) {
@@ -385,11 +225,11 @@ static int layer_index(const struct disk *d, const char *file_or_node)
 }
 
 /* Keep layers [from, to) of d, dropping the rest. */
-static void keep_layers(struct disk *d, int from, int to)
+void ch_keep_layers(struct disk *d, int from, int to)
 {
     for (int i = 0; i < d->nlayers; i++) {
         if (i < from || i >= to) {
-            layer_clear(&d->layers[i]);
+            ch_layer_clear(&d->layers[i]);
         }
     }
     memmove(d->layers, d->layers + from, sizeof(*d->layers)
@@ -397,7 +237,7 @@ static void keep_layers(struct disk *d, int from, int to)
     d->nlayers = to - from;
 }
 
-static void insert_top(struct disk *d, const char *file, const char *format,
+void ch_insert_top(struct disk *d, const char *file, const char *format,
                        const char *node)
 {
     d->layers = xrealloc(d->layers, sizeof(*d->layers)
@@ -405,7 +245,7 @@ static void insert_top(struct disk *d, const char *file, const char *format,
     memmove(d->layers + 1, d->layers, sizeof(*d->layers)
             * (size_t)d->nlayers);
     d->layers[0] = (struct layer){
-        .file = plain_filename(file),
+        .file = ch_plain_filename(file),
         .format = xstrdup(format ? format : "qcow2"),
         .node_name = dup_or_null(node),
         .read_only = false,
@@ -417,256 +257,11 @@ static void insert_top(struct disk *d, const char *file, const char *format,
     }
 }
 
-/* ---- JSON and XML -------------------------------------------------- */
-
-static json_object *layer_json(const struct layer *l)
-{
-    json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "file", json_object_new_string(l->file));
-    json_object_object_add(o, "format",
-                           json_object_new_string(l->format ? l->format : ""));
-    if (l->node_name) {
-        json_object_object_add(o, "node-name",
-                               json_object_new_string(l->node_name));
-    }
-    json_object_object_add(o, "read-only",
-                           json_object_new_boolean(l->read_only));
-    if (l->virtual_size >= 0) {
-        json_object_object_add(o, "virtual-size",
-                               json_object_new_int64(l->virtual_size));
-    }
-    return o;
-}
-
-static json_object *layers_json(const struct disk *d)
-{
-    json_object *a = json_object_new_array();
-    for (int i = 0; i < d->nlayers; i++) {
-        json_object_array_add(a, layer_json(&d->layers[i]));
-    }
-    return a;
-}
-
-static bool job_is_mirror(const struct job *j)
-{
-    return j && (same(j->type, "mirror") || j->active_commit);
-}
-
-/* libvirt's <mirror ready=...>: what state the copy is in. */
-static const char *mirror_ready(const struct job *j)
-{
-    if (j->pivot_requested) {
-        return "pivot";
-    }
-    if (j->cancel_requested || same(j->status, "aborting")) {
-        return "abort";
-    }
-    return j->ready || same(j->status, "ready") ? "yes" : "no";
-}
-
-static json_object *mirror_json(const struct job *j)
-{
-    json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "file",
-                           json_object_new_string(j->target_file
-                                                  ? j->target_file : ""));
-    if (j->target_format) {
-        json_object_object_add(o, "format",
-                               json_object_new_string(j->target_format));
-    }
-    json_object_object_add(o, "job", json_object_new_string(j->id));
-    json_object_object_add(o, "type", json_object_new_string(
-                               j->active_commit ? "active-commit" : "copy"));
-    json_object_object_add(o, "status", json_object_new_string(j->status));
-    json_object_object_add(o, "ready",
-                           json_object_new_string(mirror_ready(j)));
-    json_object_object_add(o, "offset", json_object_new_int64(j->offset));
-    json_object_object_add(o, "len", json_object_new_int64(j->len));
-    return o;
-}
-
-static json_object *job_json(const struct job *j)
-{
-    json_object *o = json_object_new_object();
-
-    json_object_object_add(o, "id", json_object_new_string(j->id));
-    json_object_object_add(o, "type",
-                           json_object_new_string(j->type ? j->type : ""));
-    json_object_object_add(o, "status", json_object_new_string(j->status));
-    json_object_object_add(o, "offset", json_object_new_int64(j->offset));
-    json_object_object_add(o, "len", json_object_new_int64(j->len));
-    json_object_object_add(o, "ready", json_object_new_boolean(j->ready));
-    if (j->error) {
-        json_object_object_add(o, "error", json_object_new_string(j->error));
-    }
-    json_object_object_add(o, "started-by",
-                           json_object_new_int((int)j->started_by));
-    if (j->started_at) {
-        json_object_object_add(o, "started-at",
-                               json_object_new_string(j->started_at));
-    }
-    if (j->operation) {
-        json_object_object_add(o, "operation",
-                               json_object_new_string(j->operation));
-    }
-    return o;
-}
-
-static json_object *disk_json(const struct chain *c, const struct disk *d)
-{
-    json_object *o = json_object_new_object();
-    struct job *j = disk_job(c, d);
-
-    json_object_object_add(o, "disk", json_object_new_string(d->name));
-    json_object_object_add(o, "device",
-                           json_object_new_string(d->device ? d->device : ""));
-    if (d->qdev) {
-        json_object_object_add(o, "qdev", json_object_new_string(d->qdev));
-    }
-    if (d->nlayers && d->layers[0].node_name) {
-        json_object_object_add(o, "node-name",
-                               json_object_new_string(d->layers[0].node_name));
-    }
-    json_object_object_add(o, "chain", layers_json(d));
-    if (job_is_mirror(j)) {
-        json_object_object_add(o, "mirror", mirror_json(j));
-    }
-    if (j) {
-        json_object_object_add(o, "job", job_json(j));
-    }
-    return o;
-}
-
-json_object *chain_to_json(const struct chain *c, const char *name)
-{
-    json_object *a;
-
-    if (name) {
-        struct disk *d = find_disk(c, name);
-        return d ? disk_json(c, d) : NULL;
-    }
-    a = json_object_new_array();
-    for (int i = 0; i < c->ndisks; i++) {
-        json_object_array_add(a, disk_json(c, c->disks[i]));
-    }
-    return a;
-}
-
-/* What QMPROXY_CHAIN_CHANGED announces: the layers and any mirror. */
-static char *publishable(const struct chain *c, const struct disk *d)
-{
-    json_object *o = json_object_new_object();
-    struct job *j = disk_job(c, d);
-    char *s;
-
-    json_object_object_add(o, "chain", layers_json(d));
-    if (job_is_mirror(j)) {
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "file", json_object_new_string(
-                                   j->target_file ? j->target_file : ""));
-        json_object_object_add(m, "job", json_object_new_string(j->id));
-        json_object_object_add(o, "mirror", m);
-    }
-    s = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-    json_object_put(o);
-    return s;
-}
-
-static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l)
-{
-    xmlNodePtr n = xmlNewChild(parent, NULL, BAD_CAST "format", NULL);
-    xmlNewProp(n, BAD_CAST "type", BAD_CAST(l->format ? l->format : "raw"));
-    n = xmlNewChild(parent, NULL, BAD_CAST "source", NULL);
-    xmlNewProp(n, BAD_CAST "file", BAD_CAST l->file);
-    return n;
-}
-
-static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
-{
-    xmlNodePtr disk = xmlNewNode(NULL, BAD_CAST "disk");
-    xmlNodePtr parent = disk, n;
-    struct job *j = disk_job(c, d);
-
-    xmlNewProp(disk, BAD_CAST "type", BAD_CAST "file");
-    xmlNewProp(disk, BAD_CAST "device", BAD_CAST "disk");
-    if (d->nlayers) {
-        xml_source(disk, &d->layers[0]);
-    }
-    /* <backingStore type='file' index='N'> ... ending in an empty one */
-    for (int i = 1; i <= d->nlayers; i++) {
-        char index[16];
-        n = xmlNewChild(parent, NULL, BAD_CAST "backingStore", NULL);
-        if (i == d->nlayers) {
-            break;
-        }
-        snprintf(index, sizeof(index), "%d", i);
-        xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
-        xmlNewProp(n, BAD_CAST "index", BAD_CAST index);
-        xml_source(n, &d->layers[i]);
-        parent = n;
-    }
-    if (job_is_mirror(j)) {
-        n = xmlNewChild(disk, NULL, BAD_CAST "mirror", NULL);
-        xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
-        xmlNewProp(n, BAD_CAST "file",
-                   BAD_CAST(j->target_file ? j->target_file : ""));
-        if (j->target_format) {
-            xmlNewProp(n, BAD_CAST "format", BAD_CAST j->target_format);
-        }
-        xmlNewProp(n, BAD_CAST "job", BAD_CAST(j->active_commit
-                                               ? "active-commit" : "copy"));
-        xmlNewProp(n, BAD_CAST "ready", BAD_CAST mirror_ready(j));
-        if (j->target_format) {
-            xmlNodePtr f = xmlNewChild(n, NULL, BAD_CAST "format", NULL);
-            xmlNewProp(f, BAD_CAST "type", BAD_CAST j->target_format);
-        }
-        xmlNodePtr s = xmlNewChild(n, NULL, BAD_CAST "source", NULL);
-        xmlNewProp(s, BAD_CAST "file",
-                   BAD_CAST(j->target_file ? j->target_file : ""));
-    }
-    n = xmlNewChild(disk, NULL, BAD_CAST "target", NULL);
-    xmlNewProp(n, BAD_CAST "dev", BAD_CAST d->name);
-    n = xmlNewChild(disk, NULL, BAD_CAST "alias", NULL);
-    xmlNewProp(n, BAD_CAST "name", BAD_CAST(d->qdev ? d->qdev : d->name));
-    return disk;
-}
-
-char *chain_to_xml(const struct chain *c, const char *name)
-{
-    xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-    xmlBufferPtr buf = xmlBufferCreate();
-    xmlNodePtr root;
-    char *out;
-
-    if (name) {
-        struct disk *d = find_disk(c, name);
-        if (!d) {
-            xmlBufferFree(buf);
-            xmlFreeDoc(doc);
-            return NULL;
-        }
-        root = disk_xml(c, d);
-    } else {
-        root = xmlNewNode(NULL, BAD_CAST "disks");
-        for (int i = 0; i < c->ndisks; i++) {
-            xmlAddChild(root, disk_xml(c, c->disks[i]));
-        }
-    }
-    xmlDocSetRootElement(doc, root);
-    xmlNodeDump(buf, doc, root, 0, 1);
-    out = xstrdup((const char *)xmlBufferContent(buf));
-    xmlBufferFree(buf);
-    xmlFreeDoc(doc);
-    return out;
-}
-
 /* ---- accessors for operations -------------------------------------- */
 
 static const struct layer *top(const struct chain *c, const char *name)
 {
-    struct disk *d = find_disk(c, name);
+    struct disk *d = ch_find_disk(c, name);
     return d && d->nlayers ? &d->layers[0] : NULL;
 }
 
@@ -690,7 +285,7 @@ const char *chain_top_node(const struct chain *c, const char *disk)
 
 const char *chain_job_device(const struct chain *c, const char *disk)
 {
-    struct disk *d = find_disk(c, disk);
+    struct disk *d = ch_find_disk(c, disk);
     if (!d) {
         return NULL;
     }
@@ -702,50 +297,50 @@ const char *chain_job_device(const struct chain *c, const char *disk)
 
 int chain_layer_count(const struct chain *c, const char *disk)
 {
-    struct disk *d = find_disk(c, disk);
+    struct disk *d = ch_find_disk(c, disk);
     return d ? d->nlayers : 0;
 }
 
 const char *chain_layer_file(const struct chain *c, const char *disk, int i)
 {
-    struct disk *d = find_disk(c, disk);
+    struct disk *d = ch_find_disk(c, disk);
     return d && i >= 0 && i < d->nlayers ? d->layers[i].file : NULL;
 }
 
 const char *chain_mirror_file(const struct chain *c, const char *disk)
 {
-    struct job *j = disk_job(c, find_disk(c, disk));
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j && same(j->type, "mirror") ? j->target_file : NULL;
 }
 
 const char *chain_mirror_mode(const struct chain *c, const char *disk)
 {
-    struct job *j = disk_job(c, find_disk(c, disk));
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j && same(j->type, "mirror") ? j->mode : NULL;
 }
 
 bool chain_job_manual_finalize(const struct chain *c, const char *disk)
 {
-    struct job *j = disk_job(c, find_disk(c, disk));
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j && j->manual_finalize;
 }
 
 const char *chain_job_id(const struct chain *c, const char *disk)
 {
-    struct job *j = disk_job(c, find_disk(c, disk));
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j ? j->id : NULL;
 }
 
 const char *chain_job_status(const struct chain *c, const char *disk)
 {
-    struct job *j = disk_job(c, find_disk(c, disk));
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j ? j->status : NULL;
 }
 
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation)
 {
-    struct job *j = find_job(c, job_id);
+    struct job *j = ch_find_job(c, job_id);
     if (j) {
         str_set(&j->operation, operation);
         j->started_by = 0;
@@ -765,7 +360,7 @@ static void name_backing_layers(struct disk *d, json_object *nodes,
         for (size_t i = 0; i < n && !l->node_name; i++) {
             json_object *node = json_object_array_get_idx(nodes, i);
             const char *name = get_str(node, "node-name");
-            char *file = plain_filename(get_str(node, "file"));
+            char *file = ch_plain_filename(get_str(node, "file"));
             if (name && same(get_str(node, "drv"), l->format)
                 && same(file, l->file)
                 && !json_object_object_get_ex(used, name, NULL)) {
@@ -811,7 +406,7 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
                 d->layers = xrealloc(d->layers, sizeof(*d->layers)
                                      * (size_t)(d->nlayers + 1));
                 d->layers[d->nlayers] = (struct layer){
-                    .file = plain_filename(get_str(img, "filename")),
+                    .file = ch_plain_filename(get_str(img, "filename")),
                     .format = dup_or_null(get_str(img, "format")),
                     .node_name = d->nlayers == 0 ? dup_or_null(top_node)
                                                  : NULL,
@@ -909,7 +504,7 @@ static const char *job_disk_from_graph(const struct chain *c,
             json_object *n = json_object_array_get_idx(nodes, k);
             struct disk *d;
             if (get_int(n, "id", -2) == child
-                && (d = find_disk(c, get_str(n, "name")))) {
+                && (d = ch_find_disk(c, get_str(n, "name")))) {
                 return d->name;
             }
         }
@@ -930,13 +525,13 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
         }
         if (!present) {
             log_debug("job %s is no longer in QEMU", c->jobs[i]->id);
-            remove_job(c, c->jobs[i]);
+            ch_remove_job(c, c->jobs[i]);
         }
     }
     for (size_t k = 0; k < n; k++) {
         json_object *q = json_object_array_get_idx(jobs, k);
         const char *id = get_str(q, "device");
-        struct job *j = find_job(c, id);
+        struct job *j = ch_find_job(c, id);
         if (!id) {
             continue;
         }
@@ -946,7 +541,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
         if (!j) {
             /* started behind the proxy's back (another monitor, or while
              * it was away): the id names the disk unless one was given */
-            j = add_job(c, id);
+            j = ch_add_job(c, id);
             str_set(&j->type, get_str(q, "type"));
             str_set(&j->disk, chain_disk_name(c, id));
             if (!j->disk) {
@@ -977,16 +572,16 @@ static void run_waiters(struct waiter *w, int n)
     free(w);
 }
 
-static void announce(struct chain *c, struct disk *d, const char *reason,
+void ch_announce(struct chain *c, struct disk *d, const char *reason,
                      const char *before)
 {
     json_object *data = json_object_new_object();
 
     json_object_object_add(data, "disk", json_object_new_string(d->name));
-    json_object_object_add(data, "chain", layers_json(d));
-    struct job *j = disk_job(c, d);
-    if (job_is_mirror(j)) {
-        json_object_object_add(data, "mirror", mirror_json(j));
+    json_object_object_add(data, "chain", ch_layers_json(d));
+    struct job *j = ch_disk_job(c, d);
+    if (ch_job_is_mirror(j)) {
+        json_object_object_add(data, "mirror", ch_mirror_json(j));
     }
     if (reason) {
         json_object_object_add(data, "reason", json_object_new_string(reason));
@@ -1000,7 +595,7 @@ static void announce(struct chain *c, struct disk *d, const char *reason,
     json_object_put(data);
 }
 
-static void schedule(struct chain *c);
+void ch_schedule(struct chain *c);
 
 /* Compare the saved model with QEMU's: what changed while we were away. */
 static void compare_loaded(struct chain *c)
@@ -1020,7 +615,7 @@ static void compare_loaded(struct chain *c)
         json_object *saved = json_object_array_get_idx(disks, i);
         const char *name = get_str(saved, "disk");
         json_object *layers;
-        struct disk *now = disk_by_name(c, name);
+        struct disk *now = ch_disk_by_name(c, name);
         struct strbuf before = STRBUF_INIT;
 
         if (!name) {
@@ -1041,7 +636,7 @@ static void compare_loaded(struct chain *c)
             log_warn("while qmproxy was away, the chain of disk %s changed: "
                      "was %s, is %s", name, before.buf ? before.buf : "",
                      after);
-            announce(c, now, "changed-while-away", before.buf);
+            ch_announce(c, now, "changed-while-away", before.buf);
         }
         free(after);
         strbuf_release(&before);
@@ -1052,7 +647,7 @@ static void compare_loaded(struct chain *c)
         && json_object_is_type(jobs, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(jobs); i++) {
             json_object *s = json_object_array_get_idx(jobs, i);
-            struct job *j = find_job(c, get_str(s, "id"));
+            struct job *j = ch_find_job(c, get_str(s, "id"));
             if (!j) {
                 continue;
             }
@@ -1090,7 +685,7 @@ static void reconciled(struct chain *c)
 
     truth = disks_from_qemu(c->q_block, c->q_nodes, &n);
     for (int i = 0; i < n; i++) {
-        struct disk *old = disk_by_name(c, truth[i]->name);
+        struct disk *old = ch_disk_by_name(c, truth[i]->name);
         bool overtaken = c->seq > c->seq_at_block;
         if (old && !chains_equal(old, truth[i]) && overtaken) {
             /* QEMU answered before the latest change: the prediction is
@@ -1118,7 +713,7 @@ static void reconciled(struct chain *c)
         if (old && !c->q_nodes) {
             /* no node-names asked this time: keep those of the same files */
             for (int k = 1; k < truth[i]->nlayers; k++) {
-                int o = layer_index(old, truth[i]->layers[k].file);
+                int o = ch_layer_index(old, truth[i]->layers[k].file);
                 if (o >= 0 && old->layers[o].node_name
                     && !truth[i]->layers[k].node_name) {
                     truth[i]->layers[k].node_name =
@@ -1134,7 +729,7 @@ static void reconciled(struct chain *c)
         }
     }
     for (int i = 0; i < c->ndisks; i++) {
-        disk_free(c->disks[i]);
+        ch_disk_free(c->disks[i]);
     }
     free(c->disks);
     c->disks = truth;
@@ -1155,9 +750,9 @@ static void reconciled(struct chain *c)
     }
     for (int i = 0; i < c->ndisks; i++) {
         struct disk *d = c->disks[i];
-        char *now = publishable(c, d);
+        char *now = ch_publishable(c, d);
         if (d->published && strcmp(d->published, now)) {
-            announce(c, d, NULL, NULL);
+            ch_announce(c, d, NULL, NULL);
         }
         free(d->published);
         d->published = now;
@@ -1184,9 +779,9 @@ static void reconciled(struct chain *c)
     c->nnext_waiters = 0;
     if (c->dirty) {
         c->dirty = false;
-        schedule(c);
+        ch_schedule(c);
     } else if (c->nwaiters) {
-        schedule(c);
+        ch_schedule(c);
     }
     run_waiters(w, nw);
 }
@@ -1267,7 +862,7 @@ static bool jobs_alive(const struct chain *c)
 
 /* Ask QEMU for the truth, unless a question is already out (then ask
  * again when it is answered, since the change may postdate it). */
-static void schedule(struct chain *c)
+void ch_schedule(struct chain *c)
 {
     if (c->lost) {
         return;
@@ -1290,7 +885,7 @@ static void schedule(struct chain *c)
 
 void chain_reconcile(struct chain *c)
 {
-    schedule(c);
+    ch_schedule(c);
 }
 
 static void add_waiter(struct waiter **list, int *n, void (*fn)(void *),
@@ -1313,7 +908,7 @@ void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
         c->dirty = true;
     } else {
         add_waiter(&c->waiters, &c->nwaiters, done, opaque);
-        schedule(c);
+        ch_schedule(c);
     }
 }
 
@@ -1367,467 +962,6 @@ void chain_upstream_lost(struct chain *c)
     run_waiters(nw, nn);
 }
 
-/* ---- observations -------------------------------------------------- */
-
-static void observe_snapshot_sync(struct chain *c, json_object *a)
-{
-    const char *dev = get_str(a, "device");
-    struct disk *d = find_disk(c, dev ? dev : get_str(a, "node-name"));
-
-    if (!d) {
-        return;
-    }
-    insert_top(d, get_str(a, "snapshot-file"), get_str(a, "format"),
-               get_str(a, "snapshot-node-name"));
-    if (same(get_str(a, "mode"), "existing")) {
-        /* its backing file is whatever the image's header says */
-        d->uncertain = true;
-    }
-}
-
-static void observe_snapshot(struct chain *c, json_object *a)
-{
-    struct disk *d = find_disk(c, get_str(a, "node"));
-    const char *overlay = get_str(a, "overlay");
-    json_object *added = NULL;
-
-    if (!d || !overlay) {
-        return;
-    }
-    json_object_object_get_ex(c->blockdev_nodes, overlay, &added);
-    insert_top(d, added ? get_str(added, "file") : overlay,
-               added ? get_str(added, "format") : NULL, overlay);
-    d->uncertain = !added;
-}
-
-static struct job *start_job(struct chain *c, json_object *a,
-                             const char *type, unsigned client)
-{
-    const char *dev = get_str(a, "device");
-    const char *id = get_str(a, "job-id");
-    struct disk *d = find_disk(c, dev);
-    struct job *j;
-
-    if (!id) {
-        id = dev;
-    }
-    if (!id) {
-        return NULL;
-    }
-    if ((j = find_job(c, id))) {
-        remove_job(c, j);  /* a concluded job of the same id, now replaced */
-    }
-    j = add_job(c, id);
-    j->touched = c->seq;
-    str_set(&j->type, type);
-    str_set(&j->disk, d ? d->name : NULL);
-    str_set(&j->status, "running");
-    j->started_by = client;
-    j->manual_finalize = !get_bool(a, "auto-finalize", true);
-    /* QEMU may have reported on the job before answering the command */
-    json_object *early;
-    if (json_object_object_get_ex(c->early, id, &early)) {
-        if (get_str(early, "status")) {
-            str_set(&j->status, get_str(early, "status"));
-        }
-        j->ready = get_bool(early, "ready", false);
-        j->offset = get_int(early, "offset", 0);
-        j->len = get_int(early, "len", 0);
-        json_object_object_del(c->early, id);
-    }
-    return j;
-}
-
-static void observe_mirror(struct chain *c, json_object *a, unsigned client,
-                           bool blockdev)
-{
-    struct job *j = start_job(c, a, "mirror", client);
-    struct disk *d;
-
-    if (!j) {
-        return;
-    }
-    d = disk_by_name(c, j->disk);
-    str_set(&j->sync, get_str(a, "sync"));
-    if (blockdev) {
-        const char *node = get_str(a, "target");
-        json_object *added = NULL;
-        json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
-                                  &added);
-        str_set(&j->target_file, added ? get_str(added, "file") : node);
-        str_set(&j->target_format, added ? get_str(added, "format") : NULL);
-        str_set(&j->mode, "existing");
-    } else {
-        char *plain = plain_filename(get_str(a, "target"));
-        str_set(&j->target_file, plain);
-        free(plain);
-        str_set(&j->mode, get_str(a, "mode") ? get_str(a, "mode")
-                                             : "absolute-paths");
-        str_set(&j->target_format, get_str(a, "format") ? get_str(a, "format")
-                : (d && d->nlayers ? d->layers[0].format : NULL));
-    }
-}
-
-static void observe_commit(struct chain *c, json_object *a, unsigned client)
-{
-    struct job *j = start_job(c, a, "commit", client);
-    struct disk *d;
-    const char *topname, *basename;
-    int ti, bi;
-
-    if (!j) {
-        return;
-    }
-    d = disk_by_name(c, j->disk);
-    topname = get_str(a, "top-node") ? get_str(a, "top-node")
-                                     : get_str(a, "top");
-    basename = get_str(a, "base-node") ? get_str(a, "base-node")
-                                       : get_str(a, "base");
-    /* QEMU's defaults: the active layer down to the bottom of the chain */
-    ti = topname ? layer_index(d, topname) : 0;
-    bi = basename ? layer_index(d, basename) : (d ? d->nlayers - 1 : -1);
-    j->active_commit = ti == 0;
-    if (d && ti >= 0 && ti < d->nlayers) {
-        str_set(&j->top_file, d->layers[ti].file);
-    }
-    if (d && bi >= 0 && bi < d->nlayers) {
-        str_set(&j->base_file, d->layers[bi].file);
-        if (j->active_commit) {
-            str_set(&j->target_file, d->layers[bi].file);
-            str_set(&j->target_format, d->layers[bi].format);
-        }
-    }
-}
-
-static void observe_stream(struct chain *c, json_object *a, unsigned client)
-{
-    struct job *j = start_job(c, a, "stream", client);
-    struct disk *d;
-    const char *basename;
-    int bi;
-
-    if (!j) {
-        return;
-    }
-    d = disk_by_name(c, j->disk);
-    basename = get_str(a, "base-node") ? get_str(a, "base-node")
-                                       : get_str(a, "base");
-    bi = basename ? layer_index(d, basename) : -1;
-    if (d && bi >= 0) {
-        str_set(&j->base_file, d->layers[bi].file);
-    }
-}
-
-static void observe_transaction(struct chain *c, json_object *a,
-                                unsigned client)
-{
-    json_object *actions;
-
-    if (!json_object_object_get_ex(a, "actions", &actions)
-        || !json_object_is_type(actions, json_type_array)) {
-        return;
-    }
-    for (size_t i = 0; i < json_object_array_length(actions); i++) {
-        json_object *act = json_object_array_get_idx(actions, i), *data;
-        const char *type = get_str(act, "type");
-        if (!json_object_object_get_ex(act, "data", &data) || !type) {
-            continue;
-        }
-        if (!strcmp(type, "blockdev-snapshot-sync")) {
-            observe_snapshot_sync(c, data);
-        } else if (!strcmp(type, "blockdev-snapshot")) {
-            observe_snapshot(c, data);
-        } else if (!strcmp(type, "drive-backup")
-                   || !strcmp(type, "blockdev-backup")) {
-            start_job(c, data, "backup", client);
-        }
-    }
-}
-
-static void observe_blockdev_add(struct chain *c, json_object *a)
-{
-    const char *node = get_str(a, "node-name");
-    json_object *file, *info;
-    const char *filename = NULL;
-
-    if (!node) {
-        return;
-    }
-    if (json_object_object_get_ex(a, "file", &file)) {
-        filename = json_object_is_type(file, json_type_string)
-            ? NULL : get_str(file, "filename");
-    }
-    if (!filename) {
-        filename = get_str(a, "filename");
-    }
-    info = json_object_new_object();
-    if (filename) {
-        json_object_object_add(info, "file",
-                               json_object_new_string(filename));
-    }
-    json_object_object_add(info, "format",
-                           json_object_new_string(get_str(a, "driver")
-                                                  ? get_str(a, "driver")
-                                                  : "raw"));
-    json_object_object_add(c->blockdev_nodes, node, info);
-}
-
-void chain_observe(struct chain *c, const char *command, json_object *args,
-                   unsigned client, bool ok)
-{
-    struct job *j;
-    const char *id;
-
-    if (!ok) {
-        return;  /* QEMU refused it: nothing changed */
-    }
-    c->seq++;
-    if (!strcmp(command, "blockdev-snapshot-sync")) {
-        observe_snapshot_sync(c, args);
-    } else if (!strcmp(command, "blockdev-snapshot")) {
-        observe_snapshot(c, args);
-    } else if (!strcmp(command, "transaction")) {
-        observe_transaction(c, args, client);
-    } else if (!strcmp(command, "drive-mirror")) {
-        observe_mirror(c, args, client, false);
-    } else if (!strcmp(command, "blockdev-mirror")) {
-        observe_mirror(c, args, client, true);
-    } else if (!strcmp(command, "block-commit")) {
-        observe_commit(c, args, client);
-    } else if (!strcmp(command, "block-stream")) {
-        observe_stream(c, args, client);
-    } else if (!strcmp(command, "drive-backup")
-               || !strcmp(command, "blockdev-backup")) {
-        start_job(c, args, "backup", client);
-    } else if (!strcmp(command, "blockdev-add")) {
-        observe_blockdev_add(c, args);
-        return;  /* a node on its own changes no disk's chain */
-    } else if (!strcmp(command, "human-monitor-command")) {
-        const char *line = get_str(args, "command-line");
-        /* HMP can change chains too (snapshot_blkdev, block_job_*...) */
-        if (!line || (strncmp(line, "snapshot_blkdev", 15)
-                      && strncmp(line, "block_", 6)
-                      && strncmp(line, "drive_", 6)
-                      && strncmp(line, "change", 6)
-                      && strncmp(line, "eject", 5))) {
-            return;
-        }
-    } else {
-        id = get_str(args, "device") ? get_str(args, "device")
-                                     : get_str(args, "id");
-        j = find_job(c, id);
-        if (j && (!strcmp(command, "block-job-complete")
-                  || !strcmp(command, "job-complete"))) {
-            j->pivot_requested = true;
-        } else if (j && (!strcmp(command, "block-job-cancel")
-                         || !strcmp(command, "job-cancel"))) {
-            j->cancel_requested = true;
-        } else if (j && (!strcmp(command, "job-dismiss")
-                         || !strcmp(command, "block-job-dismiss"))) {
-            remove_job(c, j);
-        }
-    }
-    schedule(c);
-}
-
-/* A job finished without error: predict the chain QEMU now has. */
-static void job_completed(struct chain *c, struct job *j)
-{
-    struct disk *d = disk_by_name(c, j->disk);
-    int bi, ti;
-
-    if (!d) {
-        return;
-    }
-    if (same(j->type, "mirror") && j->pivot_requested) {
-        /* the copy is the disk now: its backing is the old backing for a
-         * top-only copy QEMU created, nothing for a full one, and whatever
-         * the image says for an existing one */
-        bool top_only = same(j->sync, "top");
-        bool created = same(j->mode, "absolute-paths");
-        int keep_from = top_only && created ? 1 : d->nlayers;
-        struct layer new_top = {
-            .file = dup_or_null(j->target_file),
-            .format = dup_or_null(j->target_format),
-            .virtual_size = d->nlayers ? d->layers[0].virtual_size : -1,
-        };
-        keep_layers(d, keep_from, d->nlayers);
-        d->layers = xrealloc(d->layers, sizeof(*d->layers)
-                             * (size_t)(d->nlayers + 1));
-        memmove(d->layers + 1, d->layers, sizeof(*d->layers)
-                * (size_t)d->nlayers);
-        d->layers[0] = new_top;
-        d->nlayers++;
-        d->uncertain = !(top_only && created) && !same(j->sync, "full");
-    } else if (same(j->type, "commit")) {
-        bi = layer_index(d, j->base_file);
-        ti = j->active_commit ? 0 : layer_index(d, j->top_file);
-        if (bi < 0 || ti < 0) {
-            d->uncertain = true;
-        } else if (j->active_commit && j->pivot_requested) {
-            keep_layers(d, bi, d->nlayers);
-            d->layers[0].read_only = false;
-        } else if (!j->active_commit) {
-            /* layers top..base-1 are folded into base */
-            for (int i = ti; i < bi; i++) {
-                layer_clear(&d->layers[i]);
-            }
-            memmove(d->layers + ti, d->layers + bi, sizeof(*d->layers)
-                    * (size_t)(d->nlayers - bi));
-            d->nlayers -= bi - ti;
-        }
-    } else if (same(j->type, "stream")) {
-        bi = j->base_file ? layer_index(d, j->base_file) : d->nlayers;
-        if (bi > 1) {
-            for (int i = 1; i < bi; i++) {
-                layer_clear(&d->layers[i]);
-            }
-            memmove(d->layers + 1, d->layers + bi, sizeof(*d->layers)
-                    * (size_t)(d->nlayers - bi));
-            d->nlayers -= bi - 1;
-        }
-    }
-}
-
-void chain_observe_event(struct chain *c, const char *name, json_object *data)
-{
-    const char *id = get_str(data, "device");
-    struct job *j;
-
-    c->seq++;
-    if ((j = find_job(c, id ? id : get_str(data, "id")))) {
-        j->touched = c->seq;
-    }
-    if (!id) {
-        id = get_str(data, "id");
-    }
-    if (id && !find_job(c, id)) {
-        /* not started as far as the model knows: keep what was said, for
-         * the reply that is probably on its way */
-        json_object *e = NULL;
-        if (!json_object_object_get_ex(c->early, id, &e)) {
-            e = json_object_new_object();
-            json_object_object_add(c->early, id, e);
-        }
-        if (!strcmp(name, "JOB_STATUS_CHANGE") && get_str(data, "status")) {
-            json_object_object_add(e, "status", json_object_new_string(
-                                       get_str(data, "status")));
-        } else if (!strcmp(name, "BLOCK_JOB_READY")) {
-            json_object_object_add(e, "status", json_object_new_string("ready"));
-            json_object_object_add(e, "ready", json_object_new_boolean(1));
-        }
-        if (json_object_object_get_ex(data, "offset", NULL)) {
-            json_object_object_add(e, "offset", json_object_new_int64(
-                                       get_int(data, "offset", 0)));
-            json_object_object_add(e, "len", json_object_new_int64(
-                                       get_int(data, "len", 0)));
-        }
-    }
-    if (!strcmp(name, "JOB_STATUS_CHANGE")) {
-        j = find_job(c, get_str(data, "id"));
-        if (j) {
-            str_set(&j->status, get_str(data, "status"));
-            if (same(j->status, "null")) {
-                remove_job(c, j);
-                schedule(c);
-            }
-        }
-        return;
-    }
-    if (!strcmp(name, "BLOCK_JOB_PENDING")) {
-        j = find_job(c, get_str(data, "id"));
-        if (j) {
-            str_set(&j->status, "pending");
-        }
-        return;
-    }
-    if (!strncmp(name, "DEVICE_", 7)) {
-        schedule(c);
-        return;
-    }
-    j = find_job(c, id);
-    if (!j) {
-        schedule(c);  /* a job we never saw start: learn about it */
-        return;
-    }
-    j->offset = get_int(data, "offset", j->offset);
-    j->len = get_int(data, "len", j->len);
-    if (!strcmp(name, "BLOCK_JOB_READY")) {
-        j->ready = true;
-        str_set(&j->status, "ready");
-    } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
-        char *e = xasprintf("%s error, action %s",
-                            get_str(data, "operation") ? get_str(data,
-                                                                 "operation")
-                                                       : "I/O",
-                            get_str(data, "action") ? get_str(data, "action")
-                                                    : "?");
-        str_set(&j->error, e);
-        free(e);
-    } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")) {
-        if (get_str(data, "error")) {
-            str_set(&j->error, get_str(data, "error"));
-        } else {
-            job_completed(c, j);
-        }
-        str_set(&j->status, "concluded");
-        schedule(c);
-    } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
-        str_set(&j->status, "concluded");
-        schedule(c);
-    }
-}
-
-/* ---- persistence --------------------------------------------------- */
-
-json_object *chain_save(const struct chain *c)
-{
-    json_object *o = json_object_new_object();
-    json_object *jobs = json_object_new_array();
-
-    json_object_object_add(o, "disks", chain_to_json(c, NULL));
-    for (int i = 0; i < c->njobs; i++) {
-        const struct job *j = c->jobs[i];
-        json_object *s = job_json(j);
-        if (j->disk) {
-            json_object_object_add(s, "disk", json_object_new_string(j->disk));
-        }
-        if (j->target_file) {
-            json_object_object_add(s, "target-file",
-                                   json_object_new_string(j->target_file));
-        }
-        if (j->target_format) {
-            json_object_object_add(s, "target-format",
-                                   json_object_new_string(j->target_format));
-        }
-        if (j->mode) {
-            json_object_object_add(s, "mode", json_object_new_string(j->mode));
-        }
-        if (j->sync) {
-            json_object_object_add(s, "sync", json_object_new_string(j->sync));
-        }
-        json_object_object_add(s, "active-commit",
-                               json_object_new_boolean(j->active_commit));
-        json_object_object_add(s, "pivot-requested",
-                               json_object_new_boolean(j->pivot_requested));
-        json_object_object_add(s, "cancel-requested",
-                               json_object_new_boolean(j->cancel_requested));
-        json_object_object_add(s, "manual-finalize",
-                               json_object_new_boolean(j->manual_finalize));
-        json_object_array_add(jobs, s);
-    }
-    json_object_object_add(o, "jobs", jobs);
-    json_object_object_add(o, "blockdev-nodes",
-                           json_object_get(c->blockdev_nodes));
-    return o;
-}
-
-void chain_load(struct chain *c, json_object *saved)
-{
-    json_object_put(c->loaded);
-    c->loaded = json_object_get(saved);
-}
-
 /* ---- life ---------------------------------------------------------- */
 
 struct chain *chain_new(struct upstream *up, const struct chain_hooks *hooks,
@@ -1850,11 +984,11 @@ void chain_free(struct chain *c)
         return;
     }
     for (int i = 0; i < c->ndisks; i++) {
-        disk_free(c->disks[i]);
+        ch_disk_free(c->disks[i]);
     }
     free(c->disks);
     for (int i = 0; i < c->njobs; i++) {
-        job_free(c->jobs[i]);
+        ch_job_free(c->jobs[i]);
     }
     free(c->jobs);
     free(c->waiters);
@@ -1868,3 +1002,4 @@ void chain_free(struct chain *c)
     json_object_put(c->loaded);
     free(c);
 }
+

@@ -1,0 +1,306 @@
+/*
+ * chain-export: the chain model as clients and the state file see it:
+ * JSON, libvirt-style <disk> XML, and the saved form.
+ */
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain-model.h"
+
+/* ---- JSON and XML -------------------------------------------------- */
+
+static json_object *layer_json(const struct layer *l)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "file", json_object_new_string(l->file));
+    json_object_object_add(o, "format",
+                           json_object_new_string(l->format ? l->format : ""));
+    if (l->node_name) {
+        json_object_object_add(o, "node-name",
+                               json_object_new_string(l->node_name));
+    }
+    json_object_object_add(o, "read-only",
+                           json_object_new_boolean(l->read_only));
+    if (l->virtual_size >= 0) {
+        json_object_object_add(o, "virtual-size",
+                               json_object_new_int64(l->virtual_size));
+    }
+    return o;
+}
+
+json_object *ch_layers_json(const struct disk *d)
+{
+    json_object *a = json_object_new_array();
+    for (int i = 0; i < d->nlayers; i++) {
+        json_object_array_add(a, layer_json(&d->layers[i]));
+    }
+    return a;
+}
+
+bool ch_job_is_mirror(const struct job *j)
+{
+    return j && (same(j->type, "mirror") || j->active_commit);
+}
+
+/* libvirt's <mirror ready=...>: what state the copy is in. */
+const char *ch_mirror_ready(const struct job *j)
+{
+    if (j->pivot_requested) {
+        return "pivot";
+    }
+    if (j->cancel_requested || same(j->status, "aborting")) {
+        return "abort";
+    }
+    return j->ready || same(j->status, "ready") ? "yes" : "no";
+}
+
+json_object *ch_mirror_json(const struct job *j)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "file",
+                           json_object_new_string(j->target_file
+                                                  ? j->target_file : ""));
+    if (j->target_format) {
+        json_object_object_add(o, "format",
+                               json_object_new_string(j->target_format));
+    }
+    json_object_object_add(o, "job", json_object_new_string(j->id));
+    json_object_object_add(o, "type", json_object_new_string(
+                               j->active_commit ? "active-commit" : "copy"));
+    json_object_object_add(o, "status", json_object_new_string(j->status));
+    json_object_object_add(o, "ready",
+                           json_object_new_string(ch_mirror_ready(j)));
+    json_object_object_add(o, "offset", json_object_new_int64(j->offset));
+    json_object_object_add(o, "len", json_object_new_int64(j->len));
+    return o;
+}
+
+json_object *ch_job_json(const struct job *j)
+{
+    json_object *o = json_object_new_object();
+
+    json_object_object_add(o, "id", json_object_new_string(j->id));
+    json_object_object_add(o, "type",
+                           json_object_new_string(j->type ? j->type : ""));
+    json_object_object_add(o, "status", json_object_new_string(j->status));
+    json_object_object_add(o, "offset", json_object_new_int64(j->offset));
+    json_object_object_add(o, "len", json_object_new_int64(j->len));
+    json_object_object_add(o, "ready", json_object_new_boolean(j->ready));
+    if (j->error) {
+        json_object_object_add(o, "error", json_object_new_string(j->error));
+    }
+    json_object_object_add(o, "started-by",
+                           json_object_new_int((int)j->started_by));
+    if (j->started_at) {
+        json_object_object_add(o, "started-at",
+                               json_object_new_string(j->started_at));
+    }
+    if (j->operation) {
+        json_object_object_add(o, "operation",
+                               json_object_new_string(j->operation));
+    }
+    return o;
+}
+
+json_object *ch_disk_json(const struct chain *c, const struct disk *d)
+{
+    json_object *o = json_object_new_object();
+    struct job *j = ch_disk_job(c, d);
+
+    json_object_object_add(o, "disk", json_object_new_string(d->name));
+    json_object_object_add(o, "device",
+                           json_object_new_string(d->device ? d->device : ""));
+    if (d->qdev) {
+        json_object_object_add(o, "qdev", json_object_new_string(d->qdev));
+    }
+    if (d->nlayers && d->layers[0].node_name) {
+        json_object_object_add(o, "node-name",
+                               json_object_new_string(d->layers[0].node_name));
+    }
+    json_object_object_add(o, "chain", ch_layers_json(d));
+    if (ch_job_is_mirror(j)) {
+        json_object_object_add(o, "mirror", ch_mirror_json(j));
+    }
+    if (j) {
+        json_object_object_add(o, "job", ch_job_json(j));
+    }
+    return o;
+}
+
+json_object *chain_to_json(const struct chain *c, const char *name)
+{
+    json_object *a;
+
+    if (name) {
+        struct disk *d = ch_find_disk(c, name);
+        return d ? ch_disk_json(c, d) : NULL;
+    }
+    a = json_object_new_array();
+    for (int i = 0; i < c->ndisks; i++) {
+        json_object_array_add(a, ch_disk_json(c, c->disks[i]));
+    }
+    return a;
+}
+
+/* What QMPROXY_CHAIN_CHANGED announces: the layers and any mirror. */
+char *ch_publishable(const struct chain *c, const struct disk *d)
+{
+    json_object *o = json_object_new_object();
+    struct job *j = ch_disk_job(c, d);
+    char *s;
+
+    json_object_object_add(o, "chain", ch_layers_json(d));
+    if (ch_job_is_mirror(j)) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "file", json_object_new_string(
+                                   j->target_file ? j->target_file : ""));
+        json_object_object_add(m, "job", json_object_new_string(j->id));
+        json_object_object_add(o, "mirror", m);
+    }
+    s = xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+    json_object_put(o);
+    return s;
+}
+
+static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l)
+{
+    xmlNodePtr n = xmlNewChild(parent, NULL, BAD_CAST "format", NULL);
+    xmlNewProp(n, BAD_CAST "type", BAD_CAST(l->format ? l->format : "raw"));
+    n = xmlNewChild(parent, NULL, BAD_CAST "source", NULL);
+    xmlNewProp(n, BAD_CAST "file", BAD_CAST l->file);
+    return n;
+}
+
+static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
+{
+    xmlNodePtr disk = xmlNewNode(NULL, BAD_CAST "disk");
+    xmlNodePtr parent = disk, n;
+    struct job *j = ch_disk_job(c, d);
+
+    xmlNewProp(disk, BAD_CAST "type", BAD_CAST "file");
+    xmlNewProp(disk, BAD_CAST "device", BAD_CAST "disk");
+    if (d->nlayers) {
+        xml_source(disk, &d->layers[0]);
+    }
+    /* <backingStore type='file' index='N'> ... ending in an empty one */
+    for (int i = 1; i <= d->nlayers; i++) {
+        char index[16];
+        n = xmlNewChild(parent, NULL, BAD_CAST "backingStore", NULL);
+        if (i == d->nlayers) {
+            break;
+        }
+        snprintf(index, sizeof(index), "%d", i);
+        xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
+        xmlNewProp(n, BAD_CAST "index", BAD_CAST index);
+        xml_source(n, &d->layers[i]);
+        parent = n;
+    }
+    if (ch_job_is_mirror(j)) {
+        n = xmlNewChild(disk, NULL, BAD_CAST "mirror", NULL);
+        xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
+        xmlNewProp(n, BAD_CAST "file",
+                   BAD_CAST(j->target_file ? j->target_file : ""));
+        if (j->target_format) {
+            xmlNewProp(n, BAD_CAST "format", BAD_CAST j->target_format);
+        }
+        xmlNewProp(n, BAD_CAST "job", BAD_CAST(j->active_commit
+                                               ? "active-commit" : "copy"));
+        xmlNewProp(n, BAD_CAST "ready", BAD_CAST ch_mirror_ready(j));
+        if (j->target_format) {
+            xmlNodePtr f = xmlNewChild(n, NULL, BAD_CAST "format", NULL);
+            xmlNewProp(f, BAD_CAST "type", BAD_CAST j->target_format);
+        }
+        xmlNodePtr s = xmlNewChild(n, NULL, BAD_CAST "source", NULL);
+        xmlNewProp(s, BAD_CAST "file",
+                   BAD_CAST(j->target_file ? j->target_file : ""));
+    }
+    n = xmlNewChild(disk, NULL, BAD_CAST "target", NULL);
+    xmlNewProp(n, BAD_CAST "dev", BAD_CAST d->name);
+    n = xmlNewChild(disk, NULL, BAD_CAST "alias", NULL);
+    xmlNewProp(n, BAD_CAST "name", BAD_CAST(d->qdev ? d->qdev : d->name));
+    return disk;
+}
+
+char *chain_to_xml(const struct chain *c, const char *name)
+{
+    xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+    xmlBufferPtr buf = xmlBufferCreate();
+    xmlNodePtr root;
+    char *out;
+
+    if (name) {
+        struct disk *d = ch_find_disk(c, name);
+        if (!d) {
+            xmlBufferFree(buf);
+            xmlFreeDoc(doc);
+            return NULL;
+        }
+        root = disk_xml(c, d);
+    } else {
+        root = xmlNewNode(NULL, BAD_CAST "disks");
+        for (int i = 0; i < c->ndisks; i++) {
+            xmlAddChild(root, disk_xml(c, c->disks[i]));
+        }
+    }
+    xmlDocSetRootElement(doc, root);
+    xmlNodeDump(buf, doc, root, 0, 1);
+    out = xstrdup((const char *)xmlBufferContent(buf));
+    xmlBufferFree(buf);
+    xmlFreeDoc(doc);
+    return out;
+}
+
+/* ---- persistence --------------------------------------------------- */
+
+json_object *chain_save(const struct chain *c)
+{
+    json_object *o = json_object_new_object();
+    json_object *jobs = json_object_new_array();
+
+    json_object_object_add(o, "disks", chain_to_json(c, NULL));
+    for (int i = 0; i < c->njobs; i++) {
+        const struct job *j = c->jobs[i];
+        json_object *s = ch_job_json(j);
+        if (j->disk) {
+            json_object_object_add(s, "disk", json_object_new_string(j->disk));
+        }
+        if (j->target_file) {
+            json_object_object_add(s, "target-file",
+                                   json_object_new_string(j->target_file));
+        }
+        if (j->target_format) {
+            json_object_object_add(s, "target-format",
+                                   json_object_new_string(j->target_format));
+        }
+        if (j->mode) {
+            json_object_object_add(s, "mode", json_object_new_string(j->mode));
+        }
+        if (j->sync) {
+            json_object_object_add(s, "sync", json_object_new_string(j->sync));
+        }
+        json_object_object_add(s, "active-commit",
+                               json_object_new_boolean(j->active_commit));
+        json_object_object_add(s, "pivot-requested",
+                               json_object_new_boolean(j->pivot_requested));
+        json_object_object_add(s, "cancel-requested",
+                               json_object_new_boolean(j->cancel_requested));
+        json_object_object_add(s, "manual-finalize",
+                               json_object_new_boolean(j->manual_finalize));
+        json_object_array_add(jobs, s);
+    }
+    json_object_object_add(o, "jobs", jobs);
+    json_object_object_add(o, "blockdev-nodes",
+                           json_object_get(c->blockdev_nodes));
+    return o;
+}
+
+void chain_load(struct chain *c, json_object *saved)
+{
+    json_object_put(c->loaded);
+    c->loaded = json_object_get(saved);
+}
+

@@ -1,0 +1,169 @@
+/*
+ * chain-model: what the chain modules share and nothing else includes: the
+ * model's structures and the helpers chain.c (the model and its
+ * reconciliation), chain-observe.c (what passes through) and chain-export.c
+ * (JSON, XML, the saved form) all use.
+ */
+#ifndef QMPROXY_CHAIN_MODEL_H
+#define QMPROXY_CHAIN_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <json-c/json.h>
+
+#include "chain.h"
+#include "util.h"
+
+struct layer {
+    char *file;
+    char *format;
+    char *node_name;      /* NULL: not known yet */
+    bool read_only;
+    int64_t virtual_size; /* -1: not known */
+};
+
+struct job {
+    char *id;
+    char *type;           /* mirror, commit, stream, backup, ... */
+    char *disk;           /* the disk it runs on; NULL if unknown */
+    char *status;
+    int64_t offset, len;
+    bool ready;
+    char *error;          /* the last error QEMU reported */
+    bool active_commit;
+    char *target_file;    /* mirror: the copy; active commit: the base */
+    char *target_format;
+    char *mode, *sync;
+    char *base_file;      /* commit/stream: down to here */
+    char *top_file;       /* intermediate commit: from here */
+    bool pivot_requested, cancel_requested;
+    bool manual_finalize; /* started with auto-finalize false */
+    unsigned touched;     /* the chain's event count when last changed */
+    unsigned started_by;  /* client number; 0: the proxy itself */
+    char *started_at;
+    char *operation;      /* the proxy operation it belongs to */
+};
+
+struct disk {
+    char *name;
+    char *device;
+    char *qdev;
+    struct layer *layers;
+    int nlayers;
+    bool uncertain;       /* a prediction with parts QEMU must fill in */
+    char *published;      /* the chain as last announced */
+    char *last_top;       /* the active layer in QEMU's last answer */
+};
+
+struct waiter {
+    void (*fn)(void *opaque);
+    void *opaque;
+};
+
+struct chain {
+    struct upstream *up;
+    const struct chain_hooks *hooks;
+    void *opaque;
+    struct disk **disks;
+    int ndisks;
+    struct job **jobs;
+    int njobs;
+    json_object *blockdev_nodes;   /* node-name -> {file, format} seen added */
+    json_object *early;            /* job id -> facts from events that came
+                                    * before the reply that started the job */
+
+    /* reconciliation */
+    bool reconciling, dirty, lost;
+    unsigned generation;
+    int pending;
+    json_object *q_block, *q_nodes, *q_jobs, *q_graph;
+    /* Observations are numbered; QEMU's answers to the reconciliation
+     * come at different points of the stream, so what was observed after
+     * an answer arrived is newer than the answer. */
+    unsigned seq, seq_at_block, seq_at_jobs;
+    struct waiter *waiters;        /* for the end of the next reconcile */
+    int nwaiters;
+    struct waiter *next_waiters;   /* asked for while one was running */
+    int nnext_waiters;
+    bool seeded;
+    json_object *loaded;           /* a saved model to compare, first time */
+};
+
+static inline char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static inline const char *get_str(json_object *o, const char *key)
+{
+    json_object *v;
+    if (o && json_object_object_get_ex(o, key, &v)
+        && json_object_is_type(v, json_type_string)) {
+        return json_object_get_string(v);
+    }
+    return NULL;
+}
+
+static inline int64_t get_int(json_object *o, const char *key, int64_t dflt)
+{
+    json_object *v;
+    if (o && json_object_object_get_ex(o, key, &v)
+        && json_object_is_type(v, json_type_int)) {
+        return json_object_get_int64(v);
+    }
+    return dflt;
+}
+
+static inline bool get_bool(json_object *o, const char *key, bool dflt)
+{
+    json_object *v;
+    if (o && json_object_object_get_ex(o, key, &v)
+        && json_object_is_type(v, json_type_boolean)) {
+        return json_object_get_boolean(v);
+    }
+    return dflt;
+}
+
+static inline bool same(const char *a, const char *b)
+{
+    return a && b && !strcmp(a, b);
+}
+
+/* chain.c: the model itself */
+
+/*
+ * QEMU names an image it opened with options by its options
+ * ("json:{...,"file": {"driver": "file", "filename": "/x"}}"); the file
+ * a person means is the innermost filename.
+ */
+char *ch_plain_filename(const char *name);
+void ch_layer_clear(struct layer *l);
+void ch_disk_free(struct disk *d);
+void ch_job_free(struct job *j);
+struct disk *ch_disk_by_name(const struct chain *c, const char *name);
+struct disk *ch_find_disk(const struct chain *c, const char *any);
+struct job *ch_find_job(const struct chain *c, const char *id);
+struct job *ch_disk_job(const struct chain *c, const struct disk *d);
+void ch_remove_job(struct chain *c, struct job *j);
+struct job *ch_add_job(struct chain *c, const char *id);
+int ch_layer_index(const struct disk *d, const char *file_or_node);
+void ch_keep_layers(struct disk *d, int from, int to);
+void ch_insert_top(struct disk *d, const char *file, const char *format,
+                   const char *node);
+/* Tell clients a disk's chain changed, if it did since last told. */
+void ch_announce(struct chain *c, struct disk *d, const char *reason,
+                 const char *before);
+/* Ask QEMU for the truth soon (coalesced). */
+void ch_schedule(struct chain *c);
+
+/* chain-export.c: the model as JSON */
+json_object *ch_layers_json(const struct disk *d);
+bool ch_job_is_mirror(const struct job *j);
+const char *ch_mirror_ready(const struct job *j);
+json_object *ch_mirror_json(const struct job *j);
+json_object *ch_job_json(const struct job *j);
+json_object *ch_disk_json(const struct chain *c, const struct disk *d);
+char *ch_publishable(const struct chain *c, const struct disk *d);
+
+#endif

@@ -1,0 +1,462 @@
+/*
+ * chain-observe: the chain model's predictions from what passes through,
+ * whoever sent it: snapshots, transactions, job starts, the verbs that
+ * pivot or drop a copy, and QEMU's block-job events.  Each ends by asking
+ * QEMU for the truth (ch_schedule).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "chain-model.h"
+#include "log.h"
+
+static const char *const watched_commands[] = {
+    "blockdev-snapshot-sync", "blockdev-snapshot", "transaction",
+    "drive-mirror", "blockdev-mirror", "block-commit", "block-stream",
+    "drive-backup", "blockdev-backup", "block-job-complete", "job-complete",
+    "block-job-cancel", "job-cancel", "job-finalize", "job-dismiss",
+    "block-job-dismiss", "block-job-finalize", "blockdev-add",
+    "blockdev-del", "blockdev-reopen", "blockdev-change-medium", "eject",
+    "blockdev-open-tray", "blockdev-close-tray", "blockdev-insert-medium",
+    "blockdev-remove-medium", "device_add", "device_del",
+    "human-monitor-command", NULL,
+};
+
+static const char *const watched_events[] = {
+    "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED",
+    "BLOCK_JOB_ERROR", "BLOCK_JOB_PENDING", "JOB_STATUS_CHANGE",
+    "DEVICE_DELETED", "DEVICE_TRAY_MOVED", NULL,
+};
+
+static bool in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++) {
+        if (!strcmp(*list, s)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool chain_watches(const char *command)
+{
+    return in_list(watched_commands, command);
+}
+
+bool chain_watches_event(const char *name)
+{
+    return in_list(watched_events, name);
+}
+
+/* ---- observations -------------------------------------------------- */
+
+static void observe_snapshot_sync(struct chain *c, json_object *a)
+{
+    const char *dev = get_str(a, "device");
+    struct disk *d = ch_find_disk(c, dev ? dev : get_str(a, "node-name"));
+
+    if (!d) {
+        return;
+    }
+    ch_insert_top(d, get_str(a, "snapshot-file"), get_str(a, "format"),
+               get_str(a, "snapshot-node-name"));
+    if (same(get_str(a, "mode"), "existing")) {
+        /* its backing file is whatever the image's header says */
+        d->uncertain = true;
+    }
+}
+
+static void observe_snapshot(struct chain *c, json_object *a)
+{
+    struct disk *d = ch_find_disk(c, get_str(a, "node"));
+    const char *overlay = get_str(a, "overlay");
+    json_object *added = NULL;
+
+    if (!d || !overlay) {
+        return;
+    }
+    json_object_object_get_ex(c->blockdev_nodes, overlay, &added);
+    ch_insert_top(d, added ? get_str(added, "file") : overlay,
+               added ? get_str(added, "format") : NULL, overlay);
+    d->uncertain = !added;
+}
+
+static struct job *start_job(struct chain *c, json_object *a,
+                             const char *type, unsigned client)
+{
+    const char *dev = get_str(a, "device");
+    const char *id = get_str(a, "job-id");
+    struct disk *d = ch_find_disk(c, dev);
+    struct job *j;
+
+    if (!id) {
+        id = dev;
+    }
+    if (!id) {
+        return NULL;
+    }
+    if ((j = ch_find_job(c, id))) {
+        ch_remove_job(c, j);  /* a concluded job of the same id, now replaced */
+    }
+    j = ch_add_job(c, id);
+    j->touched = c->seq;
+    str_set(&j->type, type);
+    str_set(&j->disk, d ? d->name : NULL);
+    str_set(&j->status, "running");
+    j->started_by = client;
+    j->manual_finalize = !get_bool(a, "auto-finalize", true);
+    /* QEMU may have reported on the job before answering the command */
+    json_object *early;
+    if (json_object_object_get_ex(c->early, id, &early)) {
+        if (get_str(early, "status")) {
+            str_set(&j->status, get_str(early, "status"));
+        }
+        j->ready = get_bool(early, "ready", false);
+        j->offset = get_int(early, "offset", 0);
+        j->len = get_int(early, "len", 0);
+        json_object_object_del(c->early, id);
+    }
+    return j;
+}
+
+static void observe_mirror(struct chain *c, json_object *a, unsigned client,
+                           bool blockdev)
+{
+    struct job *j = start_job(c, a, "mirror", client);
+    struct disk *d;
+
+    if (!j) {
+        return;
+    }
+    d = ch_disk_by_name(c, j->disk);
+    str_set(&j->sync, get_str(a, "sync"));
+    if (blockdev) {
+        const char *node = get_str(a, "target");
+        json_object *added = NULL;
+        json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
+                                  &added);
+        str_set(&j->target_file, added ? get_str(added, "file") : node);
+        str_set(&j->target_format, added ? get_str(added, "format") : NULL);
+        str_set(&j->mode, "existing");
+    } else {
+        char *plain = ch_plain_filename(get_str(a, "target"));
+        str_set(&j->target_file, plain);
+        free(plain);
+        str_set(&j->mode, get_str(a, "mode") ? get_str(a, "mode")
+                                             : "absolute-paths");
+        str_set(&j->target_format, get_str(a, "format") ? get_str(a, "format")
+                : (d && d->nlayers ? d->layers[0].format : NULL));
+    }
+}
+
+static void observe_commit(struct chain *c, json_object *a, unsigned client)
+{
+    struct job *j = start_job(c, a, "commit", client);
+    struct disk *d;
+    const char *topname, *basename;
+    int ti, bi;
+
+    if (!j) {
+        return;
+    }
+    d = ch_disk_by_name(c, j->disk);
+    topname = get_str(a, "top-node") ? get_str(a, "top-node")
+                                     : get_str(a, "top");
+    basename = get_str(a, "base-node") ? get_str(a, "base-node")
+                                       : get_str(a, "base");
+    /* QEMU's defaults: the active layer down to the bottom of the chain */
+    ti = topname ? ch_layer_index(d, topname) : 0;
+    bi = basename ? ch_layer_index(d, basename) : (d ? d->nlayers - 1 : -1);
+    j->active_commit = ti == 0;
+    if (d && ti >= 0 && ti < d->nlayers) {
+        str_set(&j->top_file, d->layers[ti].file);
+    }
+    if (d && bi >= 0 && bi < d->nlayers) {
+        str_set(&j->base_file, d->layers[bi].file);
+        if (j->active_commit) {
+            str_set(&j->target_file, d->layers[bi].file);
+            str_set(&j->target_format, d->layers[bi].format);
+        }
+    }
+}
+
+static void observe_stream(struct chain *c, json_object *a, unsigned client)
+{
+    struct job *j = start_job(c, a, "stream", client);
+    struct disk *d;
+    const char *basename;
+    int bi;
+
+    if (!j) {
+        return;
+    }
+    d = ch_disk_by_name(c, j->disk);
+    basename = get_str(a, "base-node") ? get_str(a, "base-node")
+                                       : get_str(a, "base");
+    bi = basename ? ch_layer_index(d, basename) : -1;
+    if (d && bi >= 0) {
+        str_set(&j->base_file, d->layers[bi].file);
+    }
+}
+
+static void observe_transaction(struct chain *c, json_object *a,
+                                unsigned client)
+{
+    json_object *actions;
+
+    if (!json_object_object_get_ex(a, "actions", &actions)
+        || !json_object_is_type(actions, json_type_array)) {
+        return;
+    }
+    for (size_t i = 0; i < json_object_array_length(actions); i++) {
+        json_object *act = json_object_array_get_idx(actions, i), *data;
+        const char *type = get_str(act, "type");
+        if (!json_object_object_get_ex(act, "data", &data) || !type) {
+            continue;
+        }
+        if (!strcmp(type, "blockdev-snapshot-sync")) {
+            observe_snapshot_sync(c, data);
+        } else if (!strcmp(type, "blockdev-snapshot")) {
+            observe_snapshot(c, data);
+        } else if (!strcmp(type, "drive-backup")
+                   || !strcmp(type, "blockdev-backup")) {
+            start_job(c, data, "backup", client);
+        }
+    }
+}
+
+static void observe_blockdev_add(struct chain *c, json_object *a)
+{
+    const char *node = get_str(a, "node-name");
+    json_object *file, *info;
+    const char *filename = NULL;
+
+    if (!node) {
+        return;
+    }
+    if (json_object_object_get_ex(a, "file", &file)) {
+        filename = json_object_is_type(file, json_type_string)
+            ? NULL : get_str(file, "filename");
+    }
+    if (!filename) {
+        filename = get_str(a, "filename");
+    }
+    info = json_object_new_object();
+    if (filename) {
+        json_object_object_add(info, "file",
+                               json_object_new_string(filename));
+    }
+    json_object_object_add(info, "format",
+                           json_object_new_string(get_str(a, "driver")
+                                                  ? get_str(a, "driver")
+                                                  : "raw"));
+    json_object_object_add(c->blockdev_nodes, node, info);
+}
+
+void chain_observe(struct chain *c, const char *command, json_object *args,
+                   unsigned client, bool ok)
+{
+    struct job *j;
+    const char *id;
+
+    if (!ok) {
+        return;  /* QEMU refused it: nothing changed */
+    }
+    c->seq++;
+    if (!strcmp(command, "blockdev-snapshot-sync")) {
+        observe_snapshot_sync(c, args);
+    } else if (!strcmp(command, "blockdev-snapshot")) {
+        observe_snapshot(c, args);
+    } else if (!strcmp(command, "transaction")) {
+        observe_transaction(c, args, client);
+    } else if (!strcmp(command, "drive-mirror")) {
+        observe_mirror(c, args, client, false);
+    } else if (!strcmp(command, "blockdev-mirror")) {
+        observe_mirror(c, args, client, true);
+    } else if (!strcmp(command, "block-commit")) {
+        observe_commit(c, args, client);
+    } else if (!strcmp(command, "block-stream")) {
+        observe_stream(c, args, client);
+    } else if (!strcmp(command, "drive-backup")
+               || !strcmp(command, "blockdev-backup")) {
+        start_job(c, args, "backup", client);
+    } else if (!strcmp(command, "blockdev-add")) {
+        observe_blockdev_add(c, args);
+        return;  /* a node on its own changes no disk's chain */
+    } else if (!strcmp(command, "human-monitor-command")) {
+        const char *line = get_str(args, "command-line");
+        /* HMP can change chains too (snapshot_blkdev, block_job_*...) */
+        if (!line || (strncmp(line, "snapshot_blkdev", 15)
+                      && strncmp(line, "block_", 6)
+                      && strncmp(line, "drive_", 6)
+                      && strncmp(line, "change", 6)
+                      && strncmp(line, "eject", 5))) {
+            return;
+        }
+    } else {
+        id = get_str(args, "device") ? get_str(args, "device")
+                                     : get_str(args, "id");
+        j = ch_find_job(c, id);
+        if (j && (!strcmp(command, "block-job-complete")
+                  || !strcmp(command, "job-complete"))) {
+            j->pivot_requested = true;
+        } else if (j && (!strcmp(command, "block-job-cancel")
+                         || !strcmp(command, "job-cancel"))) {
+            j->cancel_requested = true;
+        } else if (j && (!strcmp(command, "job-dismiss")
+                         || !strcmp(command, "block-job-dismiss"))) {
+            ch_remove_job(c, j);
+        }
+    }
+    ch_schedule(c);
+}
+
+/* A job finished without error: predict the chain QEMU now has. */
+static void job_completed(struct chain *c, struct job *j)
+{
+    struct disk *d = ch_disk_by_name(c, j->disk);
+    int bi, ti;
+
+    if (!d) {
+        return;
+    }
+    if (same(j->type, "mirror") && j->pivot_requested) {
+        /* the copy is the disk now: its backing is the old backing for a
+         * top-only copy QEMU created, nothing for a full one, and whatever
+         * the image says for an existing one */
+        bool top_only = same(j->sync, "top");
+        bool created = same(j->mode, "absolute-paths");
+        int keep_from = top_only && created ? 1 : d->nlayers;
+        struct layer new_top = {
+            .file = dup_or_null(j->target_file),
+            .format = dup_or_null(j->target_format),
+            .virtual_size = d->nlayers ? d->layers[0].virtual_size : -1,
+        };
+        ch_keep_layers(d, keep_from, d->nlayers);
+        d->layers = xrealloc(d->layers, sizeof(*d->layers)
+                             * (size_t)(d->nlayers + 1));
+        memmove(d->layers + 1, d->layers, sizeof(*d->layers)
+                * (size_t)d->nlayers);
+        d->layers[0] = new_top;
+        d->nlayers++;
+        d->uncertain = !(top_only && created) && !same(j->sync, "full");
+    } else if (same(j->type, "commit")) {
+        bi = ch_layer_index(d, j->base_file);
+        ti = j->active_commit ? 0 : ch_layer_index(d, j->top_file);
+        if (bi < 0 || ti < 0) {
+            d->uncertain = true;
+        } else if (j->active_commit && j->pivot_requested) {
+            ch_keep_layers(d, bi, d->nlayers);
+            d->layers[0].read_only = false;
+        } else if (!j->active_commit) {
+            /* layers top..base-1 are folded into base */
+            for (int i = ti; i < bi; i++) {
+                ch_layer_clear(&d->layers[i]);
+            }
+            memmove(d->layers + ti, d->layers + bi, sizeof(*d->layers)
+                    * (size_t)(d->nlayers - bi));
+            d->nlayers -= bi - ti;
+        }
+    } else if (same(j->type, "stream")) {
+        bi = j->base_file ? ch_layer_index(d, j->base_file) : d->nlayers;
+        if (bi > 1) {
+            for (int i = 1; i < bi; i++) {
+                ch_layer_clear(&d->layers[i]);
+            }
+            memmove(d->layers + 1, d->layers + bi, sizeof(*d->layers)
+                    * (size_t)(d->nlayers - bi));
+            d->nlayers -= bi - 1;
+        }
+    }
+}
+
+void chain_observe_event(struct chain *c, const char *name, json_object *data)
+{
+    const char *id = get_str(data, "device");
+    struct job *j;
+
+    c->seq++;
+    if ((j = ch_find_job(c, id ? id : get_str(data, "id")))) {
+        j->touched = c->seq;
+    }
+    if (!id) {
+        id = get_str(data, "id");
+    }
+    if (id && !ch_find_job(c, id)) {
+        /* not started as far as the model knows: keep what was said, for
+         * the reply that is probably on its way */
+        json_object *e = NULL;
+        if (!json_object_object_get_ex(c->early, id, &e)) {
+            e = json_object_new_object();
+            json_object_object_add(c->early, id, e);
+        }
+        if (!strcmp(name, "JOB_STATUS_CHANGE") && get_str(data, "status")) {
+            json_object_object_add(e, "status", json_object_new_string(
+                                       get_str(data, "status")));
+        } else if (!strcmp(name, "BLOCK_JOB_READY")) {
+            json_object_object_add(e, "status", json_object_new_string("ready"));
+            json_object_object_add(e, "ready", json_object_new_boolean(1));
+        }
+        if (json_object_object_get_ex(data, "offset", NULL)) {
+            json_object_object_add(e, "offset", json_object_new_int64(
+                                       get_int(data, "offset", 0)));
+            json_object_object_add(e, "len", json_object_new_int64(
+                                       get_int(data, "len", 0)));
+        }
+    }
+    if (!strcmp(name, "JOB_STATUS_CHANGE")) {
+        j = ch_find_job(c, get_str(data, "id"));
+        if (j) {
+            str_set(&j->status, get_str(data, "status"));
+            if (same(j->status, "null")) {
+                ch_remove_job(c, j);
+                ch_schedule(c);
+            }
+        }
+        return;
+    }
+    if (!strcmp(name, "BLOCK_JOB_PENDING")) {
+        j = ch_find_job(c, get_str(data, "id"));
+        if (j) {
+            str_set(&j->status, "pending");
+        }
+        return;
+    }
+    if (!strncmp(name, "DEVICE_", 7)) {
+        ch_schedule(c);
+        return;
+    }
+    j = ch_find_job(c, id);
+    if (!j) {
+        ch_schedule(c);  /* a job we never saw start: learn about it */
+        return;
+    }
+    j->offset = get_int(data, "offset", j->offset);
+    j->len = get_int(data, "len", j->len);
+    if (!strcmp(name, "BLOCK_JOB_READY")) {
+        j->ready = true;
+        str_set(&j->status, "ready");
+    } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
+        char *e = xasprintf("%s error, action %s",
+                            get_str(data, "operation") ? get_str(data,
+                                                                 "operation")
+                                                       : "I/O",
+                            get_str(data, "action") ? get_str(data, "action")
+                                                    : "?");
+        str_set(&j->error, e);
+        free(e);
+    } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")) {
+        if (get_str(data, "error")) {
+            str_set(&j->error, get_str(data, "error"));
+        } else {
+            job_completed(c, j);
+        }
+        str_set(&j->status, "concluded");
+        ch_schedule(c);
+    } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
+        str_set(&j->status, "concluded");
+        ch_schedule(c);
+    }
+}
+
