@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jsonobj.h"
 #include "util.h"
 
 extern const unsigned char policy_rng[];
@@ -256,13 +257,6 @@ static char *check_filenames(const struct policy *p, json_object *o,
     return err;
 }
 
-static const char *str_arg(json_object *args, const char *key)
-{
-    json_object *v;
-    return args && json_object_object_get_ex(args, key, &v)
-        && json_object_is_type(v, json_type_string)
-        ? json_object_get_string(v) : NULL;
-}
 
 /* The arguments that name images, per command. */
 static const struct {
@@ -293,7 +287,7 @@ static char *check_paths(const struct policy *p, const char *command,
         }
         for (int k = 0; k < 3 && path_args[i].keys[k] && !err; k++) {
             err = policy_check_path(p, path_args[i].keys[k],
-                                    str_arg(args, path_args[i].keys[k]));
+                                    jobj_str(args, path_args[i].keys[k]));
         }
         return err;
     }
@@ -308,10 +302,10 @@ static char *check_paths(const struct policy *p, const char *command,
                  i++) {
                 json_object *d = json_object_array_get_idx(disks, i);
                 err = policy_check_path(p, "snapshot-file",
-                                        str_arg(d, "snapshot-file"));
+                                        jobj_str(d, "snapshot-file"));
                 if (!err) {
                     err = policy_check_path(p, "mirror-file",
-                                            str_arg(d, "mirror-file"));
+                                            jobj_str(d, "mirror-file"));
                 }
             }
         }
@@ -338,7 +332,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
         && json_object_is_type(actions, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(actions); i++) {
             json_object *act = json_object_array_get_idx(actions, i), *data;
-            const char *type = str_arg(act, "type");
+            const char *type = jobj_str(act, "type");
             if (!type) {
                 continue;  /* QEMU will refuse it in its own words */
             }

@@ -18,12 +18,8 @@ static json_object *layer_json(const struct layer *l)
     json_object_object_add(o, "file", json_object_new_string(l->file));
     json_object_object_add(o, "format",
                            json_object_new_string(l->format ? l->format : ""));
-    if (l->node_name) {
-        json_object_object_add(o, "node-name",
-                               json_object_new_string(l->node_name));
-    }
-    json_object_object_add(o, "read-only",
-                           json_object_new_boolean(l->read_only));
+    jobj_add_str(o, "node-name", l->node_name);
+    jobj_add_bool(o, "read-only", l->read_only);
     if (l->virtual_size >= 0) {
         json_object_object_add(o, "virtual-size",
                                json_object_new_int64(l->virtual_size));
@@ -64,10 +60,7 @@ json_object *ch_mirror_json(const struct job *j)
     json_object_object_add(o, "file",
                            json_object_new_string(j->target_file
                                                   ? j->target_file : ""));
-    if (j->target_format) {
-        json_object_object_add(o, "format",
-                               json_object_new_string(j->target_format));
-    }
+    jobj_add_str(o, "format", j->target_format);
     json_object_object_add(o, "job", json_object_new_string(j->id));
     json_object_object_add(o, "type", json_object_new_string(
                                j->active_commit ? "active-commit" : "copy"));
@@ -89,20 +82,12 @@ json_object *ch_job_json(const struct job *j)
     json_object_object_add(o, "status", json_object_new_string(j->status));
     json_object_object_add(o, "offset", json_object_new_int64(j->offset));
     json_object_object_add(o, "len", json_object_new_int64(j->len));
-    json_object_object_add(o, "ready", json_object_new_boolean(j->ready));
-    if (j->error) {
-        json_object_object_add(o, "error", json_object_new_string(j->error));
-    }
+    jobj_add_bool(o, "ready", j->ready);
+    jobj_add_str(o, "error", j->error);
     json_object_object_add(o, "started-by",
                            json_object_new_int((int)j->started_by));
-    if (j->started_at) {
-        json_object_object_add(o, "started-at",
-                               json_object_new_string(j->started_at));
-    }
-    if (j->operation) {
-        json_object_object_add(o, "operation",
-                               json_object_new_string(j->operation));
-    }
+    jobj_add_str(o, "started-at", j->started_at);
+    jobj_add_str(o, "operation", j->operation);
     return o;
 }
 
@@ -114,9 +99,7 @@ json_object *ch_disk_json(const struct chain *c, const struct disk *d)
     json_object_object_add(o, "disk", json_object_new_string(d->name));
     json_object_object_add(o, "device",
                            json_object_new_string(d->device ? d->device : ""));
-    if (d->qdev) {
-        json_object_object_add(o, "qdev", json_object_new_string(d->qdev));
-    }
+    jobj_add_str(o, "qdev", d->qdev);
     if (d->nlayers && d->layers[0].node_name) {
         json_object_object_add(o, "node-name",
                                json_object_new_string(d->layers[0].node_name));
@@ -265,31 +248,15 @@ json_object *chain_save(const struct chain *c)
     for (int i = 0; i < c->njobs; i++) {
         const struct job *j = c->jobs[i];
         json_object *s = ch_job_json(j);
-        if (j->disk) {
-            json_object_object_add(s, "disk", json_object_new_string(j->disk));
-        }
-        if (j->target_file) {
-            json_object_object_add(s, "target-file",
-                                   json_object_new_string(j->target_file));
-        }
-        if (j->target_format) {
-            json_object_object_add(s, "target-format",
-                                   json_object_new_string(j->target_format));
-        }
-        if (j->mode) {
-            json_object_object_add(s, "mode", json_object_new_string(j->mode));
-        }
-        if (j->sync) {
-            json_object_object_add(s, "sync", json_object_new_string(j->sync));
-        }
-        json_object_object_add(s, "active-commit",
-                               json_object_new_boolean(j->active_commit));
-        json_object_object_add(s, "pivot-requested",
-                               json_object_new_boolean(j->pivot_requested));
-        json_object_object_add(s, "cancel-requested",
-                               json_object_new_boolean(j->cancel_requested));
-        json_object_object_add(s, "manual-finalize",
-                               json_object_new_boolean(j->manual_finalize));
+        jobj_add_str(s, "disk", j->disk);
+        jobj_add_str(s, "target-file", j->target_file);
+        jobj_add_str(s, "target-format", j->target_format);
+        jobj_add_str(s, "mode", j->mode);
+        jobj_add_str(s, "sync", j->sync);
+        jobj_add_bool(s, "active-commit", j->active_commit);
+        jobj_add_bool(s, "pivot-requested", j->pivot_requested);
+        jobj_add_bool(s, "cancel-requested", j->cancel_requested);
+        jobj_add_bool(s, "manual-finalize", j->manual_finalize);
         json_object_array_add(jobs, s);
     }
     json_object_object_add(o, "jobs", jobs);

@@ -13,6 +13,7 @@
 #include <json-c/json.h>
 
 #include "chain.h"
+#include "jsonobj.h"
 #include "util.h"
 
 struct layer {
@@ -93,36 +94,6 @@ struct chain {
 static inline char *dup_or_null(const char *s)
 {
     return s ? xstrdup(s) : NULL;
-}
-
-static inline const char *get_str(json_object *o, const char *key)
-{
-    json_object *v;
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return NULL;
-}
-
-static inline int64_t get_int(json_object *o, const char *key, int64_t dflt)
-{
-    json_object *v;
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_int)) {
-        return json_object_get_int64(v);
-    }
-    return dflt;
-}
-
-static inline bool get_bool(json_object *o, const char *key, bool dflt)
-{
-    json_object *v;
-    if (o && json_object_object_get_ex(o, key, &v)
-        && json_object_is_type(v, json_type_boolean)) {
-        return json_object_get_boolean(v);
-    }
-    return dflt;
 }
 
 static inline bool same(const char *a, const char *b)

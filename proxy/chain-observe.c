@@ -53,15 +53,15 @@ bool chain_watches_event(const char *name)
 
 static void observe_snapshot_sync(struct chain *c, json_object *a)
 {
-    const char *dev = get_str(a, "device");
-    struct disk *d = ch_find_disk(c, dev ? dev : get_str(a, "node-name"));
+    const char *dev = jobj_str(a, "device");
+    struct disk *d = ch_find_disk(c, dev ? dev : jobj_str(a, "node-name"));
 
     if (!d) {
         return;
     }
-    ch_insert_top(d, get_str(a, "snapshot-file"), get_str(a, "format"),
-               get_str(a, "snapshot-node-name"));
-    if (same(get_str(a, "mode"), "existing")) {
+    ch_insert_top(d, jobj_str(a, "snapshot-file"), jobj_str(a, "format"),
+               jobj_str(a, "snapshot-node-name"));
+    if (same(jobj_str(a, "mode"), "existing")) {
         /* its backing file is whatever the image's header says */
         d->uncertain = true;
     }
@@ -69,24 +69,24 @@ static void observe_snapshot_sync(struct chain *c, json_object *a)
 
 static void observe_snapshot(struct chain *c, json_object *a)
 {
-    struct disk *d = ch_find_disk(c, get_str(a, "node"));
-    const char *overlay = get_str(a, "overlay");
+    struct disk *d = ch_find_disk(c, jobj_str(a, "node"));
+    const char *overlay = jobj_str(a, "overlay");
     json_object *added = NULL;
 
     if (!d || !overlay) {
         return;
     }
     json_object_object_get_ex(c->blockdev_nodes, overlay, &added);
-    ch_insert_top(d, added ? get_str(added, "file") : overlay,
-               added ? get_str(added, "format") : NULL, overlay);
+    ch_insert_top(d, added ? jobj_str(added, "file") : overlay,
+               added ? jobj_str(added, "format") : NULL, overlay);
     d->uncertain = !added;
 }
 
 static struct job *start_job(struct chain *c, json_object *a,
                              const char *type, unsigned client)
 {
-    const char *dev = get_str(a, "device");
-    const char *id = get_str(a, "job-id");
+    const char *dev = jobj_str(a, "device");
+    const char *id = jobj_str(a, "job-id");
     struct disk *d = ch_find_disk(c, dev);
     struct job *j;
 
@@ -105,16 +105,16 @@ static struct job *start_job(struct chain *c, json_object *a,
     str_set(&j->disk, d ? d->name : NULL);
     str_set(&j->status, "running");
     j->started_by = client;
-    j->manual_finalize = !get_bool(a, "auto-finalize", true);
+    j->manual_finalize = !jobj_bool(a, "auto-finalize", true);
     /* QEMU may have reported on the job before answering the command */
     json_object *early;
     if (json_object_object_get_ex(c->early, id, &early)) {
-        if (get_str(early, "status")) {
-            str_set(&j->status, get_str(early, "status"));
+        if (jobj_str(early, "status")) {
+            str_set(&j->status, jobj_str(early, "status"));
         }
-        j->ready = get_bool(early, "ready", false);
-        j->offset = get_int(early, "offset", 0);
-        j->len = get_int(early, "len", 0);
+        j->ready = jobj_bool(early, "ready", false);
+        j->offset = jobj_int(early, "offset", 0);
+        j->len = jobj_int(early, "len", 0);
         json_object_object_del(c->early, id);
     }
     return j;
@@ -130,22 +130,22 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         return;
     }
     d = ch_disk_by_name(c, j->disk);
-    str_set(&j->sync, get_str(a, "sync"));
+    str_set(&j->sync, jobj_str(a, "sync"));
     if (blockdev) {
-        const char *node = get_str(a, "target");
+        const char *node = jobj_str(a, "target");
         json_object *added = NULL;
         json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
                                   &added);
-        str_set(&j->target_file, added ? get_str(added, "file") : node);
-        str_set(&j->target_format, added ? get_str(added, "format") : NULL);
+        str_set(&j->target_file, added ? jobj_str(added, "file") : node);
+        str_set(&j->target_format, added ? jobj_str(added, "format") : NULL);
         str_set(&j->mode, "existing");
     } else {
-        char *plain = ch_plain_filename(get_str(a, "target"));
+        char *plain = ch_plain_filename(jobj_str(a, "target"));
         str_set(&j->target_file, plain);
         free(plain);
-        str_set(&j->mode, get_str(a, "mode") ? get_str(a, "mode")
+        str_set(&j->mode, jobj_str(a, "mode") ? jobj_str(a, "mode")
                                              : "absolute-paths");
-        str_set(&j->target_format, get_str(a, "format") ? get_str(a, "format")
+        str_set(&j->target_format, jobj_str(a, "format") ? jobj_str(a, "format")
                 : (d && d->nlayers ? d->layers[0].format : NULL));
     }
 }
@@ -161,10 +161,10 @@ static void observe_commit(struct chain *c, json_object *a, unsigned client)
         return;
     }
     d = ch_disk_by_name(c, j->disk);
-    topname = get_str(a, "top-node") ? get_str(a, "top-node")
-                                     : get_str(a, "top");
-    basename = get_str(a, "base-node") ? get_str(a, "base-node")
-                                       : get_str(a, "base");
+    topname = jobj_str(a, "top-node") ? jobj_str(a, "top-node")
+                                     : jobj_str(a, "top");
+    basename = jobj_str(a, "base-node") ? jobj_str(a, "base-node")
+                                       : jobj_str(a, "base");
     /* QEMU's defaults: the active layer down to the bottom of the chain */
     ti = topname ? ch_layer_index(d, topname) : 0;
     bi = basename ? ch_layer_index(d, basename) : (d ? d->nlayers - 1 : -1);
@@ -192,8 +192,8 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
         return;
     }
     d = ch_disk_by_name(c, j->disk);
-    basename = get_str(a, "base-node") ? get_str(a, "base-node")
-                                       : get_str(a, "base");
+    basename = jobj_str(a, "base-node") ? jobj_str(a, "base-node")
+                                       : jobj_str(a, "base");
     bi = basename ? ch_layer_index(d, basename) : -1;
     if (d && bi >= 0) {
         str_set(&j->base_file, d->layers[bi].file);
@@ -211,7 +211,7 @@ static void observe_transaction(struct chain *c, json_object *a,
     }
     for (size_t i = 0; i < json_object_array_length(actions); i++) {
         json_object *act = json_object_array_get_idx(actions, i), *data;
-        const char *type = get_str(act, "type");
+        const char *type = jobj_str(act, "type");
         if (!json_object_object_get_ex(act, "data", &data) || !type) {
             continue;
         }
@@ -228,7 +228,7 @@ static void observe_transaction(struct chain *c, json_object *a,
 
 static void observe_blockdev_add(struct chain *c, json_object *a)
 {
-    const char *node = get_str(a, "node-name");
+    const char *node = jobj_str(a, "node-name");
     json_object *file, *info;
     const char *filename = NULL;
 
@@ -237,19 +237,16 @@ static void observe_blockdev_add(struct chain *c, json_object *a)
     }
     if (json_object_object_get_ex(a, "file", &file)) {
         filename = json_object_is_type(file, json_type_string)
-            ? NULL : get_str(file, "filename");
+            ? NULL : jobj_str(file, "filename");
     }
     if (!filename) {
-        filename = get_str(a, "filename");
+        filename = jobj_str(a, "filename");
     }
     info = json_object_new_object();
-    if (filename) {
-        json_object_object_add(info, "file",
-                               json_object_new_string(filename));
-    }
+    jobj_add_str(info, "file", filename);
     json_object_object_add(info, "format",
-                           json_object_new_string(get_str(a, "driver")
-                                                  ? get_str(a, "driver")
+                           json_object_new_string(jobj_str(a, "driver")
+                                                  ? jobj_str(a, "driver")
                                                   : "raw"));
     json_object_object_add(c->blockdev_nodes, node, info);
 }
@@ -285,7 +282,7 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
         observe_blockdev_add(c, args);
         return;  /* a node on its own changes no disk's chain */
     } else if (!strcmp(command, "human-monitor-command")) {
-        const char *line = get_str(args, "command-line");
+        const char *line = jobj_str(args, "command-line");
         /* HMP can change chains too (snapshot_blkdev, block_job_*...) */
         if (!line || (strncmp(line, "snapshot_blkdev", 15)
                       && strncmp(line, "block_", 6)
@@ -295,8 +292,8 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
             return;
         }
     } else {
-        id = get_str(args, "device") ? get_str(args, "device")
-                                     : get_str(args, "id");
+        id = jobj_str(args, "device") ? jobj_str(args, "device")
+                                     : jobj_str(args, "id");
         j = ch_find_job(c, id);
         if (j && (!strcmp(command, "block-job-complete")
                   || !strcmp(command, "job-complete"))) {
@@ -373,15 +370,15 @@ static void job_completed(struct chain *c, struct job *j)
 
 void chain_observe_event(struct chain *c, const char *name, json_object *data)
 {
-    const char *id = get_str(data, "device");
+    const char *id = jobj_str(data, "device");
     struct job *j;
 
     c->seq++;
-    if ((j = ch_find_job(c, id ? id : get_str(data, "id")))) {
+    if ((j = ch_find_job(c, id ? id : jobj_str(data, "id")))) {
         j->touched = c->seq;
     }
     if (!id) {
-        id = get_str(data, "id");
+        id = jobj_str(data, "id");
     }
     if (id && !ch_find_job(c, id)) {
         /* not started as far as the model knows: keep what was said, for
@@ -391,24 +388,24 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
             e = json_object_new_object();
             json_object_object_add(c->early, id, e);
         }
-        if (!strcmp(name, "JOB_STATUS_CHANGE") && get_str(data, "status")) {
+        if (!strcmp(name, "JOB_STATUS_CHANGE") && jobj_str(data, "status")) {
             json_object_object_add(e, "status", json_object_new_string(
-                                       get_str(data, "status")));
+                                       jobj_str(data, "status")));
         } else if (!strcmp(name, "BLOCK_JOB_READY")) {
             json_object_object_add(e, "status", json_object_new_string("ready"));
-            json_object_object_add(e, "ready", json_object_new_boolean(1));
+            jobj_add_bool(e, "ready", 1);
         }
         if (json_object_object_get_ex(data, "offset", NULL)) {
             json_object_object_add(e, "offset", json_object_new_int64(
-                                       get_int(data, "offset", 0)));
+                                       jobj_int(data, "offset", 0)));
             json_object_object_add(e, "len", json_object_new_int64(
-                                       get_int(data, "len", 0)));
+                                       jobj_int(data, "len", 0)));
         }
     }
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
-        j = ch_find_job(c, get_str(data, "id"));
+        j = ch_find_job(c, jobj_str(data, "id"));
         if (j) {
-            str_set(&j->status, get_str(data, "status"));
+            str_set(&j->status, jobj_str(data, "status"));
             if (same(j->status, "null")) {
                 ch_remove_job(c, j);
                 ch_schedule(c);
@@ -417,7 +414,7 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         return;
     }
     if (!strcmp(name, "BLOCK_JOB_PENDING")) {
-        j = ch_find_job(c, get_str(data, "id"));
+        j = ch_find_job(c, jobj_str(data, "id"));
         if (j) {
             str_set(&j->status, "pending");
         }
@@ -432,23 +429,23 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         ch_schedule(c);  /* a job we never saw start: learn about it */
         return;
     }
-    j->offset = get_int(data, "offset", j->offset);
-    j->len = get_int(data, "len", j->len);
+    j->offset = jobj_int(data, "offset", j->offset);
+    j->len = jobj_int(data, "len", j->len);
     if (!strcmp(name, "BLOCK_JOB_READY")) {
         j->ready = true;
         str_set(&j->status, "ready");
     } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
         char *e = xasprintf("%s error, action %s",
-                            get_str(data, "operation") ? get_str(data,
+                            jobj_str(data, "operation") ? jobj_str(data,
                                                                  "operation")
                                                        : "I/O",
-                            get_str(data, "action") ? get_str(data, "action")
+                            jobj_str(data, "action") ? jobj_str(data, "action")
                                                     : "?");
         str_set(&j->error, e);
         free(e);
     } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")) {
-        if (get_str(data, "error")) {
-            str_set(&j->error, get_str(data, "error"));
+        if (jobj_str(data, "error")) {
+            str_set(&j->error, jobj_str(data, "error"));
         } else {
             job_completed(c, j);
         }

@@ -359,9 +359,9 @@ static void name_backing_layers(struct disk *d, json_object *nodes,
         struct layer *l = &d->layers[k];
         for (size_t i = 0; i < n && !l->node_name; i++) {
             json_object *node = json_object_array_get_idx(nodes, i);
-            const char *name = get_str(node, "node-name");
-            char *file = ch_plain_filename(get_str(node, "file"));
-            if (name && same(get_str(node, "drv"), l->format)
+            const char *name = jobj_str(node, "node-name");
+            char *file = ch_plain_filename(jobj_str(node, "file"));
+            if (name && same(jobj_str(node, "drv"), l->format)
                 && same(file, l->file)
                 && !json_object_object_get_ex(used, name, NULL)) {
                 l->node_name = xstrdup(name);
@@ -384,8 +384,8 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
     for (size_t i = 0; i < n; i++) {
         json_object *b = json_object_array_get_idx(blocks, i);
         json_object *inserted, *image;
-        const char *device = get_str(b, "device");
-        char *id = qdev_id(get_str(b, "qdev"));
+        const char *device = jobj_str(b, "device");
+        char *id = qdev_id(jobj_str(b, "qdev"));
         struct disk *d;
 
         if (!(device && device[0]) && !id) {
@@ -394,24 +394,24 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
         }
         d = xcalloc(1, sizeof(*d));
         d->device = xstrdup(device ? device : "");
-        d->qdev = dup_or_null(get_str(b, "qdev"));
+        d->qdev = dup_or_null(jobj_str(b, "qdev"));
         d->name = device && device[0] ? xstrdup(device) : xstrdup(id);
         free(id);
         if (json_object_object_get_ex(b, "inserted", &inserted)
             && json_object_object_get_ex(inserted, "image", &image)) {
-            const char *top_node = get_str(inserted, "node-name");
-            bool ro = get_bool(inserted, "ro", false);
+            const char *top_node = jobj_str(inserted, "node-name");
+            bool ro = jobj_bool(inserted, "ro", false);
             for (json_object *img = image; img;) {
                 json_object *next = NULL;
                 d->layers = xrealloc(d->layers, sizeof(*d->layers)
                                      * (size_t)(d->nlayers + 1));
                 d->layers[d->nlayers] = (struct layer){
-                    .file = ch_plain_filename(get_str(img, "filename")),
-                    .format = dup_or_null(get_str(img, "format")),
+                    .file = ch_plain_filename(jobj_str(img, "filename")),
+                    .format = dup_or_null(jobj_str(img, "format")),
                     .node_name = d->nlayers == 0 ? dup_or_null(top_node)
                                                  : NULL,
                     .read_only = d->nlayers == 0 ? ro : true,
-                    .virtual_size = get_int(img, "virtual-size", -1),
+                    .virtual_size = jobj_int(img, "virtual-size", -1),
                 };
                 if (!d->layers[d->nlayers].file) {
                     d->layers[d->nlayers].file = xstrdup("");
@@ -488,23 +488,23 @@ static const char *job_disk_from_graph(const struct chain *c,
     }
     for (size_t i = 0; i < json_object_array_length(nodes); i++) {
         json_object *n = json_object_array_get_idx(nodes, i);
-        if (same(get_str(n, "type"), "block-job") && same(get_str(n, "name"),
+        if (same(jobj_str(n, "type"), "block-job") && same(jobj_str(n, "name"),
                                                          job)) {
-            job_node = get_int(n, "id", -1);
+            job_node = jobj_int(n, "id", -1);
         }
     }
     for (size_t i = 0; job_node >= 0 && i < json_object_array_length(edges);
          i++) {
         json_object *e = json_object_array_get_idx(edges, i);
-        if (get_int(e, "parent", -2) != job_node) {
+        if (jobj_int(e, "parent", -2) != job_node) {
             continue;
         }
-        int64_t child = get_int(e, "child", -1);
+        int64_t child = jobj_int(e, "child", -1);
         for (size_t k = 0; k < json_object_array_length(nodes); k++) {
             json_object *n = json_object_array_get_idx(nodes, k);
             struct disk *d;
-            if (get_int(n, "id", -2) == child
-                && (d = ch_find_disk(c, get_str(n, "name")))) {
+            if (jobj_int(n, "id", -2) == child
+                && (d = ch_find_disk(c, jobj_str(n, "name")))) {
                 return d->name;
             }
         }
@@ -520,7 +520,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
     for (int i = c->njobs; i-- > 0;) {
         bool present = c->jobs[i]->touched > c->seq_at_jobs;
         for (size_t k = 0; k < n && !present; k++) {
-            present = same(get_str(json_object_array_get_idx(jobs, k),
+            present = same(jobj_str(json_object_array_get_idx(jobs, k),
                                    "device"), c->jobs[i]->id);
         }
         if (!present) {
@@ -530,7 +530,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
     }
     for (size_t k = 0; k < n; k++) {
         json_object *q = json_object_array_get_idx(jobs, k);
-        const char *id = get_str(q, "device");
+        const char *id = jobj_str(q, "device");
         struct job *j = ch_find_job(c, id);
         if (!id) {
             continue;
@@ -542,7 +542,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
             /* started behind the proxy's back (another monitor, or while
              * it was away): the id names the disk unless one was given */
             j = ch_add_job(c, id);
-            str_set(&j->type, get_str(q, "type"));
+            str_set(&j->type, jobj_str(q, "type"));
             str_set(&j->disk, chain_disk_name(c, id));
             if (!j->disk) {
                 str_set(&j->disk, job_disk_from_graph(c, c->q_graph, id));
@@ -551,15 +551,15 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
             log_info("found job %s (%s) that the proxy did not see start",
                      id, j->type ? j->type : "?");
         }
-        str_set(&j->status, get_str(q, "status"));
-        j->offset = get_int(q, "offset", j->offset);
-        j->len = get_int(q, "len", j->len);
-        j->ready = get_bool(q, "ready", j->ready);
-        if (get_str(q, "error")) {
-            str_set(&j->error, get_str(q, "error"));
+        str_set(&j->status, jobj_str(q, "status"));
+        j->offset = jobj_int(q, "offset", j->offset);
+        j->len = jobj_int(q, "len", j->len);
+        j->ready = jobj_bool(q, "ready", j->ready);
+        if (jobj_str(q, "error")) {
+            str_set(&j->error, jobj_str(q, "error"));
         }
         if (!j->type) {
-            str_set(&j->type, get_str(q, "type"));
+            str_set(&j->type, jobj_str(q, "type"));
         }
     }
 }
@@ -583,12 +583,8 @@ void ch_announce(struct chain *c, struct disk *d, const char *reason,
     if (ch_job_is_mirror(j)) {
         json_object_object_add(data, "mirror", ch_mirror_json(j));
     }
-    if (reason) {
-        json_object_object_add(data, "reason", json_object_new_string(reason));
-    }
-    if (before) {
-        json_object_object_add(data, "before", json_object_new_string(before));
-    }
+    jobj_add_str(data, "reason", reason);
+    jobj_add_str(data, "before", before);
     if (c->hooks->emit_event) {
         c->hooks->emit_event(c->opaque, "QMPROXY_CHAIN_CHANGED", data);
     }
@@ -613,7 +609,7 @@ static void compare_loaded(struct chain *c)
     n = disks ? json_object_array_length(disks) : 0;
     for (size_t i = 0; i < n; i++) {
         json_object *saved = json_object_array_get_idx(disks, i);
-        const char *name = get_str(saved, "disk");
+        const char *name = jobj_str(saved, "disk");
         json_object *layers;
         struct disk *now = ch_disk_by_name(c, name);
         struct strbuf before = STRBUF_INIT;
@@ -624,7 +620,7 @@ static void compare_loaded(struct chain *c)
         if (json_object_object_get_ex(saved, "chain", &layers)) {
             for (size_t k = 0; k < json_object_array_length(layers); k++) {
                 strbuf_addf(&before, "%s%s", k ? " <- " : "",
-                            get_str(json_object_array_get_idx(layers, k),
+                            jobj_str(json_object_array_get_idx(layers, k),
                                     "file"));
             }
         }
@@ -647,23 +643,23 @@ static void compare_loaded(struct chain *c)
         && json_object_is_type(jobs, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(jobs); i++) {
             json_object *s = json_object_array_get_idx(jobs, i);
-            struct job *j = ch_find_job(c, get_str(s, "id"));
+            struct job *j = ch_find_job(c, jobj_str(s, "id"));
             if (!j) {
                 continue;
             }
-            j->started_by = (unsigned)get_int(s, "started-by", 0);
-            str_set(&j->started_at, get_str(s, "started-at"));
-            str_set(&j->operation, get_str(s, "operation"));
-            str_set(&j->target_file, get_str(s, "target-file"));
-            str_set(&j->target_format, get_str(s, "target-format"));
-            str_set(&j->mode, get_str(s, "mode"));
-            str_set(&j->sync, get_str(s, "sync"));
-            j->active_commit = get_bool(s, "active-commit", false);
-            j->pivot_requested = get_bool(s, "pivot-requested", false);
-            j->cancel_requested = get_bool(s, "cancel-requested", false);
-            j->manual_finalize = get_bool(s, "manual-finalize", false);
+            j->started_by = (unsigned)jobj_int(s, "started-by", 0);
+            str_set(&j->started_at, jobj_str(s, "started-at"));
+            str_set(&j->operation, jobj_str(s, "operation"));
+            str_set(&j->target_file, jobj_str(s, "target-file"));
+            str_set(&j->target_format, jobj_str(s, "target-format"));
+            str_set(&j->mode, jobj_str(s, "mode"));
+            str_set(&j->sync, jobj_str(s, "sync"));
+            j->active_commit = jobj_bool(s, "active-commit", false);
+            j->pivot_requested = jobj_bool(s, "pivot-requested", false);
+            j->cancel_requested = jobj_bool(s, "cancel-requested", false);
+            j->manual_finalize = jobj_bool(s, "manual-finalize", false);
             if (!j->disk) {
-                str_set(&j->disk, get_str(s, "disk"));
+                str_set(&j->disk, jobj_str(s, "disk"));
             }
         }
     }
@@ -837,7 +833,7 @@ static void ask(struct chain *c, const char *command, bool flat,
     json_object_object_add(cmd, "execute", json_object_new_string(command));
     if (flat) {
         json_object *args = json_object_new_object();
-        json_object_object_add(args, "flat", json_object_new_boolean(1));
+        jobj_add_bool(args, "flat", 1);
         json_object_object_add(cmd, "arguments", args);
     }
     c->pending++;

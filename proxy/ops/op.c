@@ -21,6 +21,7 @@
 
 #include "chain.h"
 #include "cmd.h"
+#include "jsonobj.h"
 #include "log.h"
 #include "qmp.h"
 #include "router.h"
@@ -332,41 +333,34 @@ struct op *op_owning_job(const char *job, int *index)
 
 /* ---- JSON ---------------------------------------------------------- */
 
-static void add_str(json_object *o, const char *key, const char *v)
-{
-    if (v) {
-        json_object_object_add(o, key, json_object_new_string(v));
-    }
-}
 
 static json_object *disk_json(const struct op_disk *d, bool internal)
 {
     json_object *o = json_object_new_object();
 
-    add_str(o, "disk", d->disk);
-    add_str(o, "state", d->state);
-    add_str(o, "snapshot-file", d->snapshot_file);
-    add_str(o, "mirror-file", d->mirror_file);
-    add_str(o, "format", d->format);
-    add_str(o, "job", d->job);
+    jobj_add_str(o, "disk", d->disk);
+    jobj_add_str(o, "state", d->state);
+    jobj_add_str(o, "snapshot-file", d->snapshot_file);
+    jobj_add_str(o, "mirror-file", d->mirror_file);
+    jobj_add_str(o, "format", d->format);
+    jobj_add_str(o, "job", d->job);
     if (d->job) {
         json_object_object_add(o, "offset", json_object_new_int64(d->offset));
         json_object_object_add(o, "len", json_object_new_int64(d->len));
     }
-    add_str(o, "job-status", d->job_status);
-    add_str(o, "error", d->job_error);
-    add_str(o, "note", d->note);
+    jobj_add_str(o, "job-status", d->job_status);
+    jobj_add_str(o, "error", d->job_error);
+    jobj_add_str(o, "note", d->note);
     if (internal) {
-        add_str(o, "mode", d->mode);
-        add_str(o, "sync", d->sync);
+        jobj_add_str(o, "mode", d->mode);
+        jobj_add_str(o, "sync", d->sync);
         json_object_object_add(o, "speed", json_object_new_int64(d->speed));
-        add_str(o, "old-top-file", d->old_top_file);
-        add_str(o, "old-top-node", d->old_top_node);
-        add_str(o, "new-top-node", d->new_top_node);
-        json_object_object_add(o, "own-job", json_object_new_boolean(d->own_job));
-        json_object_object_add(o, "manual-finalize",
-                               json_object_new_boolean(d->manual_finalize));
-        json_object_object_add(o, "ready", json_object_new_boolean(d->ready));
+        jobj_add_str(o, "old-top-file", d->old_top_file);
+        jobj_add_str(o, "old-top-node", d->old_top_node);
+        jobj_add_str(o, "new-top-node", d->new_top_node);
+        jobj_add_bool(o, "own-job", d->own_job);
+        jobj_add_bool(o, "manual-finalize", d->manual_finalize);
+        jobj_add_bool(o, "ready", d->ready);
     }
     return o;
 }
@@ -376,17 +370,17 @@ static json_object *op_json(const struct op *op, bool internal)
     json_object *o = json_object_new_object();
     json_object *disks = json_object_new_array();
 
-    add_str(o, "name", op->name);
-    add_str(o, "type", op->type);
-    add_str(o, "state", op_state_name(op->state));
+    jobj_add_str(o, "name", op->name);
+    jobj_add_str(o, "type", op->type);
+    jobj_add_str(o, "state", op_state_name(op->state));
     for (int i = 0; i < op->ndisks; i++) {
         json_object_array_add(disks, disk_json(&op->disks[i], internal));
     }
     json_object_object_add(o, "disks", disks);
-    add_str(o, "error", op->error);
-    add_str(o, "rule", op->rule);
+    jobj_add_str(o, "error", op->error);
+    jobj_add_str(o, "rule", op->rule);
     json_object_object_add(o, "started-by", json_object_new_int((int)op->client));
-    add_str(o, "started-at", op->started_at);
+    jobj_add_str(o, "started-at", op->started_at);
     if (internal) {
         json_object_object_add(o, "seq", json_object_new_int((int)op->seq));
     }
@@ -420,25 +414,8 @@ json_object *ops_save(void)
     return a;
 }
 
-static const char *jstr(json_object *o, const char *k)
-{
-    json_object *v;
-    return json_object_object_get_ex(o, k, &v)
-        && json_object_is_type(v, json_type_string)
-        ? json_object_get_string(v) : NULL;
-}
 
-static int64_t jint(json_object *o, const char *k)
-{
-    json_object *v;
-    return json_object_object_get_ex(o, k, &v) ? json_object_get_int64(v) : 0;
-}
 
-static bool jbool(json_object *o, const char *k)
-{
-    json_object *v;
-    return json_object_object_get_ex(o, k, &v) && json_object_get_boolean(v);
-}
 
 void ops_load(json_object *saved)
 {
@@ -447,17 +424,17 @@ void ops_load(json_object *saved)
 
     for (size_t i = 0; i < n; i++) {
         json_object *s = json_object_array_get_idx(saved, i), *disks;
-        const char *state = jstr(s, "state");
-        struct op *op = op_new(jstr(s, "type") ? jstr(s, "type") : "unknown",
-                               jstr(s, "name"), (unsigned)jint(s, "started-by"),
-                               NULL);
-        op->seq = (unsigned)jint(s, "seq");
+        const char *state = jobj_str(s, "state");
+        const char *type = jobj_str(s, "type");
+        struct op *op = op_new(type ? type : "unknown", jobj_str(s, "name"),
+                               (unsigned)jobj_int(s, "started-by", 0), NULL);
+        op->seq = (unsigned)jobj_int(s, "seq", 0);
         if (op->seq >= reg.next_seq) {
             reg.next_seq = op->seq + 1;
         }
-        str_set(&op->started_at, jstr(s, "started-at"));
-        str_set(&op->error, jstr(s, "error"));
-        str_set(&op->rule, jstr(s, "rule"));
+        str_set(&op->started_at, jobj_str(s, "started-at"));
+        str_set(&op->error, jobj_str(s, "error"));
+        str_set(&op->rule, jobj_str(s, "rule"));
         for (int k = 0; state && k <= OP_FAILED; k++) {
             if (!strcmp(state, state_names[k])) {
                 op->state = (enum op_state)k;
@@ -468,27 +445,27 @@ void ops_load(json_object *saved)
         }
         for (size_t k = 0; k < json_object_array_length(disks); k++) {
             json_object *ds = json_object_array_get_idx(disks, k);
-            struct op_disk *d = op_add_disk(op, jstr(ds, "disk")
-                                                ? jstr(ds, "disk") : "?");
-            str_set(&d->state, jstr(ds, "state"));
-            str_set(&d->snapshot_file, jstr(ds, "snapshot-file"));
-            str_set(&d->mirror_file, jstr(ds, "mirror-file"));
-            str_set(&d->format, jstr(ds, "format"));
-            str_set(&d->job, jstr(ds, "job"));
-            str_set(&d->job_status, jstr(ds, "job-status"));
-            str_set(&d->job_error, jstr(ds, "error"));
-            str_set(&d->note, jstr(ds, "note"));
-            str_set(&d->mode, jstr(ds, "mode"));
-            str_set(&d->sync, jstr(ds, "sync"));
-            str_set(&d->old_top_file, jstr(ds, "old-top-file"));
-            str_set(&d->old_top_node, jstr(ds, "old-top-node"));
-            str_set(&d->new_top_node, jstr(ds, "new-top-node"));
-            d->speed = jint(ds, "speed");
-            d->offset = jint(ds, "offset");
-            d->len = jint(ds, "len");
-            d->own_job = jbool(ds, "own-job");
-            d->manual_finalize = jbool(ds, "manual-finalize");
-            d->ready = jbool(ds, "ready");
+            struct op_disk *d = op_add_disk(op, jobj_str(ds, "disk")
+                                                ? jobj_str(ds, "disk") : "?");
+            str_set(&d->state, jobj_str(ds, "state"));
+            str_set(&d->snapshot_file, jobj_str(ds, "snapshot-file"));
+            str_set(&d->mirror_file, jobj_str(ds, "mirror-file"));
+            str_set(&d->format, jobj_str(ds, "format"));
+            str_set(&d->job, jobj_str(ds, "job"));
+            str_set(&d->job_status, jobj_str(ds, "job-status"));
+            str_set(&d->job_error, jobj_str(ds, "error"));
+            str_set(&d->note, jobj_str(ds, "note"));
+            str_set(&d->mode, jobj_str(ds, "mode"));
+            str_set(&d->sync, jobj_str(ds, "sync"));
+            str_set(&d->old_top_file, jobj_str(ds, "old-top-file"));
+            str_set(&d->old_top_node, jobj_str(ds, "old-top-node"));
+            str_set(&d->new_top_node, jobj_str(ds, "new-top-node"));
+            d->speed = jobj_int(ds, "speed", 0);
+            d->offset = jobj_int(ds, "offset", 0);
+            d->len = jobj_int(ds, "len", 0);
+            d->own_job = jobj_bool(ds, "own-job", false);
+            d->manual_finalize = jobj_bool(ds, "manual-finalize", false);
+            d->ready = jobj_bool(ds, "ready", false);
         }
     }
 }
@@ -655,7 +632,7 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
                        json_object *data)
 {
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
-        const char *st = jstr(data, "status");
+        const char *st = jobj_str(data, "status");
         str_set(&d->job_status, st);
         if (st && !strcmp(st, "pending")) {
             d->pending = true;
@@ -668,13 +645,13 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
         d->pending = true;
     } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
         setf(&d->job_error, "%s error on the %s, action %s",
-             jstr(data, "operation") ? jstr(data, "operation") : "an I/O",
-             "job's image", jstr(data, "action") ? jstr(data, "action") : "?");
+             jobj_str(data, "operation") ? jobj_str(data, "operation") : "an I/O",
+             "job's image", jobj_str(data, "action") ? jobj_str(data, "action") : "?");
     } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")) {
         d->done = true;
-        if (jstr(data, "error")) {
+        if (jobj_str(data, "error")) {
             d->failed = true;
-            str_set(&d->job_error, jstr(data, "error"));
+            str_set(&d->job_error, jobj_str(data, "error"));
         }
     } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
         d->done = true;
@@ -684,16 +661,16 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
         }
     }
     if (json_object_object_get_ex(data, "offset", NULL)) {
-        d->offset = jint(data, "offset");
-        d->len = jint(data, "len");
+        d->offset = jobj_int(data, "offset", 0);
+        d->len = jobj_int(data, "len", 0);
     }
     (void)op;
 }
 
 void ops_observe_event(const char *name, json_object *data)
 {
-    const char *id = jstr(data, "device") ? jstr(data, "device")
-                                          : jstr(data, "id");
+    const char *id = jobj_str(data, "device") ? jobj_str(data, "device")
+                                          : jobj_str(data, "id");
 
     if (!id) {
         return;
@@ -855,9 +832,7 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         json_object_object_add(a, "device", json_object_new_string(device));
         json_object_object_add(a, "target",
                                json_object_new_string(d->mirror_file));
-        if (d->format) {
-            json_object_object_add(a, "format", json_object_new_string(d->format));
-        }
+        jobj_add_str(a, "format", d->format);
         json_object_object_add(a, "sync", json_object_new_string(
                                    d->sync ? d->sync : "top"));
         json_object_object_add(a, "mode", json_object_new_string(
@@ -868,8 +843,7 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         /* so that reopening can be all or nothing: nothing pivots until
          * the proxy finalizes it */
         if (!d->plain_job) {
-            json_object_object_add(a, "auto-finalize",
-                                   json_object_new_boolean(0));
+            jobj_add_bool(a, "auto-finalize", 0);
         }
         op_qmp(op, command("drive-mirror", a), mirror_started, i);
         n++;
@@ -1223,7 +1197,7 @@ static void rollback_disk(struct op *op, int i)
         if (d->own_job && d->job && !d->done) {
             /* the copy goes first: a disk with a job takes no commit */
             json_object *a = job_args("device", d->job);
-            json_object_object_add(a, "force", json_object_new_boolean(1));
+            jobj_add_bool(a, "force", 1);
             d->phase = RB_CANCELLING;
             d->failed = false;
             op_qmp(op, command("block-job-cancel", a), rollback_cmd_done, i);
