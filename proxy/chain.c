@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "qmp.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -825,17 +826,16 @@ static void ask(struct chain *c, const char *command, bool flat,
                 json_object **into)
 {
     struct query *q = xcalloc(1, sizeof(*q));
-    json_object *cmd = json_object_new_object();
+    json_object *args = NULL, *cmd;
 
     q->chain = c;
     q->generation = c->generation;
     q->into = into;
-    json_object_object_add(cmd, "execute", json_object_new_string(command));
     if (flat) {
-        json_object *args = json_object_new_object();
-        jobj_add_bool(args, "flat", 1);
-        json_object_object_add(cmd, "arguments", args);
+        args = json_object_new_object();
+        jobj_add_bool(args, "flat", true);
     }
+    cmd = qmp_command(command, args);
     c->pending++;
     upstream_send_internal(c->up, cmd, on_query_reply, q);
     json_object_put(cmd);

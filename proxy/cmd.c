@@ -120,9 +120,7 @@ void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
     size_t len;
 
     va_start(ap, fmt);
-    if (vasprintf(&desc, fmt, ap) < 0) {
-        desc = xstrdup("out of memory");
-    }
+    desc = xvasprintf(fmt, ap);
     va_end(ap);
     reply = qmp_error_reply(cls, desc, &req, &len);
     free(desc);

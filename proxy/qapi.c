@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonobj.h"
 #include "qjson.h"
 #include "util.h"
 
@@ -139,30 +140,16 @@ bool qapi_has(json_object *args, const char *name)
 const char *qapi_get_str(json_object *args, const char *name,
                          const char *dflt)
 {
-    json_object *v;
-    if (args && json_object_object_get_ex(args, name, &v)
-        && json_object_is_type(v, json_type_string)) {
-        return json_object_get_string(v);
-    }
-    return dflt;
+    const char *s = jobj_str(args, name);
+    return s ? s : dflt;
 }
 
 long long qapi_get_int(json_object *args, const char *name, long long dflt)
 {
-    json_object *v;
-    if (args && json_object_object_get_ex(args, name, &v)
-        && json_object_is_type(v, json_type_int)) {
-        return (long long)json_object_get_int64(v);
-    }
-    return dflt;
+    return jobj_int(args, name, dflt);
 }
 
 bool qapi_get_bool(json_object *args, const char *name, bool dflt)
 {
-    json_object *v;
-    if (args && json_object_object_get_ex(args, name, &v)
-        && json_object_is_type(v, json_type_boolean)) {
-        return json_object_get_boolean(v);
-    }
-    return dflt;
+    return jobj_bool(args, name, dflt);
 }

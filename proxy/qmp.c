@@ -153,3 +153,14 @@ char *qmp_event_message(const char *name, json_object *data, size_t *len)
     json_object_object_add(ev, "timestamp", ts);
     return finish(ev, NULL, len);
 }
+
+json_object *qmp_command(const char *name, json_object *args)
+{
+    json_object *cmd = json_object_new_object();
+
+    json_object_object_add(cmd, "execute", json_object_new_string(name));
+    if (args) {
+        json_object_object_add(cmd, "arguments", args);
+    }
+    return cmd;
+}

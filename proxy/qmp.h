@@ -53,6 +53,8 @@ char *qmp_error_reply(const char *cls, const char *desc,
                       const struct qmp_request *req, size_t *len);
 char *qmp_return_reply(json_object *ret, const struct qmp_request *req,
                        size_t *len);
+/* {"execute": name, "arguments": args}; takes args (NULL: none). */
+json_object *qmp_command(const char *name, json_object *args);
 /* An event in QEMU's form with the current time; data may be NULL. */
 char *qmp_event_message(const char *name, json_object *data, size_t *len);
 

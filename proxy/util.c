@@ -68,17 +68,37 @@ void str_set(char **slot, const char *s)
     *slot = copy;
 }
 
+char *xvasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+
+    if (vasprintf(&s, fmt, ap) < 0) {
+        out_of_memory();
+    }
+    return s;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;
     char *s;
 
     va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0) {
-        out_of_memory();
-    }
+    s = xvasprintf(fmt, ap);
     va_end(ap);
     return s;
+}
+
+void str_setf(char **slot, const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+
+    va_start(ap, fmt);
+    s = xvasprintf(fmt, ap);
+    va_end(ap);
+    free(*slot);
+    *slot = s;
 }
 
 static void strbuf_grow(struct strbuf *sb, size_t more)

@@ -5,6 +5,7 @@
 #ifndef QMPROXY_UTIL_H
 #define QMPROXY_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,8 +17,12 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 /* Replace the owned string in *slot with a copy of s (NULL allowed). */
 void str_set(char **slot, const char *s);
+/* Replace the owned string in *slot with a formatted one. */
+void str_setf(char **slot, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 struct strbuf {
     char *buf;   /* owned; NUL-terminated when non-NULL */

@@ -54,22 +54,6 @@ static bool is_final(enum op_state s)
     return s == OP_PIVOTED || s == OP_ABORTED || s == OP_FAILED;
 }
 
-static void setf(char **slot, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void setf(char **slot, const char *fmt, ...)
-{
-    va_list ap;
-    char *s;
-
-    va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0) {
-        s = NULL;
-    }
-    va_end(ap);
-    free(*slot);
-    *slot = s;
-}
-
 static struct chain *chain(void)
 {
     return router_chain(reg.router);
@@ -530,12 +514,10 @@ void op_fail(struct op *op, const char *fmt, ...)
     char *why, *disks;
 
     va_start(ap, fmt);
-    if (vasprintf(&why, fmt, ap) < 0) {
-        why = xstrdup("failed");
-    }
+    why = xvasprintf(fmt, ap);
     va_end(ap);
     disks = op_disks_summary(op);
-    setf(&op->error, "%s; disks now: %s", why, disks);
+    str_setf(&op->error, "%s; disks now: %s", why, disks);
     log_warn("operation %s (%s) failed: %s", op->name, op->type, op->error);
     op->check = NULL;
     op->next = NULL;
@@ -603,16 +585,6 @@ void op_qmp(struct op *op, json_object *cmd,
     json_object_put(cmd);
 }
 
-static json_object *command(const char *name, json_object *args)
-{
-    json_object *cmd = json_object_new_object();
-    json_object_object_add(cmd, "execute", json_object_new_string(name));
-    if (args) {
-        json_object_object_add(cmd, "arguments", args);
-    }
-    return cmd;
-}
-
 static json_object *job_args(const char *key, const char *id)
 {
     json_object *a = json_object_new_object();
@@ -644,7 +616,7 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
     } else if (!strcmp(name, "BLOCK_JOB_PENDING")) {
         d->pending = true;
     } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
-        setf(&d->job_error, "%s error on the %s, action %s",
+        str_setf(&d->job_error, "%s error on the %s, action %s",
              jobj_str(data, "operation") ? jobj_str(data, "operation") : "an I/O",
              "job's image", jobj_str(data, "action") ? jobj_str(data, "action") : "?");
     } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")) {
@@ -706,15 +678,15 @@ static void snapshot_done(struct op *op, int disk, bool ok, json_object *ret,
         }
         if (ok) {
             str_set(&d->state, "snapshotted");
-            setf(&d->note, "runs on %s over %s", d->snapshot_file,
+            str_setf(&d->note, "runs on %s over %s", d->snapshot_file,
                  d->old_top_file);
         } else {
             str_set(&d->state, "untouched");
-            setf(&d->note, "still runs on %s", d->old_top_file);
+            str_setf(&d->note, "still runs on %s", d->old_top_file);
         }
     }
     if (!ok) {
-        setf(&op->step_error, "the snapshot transaction was refused, so no "
+        str_setf(&op->step_error, "the snapshot transaction was refused, so no "
              "disk was touched: %s", error);
     }
     op->next(op, ok);
@@ -736,7 +708,7 @@ void step_snapshot(struct op *op, void (*next)(struct op *, bool))
         }
         str_set(&d->old_top_file, chain_top_file(chain(), d->disk));
         str_set(&d->old_top_node, chain_top_node(chain(), d->disk));
-        setf(&d->new_top_node, "qmp%03x%ud%d", reg.tag, op->seq, i);
+        str_setf(&d->new_top_node, "qmp%03x%ud%d", reg.tag, op->seq, i);
         data = json_object_new_object();
         /* a device name when the disk has one, else its top node */
         if (device && !(d->old_top_node && !strcmp(device, d->old_top_node))) {
@@ -768,7 +740,7 @@ void step_snapshot(struct op *op, void (*next)(struct op *, bool))
     }
     json_object *args = json_object_new_object();
     json_object_object_add(args, "actions", actions);
-    op_qmp(op, command("transaction", args), snapshot_done, -1);
+    op_qmp(op, qmp_command("transaction", args), snapshot_done, -1);
 }
 
 /* ---- step: start the copies ---------------------------------------- */
@@ -781,15 +753,15 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
 
     if (ok) {
         str_set(&d->state, "mirroring");
-        setf(&d->note, "copying to %s", d->mirror_file);
+        str_setf(&d->note, "copying to %s", d->mirror_file);
     } else {
         d->failed = true;
         d->own_job = false;
         str_set(&d->state, d->snapshot_file ? "snapshotted" : "untouched");
-        setf(&d->note, "QEMU refused the copy to %s: %s", d->mirror_file,
+        str_setf(&d->note, "QEMU refused the copy to %s: %s", d->mirror_file,
              error);
         if (!op->step_error) {
-            setf(&op->step_error, "the copy of %s to %s was refused: %s",
+            str_setf(&op->step_error, "the copy of %s to %s was refused: %s",
                  d->disk, d->mirror_file, error);
         }
         op->step_failed = true;
@@ -820,7 +792,7 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (d->plain_job) {
             str_set(&d->job, device);  /* QEMU names the job after the device */
         } else {
-            setf(&d->job, "qmp%03x%um%d", reg.tag, op->seq, i);
+            str_setf(&d->job, "qmp%03x%um%d", reg.tag, op->seq, i);
         }
         d->manual_finalize = !d->plain_job;
         d->own_job = true;
@@ -845,7 +817,7 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (!d->plain_job) {
             jobj_add_bool(a, "auto-finalize", 0);
         }
-        op_qmp(op, command("drive-mirror", a), mirror_started, i);
+        op_qmp(op, qmp_command("drive-mirror", a), mirror_started, i);
         n++;
     }
     if (!n) {
@@ -869,10 +841,10 @@ static void check_ready(struct op *op)
         }
         if (d->failed || (d->done && !d->ready)) {
             str_set(&d->state, "copy failed");
-            setf(&d->note, "the copy to %s failed: %s", d->mirror_file,
+            str_setf(&d->note, "the copy to %s failed: %s", d->mirror_file,
                  d->job_error ? d->job_error : "the job ended");
             d->own_job = false;
-            setf(&op->step_error, "the copy of %s to %s failed: %s", d->disk,
+            str_setf(&op->step_error, "the copy of %s to %s failed: %s", d->disk,
                  d->mirror_file, d->job_error ? d->job_error : "it ended");
             op->check = NULL;
             op->next(op, false);
@@ -880,7 +852,7 @@ static void check_ready(struct op *op)
         }
         if (d->ready) {
             str_set(&d->state, "ready");
-            setf(&d->note, "%s mirrored to %s", chain_top_file(chain(), d->disk)
+            str_setf(&d->note, "%s mirrored to %s", chain_top_file(chain(), d->disk)
                  ? chain_top_file(chain(), d->disk) : d->disk, d->mirror_file);
         } else {
             all = false;
@@ -966,7 +938,7 @@ static void reopen_cmd_done(struct op *op, int i, bool ok, json_object *ret,
 
     if (!ok) {
         d->failed = true;
-        setf(&d->job_error, "%s", error);
+        str_setf(&d->job_error, "%s", error);
     }
     if (op->check) {
         op->check(op);
@@ -1017,7 +989,7 @@ static void check_pending(struct op *op)
         for (int i = 0; i < op->ndisks; i++) {
             struct op_disk *d = &op->disks[i];
             if (d->manual_finalize && d->pending && !d->done) {
-                op_qmp(op, command("job-cancel", job_args("id", d->job)),
+                op_qmp(op, qmp_command("job-cancel", job_args("id", d->job)),
                        reopen_cmd_done, i);
             }
         }
@@ -1031,7 +1003,7 @@ static void check_pending(struct op *op)
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         if (d->manual_finalize && d->pending && !d->done) {
-            op_qmp(op, command("job-finalize", job_args("id", d->job)),
+            op_qmp(op, qmp_command("job-finalize", job_args("id", d->job)),
                    reopen_cmd_done, i);
         }
     }
@@ -1054,15 +1026,15 @@ static void reopen_abort_check(struct op *op)
         const char *top = chain_top_file(chain(), d->disk);
         if (d->failed && d->job_error) {
             str_set(&d->state, "copy failed");
-            setf(&d->note, "runs on %s; the copy failed: %s", top ? top : "?",
+            str_setf(&d->note, "runs on %s; the copy failed: %s", top ? top : "?",
                  d->job_error);
         } else {
             str_set(&d->state, "copy dropped");
-            setf(&d->note, "runs on %s; its copy was dropped so that no "
+            str_setf(&d->note, "runs on %s; its copy was dropped so that no "
                  "disk pivots alone", top ? top : "?");
         }
     }
-    setf(&op->step_error, "not every copy could be completed, so none was "
+    str_setf(&op->step_error, "not every copy could be completed, so none was "
          "switched to");
     op->check = NULL;
     op->next(op, false);
@@ -1078,20 +1050,20 @@ static void reopen_finish(struct op *op)
         if (d->failed) {
             all_ok = false;
             str_set(&d->state, "reopen failed");
-            setf(&d->note, "runs on %s: %s", top ? top : "?",
+            str_setf(&d->note, "runs on %s: %s", top ? top : "?",
                  d->job_error ? d->job_error : "the job failed");
         } else if (op->to_mirror) {
             str_set(&d->state, "pivoted");
-            setf(&d->note, "runs on %s", d->mirror_file);
+            str_setf(&d->note, "runs on %s", d->mirror_file);
         } else {
             str_set(&d->state, "on source");
-            setf(&d->note, "runs on %s; the copy to %s was dropped",
+            str_setf(&d->note, "runs on %s; the copy to %s was dropped",
                  top ? top : "?", d->mirror_file);
         }
         d->own_job = false;
     }
     if (!all_ok) {
-        setf(&op->step_error, "QEMU could not finalize every copy");
+        str_setf(&op->step_error, "QEMU could not finalize every copy");
     }
     op->check = NULL;
     /* wait for the chain model to show QEMU's new chains */
@@ -1113,14 +1085,14 @@ void step_reopen(struct op *op, bool to_mirror,
         const char *job = chain_job_id(chain(), d->disk);
         char *missing;
         if (!d->job || !job || strcmp(job, d->job)) {
-            setf(&op->step_error, "%s has no copy running (it runs on %s)",
+            str_setf(&op->step_error, "%s has no copy running (it runs on %s)",
                  d->disk, chain_top_file(chain(), d->disk)
                  ? chain_top_file(chain(), d->disk) : "?");
             next(op, false);
             return;
         }
         if (!status || strcmp(status, "ready")) {
-            setf(&op->step_error, "the copy of %s to %s is not ready (job %s "
+            str_setf(&op->step_error, "the copy of %s to %s is not ready (job %s "
                  "is %s)", d->disk, d->mirror_file, d->job,
                  status ? status : "gone");
             next(op, false);
@@ -1131,7 +1103,7 @@ void step_reopen(struct op *op, bool to_mirror,
         const char *mode = chain_mirror_mode(chain(), d->disk);
         if (to_mirror && mode && !strcmp(mode, "existing")
             && (missing = missing_backing(d->mirror_file))) {
-            setf(&op->step_error, "the copy of %s, %s, is backed by %s, which "
+            str_setf(&op->step_error, "the copy of %s, %s, is backed by %s, which "
                  "does not exist yet (copy the older layers there first)",
                  d->disk, d->mirror_file, missing);
             free(missing);
@@ -1144,7 +1116,7 @@ void step_reopen(struct op *op, bool to_mirror,
         struct op_disk *d = &op->disks[i];
         reset_job_facts(d);
         str_set(&d->state, "reopening");
-        op_qmp(op, command(to_mirror ? "block-job-complete" : "block-job-cancel",
+        op_qmp(op, qmp_command(to_mirror ? "block-job-complete" : "block-job-cancel",
                            job_args("device", d->job)),
                reopen_cmd_done, i);
     }
@@ -1164,7 +1136,7 @@ static void rollback_cmd_done(struct op *op, int i, bool ok,
     if (!ok) {
         /* recorded; the check decides what it means for this disk */
         d->failed = true;
-        setf(&d->job_error, "%s", error);
+        str_setf(&d->job_error, "%s", error);
     }
     rollback_check(op);
 }
@@ -1174,7 +1146,7 @@ static void rollback_commit(struct op *op, int i)
     struct op_disk *d = &op->disks[i];
     json_object *a = json_object_new_object();
 
-    setf(&d->undo_job, "qmp%03x%uu%d", reg.tag, op->seq, i);
+    str_setf(&d->undo_job, "qmp%03x%uu%d", reg.tag, op->seq, i);
     free(d->job);
     d->job = NULL;
     reset_job_facts(d);
@@ -1184,7 +1156,7 @@ static void rollback_commit(struct op *op, int i)
     /* by file: a node-name may have changed since, a file has not */
     json_object_object_add(a, "base", json_object_new_string(d->old_top_file));
     d->phase = RB_COMMITTING;
-    op_qmp(op, command("block-commit", a), rollback_cmd_done, i);
+    op_qmp(op, qmp_command("block-commit", a), rollback_cmd_done, i);
 }
 
 static void rollback_disk(struct op *op, int i)
@@ -1200,7 +1172,7 @@ static void rollback_disk(struct op *op, int i)
             jobj_add_bool(a, "force", 1);
             d->phase = RB_CANCELLING;
             d->failed = false;
-            op_qmp(op, command("block-job-cancel", a), rollback_cmd_done, i);
+            op_qmp(op, qmp_command("block-job-cancel", a), rollback_cmd_done, i);
             return;
         }
         /* fall through */
@@ -1215,19 +1187,19 @@ static void rollback_disk(struct op *op, int i)
         }
         d->phase = RB_DONE;
         str_set(&d->state, d->snapshot_file ? "untouched" : "copy dropped");
-        setf(&d->note, "runs on %s", top ? top : "?");
+        str_setf(&d->note, "runs on %s", top ? top : "?");
         return;
     case RB_COMMITTING:
         if (d->failed) {
             d->phase = RB_DONE;
             str_set(&d->state, "rollback failed");
-            setf(&d->note, "runs on %s; folding it back into %s failed: %s",
+            str_setf(&d->note, "runs on %s; folding it back into %s failed: %s",
                  top ? top : "?", d->old_top_file, d->job_error);
             return;
         }
         if (d->ready && !d->done) {
             d->phase = RB_COMPLETING;
-            op_qmp(op, command("block-job-complete",
+            op_qmp(op, qmp_command("block-job-complete",
                                job_args("device", d->undo_job)),
                    rollback_cmd_done, i);
         }
@@ -1236,12 +1208,12 @@ static void rollback_disk(struct op *op, int i)
         if (d->failed) {
             d->phase = RB_DONE;
             str_set(&d->state, "rollback failed");
-            setf(&d->note, "runs on %s; folding it back into %s failed: %s",
+            str_setf(&d->note, "runs on %s; folding it back into %s failed: %s",
                  top ? top : "?", d->old_top_file, d->job_error);
         } else if (d->done) {
             d->phase = RB_DONE;
             str_set(&d->state, "rolled back");
-            setf(&d->note, "runs on %s again; %s was created and is no "
+            str_setf(&d->note, "runs on %s again; %s was created and is no "
                  "longer used", d->old_top_file, d->snapshot_file);
         }
         return;
@@ -1329,9 +1301,9 @@ static void watch_ready(struct op *op)
         if (d->failed) {
             d->own_job = false;
             str_set(&d->state, "copy failed");
-            setf(&d->note, "the copy to %s failed after it was ready: %s",
+            str_setf(&d->note, "the copy to %s failed after it was ready: %s",
                  d->mirror_file, d->job_error ? d->job_error : "it ended");
-            setf(&op->step_error, "the copy of %s to %s failed after it was "
+            str_setf(&op->step_error, "the copy of %s to %s failed after it was "
                  "ready: %s", d->disk, d->mirror_file,
                  d->job_error ? d->job_error : "it ended");
             op->check = NULL;
@@ -1343,7 +1315,7 @@ static void watch_ready(struct op *op)
             d->own_job = false;
             str_set(&d->state, top && !strcmp(top, d->mirror_file) ? "pivoted"
                                                                : "copy dropped");
-            setf(&d->note, "runs on %s (done by another client)",
+            str_setf(&d->note, "runs on %s (done by another client)",
                  top ? top : "?");
         }
         all_pivoted = all_pivoted && !strcmp(d->state, "pivoted");
@@ -1429,11 +1401,11 @@ void ops_resume(void)
             lost = true;
             if (top && !strcmp(top, d->mirror_file)) {
                 str_set(&d->state, "pivoted");
-                setf(&d->note, "runs on %s (pivoted while the proxy was "
+                str_setf(&d->note, "runs on %s (pivoted while the proxy was "
                      "away)", top);
             } else {
                 str_set(&d->state, "copy lost");
-                setf(&d->note, "runs on %s; its copy job %s ended while the "
+                str_setf(&d->note, "runs on %s; its copy job %s ended while the "
                      "proxy was away", top ? top : "?", d->job);
             }
             strbuf_addf(&why, "%s%s", why.len ? ", " : "", d->disk);

@@ -87,12 +87,11 @@ static void mirror_reply(void *opaque, const struct upstream_reply *r)
 static void exec_mirror(struct cmd_call *call, json_object *a)
 {
     struct forwarded *f = xcalloc(1, sizeof(*f));
-    json_object *cmd = json_object_new_object();
+    json_object *cmd;
 
     f->call = call;
     f->args = drive_mirror_args(a);
-    json_object_object_add(cmd, "execute", json_object_new_string("drive-mirror"));
-    json_object_object_add(cmd, "arguments", json_object_get(f->args));
+    cmd = qmp_command("drive-mirror", json_object_get(f->args));
     upstream_send_internal(router_upstream(call->router), cmd, mirror_reply, f);
     json_object_put(cmd);
 }
@@ -265,15 +264,12 @@ static void exec_transaction(struct cmd_call *call, json_object *a)
         return;
     }
     json_object *targs = json_object_new_object();
-    json_object *cmd = json_object_new_object();
     json_object *props;
     json_object_object_add(targs, "actions", standard);
     if (json_object_object_get_ex(a, "properties", &props)) {
         json_object_object_add(targs, "properties", json_object_get(props));
     }
-    json_object_object_add(cmd, "execute", json_object_new_string("transaction"));
-    json_object_object_add(cmd, "arguments", targs);
-    op_qmp(op, cmd, transaction_done, -1);
+    op_qmp(op, qmp_command("transaction", targs), transaction_done, -1);
 }
 
 const struct cmd_entry cmd_rhel_transaction_entry = {
