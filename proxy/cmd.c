@@ -13,6 +13,7 @@
 #include "session.h"
 #include "util.h"
 
+extern const struct cmd_entry cmd_capabilities_entry;
 extern const struct cmd_entry cmd_query_chain_entry;
 extern const struct cmd_entry cmd_snapshot_mirror_entry;
 extern const struct cmd_entry cmd_snapshot_mirror_xml_entry;
@@ -27,6 +28,7 @@ extern const struct cmd_entry cmd_rhel_transaction_entry;
 bool rhel_transaction_wanted(json_object *args);
 
 const struct cmd_entry *const cmd_table[] = {
+    &cmd_capabilities_entry,
     &cmd_query_chain_entry,
     &cmd_snapshot_mirror_entry,
     &cmd_snapshot_mirror_xml_entry,

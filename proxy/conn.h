@@ -30,6 +30,13 @@ struct conn_callbacks {
 
 struct conn *conn_new(struct event_base *base, int fd,
                       const struct conn_callbacks *cb, void *opaque);
+/* Reading and writing apart (standard input and output); a descriptor
+ * that is not a socket is read and written plainly, without fds. */
+struct conn *conn_new_pair(struct event_base *base, int rfd, int wfd,
+                           const struct conn_callbacks *cb, void *opaque);
+/* A failed write drops the output but keeps reading until end-of-file,
+ * then closed() says why: for a peer whose last words must not be lost. */
+void conn_drain_on_write_error(struct conn *c);
 /* Start reading into js (not owned); may be called again to resume. */
 void conn_read_into(struct conn *c, struct jsonstream *js);
 /* Read and throw away whatever the peer sends (read-only observers). */

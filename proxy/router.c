@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attach.h"
 #include "chain.h"
 #include "cmd.h"
 #include "fdstore.h"
@@ -31,7 +32,11 @@ struct router {
     struct router_options opts;
     struct upstream *up;
     struct listener **listeners;
+    unsigned *listener_extras;      /* enum session_extras, per listener */
     size_t nlisteners;
+    struct attach **attaches;       /* --client: given, not accepted */
+    unsigned *attach_extras;
+    size_t nattaches;
     struct session **sessions;
     size_t nsessions, cap_sessions;
     unsigned next_client;
@@ -87,10 +92,17 @@ struct chain *router_chain(struct router *r)
     return r->chain;
 }
 
-/* An event to every negotiated client, recorded once. */
+/*
+ * An event to the negotiated clients that take it, recorded once.  QEMU's
+ * events go to every client, as QEMU sends them to every monitor; the
+ * proxy's own go only to clients that asked for them (invisible by
+ * default: a client must see exactly what QEMU would send it).
+ */
 static void fan_out(struct router *r, const char *raw, size_t len,
                     enum tlog_from from)
 {
+    bool own = from != TLOG_FROM_QEMU;
+
     if (r->tlog && trafficlog_active(r->tlog)) {
         struct tlog_entry e = {
             .dir = TLOG_OUT, .from = from, .kind = "event",
@@ -100,7 +112,9 @@ static void fan_out(struct router *r, const char *raw, size_t len,
     }
     /* backwards: a client that fails the write leaves the array */
     for (size_t i = r->nsessions; i-- > 0;) {
-        if (i < r->nsessions) {
+        if (i < r->nsessions
+            && (!own || session_extras(r->sessions[i])
+                        & SESSION_EXTRA_EVENTS)) {
             session_event(r->sessions[i], raw, len);
         }
     }
@@ -271,6 +285,9 @@ static void seeded(void *opaque)
         ops_resume();
         auto_mirror_connect(r);
         enable_listeners(r, true);
+        for (size_t i = 0; i < r->nattaches; i++) {
+            attach_start(r->attaches[i]);
+        }
     }
 }
 
@@ -343,11 +360,23 @@ static void observe_event(struct router *r, const char *raw, size_t len,
     json_object_put(ev);
 }
 
+static bool is_event(const struct js_text *text, const char *name)
+{
+    const struct js_member *m = js_text_member(text, "event");
+    size_t n = strlen(name);
+
+    return m && m->value_end - m->value_start == n + 2
+        && !memcmp(text->raw + m->value_start + 1, name, n);
+}
+
 static void on_event(void *opaque, const char *raw, size_t len,
                      const struct js_text *text)
 {
     struct router *r = opaque;
 
+    if (is_event(text, "SHUTDOWN")) {
+        upstream_quiesce(r->up);
+    }
     fan_out(r, raw, len, TLOG_FROM_QEMU);
     observe_event(r, raw, len, text);
 }
@@ -361,29 +390,77 @@ const struct upstream_callbacks router_upstream_callbacks = {
 
 /* ---- sessions ------------------------------------------------------ */
 
-void router_accept(void *opaque, struct listener *l, int fd)
+static void add_session(struct router *r, int rfd, int wfd,
+                        const char *name, const char *display,
+                        unsigned extras)
 {
-    struct router *r = opaque;
     struct session *s;
     const char *greeting;
     size_t len;
 
-    if (r->exiting || !upstream_is_ready(r->up)) {
-        close(fd);
-        return;
-    }
     if (r->nsessions == r->cap_sessions) {
         r->cap_sessions = r->cap_sessions ? r->cap_sessions * 2 : 16;
         r->sessions = xrealloc(r->sessions,
                                sizeof(*r->sessions) * r->cap_sessions);
     }
-    s = session_new(r, fd, ++r->next_client, listener_name(l));
+    s = session_new(r, rfd, wfd, ++r->next_client, name, extras);
     r->sessions[r->nsessions++] = s;
-    log_info("client %u connected on %s", session_id(s),
-             listener_display(l));
+    log_info("client %u connected on %s", session_id(s), display);
     greeting = upstream_greeting(r->up, &len);
     session_start(s, greeting, len, upstream_oob_offered(r->up));
 }
+
+void router_accept(void *opaque, struct listener *l, int fd)
+{
+    struct router *r = opaque;
+    unsigned extras = 0;
+
+    if (r->exiting || !upstream_is_ready(r->up)) {
+        close(fd);
+        return;
+    }
+    for (size_t i = 0; i < r->nlisteners; i++) {
+        if (r->listeners[i] == l) {
+            extras = r->listener_extras[i];
+        }
+    }
+    add_session(r, fd, fd, listener_name(l), listener_display(l), extras);
+}
+
+static void attached(void *opaque, struct attach *a, int rfd, int wfd)
+{
+    struct router *r = opaque;
+    unsigned extras = 0;
+
+    for (size_t i = 0; i < r->nattaches; i++) {
+        if (r->attaches[i] == a) {
+            extras = r->attach_extras[i];
+        }
+    }
+    if (r->exiting || !upstream_is_ready(r->up)) {
+        close(rfd);
+        if (wfd != rfd) {
+            close(wfd);
+        }
+        return;
+    }
+    add_session(r, rfd, wfd, attach_name(a), attach_display(a), extras);
+}
+
+/* A client the proxy was told to serve cannot be reached: as QEMU does
+ * with a client-mode monitor it cannot connect, give up. */
+static void attach_failed(void *opaque, struct attach *a, const char *why)
+{
+    struct router *r = opaque;
+
+    log_error("--client %s: %s", attach_display(a), why);
+    begin_exit(r, 1);
+}
+
+static const struct attach_hooks router_attach_hooks = {
+    .attached = attached,
+    .failed = attach_failed,
+};
 
 void router_session_closed(struct router *r, struct session *s)
 {
@@ -502,7 +579,9 @@ static enum route_result pass_through(struct router *r, struct session *s,
         f->command = xstrdup(cmd->req.command);
         f->args = json_object_get(cmd->req.args);
     }
-    f->extend_commands = !strcmp(cmd->req.command, "query-commands");
+    /* only for clients that asked: QEMU's list is what QEMU would say */
+    f->extend_commands = (session_extras(s) & SESSION_EXTRA_COMMANDS)
+        && !strcmp(cmd->req.command, "query-commands");
     f->kept_fd = -1;
     /* a command that uses a getfd descriptor (migrate "fd:NAME", say) makes
      * QEMU close it when done: the proxy's copy must not keep a pipe open */
@@ -523,6 +602,9 @@ static enum route_result pass_through(struct router *r, struct session *s,
     }
     slot->owner = f;
     slot->owner_gone = forward_slot_gone;
+    if (!strcmp(cmd->req.command, "quit")) {
+        upstream_quiesce(r->up);
+    }
     upstream_send(r->up, cmd->raw, cmd->len, cmd->fds, cmd->nfds,
                   cmd->req.oob, cmd->has_id_member ? &cmd->id_member : NULL,
                   echo_id, on_forward_reply, f);
@@ -639,11 +721,36 @@ void router_set_upstream(struct router *r, struct upstream *up)
     create_chain(r);
 }
 
-void router_add_listener(struct router *r, struct listener *l)
+void router_add_listener(struct router *r, struct listener *l,
+                         unsigned extras)
 {
     r->listeners = xrealloc(r->listeners,
                             sizeof(*r->listeners) * (r->nlisteners + 1));
+    r->listener_extras = xrealloc(r->listener_extras,
+                                  sizeof(*r->listener_extras)
+                                  * (r->nlisteners + 1));
+    r->listener_extras[r->nlisteners] = extras;
     r->listeners[r->nlisteners++] = l;
+}
+
+struct attach *router_add_client(struct router *r,
+                                 const struct address *addr,
+                                 unsigned extras, char **error)
+{
+    struct attach *a = attach_new(r->base, addr, &router_attach_hooks, r,
+                                  error);
+
+    if (!a) {
+        return NULL;
+    }
+    r->attaches = xrealloc(r->attaches,
+                           sizeof(*r->attaches) * (r->nattaches + 1));
+    r->attach_extras = xrealloc(r->attach_extras,
+                                sizeof(*r->attach_extras)
+                                * (r->nattaches + 1));
+    r->attach_extras[r->nattaches] = extras;
+    r->attaches[r->nattaches++] = a;
+    return a;
 }
 
 void router_free(struct router *r)
@@ -661,7 +768,13 @@ void router_free(struct router *r)
     fdstore_clear();
     chain_free(r->chain);
     policy_free(r->policy);
+    for (size_t i = 0; i < r->nattaches; i++) {
+        attach_free(r->attaches[i]);
+    }
+    free(r->attaches);
+    free(r->attach_extras);
     free(r->listeners);
+    free(r->listener_extras);
     free(r->sessions);
     free(r);
 }

@@ -38,7 +38,15 @@ void router_set_upstream(struct router *r, struct upstream *up);
 /* Keep the model in this state file (loaded now, saved on every change).
  * Returns false, with *error set, only if the file cannot be used at all. */
 bool router_set_state(struct router *r, const char *path, char **error);
-void router_add_listener(struct router *r, struct listener *l);
+/* extras: enum session_extras for every client of this listener. */
+void router_add_listener(struct router *r, struct listener *l,
+                         unsigned extras);
+struct address;
+/* A client given rather than accepted (--client): attached when QEMU is
+ * first ready.  NULL, with *error set, if it cannot be used. */
+struct attach *router_add_client(struct router *r,
+                                 const struct address *addr,
+                                 unsigned extras, char **error);
 /* Accept callback for listeners (opaque: the router). */
 void router_accept(void *opaque, struct listener *l, int fd);
 

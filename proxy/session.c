@@ -46,6 +46,7 @@ struct session {
     struct event *resume_ev;   /* parse what was left buffered */
     struct event *pump_ev;     /* go on after a barrier, from the loop */
     bool input_stopped;        /* the jsonstream holds unparsed bytes */
+    unsigned extras;           /* enum session_extras */
 };
 
 static const char *const qmp_capability_values[] = { "oob", NULL };
@@ -73,6 +74,16 @@ const char *session_listener(const struct session *s)
 bool session_negotiated(const struct session *s)
 {
     return s->negotiated;
+}
+
+unsigned session_extras(const struct session *s)
+{
+    return s->extras;
+}
+
+void session_enable_extras(struct session *s, unsigned extras)
+{
+    s->extras |= extras;
 }
 
 static void log_traffic(struct session *s, enum tlog_dir dir,
@@ -560,16 +571,18 @@ static void session_close(struct session *s, const char *why)
     event_active(s->reap_ev, 0, 0);
 }
 
-struct session *session_new(struct router *r, int fd, unsigned id,
-                            const char *listener_name)
+struct session *session_new(struct router *r, int rfd, int wfd,
+                            unsigned id, const char *listener_name,
+                            unsigned extras)
 {
     struct session *s = xcalloc(1, sizeof(*s));
 
     s->router = r;
     s->id = id;
+    s->extras = extras;
     s->listener = xstrdup(listener_name);
     TAILQ_INIT(&s->slots);
-    s->conn = conn_new(router_base(r), fd, &session_conn_cb, s);
+    s->conn = conn_new_pair(router_base(r), rfd, wfd, &session_conn_cb, s);
     s->in = jsonstream_new(true, router_max_message(r), on_text, s);
     s->waiter.fn = on_room;
     s->waiter.opaque = s;

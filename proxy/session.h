@@ -61,14 +61,31 @@ struct slot {
     uint64_t written_us;            /* when sent to QEMU, for latency */
 };
 
-struct session *session_new(struct router *r, int fd, unsigned id,
-                            const char *listener_name);
+/*
+ * What a client sees beyond QEMU's own conversation.  By default nothing:
+ * the proxy is invisible (QEMU's greeting, replies, events and command
+ * list, byte for byte).  A listener can grant these to all its clients
+ * (--extras NAME), a client can ask for them (qmproxy-capabilities).
+ */
+enum session_extras {
+    SESSION_EXTRA_EVENTS = 1 << 0,    /* QMPROXY_* events */
+    SESSION_EXTRA_COMMANDS = 1 << 1,  /* qmproxy-* in query-commands */
+    SESSION_EXTRAS_ALL = SESSION_EXTRA_EVENTS | SESSION_EXTRA_COMMANDS,
+};
+
+/* rfd and wfd: the same socket, or standard input and output. */
+struct session *session_new(struct router *r, int rfd, int wfd,
+                            unsigned id, const char *listener_name,
+                            unsigned extras);
 /* Start serving: send the greeting and read. */
 void session_start(struct session *s, const char *greeting, size_t len,
                    bool oob_offered);
 unsigned session_id(const struct session *s);
 const char *session_listener(const struct session *s);
 bool session_negotiated(const struct session *s);
+/* enum session_extras bits */
+unsigned session_extras(const struct session *s);
+void session_enable_extras(struct session *s, unsigned extras);
 
 /*
  * The reply for a slot (CRLF included): written now if every earlier slot
