@@ -15,7 +15,6 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "jsonstream.h"
 #include "util.h"
 
 /* File descriptors that must leave with the byte at offset `at`. */
@@ -37,7 +36,8 @@ struct conn {
     struct event *rev, *wev, *flush_timer;
     struct evbuffer *out;
     STAILQ_HEAD(, fd_mark) marks;
-    struct jsonstream *js;   /* borrowed */
+    const struct conn_input *input;
+    void *stream;            /* borrowed: what input feeds */
     const struct conn_callbacks *cb;
     void *opaque;
     bool reading, closing, dead, discard;
@@ -245,10 +245,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
-    if (!c->js) {
+    if (!c->stream) {
         return;
     }
-    iov.iov_base = jsonstream_reserve(c->js, 16384, &avail);
+    iov.iov_base = c->input->reserve(c->stream, 16384, &avail);
     iov.iov_len = avail > 65536 ? 65536 : avail;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
@@ -279,7 +279,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (n > 0 && !c->dead) {
-        jsonstream_commit(c->js, (size_t)n);
+        c->input->commit(c->stream, (size_t)n);
     } else if (n == 0) {
         conn_shut(c, c->write_error);
     } else if (n < 0) {
@@ -363,16 +363,18 @@ void conn_drain_on_write_error(struct conn *c)
     c->drain_on_write_error = true;
 }
 
-void conn_read_into(struct conn *c, struct jsonstream *js)
+void conn_read_into(struct conn *c, const struct conn_input *input,
+                    void *stream)
 {
-    c->js = js;
+    c->input = input;
+    c->stream = stream;
     conn_resume_read(c);
 }
 
 void conn_read_discard(struct conn *c)
 {
     c->discard = true;
-    c->js = NULL;
+    c->stream = NULL;
     conn_resume_read(c);
 }
 
@@ -386,7 +388,7 @@ void conn_pause_read(struct conn *c)
 
 void conn_resume_read(struct conn *c)
 {
-    if (!c->reading && !c->dead && !c->closing && (c->js || c->discard)) {
+    if (!c->reading && !c->dead && !c->closing && (c->stream || c->discard)) {
         event_add(c->rev, NULL);
         c->reading = true;
     }

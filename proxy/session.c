@@ -520,6 +520,22 @@ static void on_drained(void *opaque)
     pump(s, false);
 }
 
+/* A client's bytes go through QEMU's own lexer, parser and checks. */
+static char *input_reserve(void *stream, size_t min, size_t *avail)
+{
+    return jsonstream_reserve(stream, min, avail);
+}
+
+static void input_commit(void *stream, size_t n)
+{
+    jsonstream_commit(stream, n);
+}
+
+static const struct conn_input session_input = {
+    .reserve = input_reserve,
+    .commit = input_commit,
+};
+
 static const struct conn_callbacks session_conn_cb = {
     .fds = on_fds,
     .closed = on_closed,
@@ -600,7 +616,7 @@ void session_start(struct session *s, const char *greeting, size_t len,
     log_traffic(s, TLOG_OUT, TLOG_FROM_QEMU, "greeting", greeting, len,
                 false, -1);
     conn_write(s->conn, greeting, len);
-    conn_read_into(s->conn, s->in);
+    conn_read_into(s->conn, &session_input, s->in);
 }
 
 void session_event(struct session *s, const char *raw, size_t len)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "linestream.h"
 #include "address.h"
 #include "log.h"
 #include "trafficlog.h"
@@ -70,9 +71,9 @@ struct upstream {
     char *last_error;
 
     struct conn *conn;
-    struct jsonstream *js;
+    struct linestream *lines;
     struct conn *dead_conn;        /* freed once no callback is running */
-    struct jsonstream *dead_js;
+    struct linestream *dead_lines;
 
     char *greeting;
     size_t greeting_len;
@@ -257,11 +258,6 @@ static bool on_text(void *opaque, const struct js_text *t)
     size_t len = t->len;
     char *copy = NULL;
 
-    if (t->error) {
-        log_warn("QEMU at %s sent something that is not JSON (%s); ignored",
-                 up->display, t->error);
-        return true;
-    }
     /* QEMU ends every message with CRLF; keep it, usually without copying */
     if (t->after >= 2 && raw[len] == '\r' && raw[len + 1] == '\n') {
         len += 2;
@@ -287,6 +283,12 @@ static bool on_text(void *opaque, const struct js_text *t)
             up->cb->event(up->opaque, raw, len, t);
         }
         break;
+    case QMP_UNKNOWN:
+        /* after the greeting QEMU sends only events and replies: a line
+         * that is neither is taken as a reply, so the routing keeps step */
+        log_warn("QEMU sent a message of no known kind; taken as a "
+                 "reply: %.200s", t->raw);
+        /* fall through */
     case QMP_RETURN:
     case QMP_ERROR: {
         const struct js_member *id = js_text_member(t, "id");
@@ -326,10 +328,6 @@ static bool on_text(void *opaque, const struct js_text *t)
         pump(up);
         break;
     }
-    case QMP_UNKNOWN:
-        log_warn("QEMU sent a message of no known kind; ignored: %.200s",
-                 t->raw);
-        break;
     }
     free(copy);
     return up->state != UP_CLOSED;
@@ -343,9 +341,9 @@ static void reap(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_free(up->dead_conn);
-    jsonstream_free(up->dead_js);
+    linestream_free(up->dead_lines);
     up->dead_conn = NULL;
-    up->dead_js = NULL;
+    up->dead_lines = NULL;
 }
 
 static void fail_all(struct upstream *up)
@@ -392,9 +390,9 @@ static void on_closed(void *opaque, const char *why)
         evtimer_del(up->greeting_timer);
     }
     up->dead_conn = up->conn;
-    up->dead_js = up->js;
+    up->dead_lines = up->lines;
     up->conn = NULL;
-    up->js = NULL;
+    up->lines = NULL;
     event_active(up->reap_ev, 0, 0);
     fail_all(up);
     if (was == UP_READY) {
@@ -411,6 +409,22 @@ static void on_closed(void *opaque, const char *why)
     }
     free(reason);
 }
+
+/* QEMU's bytes: a message a line, whatever the line holds. */
+static char *input_reserve(void *stream, size_t min, size_t *avail)
+{
+    return linestream_reserve(stream, min, avail);
+}
+
+static void input_commit(void *stream, size_t n)
+{
+    linestream_commit(stream, n);
+}
+
+static const struct conn_input upstream_input = {
+    .reserve = input_reserve,
+    .commit = input_commit,
+};
 
 static const struct conn_callbacks upstream_conn_cb = {
     .closed = on_closed,
@@ -437,8 +451,8 @@ static void connected(struct upstream *up, int fd)
     /* QEMU's last words (the reply to quit, SHUTDOWN) must be read even
      * when a write of ours meets the closing socket */
     conn_drain_on_write_error(up->conn);
-    up->js = jsonstream_new(false, 0, on_text, up);
-    conn_read_into(up->conn, up->js);
+    up->lines = linestream_new(on_text, up);
+    conn_read_into(up->conn, &upstream_input, up->lines);
     evtimer_add(up->greeting_timer, &tv);
     log_info("connected to QEMU at %s", up->display);
 }
@@ -640,7 +654,7 @@ void upstream_free(struct upstream *up)
     fail_all(up);
     event_free(up->doom_ev);
     conn_free(up->conn);
-    jsonstream_free(up->js);
+    linestream_free(up->lines);
     reap(-1, 0, up);
     event_free(up->reap_ev);
     free(up->greeting);

@@ -128,6 +128,24 @@ class NonFiniteIds(ProxyTestCase):
             proxied.send({"execute": "query-status", "id": "p"})
             self.assertEqual(proxied.read_reply()["id"], "p")
 
+    def test_traffic_log_stays_json(self):
+        tlog = os.path.join(self.workdir, "traffic.jsonl")
+        p = Proxy(self.workdir, self.qemu.monitors[1], args=["--traffic-log", tlog],
+                  name="logged")
+        self.addCleanup(p.stop)
+        c = self.client(path=p.listen)
+        c.send(b'{"execute": "query-status", "id": -1e999}')
+        raw = c.read_reply_raw()
+        self.assertIn(b'"id": -inf', raw)
+
+        def logged():
+            with open(tlog) as f:
+                lines = [json.loads(line) for line in f]
+            return [l for l in lines if l.get("malformed") and "-inf" in l["msg"]]
+        line = wait_for(logged, what="the reply in the traffic log")[0]
+        self.assertEqual(line["from"], "qemu")
+        self.assertEqual(line["msg"] + "\r\n", raw.decode())
+
     def test_proxy_own_command_with_infinite_id(self):
         c = self.client()
         reply = self.exchange(c, b'{"execute": "qmproxy-query-chain", "id": -1e999}')
