@@ -311,8 +311,15 @@ class ClientModes(ProxyTestCase):
         stderr = open(os.path.join(self.workdir, "proxy.stderr"), "ab")
         self.addCleanup(stderr.close)
         p = subprocess.Popen(cmd, stderr=stderr, pass_fds=pass_fds, **popen)
-        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        self.addCleanup(self.check_stderr)
+        self.addCleanup(lambda: p.poll() is None and (p.terminate(), p.wait()))
         return p
+
+    def check_stderr(self):
+        with open(os.path.join(self.workdir, "proxy.stderr"), errors="replace") as f:
+            text = f.read()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            self.assertNotIn(marker, text)
 
     def converse(self, c):
         c.negotiate()
