@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "qmp.h"
-#include "router.h"
 #include "session.h"
 #include "util.h"
 
@@ -62,14 +61,15 @@ const struct cmd_entry *cmd_for_request(const char *name, json_object *args)
     return cmd_find(name);
 }
 
-struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,
+struct cmd_call *cmd_call_new(const struct cmd_env *env,
+                              const struct cmd_entry *e,
                               struct slot *slot, unsigned client,
                               const char *listener, bool has_id,
                               json_object *id)
 {
     struct cmd_call *call = xcalloc(1, sizeof(*call));
 
-    call->router = r;
+    call->env = env;
     call->entry = e;
     call->slot = slot;
     call->client = client;
@@ -94,8 +94,9 @@ static void finish(struct cmd_call *call, char *reply, size_t len)
         *call->answered = true;
     }
     if (slot) {
-        slot->owner = NULL;  /* answered: no need to hear of it leaving */
-        session_reply(slot->session, slot, reply, len, TLOG_FROM_PROXY, -1);
+        /* answering releases the slot: no need to hear of it leaving */
+        session_reply(slot_session(slot), slot, reply, len, TLOG_FROM_PROXY,
+                      -1);
     }
     free(reply);
     json_object_put(call->id);

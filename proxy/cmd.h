@@ -13,9 +13,30 @@
 
 #include "qapi.h"
 
-struct router;
+struct chain;
+struct event_base;
+struct policy;
 struct slot;
 struct cmd_call;
+struct upstream;
+
+/*
+ * What the proxy's commands and operations work with, given by the router
+ * that runs them, so they never call up into it.
+ */
+struct cmd_env {
+    struct event_base *base;
+    struct upstream *up;
+    struct chain *chain;
+    /* the policy in force (it changes on SIGHUP); NULL: none */
+    const struct policy *(*policy)(void *opaque);
+    /* something only the proxy knows changed: save the state */
+    void (*save_state)(void *opaque);
+    /* an event of the proxy's own, to the clients that asked for them */
+    void (*broadcast_event)(void *opaque, const char *name,
+                            json_object *data);
+    void *opaque;
+};
 
 struct cmd_entry {
     const char *name;
@@ -28,7 +49,7 @@ struct cmd_entry {
 
 /* One invocation. */
 struct cmd_call {
-    struct router *router;
+    const struct cmd_env *env;
     const struct cmd_entry *entry;
     struct slot *slot;        /* NULL once the client has gone */
     unsigned client;          /* the client's number */
@@ -52,7 +73,8 @@ void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* For the router. */
-struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,
+struct cmd_call *cmd_call_new(const struct cmd_env *env,
+                              const struct cmd_entry *e,
                               struct slot *slot, unsigned client,
                               const char *listener, bool has_id,
                               json_object *id);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "policy.h"
 #include "router.h"
+#include "session.h"
 #include "tap.h"
 #include "trafficlog.h"
 #include "upstream.h"

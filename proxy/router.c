@@ -18,6 +18,7 @@
 #include "ops/op.h"
 #include "policy.h"
 #include "qjson.h"
+#include "session.h"
 #include "statefile.h"
 #include "log.h"
 #include "trafficlog.h"
@@ -30,6 +31,8 @@ struct router {
     struct event_base *base;
     struct trafficlog *tlog;
     struct router_options opts;
+    struct session_env session_env;  /* what sessions get */
+    struct cmd_env cmd_env;          /* what commands and operations get */
     struct upstream *up;
     struct listener **listeners;
     unsigned *listener_extras;      /* enum session_extras, per listener */
@@ -185,7 +188,9 @@ static void chain_new_overlay(void *opaque, const char *disk,
                               const char *overlay, const char *below,
                               const char *below_format, long long size)
 {
-    auto_mirror_snapshot(opaque, disk, overlay, below, below_format, size);
+    struct router *r = opaque;
+    auto_mirror_snapshot(&r->cmd_env, disk, overlay, below, below_format,
+                         size);
 }
 
 static const struct chain_hooks router_chain_hooks = {
@@ -200,7 +205,7 @@ void router_set_policy(struct router *r, struct policy *p)
     r->policy = p;
     /* replicas a new policy asks for start now (when QEMU is there) */
     if (r->up && upstream_is_ready(r->up) && r->chain) {
-        auto_mirror_connect(r);
+        auto_mirror_connect(&r->cmd_env);
     }
 }
 
@@ -283,7 +288,7 @@ static void seeded(void *opaque)
     if (!r->exiting && upstream_is_ready(r->up)) {
         /* operations of an earlier life: carry on, or say they failed */
         ops_resume();
-        auto_mirror_connect(r);
+        auto_mirror_connect(&r->cmd_env);
         enable_listeners(r, true);
         for (size_t i = 0; i < r->nattaches; i++) {
             attach_start(r->attaches[i]);
@@ -403,7 +408,8 @@ static void add_session(struct router *r, int rfd, int wfd,
         r->sessions = xrealloc(r->sessions,
                                sizeof(*r->sessions) * r->cap_sessions);
     }
-    s = session_new(r, rfd, wfd, ++r->next_client, name, extras);
+    s = session_new(&r->session_env, rfd, wfd, ++r->next_client, name,
+                    extras);
     r->sessions[r->nsessions++] = s;
     log_info("client %u connected on %s", session_id(s), display);
     greeting = upstream_greeting(r->up, &len);
@@ -462,8 +468,10 @@ static const struct attach_hooks router_attach_hooks = {
     .failed = attach_failed,
 };
 
-void router_session_closed(struct router *r, struct session *s)
+static void session_closed(void *opaque, struct session *s)
 {
+    struct router *r = opaque;
+
     for (size_t i = 0; i < r->nsessions; i++) {
         if (r->sessions[i] == s) {
             memmove(&r->sessions[i], &r->sessions[i + 1],
@@ -518,7 +526,7 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
 
     if (f->slot) {
         /* answered or never will be: the slot must not point at us */
-        f->slot->owner = NULL;
+        slot_release(f->slot);
     }
     if (!reply->lost) {
         if (f->slot) {
@@ -600,8 +608,7 @@ static enum route_result pass_through(struct router *r, struct session *s,
             }
         }
     }
-    slot->owner = f;
-    slot->owner_gone = forward_slot_gone;
+    slot_claim(slot, f, forward_slot_gone);
     if (!strcmp(cmd->req.command, "quit")) {
         upstream_quiesce(r->up);
     }
@@ -624,7 +631,7 @@ static void run_settled(void *opaque)
 static void run_own(struct router *r, struct session *s, struct slot *slot,
                     const struct cmd_entry *e, struct client_cmd *cmd)
 {
-    struct cmd_call *call = cmd_call_new(r, e, slot, session_id(s),
+    struct cmd_call *call = cmd_call_new(&r->cmd_env, e, slot, session_id(s),
                                          session_listener(s),
                                          cmd->req.has_id, cmd->req.id);
     bool answered = false;
@@ -641,8 +648,7 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
         free(err);
         return;
     }
-    slot->owner = call;
-    slot->owner_gone = cmd_call_slot_gone;
+    slot_claim(slot, call, cmd_call_slot_gone);
     call->answered = &answered;
     if (e->settle_chain) {
         call->args = json_object_get(cmd->req.args);
@@ -670,10 +676,11 @@ static void refuse(struct router *r, struct session *s, struct slot *slot,
     free(reply);
 }
 
-enum route_result router_route(struct router *r, struct session *s,
+static enum route_result route(void *opaque, struct session *s,
                                struct slot *slot, struct client_cmd *cmd,
                                bool granted)
 {
+    struct router *r = opaque;
     const struct cmd_entry *e;
     char *why = policy_check_request(r->policy, session_listener(s),
                                      cmd->req.command, cmd->req.args);
@@ -692,6 +699,27 @@ enum route_result router_route(struct router *r, struct session *s,
     return pass_through(r, s, slot, cmd, granted);
 }
 
+static const struct policy *policy_in_force(void *opaque)
+{
+    return ((struct router *)opaque)->policy;
+}
+
+static void save_state(void *opaque)
+{
+    router_save_state(opaque);
+}
+
+static void broadcast_event(void *opaque, const char *name,
+                            json_object *data)
+{
+    router_broadcast_event(opaque, name, data);
+}
+
+static const struct session_hooks router_session_hooks = {
+    .route = route,
+    .closed = session_closed,
+};
+
 /* ---- life ---------------------------------------------------------- */
 
 struct router *router_new(struct event_base *base, struct trafficlog *tl,
@@ -702,6 +730,14 @@ struct router *router_new(struct event_base *base, struct trafficlog *tl,
     r->base = base;
     r->tlog = tl;
     r->opts = *opts;
+    r->session_env = (struct session_env){
+        .base = base, .tlog = tl, .max_message = opts->max_message,
+        .hooks = &router_session_hooks, .opaque = r,
+    };
+    r->cmd_env = (struct cmd_env){
+        .base = base, .policy = policy_in_force, .save_state = save_state,
+        .broadcast_event = broadcast_event, .opaque = r,
+    };
     r->exit_check = event_new(base, -1, 0, check_exit, r);
     r->exit_deadline = evtimer_new(base, exit_deadline, r);
     return r;
@@ -711,13 +747,16 @@ static void create_chain(struct router *r)
 {
     if (!r->chain) {
         r->chain = chain_new(r->up, &router_chain_hooks, r);
-        ops_init(r);
+        r->cmd_env.chain = r->chain;
+        ops_init(&r->cmd_env);
     }
 }
 
 void router_set_upstream(struct router *r, struct upstream *up)
 {
     r->up = up;
+    r->session_env.up = up;
+    r->cmd_env.up = up;
     create_chain(r);
 }
 

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "session.h"
+#include <json-c/json.h>
 
 struct chain;
 struct policy;
@@ -26,8 +26,6 @@ struct router_options {
     bool reconnect;       /* keep listening when QEMU goes away */
     int connect_timeout_ms;
 };
-
-enum route_result { ROUTE_DONE, ROUTE_NEED_ROOM };
 
 struct router *router_new(struct event_base *base, struct trafficlog *tl,
                           const struct router_options *opts);
@@ -56,15 +54,6 @@ void router_on_exit(struct router *r, void (*fn)(void *opaque, int status),
 /* SIGTERM/SIGINT: stop accepting, deliver what is queued, then exit 0. */
 void router_shutdown(struct router *r);
 
-/* For sessions. */
-enum route_result router_route(struct router *r, struct session *s,
-                               struct slot *slot, struct client_cmd *cmd,
-                               bool granted);
-void router_session_closed(struct router *r, struct session *s);
-struct trafficlog *router_tlog(struct router *r);
-struct upstream *router_upstream(struct router *r);
-struct event_base *router_base(struct router *r);
-size_t router_max_message(struct router *r);
 unsigned router_session_count(const struct router *r);
 struct chain *router_chain(struct router *r);
 /* An event of the proxy's own, in QEMU's form, to every negotiated client. */

@@ -24,14 +24,13 @@
 #include "jsonobj.h"
 #include "log.h"
 #include "qmp.h"
-#include "router.h"
 #include "upstream.h"
 #include "util.h"
 
 #define MAX_FINISHED_OPS 64
 
 static struct {
-    struct router *router;
+    const struct cmd_env *env;
     struct op **ops;
     int nops;
     unsigned next_seq;
@@ -56,14 +55,14 @@ static bool is_final(enum op_state s)
 
 static struct chain *chain(void)
 {
-    return router_chain(reg.router);
+    return reg.env->chain;
 }
 
 /* ---- registry ------------------------------------------------------ */
 
-void ops_init(struct router *r)
+void ops_init(const struct cmd_env *env)
 {
-    reg.router = r;
+    reg.env = env;
     reg.tag = ((unsigned)getpid() ^ (unsigned)now_monotonic_us()) & 0xfff;
 }
 
@@ -460,9 +459,9 @@ static void announce(struct op *op)
 {
     json_object *data = op_to_json(op);
 
-    router_broadcast_event(reg.router, "QMPROXY_OPERATION", data);
+    reg.env->broadcast_event(reg.env->opaque, "QMPROXY_OPERATION", data);
     json_object_put(data);
-    router_save_state(reg.router);
+    reg.env->save_state(reg.env->opaque);
 }
 
 void op_set_state(struct op *op, enum op_state s)
@@ -581,7 +580,7 @@ void op_qmp(struct op *op, json_object *cmd,
         p->args = json_object_get(v);
     }
     op->outstanding++;
-    upstream_send_internal(router_upstream(reg.router), cmd, on_reply, p);
+    upstream_send_internal(reg.env->up, cmd, on_reply, p);
     json_object_put(cmd);
 }
 
@@ -1249,7 +1248,7 @@ static void rollback_check(struct op *op)
 
 void step_rollback(struct op *op, void (*next)(struct op *, bool))
 {
-    if (!upstream_is_ready(router_upstream(reg.router))) {
+    if (!upstream_is_ready(reg.env->up)) {
         for (int i = 0; i < op->ndisks; i++) {
             str_set(&op->disks[i].state, "unknown");
             str_set(&op->disks[i].note, "QEMU's monitor went away during the "

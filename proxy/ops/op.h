@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
-struct router;
+struct cmd_env;
 struct cmd_call;
 struct op;
 
@@ -106,7 +106,7 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
                            const struct snapshot_spec *specs, int n);
 
 /* ---- the registry ---- */
-void ops_init(struct router *r);
+void ops_init(const struct cmd_env *env);
 void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);

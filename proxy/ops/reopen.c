@@ -20,7 +20,6 @@
 #include "log.h"
 #include "op.h"
 #include "qmp.h"
-#include "router.h"
 #include "util.h"
 
 static const struct qapi_member args[] = {
@@ -84,7 +83,7 @@ static void reopened(struct op *op, bool ok)
 static void start(struct cmd_call *call, const char *name, const char *file,
                   int witness_fd)
 {
-    struct chain *c = router_chain(call->router);
+    struct chain *c = call->env->chain;
     const char *disk = chain_disk_name(c, name);
     const char *job, *mirror, *top;
     struct op *op, *parent;
