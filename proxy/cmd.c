@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qemu-commands.h"
 #include "qmp.h"
 #include "session.h"
 #include "util.h"
@@ -24,7 +25,6 @@ extern const struct cmd_entry cmd_query_operations_entry;
 extern const struct cmd_entry cmd_rhel_drive_mirror_entry;
 extern const struct cmd_entry cmd_rhel_drive_reopen_entry;
 extern const struct cmd_entry cmd_rhel_transaction_entry;
-bool rhel_transaction_wanted(json_object *args);
 
 const struct cmd_entry *const cmd_table[] = {
     &cmd_capabilities_entry,
@@ -38,27 +38,35 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_query_operations_entry,
     &cmd_rhel_drive_mirror_entry,
     &cmd_rhel_drive_reopen_entry,
+    &cmd_rhel_transaction_entry,
     NULL,
 };
 
 const struct cmd_entry *cmd_find(const char *name)
 {
     for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
-        if (!strcmp((*e)->name, name)) {
+        if (!(*e)->claims && !strcmp((*e)->name, name)) {
             return *e;
         }
     }
     return NULL;
 }
 
+const struct location *cmd_locations(const char *name)
+{
+    const struct cmd_entry *e = cmd_find(name);
+
+    return e ? e->locations : qemu_command_locations(name);
+}
+
 const struct cmd_entry *cmd_for_request(const char *name, json_object *args)
 {
-    /* QEMU's transaction, unless it carries RHEL's mirror actions */
-    if (!strcmp(name, "transaction")) {
-        return rhel_transaction_wanted(args) ? &cmd_rhel_transaction_entry
-                                             : NULL;
+    for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
+        if (!strcmp((*e)->name, name)) {
+            return !(*e)->claims || (*e)->claims(args) ? *e : NULL;
+        }
     }
-    return cmd_find(name);
+    return NULL;
 }
 
 struct cmd_call *cmd_call_new(const struct cmd_env *env,

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <json-c/json.h>
 
+#include "location.h"
 #include "qapi.h"
 
 struct chain;
@@ -40,11 +41,19 @@ struct cmd_env {
 
 struct cmd_entry {
     const char *name;
+    /* Set when the name is QEMU's: the proxy takes the request over only
+     * when claims(args) says so (RHEL's mirror actions in a transaction),
+     * else it goes to QEMU; such an entry is not one of the proxy's
+     * commands (query-commands lists it once, as QEMU's). */
+    bool (*claims)(json_object *args);
     const struct qapi_member *args;  /* checked before exec is called */
     void (*exec)(struct cmd_call *call, json_object *args);
     /* Reads the chain model to act on it: run once the model has QEMU's
      * answer to everything done before (a reconciliation may be due). */
     bool settle_chain;
+    /* Which arguments name places outside QEMU: the policy confines
+     * them (NULL: none). */
+    const struct location *locations;
 };
 
 /* One invocation. */
@@ -62,7 +71,10 @@ struct cmd_call {
 
 /* Every command the proxy answers itself, NULL-terminated. */
 extern const struct cmd_entry *const cmd_table[];
+/* One of the proxy's own commands by name (not a claiming entry). */
 const struct cmd_entry *cmd_find(const char *name);
+/* The locations a command names, the proxy's own or QEMU's. */
+const struct location *cmd_locations(const char *name);
 /* The proxy's handler for this request, or NULL to pass it to QEMU. */
 const struct cmd_entry *cmd_for_request(const char *name, json_object *args);
 

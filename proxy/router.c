@@ -512,8 +512,11 @@ static char *extend_commands(const struct upstream_reply *reply, size_t *len)
     empty = reply->raw[ret->value_start + 1] == ']';
     strbuf_add(&sb, reply->raw, close);
     for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
-        strbuf_addf(&sb, "%s{\"name\": \"%s\"}",
-                    empty && e == cmd_table ? "" : ", ", (*e)->name);
+        if (!(*e)->claims) {  /* QEMU lists its own names */
+            strbuf_addf(&sb, "%s{\"name\": \"%s\"}", empty ? "" : ", ",
+                        (*e)->name);
+            empty = false;
+        }
     }
     strbuf_add(&sb, reply->raw + close, reply->len - close);
     return strbuf_detach(&sb, len);
@@ -683,7 +686,8 @@ static enum route_result route(void *opaque, struct session *s,
     struct router *r = opaque;
     const struct cmd_entry *e;
     char *why = policy_check_request(r->policy, session_listener(s),
-                                     cmd->req.command, cmd->req.args);
+                                     cmd->req.command, cmd->req.args,
+                                     cmd_locations);
 
     if (why) {
         refuse(r, s, slot, cmd, why);

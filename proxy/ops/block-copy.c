@@ -74,9 +74,15 @@ static void exec(struct cmd_call *call, json_object *a)
     step_start_mirrors(op, started);
 }
 
+static const struct location locations[] = {
+    { "target", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
+
 const struct cmd_entry cmd_block_copy_entry = {
     .name = "qmproxy-block-copy",
     .args = args,
     .exec = exec,
     .settle_chain = true,
+    .locations = locations,
 };

@@ -163,11 +163,22 @@ static void exec_rhel(struct cmd_call *call, json_object *a)
           qapi_get_str(a, "new-image-file", NULL), fd);
 }
 
+static const struct location locations[] = {
+    { "file", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
+
 const struct cmd_entry cmd_reopen_entry = {
     .name = "qmproxy-reopen",
     .args = args,
     .exec = exec,
     .settle_chain = true,
+    .locations = locations,
+};
+
+static const struct location rhel_locations[] = {
+    { "new-image-file", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
 };
 
 const struct cmd_entry cmd_rhel_drive_reopen_entry = {
@@ -175,4 +186,5 @@ const struct cmd_entry cmd_rhel_drive_reopen_entry = {
     .args = rhel_args,
     .exec = exec_rhel,
     .settle_chain = true,
+    .locations = rhel_locations,
 };

@@ -95,15 +95,21 @@ static void exec_mirror(struct cmd_call *call, json_object *a)
     json_object_put(cmd);
 }
 
+static const struct location mirror_locations[] = {
+    { "target", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
+
 const struct cmd_entry cmd_rhel_drive_mirror_entry = {
     .name = RHEL_MIRROR,
     .args = mirror_args,
     .exec = exec_mirror,
+    .locations = mirror_locations,
 };
 
 /* ---- the mixed transaction ------------------------------------------ */
 
-bool rhel_transaction_wanted(json_object *args)
+static bool rhel_transaction_wanted(json_object *args)
 {
     json_object *actions;
 
@@ -273,6 +279,7 @@ static void exec_transaction(struct cmd_call *call, json_object *a)
 
 const struct cmd_entry cmd_rhel_transaction_entry = {
     .name = "transaction",
+    .claims = rhel_transaction_wanted,
     .args = transaction_args,
     .exec = exec_transaction,
     .settle_chain = true,
