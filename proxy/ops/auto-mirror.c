@@ -77,8 +77,7 @@ static void failed(struct auto_state *a, const char *why)
     if (a->rule.retry && a->attempt <= a->rule.retries) {
         struct timeval tv = { a->next_backoff_ms / 1000,
                               (a->next_backoff_ms % 1000) * 1000 };
-        free(d->state);
-        d->state = xstrdup("retrying");
+        d->state = DISK_RETRYING;
         free(d->note);
         d->note = xasprintf("attempt %d of %d failed: %s; next attempt in "
                             "%d ms", a->attempt, a->rule.retries + 1, why,
@@ -113,9 +112,8 @@ static void watch(struct op *op)
         failed(a, d->job_error ? d->job_error : "the copy ended");
     } else {
         const char *top = chain_top_file(a->env->chain, d->disk);
-        free(d->state);
-        d->state = xstrdup(top && !strcmp(top, d->mirror_file) ? "pivoted"
-                                                               : "copy dropped");
+        d->state = top && !strcmp(top, d->mirror_file) ? DISK_PIVOTED
+                                                       : DISK_COPY_DROPPED;
         op_set_state(op, OP_PIVOTED);
     }
 }

@@ -39,12 +39,12 @@ static void watch_ready(struct op *op)
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         if (!d->job || !d->own_job) {
-            all_pivoted = all_pivoted && !strcmp(d->state, "pivoted");
+            all_pivoted = all_pivoted && d->state == DISK_PIVOTED;
             continue;
         }
         if (d->failed) {
             d->own_job = false;
-            str_set(&d->state, "copy failed");
+            d->state = DISK_COPY_FAILED;
             str_setf(&d->note, "the copy to %s failed after it was ready: %s",
                  d->mirror_file, d->job_error ? d->job_error : "it ended");
             str_setf(&op->step_error, "the copy of %s to %s failed after it was "
@@ -57,12 +57,12 @@ static void watch_ready(struct op *op)
         if (d->done) {
             const char *top = chain_top_file(op_chain(), d->disk);
             d->own_job = false;
-            str_set(&d->state, top && !strcmp(top, d->mirror_file) ? "pivoted"
-                                                               : "copy dropped");
+            d->state = top && !strcmp(top, d->mirror_file)
+                ? DISK_PIVOTED : DISK_COPY_DROPPED;
             str_setf(&d->note, "runs on %s (done by another client)",
                  top ? top : "?");
         }
-        all_pivoted = all_pivoted && !strcmp(d->state, "pivoted");
+        all_pivoted = all_pivoted && d->state == DISK_PIVOTED;
     }
     if (all_pivoted) {
         op->check = NULL;
@@ -95,7 +95,7 @@ void ops_upstream_lost(void)
             continue;
         }
         for (int k = 0; k < op->ndisks; k++) {
-            str_set(&op->disks[k].state, "unknown");
+            op->disks[k].state = DISK_UNKNOWN;
             str_set(&op->disks[k].note, "QEMU's monitor went away in the "
                     "middle; see qmproxy-query-chain once it is back");
         }
@@ -136,7 +136,7 @@ void ops_resume(void)
             if (job && !strcmp(job, d->job)) {
                 d->ready = status && !strcmp(status, "ready");
                 str_set(&d->job_status, status);
-                str_set(&d->state, d->ready ? "ready" : "mirroring");
+                d->state = d->ready ? DISK_READY : DISK_MIRRORING;
                 if (!d->ready) {
                     ready = false;
                 }
@@ -144,11 +144,11 @@ void ops_resume(void)
             }
             lost = true;
             if (top && !strcmp(top, d->mirror_file)) {
-                str_set(&d->state, "pivoted");
+                d->state = DISK_PIVOTED;
                 str_setf(&d->note, "runs on %s (pivoted while the proxy was "
                      "away)", top);
             } else {
-                str_set(&d->state, "copy lost");
+                d->state = DISK_COPY_LOST;
                 str_setf(&d->note, "runs on %s; its copy job %s ended while the "
                      "proxy was away", top ? top : "?", d->job);
             }

@@ -27,6 +27,7 @@ extern struct op_registry op_reg;
 struct chain *op_chain(void);
 bool op_is_final(enum op_state s);
 bool op_state_from_name(const char *name, enum op_state *s);
+bool op_disk_state_from_name(const char *name, enum op_disk_state *s);
 /* Answer the caller, last: answering lets the client's next command run. */
 void op_answer(struct op *op);
 /* {key: id}, for the job commands. */

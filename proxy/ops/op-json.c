@@ -16,7 +16,7 @@ static json_object *disk_json(const struct op_disk *d, bool internal)
     json_object *o = json_object_new_object();
 
     jobj_add_str(o, "disk", d->disk);
-    jobj_add_str(o, "state", d->state);
+    jobj_add_str(o, "state", op_disk_state_name(d->state));
     jobj_add_str(o, "snapshot-file", d->snapshot_file);
     jobj_add_str(o, "mirror-file", d->mirror_file);
     jobj_add_str(o, "format", d->format);
@@ -117,7 +117,7 @@ void ops_load(json_object *saved)
             json_object *ds = json_object_array_get_idx(disks, k);
             struct op_disk *d = op_add_disk(op, jobj_str(ds, "disk")
                                                 ? jobj_str(ds, "disk") : "?");
-            str_set(&d->state, jobj_str(ds, "state"));
+            op_disk_state_from_name(jobj_str(ds, "state"), &d->state);
             str_set(&d->snapshot_file, jobj_str(ds, "snapshot-file"));
             str_set(&d->mirror_file, jobj_str(ds, "mirror-file"));
             str_set(&d->format, jobj_str(ds, "format"));

@@ -31,6 +31,79 @@ const char *op_state_name(enum op_state s)
     return state_names[s];
 }
 
+/*
+ * The operation's state machine: which state may follow which (a state
+ * may always be announced again).  As QEMU's job.c keeps JobSTT.
+ *
+ *               to: RUN MIR RDY PIV PVD ABT FLD
+ */
+static const bool transitions[OP_STATE__MAX][OP_STATE__MAX] = {
+    [OP_RUNNING]   = { 1,  1,  1,  1,  0,  0,  1 },
+    [OP_MIRRORING] = { 0,  1,  1,  1,  1,  1,  1 },
+    [OP_READY]     = { 0,  1,  1,  1,  1,  1,  1 },
+    [OP_PIVOTING]  = { 0,  1,  1,  1,  1,  0,  1 },
+    [OP_PIVOTED]   = { 0,  0,  0,  0,  1,  0,  0 },
+    [OP_ABORTED]   = { 0,  0,  0,  0,  0,  1,  0 },
+    [OP_FAILED]    = { 0,  0,  0,  0,  0,  0,  1 },
+};
+
+/* What a client may ask of an operation in each state, as job.c keeps
+ * JobVerbTable.  A verb is refused too while another one runs. */
+static const struct {
+    const char *name;
+    bool allowed[OP_STATE__MAX];
+    const char *why;   /* when refused for the state */
+} verbs[] = {
+    [OP_VERB_REOPEN] = { "reopen", { [OP_READY] = true },
+                         "its disks can be reopened only when every copy "
+                         "is ready" },
+    [OP_VERB_ABORT] = { "abort",
+                        { [OP_MIRRORING] = true, [OP_READY] = true },
+                        "only a snapshot whose copies are running or ready "
+                        "can be aborted" },
+};
+
+char *op_verb_refused(const struct op *op, enum op_verb verb)
+{
+    if (op->busy_with) {
+        return xasprintf("operation %s is busy: a %s of it is under way",
+                         op->name, op->busy_with);
+    }
+    if (!verbs[verb].allowed[op->state]) {
+        return xasprintf("operation %s is %s; %s", op->name,
+                         op_state_name(op->state), verbs[verb].why);
+    }
+    return NULL;
+}
+
+static const char *const disk_state_names[] = {
+    [DISK_UNTOUCHED] = "untouched", [DISK_SNAPSHOTTED] = "snapshotted",
+    [DISK_MIRRORING] = "mirroring", [DISK_READY] = "ready",
+    [DISK_REOPENING] = "reopening", [DISK_PIVOTED] = "pivoted",
+    [DISK_ON_SOURCE] = "on source", [DISK_COPY_FAILED] = "copy failed",
+    [DISK_COPY_DROPPED] = "copy dropped", [DISK_COPY_LOST] = "copy lost",
+    [DISK_REOPEN_FAILED] = "reopen failed",
+    [DISK_ROLLED_BACK] = "rolled back",
+    [DISK_ROLLBACK_FAILED] = "rollback failed",
+    [DISK_RETRYING] = "retrying", [DISK_UNKNOWN] = "unknown",
+};
+
+const char *op_disk_state_name(enum op_disk_state s)
+{
+    return disk_state_names[s];
+}
+
+bool op_disk_state_from_name(const char *name, enum op_disk_state *s)
+{
+    for (int k = 0; name && k < OP_DISK_STATE__MAX; k++) {
+        if (!strcmp(name, disk_state_names[k])) {
+            *s = (enum op_disk_state)k;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool op_state_from_name(const char *name, enum op_state *s)
 {
     for (int k = 0; name && k <= OP_FAILED; k++) {
@@ -75,7 +148,6 @@ static void disk_clear(struct op_disk *d)
     free(d->undo_job);
     free(d->job_status);
     free(d->job_error);
-    free(d->state);
     free(d->note);
 }
 
@@ -173,7 +245,7 @@ struct op_disk *op_add_disk(struct op *op, const char *disk)
     d = &op->disks[op->ndisks++];
     memset(d, 0, sizeof(*d));
     d->disk = xstrdup(disk);
-    d->state = xstrdup("untouched");
+    d->state = DISK_UNTOUCHED;
     return d;
 }
 
@@ -242,6 +314,11 @@ static void announce(struct op *op)
 
 void op_set_state(struct op *op, enum op_state s)
 {
+    if (!transitions[op->state][s]) {
+        log_error("bug: operation %s (%s) moved from %s to %s, which its "
+                  "state machine does not allow", op->name, op->type,
+                  op_state_name(op->state), op_state_name(s));
+    }
     if (op->state != s) {
         log_info("operation %s (%s): %s -> %s", op->name, op->type,
                  op_state_name(op->state), op_state_name(s));
@@ -256,7 +333,8 @@ char *op_disks_summary(const struct op *op)
 
     for (int i = 0; i < op->ndisks; i++) {
         const struct op_disk *d = &op->disks[i];
-        strbuf_addf(&sb, "%s%s: %s", i ? "; " : "", d->disk, d->state);
+        strbuf_addf(&sb, "%s%s: %s", i ? "; " : "", d->disk,
+                    op_disk_state_name(d->state));
         if (d->note) {
             strbuf_addf(&sb, " (%s)", d->note);
         }

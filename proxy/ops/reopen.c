@@ -40,15 +40,14 @@ static void reopened(struct op *op, bool ok)
 {
     struct op *parent = op->parent;
 
-    if (parent && strcmp(op->disks[0].state, "ready")) {
+    if (parent && op->disks[0].state != DISK_READY) {
         /* the disk of the snapshot operation moved too */
         for (int k = 0; k < parent->ndisks; k++) {
             struct op_disk *pd = &parent->disks[k];
             if (pd->job && op->disks[0].job && !strcmp(pd->job,
                                                        op->disks[0].job)) {
-                free(pd->state);
                 free(pd->note);
-                pd->state = xstrdup(op->disks[0].state);
+                pd->state = op->disks[0].state;
                 pd->note = op->disks[0].note ? xstrdup(op->disks[0].note)
                                              : NULL;
                 pd->own_job = false;
@@ -56,8 +55,8 @@ static void reopened(struct op *op, bool ok)
         }
         bool all = true;
         for (int k = 0; k < parent->ndisks; k++) {
-            const char *st = parent->disks[k].state;
-            if (strcmp(st, "pivoted") && strcmp(st, "on source")) {
+            enum op_disk_state st = parent->disks[k].state;
+            if (st != DISK_PIVOTED && st != DISK_ON_SOURCE) {
                 all = false;
             }
         }
@@ -128,8 +127,7 @@ static void start(struct cmd_call *call, const char *name, const char *file,
     d->job = xstrdup(job);
     d->mirror_file = xstrdup(mirror);
     d->manual_finalize = chain_job_manual_finalize(c, disk);
-    free(d->state);
-    d->state = xstrdup("ready");
+    d->state = DISK_READY;
     op_set_state(op, OP_PIVOTING);
     step_reopen(op, to_mirror, reopened);
     return;

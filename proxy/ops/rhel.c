@@ -183,8 +183,7 @@ static void transaction_done(struct op *op, int disk, bool ok,
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         if (d->snapshot_file) {
-            free(d->state);
-            d->state = xstrdup("snapshotted");
+            d->state = DISK_SNAPSHOTTED;
         }
     }
     step_start_mirrors(op, transaction_mirrors);

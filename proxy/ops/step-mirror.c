@@ -21,12 +21,12 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
 
     if (ok) {
-        str_set(&d->state, "mirroring");
+        d->state = DISK_MIRRORING;
         str_setf(&d->note, "copying to %s", d->mirror_file);
     } else {
         d->failed = true;
         d->own_job = false;
-        str_set(&d->state, d->snapshot_file ? "snapshotted" : "untouched");
+        d->state = d->snapshot_file ? DISK_SNAPSHOTTED : DISK_UNTOUCHED;
         str_setf(&d->note, "QEMU refused the copy to %s: %s", d->mirror_file,
              error);
         if (!op->step_error) {
@@ -109,7 +109,7 @@ static void check_ready(struct op *op)
             continue;
         }
         if (d->failed || (d->done && !d->ready)) {
-            str_set(&d->state, "copy failed");
+            d->state = DISK_COPY_FAILED;
             str_setf(&d->note, "the copy to %s failed: %s", d->mirror_file,
                  d->job_error ? d->job_error : "the job ended");
             d->own_job = false;
@@ -120,7 +120,7 @@ static void check_ready(struct op *op)
             return;
         }
         if (d->ready) {
-            str_set(&d->state, "ready");
+            d->state = DISK_READY;
             str_setf(&d->note, "%s mirrored to %s", chain_top_file(op_chain(), d->disk)
                  ? chain_top_file(op_chain(), d->disk) : d->disk, d->mirror_file);
         } else {

@@ -109,11 +109,11 @@ static void reopen_abort_check(struct op *op)
         struct op_disk *d = &op->disks[i];
         const char *top = chain_top_file(op_chain(), d->disk);
         if (d->failed && d->job_error) {
-            str_set(&d->state, "copy failed");
+            d->state = DISK_COPY_FAILED;
             str_setf(&d->note, "runs on %s; the copy failed: %s", top ? top : "?",
                  d->job_error);
         } else {
-            str_set(&d->state, "copy dropped");
+            d->state = DISK_COPY_DROPPED;
             str_setf(&d->note, "runs on %s; its copy was dropped so that no "
                  "disk pivots alone", top ? top : "?");
         }
@@ -133,14 +133,14 @@ static void reopen_finish(struct op *op)
         const char *top = chain_top_file(op_chain(), d->disk);
         if (d->failed) {
             all_ok = false;
-            str_set(&d->state, "reopen failed");
+            d->state = DISK_REOPEN_FAILED;
             str_setf(&d->note, "runs on %s: %s", top ? top : "?",
                  d->job_error ? d->job_error : "the job failed");
         } else if (op->to_mirror) {
-            str_set(&d->state, "pivoted");
+            d->state = DISK_PIVOTED;
             str_setf(&d->note, "runs on %s", d->mirror_file);
         } else {
-            str_set(&d->state, "on source");
+            d->state = DISK_ON_SOURCE;
             str_setf(&d->note, "runs on %s; the copy to %s was dropped",
                  top ? top : "?", d->mirror_file);
         }
@@ -199,7 +199,7 @@ void step_reopen(struct op *op, bool to_mirror,
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         op_reset_job_facts(d);
-        str_set(&d->state, "reopening");
+        d->state = DISK_REOPENING;
         op_qmp(op, qmp_command(to_mirror ? "block-job-complete" : "block-job-cancel",
                            op_job_args("device", d->job)),
                reopen_cmd_done, i);

@@ -15,8 +15,6 @@
 #include "upstream.h"
 #include "util.h"
 
-enum { RB_START, RB_CANCELLING, RB_COMMITTING, RB_COMPLETING, RB_DONE };
-
 static void rollback_check(struct op *op);
 
 static void rollback_cmd_done(struct op *op, int i, bool ok,
@@ -46,7 +44,7 @@ static void rollback_commit(struct op *op, int i)
                                chain_job_device(op_chain(), d->disk)));
     /* by file: a node-name may have changed since, a file has not */
     json_object_object_add(a, "base", json_object_new_string(d->old_top_file));
-    d->phase = RB_COMMITTING;
+    d->rollback = ROLLBACK_COMMITTING;
     op_qmp(op, qmp_command("block-commit", a), rollback_cmd_done, i);
 }
 
@@ -55,20 +53,20 @@ static void rollback_disk(struct op *op, int i)
     struct op_disk *d = &op->disks[i];
     const char *top = chain_top_file(op_chain(), d->disk);
 
-    switch (d->phase) {
-    case RB_START:
+    switch (d->rollback) {
+    case ROLLBACK_START:
         if (d->own_job && d->job && !d->done) {
             /* the copy goes first: a disk with a job takes no commit */
             json_object *a = op_job_args("device", d->job);
             jobj_add_bool(a, "force", 1);
-            d->phase = RB_CANCELLING;
+            d->rollback = ROLLBACK_CANCELLING;
             d->failed = false;
             op_qmp(op, qmp_command("block-job-cancel", a), rollback_cmd_done, i);
             return;
         }
         /* fall through */
-    case RB_CANCELLING:
-        if (d->phase == RB_CANCELLING && !d->done && !d->failed) {
+    case ROLLBACK_CANCELLING:
+        if (d->rollback == ROLLBACK_CANCELLING && !d->done && !d->failed) {
             return;  /* not gone yet */
         }
         d->own_job = false;
@@ -76,39 +74,39 @@ static void rollback_disk(struct op *op, int i)
             rollback_commit(op, i);
             return;
         }
-        d->phase = RB_DONE;
-        str_set(&d->state, d->snapshot_file ? "untouched" : "copy dropped");
+        d->rollback = ROLLBACK_DONE;
+        d->state = d->snapshot_file ? DISK_UNTOUCHED : DISK_COPY_DROPPED;
         str_setf(&d->note, "runs on %s", top ? top : "?");
         return;
-    case RB_COMMITTING:
+    case ROLLBACK_COMMITTING:
         if (d->failed) {
-            d->phase = RB_DONE;
-            str_set(&d->state, "rollback failed");
+            d->rollback = ROLLBACK_DONE;
+            d->state = DISK_ROLLBACK_FAILED;
             str_setf(&d->note, "runs on %s; folding it back into %s failed: %s",
                  top ? top : "?", d->old_top_file, d->job_error);
             return;
         }
         if (d->ready && !d->done) {
-            d->phase = RB_COMPLETING;
+            d->rollback = ROLLBACK_COMPLETING;
             op_qmp(op, qmp_command("block-job-complete",
                                op_job_args("device", d->undo_job)),
                    rollback_cmd_done, i);
         }
         return;
-    case RB_COMPLETING:
+    case ROLLBACK_COMPLETING:
         if (d->failed) {
-            d->phase = RB_DONE;
-            str_set(&d->state, "rollback failed");
+            d->rollback = ROLLBACK_DONE;
+            d->state = DISK_ROLLBACK_FAILED;
             str_setf(&d->note, "runs on %s; folding it back into %s failed: %s",
                  top ? top : "?", d->old_top_file, d->job_error);
         } else if (d->done) {
-            d->phase = RB_DONE;
-            str_set(&d->state, "rolled back");
+            d->rollback = ROLLBACK_DONE;
+            d->state = DISK_ROLLED_BACK;
             str_setf(&d->note, "runs on %s again; %s was created and is no "
                  "longer used", d->old_top_file, d->snapshot_file);
         }
         return;
-    case RB_DONE:
+    case ROLLBACK_DONE:
         return;
     }
 }
@@ -124,9 +122,9 @@ static void rollback_check(struct op *op)
         return;
     }
     for (int i = 0; i < op->ndisks; i++) {
-        if (op->disks[i].phase != RB_DONE) {
+        if (op->disks[i].rollback != ROLLBACK_DONE) {
             all = false;
-        } else if (!strcmp(op->disks[i].state, "rollback failed")) {
+        } else if (op->disks[i].state == DISK_ROLLBACK_FAILED) {
             ok = false;
         }
     }
@@ -142,7 +140,7 @@ void step_rollback(struct op *op, void (*next)(struct op *, bool))
 {
     if (!upstream_is_ready(op_reg.env->up)) {
         for (int i = 0; i < op->ndisks; i++) {
-            str_set(&op->disks[i].state, "unknown");
+            op->disks[i].state = DISK_UNKNOWN;
             str_set(&op->disks[i].note, "QEMU's monitor went away during the "
                 "operation");
         }
@@ -154,7 +152,7 @@ void step_rollback(struct op *op, void (*next)(struct op *, bool))
     op->next = next;
     op->check = rollback_check;
     for (int i = 0; i < op->ndisks; i++) {
-        op->disks[i].phase = RB_START;
+        op->disks[i].rollback = ROLLBACK_START;
     }
     rollback_check(op);
 }

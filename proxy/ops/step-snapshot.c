@@ -24,11 +24,11 @@ static void snapshot_done(struct op *op, int disk, bool ok, json_object *ret,
             continue;
         }
         if (ok) {
-            str_set(&d->state, "snapshotted");
+            d->state = DISK_SNAPSHOTTED;
             str_setf(&d->note, "runs on %s over %s", d->snapshot_file,
                  d->old_top_file);
         } else {
-            str_set(&d->state, "untouched");
+            d->state = DISK_UNTOUCHED;
             str_setf(&d->note, "still runs on %s", d->old_top_file);
         }
     }

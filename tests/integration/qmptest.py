@@ -184,9 +184,11 @@ class Proxy:
     def check_sanitizers(self):
         text = self.read_stderr()
         for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                       "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"):
+                       "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer",
+                       # qmproxy's own "cannot happen" (an illegal transition)
+                       ": bug: "):
             if marker in text:
-                raise AssertionError("qmproxy sanitizer report:\n" + text[-6000:])
+                raise AssertionError("qmproxy sanitizer or bug report:\n" + text[-6000:])
 
 
 class QMPClient:
