@@ -321,7 +321,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     q->router = router_new(q->base, q->tlog, &ro);
     router_on_exit(q->router, on_exit_requested, q);
 
-    if (!address_parse(o->upstream, 0, &addr, &error)) {
+    if ((error = address_parse(o->upstream, 0, &addr))) {
         fprintf(stderr, "qmproxy: --upstream %s\n", error);
         free(error);
         return false;
@@ -341,17 +341,15 @@ static bool setup(struct qmproxy *q, const struct options *o)
         router_set_policy(q->router, p);
         q->policy_path = o->policy;
     }
-    if (o->state && !router_set_state(q->router, o->state, &error)) {
-        fprintf(stderr, "qmproxy: --state %s: %s\n", o->state, error);
-        free(error);
-        return false;
+    if (o->state) {
+        router_set_state(q->router, o->state);
     }
 
     /* listeners exist before QEMU is reached; they accept once it is */
     for (size_t i = 0; i < o->nlisten; i++) {
         struct listener *l;
-        if (!address_parse(o->listen[i], ADDRESS_ALLOW_NAME | ADDRESS_ALLOW_FD,
-                            &addr, &error)) {
+        if ((error = address_parse(o->listen[i], ADDRESS_ALLOW_NAME
+                                   | ADDRESS_ALLOW_FD, &addr))) {
             fprintf(stderr, "qmproxy: --listen %s\n", error);
             free(error);
             return false;
@@ -372,9 +370,9 @@ static bool setup(struct qmproxy *q, const struct options *o)
     }
     for (size_t i = 0; i < o->nclients; i++) {
         unsigned extras;
-        if (!address_parse(o->clients[i], ADDRESS_ALLOW_NAME
-                           | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO, &addr,
-                           &error)) {
+        if ((error = address_parse(o->clients[i], ADDRESS_ALLOW_NAME
+                                   | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO,
+                                   &addr))) {
             fprintf(stderr, "qmproxy: --client %s\n", error);
             free(error);
             return false;
@@ -391,7 +389,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     }
     for (size_t i = 0; i < o->ntaps; i++) {
         struct tap *t;
-        if (!address_parse(o->taps[i], 0, &addr, &error)) {
+        if ((error = address_parse(o->taps[i], 0, &addr))) {
             fprintf(stderr, "qmproxy: --tap %s\n", error);
             free(error);
             return false;

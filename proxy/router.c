@@ -147,12 +147,11 @@ void router_save_state(struct router *r)
     json_object_put(state);
 }
 
-bool router_set_state(struct router *r, const char *path, char **error)
+void router_set_state(struct router *r, const char *path)
 {
     json_object *saved, *chain;
     char *problem = NULL;
 
-    (void)error;
     r->state = statefile_new(path);
     saved = statefile_load(r->state, &problem);
     if (problem) {
@@ -171,7 +170,6 @@ bool router_set_state(struct router *r, const char *path, char **error)
         log_info("loaded the state saved in %s", path);
     }
     json_object_put(saved);
-    return true;
 }
 
 static void chain_event(void *opaque, const char *name, json_object *data)
@@ -626,7 +624,11 @@ static enum route_result pass_through(struct router *r, struct session *s,
 static void run_settled(void *opaque)
 {
     struct cmd_call *call = opaque;
-    call->entry->exec(call, call->args);
+    json_object *args = call->args;
+
+    call->args = NULL;
+    cmd_call_run(call, args);
+    json_object_put(args);
 }
 
 /* One of the proxy's own commands: check the arguments, run it.  If it
@@ -637,7 +639,6 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     struct cmd_call *call = cmd_call_new(&r->cmd_env, e, slot, session_id(s),
                                          session_listener(s),
                                          cmd->req.has_id, cmd->req.id);
-    bool answered = false;
     char *err;
 
     if (cmd->req.oob) {
@@ -652,15 +653,15 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
         return;
     }
     slot_claim(slot, call, cmd_call_slot_gone);
-    call->answered = &answered;
     if (e->settle_chain) {
+        /* runs once the model has QEMU's answer to everything before;
+         * the router's hold on the call passes to run_settled */
         call->args = json_object_get(cmd->req.args);
+        session_set_barrier(s, slot);
         chain_settle(r->chain, run_settled, call);
-    } else {
-        e->exec(call, cmd->req.args);
+        return;
     }
-    if (!answered) {
-        call->answered = NULL;
+    if (!cmd_call_run(call, cmd->req.args)) {
         session_set_barrier(s, slot);
     }
 }

@@ -34,8 +34,9 @@ void router_free(struct router *r);
 extern const struct upstream_callbacks router_upstream_callbacks;
 void router_set_upstream(struct router *r, struct upstream *up);
 /* Keep the model in this state file (loaded now, saved on every change).
- * Returns false, with *error set, only if the file cannot be used at all. */
-bool router_set_state(struct router *r, const char *path, char **error);
+ * A file that is not a complete state is set aside (and said so), never
+ * trusted: the proxy then starts from QEMU alone. */
+void router_set_state(struct router *r, const char *path);
 /* extras: enum session_extras for every client of this listener. */
 void router_add_listener(struct router *r, struct listener *l,
                          unsigned extras);

@@ -110,13 +110,13 @@ static void rig_up(struct rig *r)
     r->base = event_base_new();
     opts.max_message = 1 << 20;
     r->router = router_new(r->base, NULL, &opts);
-    ck_assert(address_parse(r->qemu_path, 0, &addr, &error));
+    ck_assert_ptr_null(address_parse(r->qemu_path, 0, &addr));
     r->up = upstream_new(r->base, &addr, &router_upstream_callbacks,
                          r->router, NULL);
     address_clear(&addr);
     router_set_upstream(r->router, r->up);
-    ck_assert(address_parse(r->proxy_path, ADDRESS_ALLOW_NAME | ADDRESS_ALLOW_FD,
-                            &addr, &error));
+    ck_assert_ptr_null(address_parse(r->proxy_path, ADDRESS_ALLOW_NAME
+                                     | ADDRESS_ALLOW_FD, &addr));
     r->listener = listener_new(r->base, &addr, 0600, router_accept,
                                r->router, &error);
     ck_assert_ptr_nonnull(r->listener);
