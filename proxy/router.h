@@ -55,8 +55,6 @@ void router_on_exit(struct router *r, void (*fn)(void *opaque, int status),
 /* SIGTERM/SIGINT: stop accepting, deliver what is queued, then exit 0. */
 void router_shutdown(struct router *r);
 
-unsigned router_session_count(const struct router *r);
-struct chain *router_chain(struct router *r);
 /* An event of the proxy's own, in QEMU's form, to every negotiated client. */
 void router_broadcast_event(struct router *r, const char *name,
                             json_object *data);
@@ -65,6 +63,5 @@ void router_save_state(struct router *r);
 /* Use this policy (ownership taken; NULL: none), replacing the one in
  * force; operations already running are not disturbed. */
 void router_set_policy(struct router *r, struct policy *p);
-const struct policy *router_policy(struct router *r);
 
 #endif
