@@ -111,8 +111,5 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
  * as lost.
  */
 void upstream_quiesce(struct upstream *up);
-/* The owner is gone: the reply will be read and dropped. */
-void upstream_request_abandon(struct upstream_request *req);
-uint64_t upstream_request_written_us(const struct upstream_request *req);
 
 #endif
