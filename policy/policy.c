@@ -120,56 +120,90 @@ static char *check_command(const struct policy *p, const char *listener,
                      listener);
 }
 
+/* How many symlinks one path may go through, as the kernel allows. */
+#define MAX_SYMLINKS 40
+
+/* Drop the last component of an absolute path held in sb ("/" stays). */
+static void strip_last(struct strbuf *sb)
+{
+    char *slash = strrchr(sb->buf, '/');
+
+    sb->len = slash && slash != sb->buf ? (size_t)(slash - sb->buf) : 1;
+    sb->buf[sb->len] = 0;
+}
+
 /*
- * Resolve a path the way the kernel will: symlinks and ".." of the part
- * that exists by realpath(3), the rest (which cannot hold symlinks yet)
- * by hand.
+ * Resolve an absolute path the way the kernel will when QEMU opens or
+ * creates it: component by component, following every symlink, whether its
+ * target exists or not (a dangling link in an allowed folder would
+ * otherwise let QEMU create a file wherever it points), and ".." after the
+ * links it follows.  Components that do not exist are taken as written.
+ * NULL: too many links (the kernel would refuse with ELOOP).
  */
 static char *resolve(const char *path)
 {
-    char *copy = xstrdup(path);
-    char *tail_start = NULL;
-    char real[PATH_MAX];
-    struct strbuf out = STRBUF_INIT;
+    struct strbuf out = STRBUF_INIT, todo = STRBUF_INIT;
+    int links = 0;
+    bool missing = false;   /* a component did not exist: no more lookups */
 
-    /* the longest prefix that exists */
-    for (;;) {
-        if (realpath(copy, real)) {
-            break;
+    strbuf_adds(&out, "/");
+    strbuf_adds(&todo, path);
+    while (todo.len) {
+        /* the next component of todo, removed from its front */
+        size_t skip = strspn(todo.buf, "/");
+        size_t n = strcspn(todo.buf + skip, "/");
+        char *part = xstrndup(todo.buf + skip, n);
+        struct stat st;
+
+        memmove(todo.buf, todo.buf + skip + n, todo.len - skip - n + 1);
+        todo.len -= skip + n;
+        if (!part[0] || !strcmp(part, ".")) {
+            free(part);
+            continue;
         }
-        char *slash = strrchr(copy, '/');
-        if (!slash || slash == copy) {
-            strcpy(real, "/");
-            tail_start = path[1] ? (char *)path + 1 : NULL;
-            break;
+        if (!strcmp(part, "..")) {
+            struct stat up;
+            strip_last(&out);
+            /* the kernel would have stopped at the missing component;
+             * look again rather than trust what follows */
+            missing = lstat(out.buf, &up) != 0;
+            free(part);
+            continue;
         }
-        *slash = 0;
-        tail_start = (char *)path + (slash - copy) + 1;
+        if (out.len > 1) {
+            strbuf_addc(&out, '/');
+        }
+        strbuf_adds(&out, part);
+        free(part);
+        if (missing || lstat(out.buf, &st) != 0) {
+            missing = true;
+            continue;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            char target[PATH_MAX];
+            ssize_t len = readlink(out.buf, target, sizeof(target) - 1);
+            struct strbuf rest = STRBUF_INIT;
+
+            if (len < 0 || ++links > MAX_SYMLINKS) {
+                strbuf_release(&out);
+                strbuf_release(&todo);
+                return NULL;
+            }
+            target[len] = 0;
+            strip_last(&out);
+            if (target[0] == '/') {
+                strbuf_release(&out);
+                strbuf_adds(&out, "/");
+            }
+            /* the link's target, then what was left after the link */
+            strbuf_adds(&rest, target);
+            strbuf_addc(&rest, '/');
+            strbuf_adds(&rest, todo.buf ? todo.buf : "");
+            strbuf_release(&todo);
+            todo = rest;
+        }
     }
-    strbuf_adds(&out, real);
-    if (tail_start) {
-        char *rest = xstrdup(tail_start);
-        char *save, *part;
-        for (part = strtok_r(rest, "/", &save); part;
-             part = strtok_r(NULL, "/", &save)) {
-            if (!strcmp(part, ".")) {
-                continue;
-            }
-            if (!strcmp(part, "..")) {
-                char *slash = strrchr(out.buf, '/');
-                out.len = slash && slash != out.buf ? (size_t)(slash - out.buf)
-                                                    : 1;
-                out.buf[out.len] = 0;
-                continue;
-            }
-            if (out.len > 1) {
-                strbuf_addc(&out, '/');
-            }
-            strbuf_adds(&out, part);
-        }
-        free(rest);
-    }
-    free(copy);
+    strbuf_release(&todo);
     return strbuf_detach(&out, NULL);
 }
 
@@ -197,6 +231,11 @@ char *policy_check_path(const struct policy *p, const char *what,
                          "protocol prefixes)", what, path, p->path);
     }
     resolved = resolve(path);
+    if (!resolved) {
+        return xasprintf("%s '%s' is not allowed by policy %s: it goes "
+                         "through more than %d symbolic links", what, path,
+                         p->path, MAX_SYMLINKS);
+    }
     for (int i = 0; i < p->ndirs && !ok; i++) {
         ok = inside(resolved, p->dirs[i]);
     }

@@ -201,6 +201,22 @@ class Paths(ProxyTestCase):
         self.assertEqual(os.listdir(self.outside), [])
         self.assertEqual(qemu_chain(c)[0], self.qemu.images)
 
+    def test_dangling_symlinks_refused(self):
+        """A link in an allowed folder whose target does not exist yet:
+        QEMU would create the file where it points."""
+        c = self.client()
+        os.symlink(self.outside + "/snap.qcow2", self.allowed + "/dangling.qcow2")
+        os.symlink("../outside/not-yet", self.allowed + "/dangling-dir")
+        os.symlink(self.outside + "/created.img", self.allowed + "/create.img")
+        r = self.snap(c, self.allowed + "/dangling.qcow2")
+        self.assertIn("that is %s/snap.qcow2" % self.outside, r["error"]["desc"])
+        r = self.snap(c, self.allowed + "/dangling-dir/x.qcow2")
+        self.assertIn("is not allowed by policy", r["error"]["desc"])
+        r = c.cmd("blockdev-create", {"job-id": "mk", "options": {
+            "driver": "file", "filename": self.allowed + "/create.img", "size": 1048576}})
+        self.assertIn("that is %s/created.img" % self.outside, r["error"]["desc"])
+        self.assertEqual(os.listdir(self.outside), [])
+
     def test_allowed_paths_work(self):
         c = self.client()
         self.assertEqual(self.snap(c, self.allowed + "/ok.qcow2"), {"return": {}})

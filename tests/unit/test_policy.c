@@ -131,6 +131,35 @@ START_TEST(test_paths_resolved)
         free(why);
         free(bad[i]);
     }
+    /* symlinks whose targets do not exist yet: QEMU would create the
+     * file where they point (the dangling-link hole) */
+    char *l1 = xasprintf("%s/dangling.qcow2", allowed_dir);
+    char *t1 = xasprintf("%s/created-there.qcow2", outside);
+    char *l2 = xasprintf("%s/dangling-dir", allowed_dir);
+    char *l3 = xasprintf("%s/relative.qcow2", allowed_dir);
+    char *l4 = xasprintf("%s/loop1", allowed_dir);
+    char *l5 = xasprintf("%s/loop2", allowed_dir);
+    char *l6 = xasprintf("%s/inside.qcow2", allowed_dir);
+    ck_assert_int_eq(symlink(t1, l1), 0);
+    ck_assert_int_eq(symlink("../out/not-yet", l2), 0);
+    ck_assert_int_eq(symlink("../out/r.qcow2", l3), 0);
+    ck_assert_int_eq(symlink(l5, l4), 0);
+    ck_assert_int_eq(symlink(l4, l5), 0);
+    ck_assert_int_eq(symlink("new/../a-sibling.qcow2", l6), 0);
+    char *dangling[] = { xstrdup(l1), xasprintf("%s/x.qcow2", l2),
+                         xstrdup(l3), xasprintf("%s/y", l4),
+                         xasprintf("%s/sub/../dangling.qcow2", allowed_dir) };
+    for (int i = 0; i < 5; i++) {
+        char *why = policy_check_path(p, "f", dangling[i]);
+        ck_assert_msg(why != NULL, "%s allowed", dangling[i]);
+        free(why);
+        free(dangling[i]);
+    }
+    /* a link that stays inside is fine */
+    char *why = policy_check_path(p, "f", l6);
+    ck_assert_msg(!why, "%s: %s", l6, why);
+    free(l1); free(t1); free(l2); free(l3); free(l4); free(l5); free(l6);
+
     /* blockdev-add: any filename inside */
     char *args = xasprintf("{\"driver\": \"qcow2\", \"file\": {\"driver\": "
                            "\"file\", \"filename\": \"%s/x\"}}", outside);
