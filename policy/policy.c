@@ -17,43 +17,11 @@
 #include <unistd.h>
 
 #include "jsonobj.h"
+#include "policy-internal.h"
 #include "util.h"
 
 extern const unsigned char policy_rng[];
 extern const unsigned long policy_rng_len;
-
-struct rule {
-    bool allow;
-    char *glob;
-    int line;
-};
-
-struct role {
-    char *name;
-    bool default_allow;
-    struct rule *rules;
-    int nrules;
-    int line;        /* 0: built in */
-};
-
-struct listener_role {
-    char *listener;
-    char *role;
-};
-
-struct policy {
-    char *path;
-    struct role *roles;
-    int nroles;
-    struct listener_role *listeners;
-    int nlisteners;
-    char *default_role;
-    bool has_paths;
-    char **dirs;     /* resolved */
-    int ndirs;
-    struct policy_mirror_rule *mirrors;
-    int nmirrors;
-};
 
 /* ---- evaluation ---------------------------------------------------- */
 
@@ -120,161 +88,6 @@ static char *check_command(const struct policy *p, const char *listener,
                      listener);
 }
 
-/* How many symlinks one path may go through, as the kernel allows. */
-#define MAX_SYMLINKS 40
-
-/* Drop the last component of an absolute path held in sb ("/" stays). */
-static void strip_last(struct strbuf *sb)
-{
-    char *slash = strrchr(sb->buf, '/');
-
-    sb->len = slash && slash != sb->buf ? (size_t)(slash - sb->buf) : 1;
-    sb->buf[sb->len] = 0;
-}
-
-/*
- * Resolve an absolute path the way the kernel will when QEMU opens or
- * creates it: component by component, following every symlink, whether its
- * target exists or not (a dangling link in an allowed folder would
- * otherwise let QEMU create a file wherever it points), and ".." after the
- * links it follows.  Components that do not exist are taken as written.
- * NULL: too many links (the kernel would refuse with ELOOP).
- */
-static char *resolve(const char *path)
-{
-    struct strbuf out = STRBUF_INIT, todo = STRBUF_INIT;
-    int links = 0;
-    bool missing = false;   /* a component did not exist: no more lookups */
-
-    strbuf_adds(&out, "/");
-    strbuf_adds(&todo, path);
-    while (todo.len) {
-        /* the next component of todo, removed from its front */
-        size_t skip = strspn(todo.buf, "/");
-        size_t n = strcspn(todo.buf + skip, "/");
-        char *part = xstrndup(todo.buf + skip, n);
-        struct stat st;
-
-        memmove(todo.buf, todo.buf + skip + n, todo.len - skip - n + 1);
-        todo.len -= skip + n;
-        if (!part[0] || !strcmp(part, ".")) {
-            free(part);
-            continue;
-        }
-        if (!strcmp(part, "..")) {
-            struct stat up;
-            strip_last(&out);
-            /* the kernel would have stopped at the missing component;
-             * look again rather than trust what follows */
-            missing = lstat(out.buf, &up) != 0;
-            free(part);
-            continue;
-        }
-        if (out.len > 1) {
-            strbuf_addc(&out, '/');
-        }
-        strbuf_adds(&out, part);
-        free(part);
-        if (missing || lstat(out.buf, &st) != 0) {
-            missing = true;
-            continue;
-        }
-        if (S_ISLNK(st.st_mode)) {
-            char target[PATH_MAX];
-            ssize_t len = readlink(out.buf, target, sizeof(target) - 1);
-            struct strbuf rest = STRBUF_INIT;
-
-            if (len < 0 || ++links > MAX_SYMLINKS) {
-                strbuf_release(&out);
-                strbuf_release(&todo);
-                return NULL;
-            }
-            target[len] = 0;
-            strip_last(&out);
-            if (target[0] == '/') {
-                strbuf_release(&out);
-                strbuf_adds(&out, "/");
-            }
-            /* the link's target, then what was left after the link */
-            strbuf_adds(&rest, target);
-            strbuf_addc(&rest, '/');
-            strbuf_adds(&rest, todo.buf ? todo.buf : "");
-            strbuf_release(&todo);
-            todo = rest;
-        }
-    }
-    strbuf_release(&todo);
-    return strbuf_detach(&out, NULL);
-}
-
-static bool inside(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    if (!strcmp(dir, "/")) {
-        return true;
-    }
-    return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == 0);
-}
-
-char *policy_check_path(const struct policy *p, const char *what,
-                        const char *path)
-{
-    char *resolved, *err = NULL;
-    bool ok = false;
-
-    if (!p || !p->has_paths || !path) {
-        return NULL;
-    }
-    if (path[0] != '/') {
-        return xasprintf("%s '%s' is not allowed by policy %s: only absolute "
-                         "paths to plain files are (no relative paths, no "
-                         "protocol prefixes)", what, path, p->path);
-    }
-    resolved = resolve(path);
-    if (!resolved) {
-        return xasprintf("%s '%s' is not allowed by policy %s: it goes "
-                         "through more than %d symbolic links", what, path,
-                         p->path, MAX_SYMLINKS);
-    }
-    for (int i = 0; i < p->ndirs && !ok; i++) {
-        ok = inside(resolved, p->dirs[i]);
-    }
-    if (!ok) {
-        struct strbuf dirs = STRBUF_INIT;
-        for (int i = 0; i < p->ndirs; i++) {
-            strbuf_addf(&dirs, "%s%s", i ? ", " : "", p->dirs[i]);
-        }
-        err = xasprintf("%s '%s'%s%s%s is not allowed by policy %s: images "
-                        "may be created or opened only under %s", what, path,
-                        strcmp(resolved, path) ? " (that is " : "",
-                        strcmp(resolved, path) ? resolved : "",
-                        strcmp(resolved, path) ? ")" : "", p->path,
-                        dirs.buf ? dirs.buf : "(no directory)");
-        strbuf_release(&dirs);
-    }
-    free(resolved);
-    return err;
-}
-
-static char *check_location(void *opaque, const struct location *loc,
-                            const char *key, const char *value)
-{
-    (void)loc;
-    return policy_check_path(opaque, key, value);
-}
-
-/* Every place the command's declared locations name. */
-static char *check_paths(const struct policy *p, location_lookup_fn lookup,
-                         const char *command, json_object *args)
-{
-    const struct location *locs = lookup ? lookup(command) : NULL;
-
-    if (!p->has_paths || !locs) {
-        return NULL;
-    }
-    return location_each(locs, args, check_location, (void *)p);
-}
-
 char *policy_check_request(const struct policy *p, const char *listener,
                            const char *command, json_object *args,
                            location_lookup_fn locations)
@@ -303,7 +116,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
             }
             err = check_command(p, listener, type);
             if (!err && json_object_object_get_ex(act, "data", &data)) {
-                err = check_paths(p, locations, type, data);
+                err = policy_check_paths(p, locations, type, data);
             }
             if (err) {
                 char *in = xasprintf("transaction action %zu: %s", i, err);
@@ -313,7 +126,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
         }
         return NULL;
     }
-    return check_paths(p, locations, command, args);
+    return policy_check_paths(p, locations, command, args);
 }
 
 int policy_mirror_rule_count(const struct policy *p)
@@ -486,13 +299,39 @@ static void load_paths(struct policy *p, xmlNodePtr paths, struct errors *e)
         if (!is(a, "allow")) {
             continue;
         }
-        char *dir = prop(a, "dir");
-        p->dirs = xrealloc(p->dirs, sizeof(*p->dirs) * (size_t)(p->ndirs + 1));
-        /* a directory that does not exist yet is taken as written, ".."
-         * and all resolved as far as it goes */
-        p->dirs[p->ndirs++] = realpath(dir, real) ? xstrdup(real)
-                                                  : resolve(dir);
+        char *dir = prop(a, "dir"), *nbd = prop(a, "nbd");
+        char *protocol = prop(a, "protocol");
+        if (dir) {
+            /* a directory that does not exist yet is taken as written,
+             * ".." and all resolved as far as it goes */
+            char *resolved = realpath(dir, real) ? xstrdup(real)
+                                                 : policy_resolve(dir);
+            if (!resolved) {
+                add_error(e, (int)xmlGetLineNo(a), "folder %s goes through "
+                          "too many symbolic links", dir);
+            } else {
+                p->dirs = xrealloc(p->dirs, sizeof(*p->dirs)
+                                   * (size_t)(p->ndirs + 1));
+                p->dirs[p->ndirs++] = resolved;
+            }
+        }
+        if (nbd) {
+            /* a unix socket is compared once resolved, as it is checked */
+            char *path = !strncmp(nbd, "unix:", 5)
+                ? policy_resolve(nbd + 5) : NULL;
+            p->nbd = xrealloc(p->nbd, sizeof(*p->nbd) * (size_t)(p->nnbd + 1));
+            p->nbd[p->nnbd++] = path ? xasprintf("unix:%s", path)
+                                     : xstrdup(nbd);
+            free(path);
+        }
+        if (protocol) {
+            p->protocols = xrealloc(p->protocols, sizeof(*p->protocols)
+                                    * (size_t)(p->nprotocols + 1));
+            p->protocols[p->nprotocols++] = xstrdup(protocol);
+        }
         free(dir);
+        free(nbd);
+        free(protocol);
     }
 }
 
@@ -670,6 +509,14 @@ void policy_free(struct policy *p)
         free(p->dirs[i]);
     }
     free(p->dirs);
+    for (int i = 0; i < p->nnbd; i++) {
+        free(p->nbd[i]);
+    }
+    free(p->nbd);
+    for (int i = 0; i < p->nprotocols; i++) {
+        free(p->protocols[i]);
+    }
+    free(p->protocols);
     for (int i = 0; i < p->nmirrors; i++) {
         free(p->mirrors[i].name);
         free(p->mirrors[i].disks);

@@ -17,7 +17,14 @@
 #include <json-c/json.h>
 
 enum location_kind {
-    LOCATION_FILE,   /* a host file or directory */
+    LOCATION_FILE,        /* a string: a host file or folder, or a
+                           * protocol's URI (nbd://, nbd+unix://, json:) */
+    LOCATION_BLOCK_NODE,  /* an object with a "driver": a block node,
+                           * reaching wherever its driver reaches */
+    LOCATION_SOCKET,      /* SocketAddress (flat or legacy {type, data}):
+                           * where QEMU listens or connects */
+    LOCATION_URI,         /* scheme:rest, as migrate's uri (exec:, unix:,
+                           * tcp:, fd:, rdma:, file:) */
 };
 
 struct location {
@@ -26,11 +33,12 @@ struct location {
 };
 
 /*
- * Call fn for every string the locations name in args; stops at, and
- * returns, the first non-NULL result of fn.  key is the last member name.
+ * Call fn for every value the locations name in args (of any type: the
+ * caller judges by the kind); stops at, and returns, the first non-NULL
+ * result of fn.  key is the last member name (NULL at the top).
  */
 typedef char *(*location_fn)(void *opaque, const struct location *loc,
-                             const char *key, const char *value);
+                             const char *key, json_object *value);
 char *location_each(const struct location *locs, json_object *args,
                     location_fn fn, void *opaque);
 

@@ -6,6 +6,7 @@ and --check-policy."""
 import glob
 import json
 import os
+import socket
 import signal
 import subprocess
 import threading
@@ -216,6 +217,40 @@ class Paths(ProxyTestCase):
             "driver": "file", "filename": self.allowed + "/create.img", "size": 1048576}})
         self.assertIn("that is %s/created.img" % self.outside, r["error"]["desc"])
         self.assertEqual(os.listdir(self.outside), [])
+
+    def test_network_children_confined(self):
+        """An NBD server in a forbidden folder (QEMU connected to it), and
+        protocols the policy does not allow."""
+        c = self.client()
+        sock = os.path.join(self.outside, "x.sock")
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lsock.bind(sock)
+        lsock.listen(1)
+        lsock.settimeout(0.5)
+        self.addCleanup(lsock.close)
+        r = c.cmd("blockdev-add", {"driver": "nbd", "node-name": "remote", "export": "e",
+                                   "server": {"type": "unix", "path": sock}})
+        self.assertIn("the NBD server unix:%s is not allowed" % sock, r["error"]["desc"])
+        with self.assertRaises(socket.timeout):
+            lsock.accept()   # QEMU never heard of it
+        for args, words in [
+                ({"driver": "ssh", "node-name": "s", "server": {"host": "169.254.9.9"},
+                  "path": "/x"}, '<allow protocol="ssh"/>'),
+                ({"driver": "raw", "node-name": "r", "file": {
+                    "driver": "nbd", "server": {"type": "inet", "host": "169.254.9.9",
+                                                "port": "10809"}}}, "tcp:169.254.9.9:10809")]:
+            r = c.cmd("blockdev-add", args)
+            self.assertIn(words, r["error"]["desc"])
+        r = c.cmd("nbd-server-start", {"addr": {"type": "unix", "data": {
+            "path": os.path.join(self.outside, "server.sock")}}})
+        self.assertIn("not allowed by policy", r["error"]["desc"])
+        r = c.cmd("migrate", {"uri": "exec:touch %s/pwned" % self.outside})
+        self.assertIn('<allow protocol="exec"/>', r["error"]["desc"])
+        self.assertEqual(sorted(os.listdir(self.outside)), ["x.sock"])
+        # a server in an allowed folder is fine: QEMU gets to try
+        r = c.cmd("nbd-server-start", {"addr": {"type": "unix", "data": {
+            "path": os.path.join(self.allowed, "server.sock")}}})
+        self.assertEqual(r, {"return": {}})
 
     def test_allowed_paths_work(self):
         c = self.client()
