@@ -52,7 +52,8 @@ struct policy {
  * NULL when it goes through too many symbolic links. */
 char *policy_resolve(const char *path);
 /* Every place the command's declared locations name (policy-locations.c). */
-char *policy_check_paths(const struct policy *p, location_lookup_fn lookup,
+char *policy_check_paths(const struct policy *p,
+                         const struct location_lookup *lookup,
                          const char *command, json_object *args);
 
 #endif

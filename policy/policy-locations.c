@@ -420,17 +420,43 @@ static char *check_location(void *opaque, const struct location *loc,
     case LOCATION_URI:
         return json_object_is_type(value, json_type_string)
             ? check_uri(p, what, json_object_get_string(value)) : NULL;
+    case LOCATION_PROGRAM:
+        return protocol_allowed(p, "exec") || !json_object_is_type(
+                   value, json_type_string)
+            ? NULL : refuse_protocol(p, what, "exec",
+                                     json_object_get_string(value));
+    case LOCATION_ANYTHING:
+        return xasprintf("%s can name any file, socket or program, which "
+                         "qmproxy cannot check, so it is refused under the "
+                         "path policy of %s; use the QMP command instead",
+                         what, p->path);
     }
     return NULL;
 }
 
-char *policy_check_paths(const struct policy *p, location_lookup_fn lookup,
+char *policy_check_paths(const struct policy *p,
+                         const struct location_lookup *lookup,
                          const char *command, json_object *args)
 {
-    const struct location *locs = lookup ? lookup(command) : NULL;
+    const struct location *locs;
+    const char *place;
 
-    if (!p->has_paths || !locs) {
+    if (!p->has_paths || !lookup) {
         return NULL;
     }
-    return location_each(locs, args, check_location, (void *)p);
+    locs = lookup->declared(command);
+    if (locs) {
+        return location_each(locs, args, check_location, (void *)p);
+    }
+    /* a command nobody declared, that QEMU's schema says can name a
+     * place: the policy cannot confine it, so it is not allowed */
+    place = lookup->undeclared ? lookup->undeclared(lookup->opaque, command)
+                               : NULL;
+    if (place) {
+        return xasprintf("command '%s' can name a place outside QEMU (its "
+                         "argument %s) that qmproxy's policy does not know "
+                         "how to check, so it is refused under the path "
+                         "policy of %s", command, place, p->path);
+    }
+    return NULL;
 }

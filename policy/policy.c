@@ -88,9 +88,14 @@ static char *check_command(const struct policy *p, const char *listener,
                      listener);
 }
 
+bool policy_confines_places(const struct policy *p)
+{
+    return p && p->has_paths;
+}
+
 char *policy_check_request(const struct policy *p, const char *listener,
                            const char *command, json_object *args,
-                           location_lookup_fn locations)
+                           const struct location_lookup *locations)
 {
     char *err;
     json_object *actions;

@@ -25,6 +25,9 @@ enum location_kind {
                            * where QEMU listens or connects */
     LOCATION_URI,         /* scheme:rest, as migrate's uri (exec:, unix:,
                            * tcp:, fd:, rdma:, file:) */
+    LOCATION_PROGRAM,     /* a program QEMU runs (netdev scripts) */
+    LOCATION_ANYTHING,    /* a command line that can name anything (HMP):
+                           * nothing to check, so nothing to allow */
 };
 
 struct location {
@@ -42,8 +45,15 @@ typedef char *(*location_fn)(void *opaque, const struct location *loc,
 char *location_each(const struct location *locs, json_object *args,
                     location_fn fn, void *opaque);
 
-/* The locations of a command by name (NULL: it names none), as the
- * policy asks for a command and for each action of a transaction. */
-typedef const struct location *(*location_lookup_fn)(const char *command);
+/* What the policy asks of the commands, for a command and for each
+ * action of a transaction. */
+struct location_lookup {
+    /* The declared locations (NULL: none declared). */
+    const struct location *(*declared)(const char *command);
+    /* For a command that declares none: the argument through which it can
+     * still name a place (from QEMU's schema), or NULL. */
+    const char *(*undeclared)(void *opaque, const char *command);
+    void *opaque;
+};
 
 #endif

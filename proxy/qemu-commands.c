@@ -37,6 +37,27 @@ static const struct location chardev[] = {
 static const struct location object[] = {
     FILE_AT("mem-path"), FILE_AT("file"), FILE_AT("dir"), END,
 };
+static const struct location reopen[] = {
+    FILE_AT("options.*.**.filename"), FILE_AT("options.*.**.dir"),
+    FILE_AT("options.*.**.config"), AT("options.*.**", LOCATION_BLOCK_NODE),
+    END,
+};
+/* a guest network's helper programs and sockets */
+static const struct location netdev[] = {
+    AT("script", LOCATION_PROGRAM), AT("downscript", LOCATION_PROGRAM),
+    AT("helper", LOCATION_PROGRAM), AT("addr", LOCATION_SOCKET),
+    AT("local", LOCATION_SOCKET), AT("remote", LOCATION_SOCKET),
+    FILE_AT("path"), FILE_AT("sock"), END,
+};
+/* device properties that load host files */
+static const struct location device[] = {
+    FILE_AT("file"), FILE_AT("romfile"), FILE_AT("filename"), END,
+};
+static const struct location hmp[] = {
+    AT("command-line", LOCATION_ANYTHING), END,
+};
+/* its actions are commands of their own, checked one by one */
+static const struct location none[] = { END };
 
 static const struct location snapshot_file[] = {
     FILE_AT("snapshot-file"), END,
@@ -71,6 +92,16 @@ static const struct {
     { "chardev-add", chardev },
     { "chardev-change", chardev },
     { "object-add", object },
+    { "blockdev-reopen", reopen },
+    { "x-blockdev-reopen", reopen },
+    { "dumpdtb", filename },
+    { "migrate-recover", uri },
+    { "xen-save-devices-state", filename },
+    { "xen-load-devices-state", filename },
+    { "netdev_add", netdev },
+    { "device_add", device },
+    { "human-monitor-command", hmp },
+    { "transaction", none },
 };
 
 /* QEMU 7.2's block drivers (BlockdevDriver) by where they reach. */

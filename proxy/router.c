@@ -17,6 +17,7 @@
 #include "ops/auto-mirror.h"
 #include "ops/op.h"
 #include "policy.h"
+#include "qemu-schema.h"
 #include "session.h"
 #include "statefile.h"
 #include "log.h"
@@ -50,6 +51,9 @@ struct router {
     struct chain *chain;
     struct statefile *state;
     struct policy *policy;
+    struct qemu_schema *schema;   /* read only under a path policy */
+    bool schema_asked;
+    struct location_lookup locations;
 };
 
 
@@ -155,12 +159,15 @@ static const struct chain_hooks router_chain_hooks = {
     .new_overlay = chain_new_overlay,
 };
 
+static void read_schema_if_confined(struct router *r);
+
 void router_set_policy(struct router *r, struct policy *p)
 {
     policy_free(r->policy);
     r->policy = p;
     /* replicas a new policy asks for start now (when QEMU is there) */
     if (r->up && upstream_is_ready(r->up) && r->chain) {
+        read_schema_if_confined(r);
         auto_mirror_connect(&r->cmd_env);
     }
 }
@@ -247,12 +254,49 @@ static void seeded(void *opaque)
     }
 }
 
-/* QEMU is there: learn its disks first, then let clients in, so nobody
- * can ask for a chain before the proxy knows it. */
+/* QEMU's schema, for the commands a path policy must refuse because
+ * nobody declared where they point. */
+static void schema_read(void *opaque, const struct upstream_reply *reply)
+{
+    struct router *r = opaque;
+    json_object *ret = upstream_reply_return(reply);
+
+    r->schema_asked = false;
+    if (!ret) {
+        if (!reply->lost) {
+            log_warn("QEMU's schema could not be read: commands no table "
+                     "declares pass the path policy unchecked");
+        }
+        return;
+    }
+    qemu_schema_free(r->schema);
+    r->schema = qemu_schema_new(ret);
+}
+
+static void read_schema_if_confined(struct router *r)
+{
+    if (policy_confines_places(r->policy) && !r->schema && !r->schema_asked
+        && r->up && upstream_is_ready(r->up)) {
+        r->schema_asked = true;
+        upstream_send_internal(r->up, qmp_command("query-qmp-schema", NULL),
+                               schema_read, r);
+    }
+}
+
+static const char *undeclared_place(void *opaque, const char *command)
+{
+    struct router *r = opaque;
+    return qemu_schema_place_argument(r->schema, command);
+}
+
+/* QEMU is there: learn its disks first (and its schema, under a path
+ * policy), then let clients in, so nobody can ask for a chain before the
+ * proxy knows it. */
 static void on_ready(void *opaque)
 {
     struct router *r = opaque;
 
+    read_schema_if_confined(r);
     chain_seed(r->chain, seeded, r);
 }
 
@@ -505,7 +549,7 @@ static enum route_result route(void *opaque, struct session *s,
     const struct cmd_entry *e;
     char *why = policy_check_request(r->policy, session_listener(s),
                                      cmd->req.command, cmd->req.args,
-                                     cmd_locations);
+                                     &r->locations);
 
     if (why) {
         refuse(r, s, slot, cmd, why);
@@ -559,6 +603,10 @@ struct router *router_new(struct event_base *base, struct trafficlog *tl,
     r->cmd_env = (struct cmd_env){
         .base = base, .policy = policy_in_force, .save_state = save_state,
         .broadcast_event = broadcast_event, .opaque = r,
+    };
+    r->locations = (struct location_lookup){
+        .declared = cmd_locations, .undeclared = undeclared_place,
+        .opaque = r,
     };
     r->exit_check = event_new(base, -1, 0, check_exit, r);
     r->exit_deadline = evtimer_new(base, exit_deadline, r);

@@ -252,6 +252,24 @@ class Paths(ProxyTestCase):
             "path": os.path.join(self.allowed, "server.sock")}}})
         self.assertEqual(r, {"return": {}})
 
+    def test_commands_nobody_declared(self):
+        """Under a path policy, a command that can name a place and that
+        nobody declared is refused (read from QEMU's own schema); so is HMP,
+        which can name anything."""
+        c = self.client()
+        r = c.cmd("human-monitor-command", {"command-line": "info status"})
+        self.assertIn("can name any file, socket or program", r["error"]["desc"])
+        r = c.cmd("display-update", {"type": "vnc", "addresses": [
+            {"type": "inet", "host": "169.254.9.9", "port": "5900"}]})
+        self.assertIn("can name a place outside QEMU (its argument addresses.", r["error"]["desc"])
+        r = c.cmd("blockdev-reopen", {"options": [{"driver": "qcow2", "node-name": "x",
+                                                   "file": {"driver": "file",
+                                                            "filename": self.outside + "/r"}}]})
+        self.assertIn("not allowed by policy", r["error"]["desc"])
+        # what names no place is untouched
+        self.assertIn("status", c.ok("query-status"))
+        self.assertTrue(c.ok("qom-list", {"path": "/machine"}))
+
     def test_allowed_paths_work(self):
         c = self.client()
         self.assertEqual(self.snap(c, self.allowed + "/ok.qcow2"), {"return": {}})

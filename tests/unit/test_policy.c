@@ -46,11 +46,13 @@ static void teardown(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+static const struct location_lookup lookup = { .declared = cmd_locations };
+
 static void allowed(struct policy *p, const char *listener, const char *cmd,
                     const char *args_json)
 {
     json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
-    char *why = policy_check_request(p, listener, cmd, args, cmd_locations);
+    char *why = policy_check_request(p, listener, cmd, args, &lookup);
     ck_assert_msg(!why, "%s refused: %s", cmd, why);
     json_object_put(args);
 }
@@ -59,7 +61,7 @@ static void refused(struct policy *p, const char *listener, const char *cmd,
                     const char *args_json, const char *words)
 {
     json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
-    char *why = policy_check_request(p, listener, cmd, args, cmd_locations);
+    char *why = policy_check_request(p, listener, cmd, args, &lookup);
     ck_assert_msg(why && strstr(why, words), "%s: got %s", cmd,
                   why ? why : "(allowed)");
     free(why);
