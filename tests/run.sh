@@ -23,6 +23,13 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 
+# QEMU 10.0 beside Debian 12's 7.2, unpacked into a private prefix: the
+# integration tests run against both (set QMPROXY_SKIP_QEMU10=1 to skip)
+if [ -z "${QMPROXY_SKIP_QEMU10:-}" ]; then
+  qemu10_bin=$(contrib/qemu10.sh)
+  cmake_args+=(-DQMPROXY_QEMU10_BIN="$qemu10_bin")
+fi
+
 cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure --timeout 1200
