@@ -221,6 +221,24 @@ class Jobs(ChainTestCase):
         self.assertEqual([l["file"] for l in after["chain"]], [dest_snap, dest_base])
         self.assertNotIn("mirror", after)
 
+    def test_blockdev_mirror_onto_nodes_named_by_reference(self):
+        """libvirt's block copy: the copy's storage node, then a format node
+        whose file names it, then blockdev-mirror onto the format node."""
+        target = os.path.join(self.workdir, "copy.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", target, "64M")
+        self.c.ok("blockdev-add", {"driver": "file", "filename": target,
+                                   "node-name": "libvirt-6-storage"})
+        self.c.ok("blockdev-add", {"driver": "qcow2", "file": "libvirt-6-storage",
+                                   "node-name": "libvirt-6-format"})
+        device = self.dev() if self.shape == "q35" else qemu_chain(self.c)[2]
+        self.c.ok("blockdev-mirror", {"job-id": "copy", "device": device,
+                                      "target": "libvirt-6-format", "sync": "full"})
+        self.wait_job_event("BLOCK_JOB_READY", "copy")
+        m = proxy_chain(self.c)["mirror"]
+        self.assertEqual((m["file"], m["format"], m["ready"]), (target, "qcow2", "yes"))
+        self.c.ok("block-job-cancel", {"device": "copy"})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "copy")
+
     def test_cancelled_ready_mirror_leaves_chain(self):
         s1 = self.snapshot()
         target = os.path.join(self.workdir, "copy.qcow2")
