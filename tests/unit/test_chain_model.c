@@ -533,6 +533,47 @@ END_TEST
 #define Q_SNAP2 QDISK(N("qs2"), LAYER("q-s2.qcow2", N("qs2"), RW, SIZE) "," \
                       Q_S1 "," Q_BASE, "")
 
+/* libvirt's way: the overlay's nodes added (the format node names its
+ * file node), then blockdev-snapshot; then blockdev-mirror onto nodes
+ * added the same way, and its pivot. */
+START_TEST(test_blockdev_add_snapshot_mirror)
+{
+    struct t t;
+
+    start(&t, "q35");
+    run(&t, "snap", "snap");
+    play(&t, "add-file");
+    expect_quiet(&t);  /* a node on its own changes no chain */
+    play(&t, "add-fmt");
+    expect_quiet(&t);
+    play(&t, "bsnap");
+    ck_model(&t, "disk0", Q_SNAP2);
+    expect_asked(&t, "bsnap", ASK_ALL);
+    ck_model(&t, "disk0", Q_SNAP2);
+
+    play(&t, "add-mfile");
+    play(&t, "add-mfmt");
+    play(&t, "bmirror");
+    ck_model(&t, "disk0", QDISK(N("qs2"),
+        LAYER("q-s2.qcow2", N("qs2"), RW, SIZE) "," Q_S1 "," Q_BASE,
+        MIRROR("q-m.qcow2", "bm0", "copy", "running", "no", "0", "0")
+        JOB("bm0", "mirror", "running", "0", "0", "false")));
+    events_after(&t, "bmirror");
+    expect_asked(&t, "bmirror", ASK_JOBS);
+    play(&t, "bcomplete");
+    expect_asked(&t, "bmirror", ASK_JOBS);
+    events_after(&t, "bcomplete");
+    /* a full copy: the disk is the copy alone */
+    ck_model(&t, "disk0", QDISK("", LAYER("q-m.qcow2", "", RW, SIZE), ""));
+    expect_asked(&t, "bcomplete", ASK_JOBS);
+    expect_asked(&t, "bcomplete", ASK_ALL);
+    ck_model(&t, "disk0", QDISK(N("qm"), LAYER("q-m.qcow2", N("qm"), RW, SIZE),
+                                ""));
+    expect_no_warning(&t);
+    stop(&t);
+}
+END_TEST
+
 /* drive-mirror starts a job; while it lives the proxy never asks
  * query-named-block-nodes (QEMU 7.2's crash) and keeps the node-names
  * it knew; block-job-complete then BLOCK_JOB_COMPLETED is a pivot; the
@@ -1072,6 +1113,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_snapshot_sync_device);
     tcase_add_test(tc, test_transaction);
     tcase_add_test(tc, test_snapshot_sync_node_name);
+    tcase_add_test(tc, test_blockdev_add_snapshot_mirror);
     tcase_add_test(tc, test_mirror_pivot);
     tcase_add_test(tc, test_cancel_is_not_a_pivot);
     tcase_add_test(tc, test_commit_and_stream);
