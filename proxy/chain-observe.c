@@ -77,6 +77,9 @@ static void observe_snapshot(struct chain *c, json_object *a)
         return;
     }
     json_object_object_get_ex(c->blockdev_nodes, overlay, &added);
+    if (added && !jobj_str(added, "file")) {
+        added = NULL;  /* added with a file the model could not follow */
+    }
     ch_insert_top(d, added ? jobj_str(added, "file") : overlay,
                added ? jobj_str(added, "format") : NULL, overlay);
     d->uncertain = !added;
@@ -136,7 +139,8 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         json_object *added = NULL;
         json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
                                   &added);
-        str_set(&j->target_file, added ? jobj_str(added, "file") : node);
+        str_set(&j->target_file, added && jobj_str(added, "file")
+                                 ? jobj_str(added, "file") : node);
         str_set(&j->target_format, added ? jobj_str(added, "format") : NULL);
         str_set(&j->mode, "existing");
     } else {

@@ -613,6 +613,11 @@ struct router *router_new(struct event_base *base, struct trafficlog *tl,
     return r;
 }
 
+struct chain *router_chain(struct router *r)
+{
+    return r->chain;
+}
+
 static void create_chain(struct router *r)
 {
     if (!r->chain) {

@@ -63,5 +63,7 @@ void router_save_state(struct router *r);
 /* Use this policy (ownership taken; NULL: none), replacing the one in
  * force; operations already running are not disturbed. */
 void router_set_policy(struct router *r, struct policy *p);
+/* The chain model this router feeds (the unit tests read it). */
+struct chain *router_chain(struct router *r);
 
 #endif
