@@ -159,6 +159,36 @@ def write_base_pattern(path, pattern, offset):
     run([QEMU_IO, "-f", "qcow2", "-c", "write -P 0x%02x %d %d" % (pattern, offset, CHUNK), path])
 
 
+def wrapper_emulator(folder, traffic_dir, qmproxy_args, extra_conf=""):
+    """The <emulator> for domains behind qmproxy: the wrapper under a name
+    of its own in folder, so that its configuration (<emulator path>.conf,
+    written here) is this run's.  qmproxy_args: the QMPROXY_ARGS array's
+    contents, in shell syntax; extra_conf: more lines for the file."""
+    emulator = os.path.join(folder, "qemu-qmproxy")
+    os.symlink(WRAPPER, emulator)
+    with open(emulator + ".conf", "w") as f:
+        f.write("# qmproxy's libvirt test\n"
+                "QEMU=%s\n" % shlex.quote(os.path.abspath(QEMU_BIN)) +
+                "QMPROXY=%s\n" % shlex.quote(os.path.abspath(QMPROXY)) +
+                'QMPROXY_TRAFFIC_LOG=%s/"$DOMAIN_NAME".jsonl\n' % shlex.quote(traffic_dir) +
+                "QMPROXY_ARGS=(%s)\n" % qmproxy_args + extra_conf)
+    return emulator
+
+
+def forget_capabilities(emulator):
+    """libvirt caches what it probed per emulator path: forget this one."""
+    if not os.path.isdir(CAPS_CACHE):
+        return
+    for name in os.listdir(CAPS_CACHE):
+        path = os.path.join(CAPS_CACHE, name)
+        try:
+            with open(path, errors="replace") as f:
+                if "<emulator>%s</emulator>" % emulator in f.read():
+                    os.unlink(path)
+        except OSError:
+            pass
+
+
 class LibvirtSetup:
     """The libvirt daemon for the whole test class: ours if none runs."""
 
@@ -508,32 +538,15 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="qmproxy-libvirt-", dir=os.environ.get("QMPTEST_TMP"))
         os.chmod(cls.tmp, 0o755)   # a libvirtd configured otherwise may run QEMU as another user
         cls.traffic_dir = os.path.join(cls.tmp, "traffic")
-        # The <emulator>: the wrapper under a name of its own, so that its
-        # configuration (<emulator path>.conf) is this run's
-        cls.emulator = os.path.join(cls.tmp, "qemu-qmproxy")
-        os.symlink(WRAPPER, cls.emulator)
-        with open(cls.emulator + ".conf", "w") as f:
-            f.write("# qmproxy's libvirt test\n"
-                    "QEMU=%s\n" % shlex.quote(os.path.abspath(QEMU_BIN)) +
-                    "QMPROXY=%s\n" % shlex.quote(os.path.abspath(QMPROXY)) +
-                    'QMPROXY_TRAFFIC_LOG=%s/"$DOMAIN_NAME".jsonl\n' % shlex.quote(cls.traffic_dir) +
-                    'QMPROXY_ARGS=(-v --state "$DOMAIN_DIR/qmproxy.state")\n')
+        cls.emulator = wrapper_emulator(cls.tmp, cls.traffic_dir,
+                                        '-v --state "$DOMAIN_DIR/qmproxy.state"')
 
     @classmethod
     def tearDownClass(cls):
         try:
             cls.libvirt.stop()
         finally:
-            # libvirt caches what it probed per emulator path: forget ours
-            if os.path.isdir(CAPS_CACHE):
-                for name in os.listdir(CAPS_CACHE):
-                    path = os.path.join(CAPS_CACHE, name)
-                    try:
-                        with open(path, errors="replace") as f:
-                            if "<emulator>%s</emulator>" % cls.emulator in f.read():
-                                os.unlink(path)
-                    except OSError:
-                        pass
+            forget_capabilities(cls.emulator)
             if os.environ.get("QMPTEST_KEEP"):
                 print("kept", cls.tmp)
             else:
