@@ -88,8 +88,10 @@ LIBVIRT_LOG_LINE = re.compile(r"^(\S+ \S+)\+0000: \d+: \w+ : (\w+):\d+ : (.*)")
 
 def libvirt_phases(path, names):
     """From libvirtd's debug log: per domain start, ms from launching the
-    emulator to libvirt connecting its monitor, to QEMU's greeting, and
-    from the greeting to `cont` (libvirt's conversation), for both kinds."""
+    emulator to libvirt connecting its monitor, to QEMU's greeting, to the
+    first answer (QEMU answers commands once its main loop runs, which may
+    be well after the greeting), and from that answer to `cont` (libvirt's
+    conversation), for both kinds."""
     found = {kind: [] for kind in names}
     current = None
     with open(path, errors="replace") as f:
@@ -111,6 +113,8 @@ def libvirt_phases(path, names):
                 current.setdefault("monitor", when)
             elif fn == "qemuMonitorJSONIOProcessLine" and '{"QMP"' in msg:
                 current.setdefault("greeting", when)
+            elif fn == "qemuMonitorJSONIOProcessLine" and '{"return"' in msg:
+                current.setdefault("answer", when)
             elif fn == "qemuMonitorSend" and '"execute":"cont"' in msg:
                 current.setdefault("cont", when)
                 current["commands"] = current.get("commands", 0) + 1
@@ -118,7 +122,7 @@ def libvirt_phases(path, names):
                 current["commands"] = current.get("commands", 0) + 1
     phases = {}
     for kind, starts in found.items():
-        starts = [s for s in starts[1:] if {"monitor", "greeting", "cont"} <= set(s)]
+        starts = [s for s in starts[1:] if {"monitor", "greeting", "answer", "cont"} <= set(s)]
         if starts:
             phases[kind] = {
                 "starts": len(starts),
@@ -126,8 +130,10 @@ def libvirt_phases(path, names):
                     (s["monitor"] - s["t0"]) * 1000 for s in starts),
                 "launch to QEMU's greeting": statistics.median(
                     (s["greeting"] - s["t0"]) * 1000 for s in starts),
-                "greeting to cont": statistics.median(
-                    (s["cont"] - s["greeting"]) * 1000 for s in starts),
+                "launch to first answer": statistics.median(
+                    (s["answer"] - s["t0"]) * 1000 for s in starts),
+                "first answer to cont": statistics.median(
+                    (s["cont"] - s["answer"]) * 1000 for s in starts),
                 "commands": statistics.median(s["commands"] for s in starts),
             }
     return phases
