@@ -143,6 +143,11 @@ def virsh(*args, timeout=120, check=True):
     return tl.run([tl.VIRSH, "-c", tl.URI] + list(args), timeout=timeout, check=check)
 
 
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def children(pid):
     """The processes whose parent is pid (qmproxy is QEMU's child)."""
     found = []
@@ -154,6 +159,18 @@ def children(pid):
         except (OSError, ValueError, IndexError):
             pass
     return found
+
+
+def cpu_ms(pid):
+    """CPU time the process has used so far, all its threads (schedstat)."""
+    total = 0
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, task)) as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError):
+        pass
+    return total / 1e6
 
 
 def wall(stamp):
@@ -200,6 +217,10 @@ class Bench:
             pid = int(f.read().strip())
         breakdown = self.breakdown(log, log_at, t0, t1) if kind == "qmproxy" else None
         proxies = [p for p in children(pid) if tl.alive(p)]
+        if breakdown is not None:
+            # CPU time is what a loaded machine cannot blur
+            breakdown["(qmproxy's CPU time, ms)"] = sum(cpu_ms(p) for p in proxies)
+            breakdown["(QEMU's CPU time, ms)"] = cpu_ms(pid)
         virsh("destroy", name)
         wait_for(lambda: not tl.alive(pid), timeout=30, what="QEMU to end")
         wait_for(lambda: not any(tl.alive(p) for p in proxies), timeout=30,
@@ -283,6 +304,7 @@ def main():
         times = {"direct": [], "qmproxy": []}
         breakdowns = []
         began = time.monotonic()
+        load_before = loadavg()
         for i in range(opts.rounds):
             order = ("direct", "qmproxy") if i % 2 == 0 else ("qmproxy", "direct")
             for kind in order:
@@ -303,6 +325,9 @@ def main():
         print("  qmproxy  %7.1f ms  (%s)" % (proxied * 1000, " ".join(
             "%.0f" % (t * 1000) for t in times["qmproxy"])))
         print("  ratio    %7.3f    (target <= 1.05)" % (proxied / direct))
+        print("  paired   %7.3f    (median of each round's qmproxy/direct)" % statistics.median(
+            q / d for q, d in zip(times["qmproxy"], times["direct"])))
+        print("  load average before and after: %s; %s" % (load_before, loadavg()))
         print("\nwhere the proxied start spends its time (ms after `virsh start`, medians):")
         keys = []
         for b in breakdowns:
