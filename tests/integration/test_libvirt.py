@@ -1037,11 +1037,14 @@ class WrapperAlone(unittest.TestCase):
         private = os.path.join(self.dir, PRIVATE_SOCKET)
         wait_for(lambda: "connected to QEMU at unix:%s" % private in self.read_output(),
                  what="qmproxy to connect")
-        # connected, and QEMU has not even started
+        # connected, and QEMU has not even started (the process that
+        # becomes QEMU gets the socket as its descriptor a moment after
+        # the fork, hence the wait)
+        wait_for(lambda: unix_socket_of(p.pid, lsock.fileno()) == (private, True),
+                 what="the private socket as the monitor descriptor")
         self.assertFalse(os.path.exists(go))
         self.assertNotEqual(os.path.realpath(os.readlink("/proc/%d/exe" % p.pid)),
                             os.path.realpath(QEMU_BIN))
-        self.assertEqual(unix_socket_of(p.pid, lsock.fileno()), (private, True))
         client = QMPClient(path, read_greeting=False)
         self.addCleanup(client.close)
         with open(go, "w"):
