@@ -94,7 +94,8 @@ static void usage(FILE *out)
 "                       descriptor N (replacing an fd:N listener there) and\n"
 "                       execute PROGRAM (QEMU, told fd=N) in this process; the\n"
 "                       proxy runs on in a child, connected at once, and ends\n"
-"                       if PROGRAM never accepts (--connect-timeout unused)\n"
+"                       if PROGRAM cannot run or ends before accepting it\n"
+"                       (--connect-timeout unused, --reconnect refused)\n"
 "  -v                   more diagnostics on stderr (-vv: debug)\n");
 }
 
