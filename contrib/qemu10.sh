@@ -11,10 +11,15 @@
 set -euo pipefail
 prefix=${1:-${QMPROXY_QEMU10_PREFIX:-/opt/qmproxy/qemu-10.0}}
 want=10.0
+# every package that carries modules too: QEMU 10 looks for a module in
+# its own folder first and then in the system's, and a 7.2 module found
+# there makes it abort (libvirt's probing loads them all)
 packages=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils
-          qemu-block-extra)
+          qemu-block-extra qemu-system-gui qemu-system-modules-opengl
+          qemu-system-modules-spice)
 
 if [ -x "$prefix/bin/qemu-system-x86_64" ] &&
+   grep -q QEMU_MODULE_DIR "$prefix/bin/qemu-system-x86_64" &&
    "$prefix/bin/qemu-system-x86_64" -version 2>/dev/null | grep -q "version $want"; then
   echo "$prefix/bin"
   exit 0
@@ -51,6 +56,7 @@ real=$prefix/usr/bin
 # and SeaBIOS (not part of these packages) where Debian puts it
 cat > "$prefix.new/bin/qemu-system-x86_64" <<WRAP
 #!/bin/bash
+export QEMU_MODULE_DIR=$prefix/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/qemu
 exec -a "\$0" "$real/qemu-system-x86_64" -L "$prefix/usr/share/qemu" -L /usr/share/seabios "\$@"
 WRAP
 for tool in qemu-img qemu-io qemu-nbd qemu-storage-daemon; do

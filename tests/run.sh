@@ -28,6 +28,10 @@ fi
 if [ -z "${QMPROXY_SKIP_QEMU10:-}" ]; then
   qemu10_bin=$(contrib/qemu10.sh)
   cmake_args+=(-DQMPROXY_QEMU10_BIN="$qemu10_bin")
+  # and libvirt 11.3 driving it, in a mount namespace of its own (root)
+  if [ "$(id -u)" -eq 0 ] && contrib/libvirt11.sh setup >/dev/null; then
+    cmake_args+=(-DQMPROXY_LIBVIRT11=ON)
+  fi
 fi
 
 cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
