@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,7 +44,8 @@
 #define KICK_FRACTION 8
 /* Formatted lines are written in chunks of about this much. */
 #define WRITE_CHUNK (256u * 1024u)
-/* A formatting buffer bigger than this is given back after use. */
+/* A formatting buffer bigger than this is given back after use; so are
+ * the ring's pages after a drain this big (a huge message went through). */
 #define KEEP_BUFFER (1u << 20)
 
 enum {
@@ -349,6 +351,29 @@ static void drain(struct trafficlog *tl, size_t head, size_t n,
     strbuf_trim(scratch);
 }
 
+/* The pages of [head, head+n) go back to the system: after a huge message
+ * the ring does not keep it resident.  The loop never touches these bytes
+ * until the writer has moved the head past them. */
+static void release_pages(struct trafficlog *tl, size_t head, size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+    if (n < KEEP_BUFFER) {
+        return;
+    }
+    head %= tl->cap;
+    while (n) {
+        size_t run = head + n > tl->cap ? tl->cap - head : n;
+        size_t from = (head + page - 1) / page * page;
+        size_t to = (head + run) / page * page;
+        if (to > from) {
+            madvise(tl->ring + from, to - from, MADV_DONTNEED);
+        }
+        n -= run;
+        head = 0;
+    }
+}
+
 static bool writer_hurried(const struct trafficlog *tl)
 {
     return tl->stop || tl->reopen || tl->hurry || tl->flushers
@@ -404,6 +429,7 @@ static void *writer(void *arg)
             tl->hurry = false;
             pthread_mutex_unlock(&tl->mu);
             drain(tl, head, n, &out, &scratch, &tc);
+            release_pages(tl, head, n);
             pthread_mutex_lock(&tl->mu);
             tl->writing = false;
             tl->head = (tl->head + n) % tl->cap;
@@ -578,7 +604,15 @@ struct trafficlog *trafficlog_new(struct event_base *base, const char *path,
         }
         tl->path = xstrdup(path);
         tl->cap = buffer_bytes ? buffer_bytes : (4u << 20);
-        tl->ring = xmalloc(tl->cap);
+        /* mapped, so that its pages can be given back (release_pages) */
+        tl->ring = mmap(NULL, tl->cap, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (tl->ring == MAP_FAILED) {
+            tl->ring = NULL;
+            *error = xstrdup("cannot map the traffic log's buffer");
+            trafficlog_free(tl);
+            return NULL;
+        }
         if (pthread_create(&tl->thread, NULL, writer, tl)) {
             *error = xstrdup("cannot start the traffic log writer thread");
             trafficlog_free(tl);
@@ -690,7 +724,9 @@ void trafficlog_free(struct trafficlog *tl)
     pthread_mutex_destroy(&tl->mu);
     pthread_cond_destroy(&tl->wake);
     pthread_cond_destroy(&tl->idle);
-    free(tl->ring);
+    if (tl->ring) {
+        munmap(tl->ring, tl->cap);
+    }
     free(tl->path);
     free(tl->taps);
     strbuf_release(&tl->line);
