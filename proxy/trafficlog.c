@@ -8,13 +8,14 @@
  * thread: formatting the line (time, names, newlines folded), deciding
  * whether a client's text is standard JSON (and re-encoding it when it is
  * not), and writing.  The writer is woken once when the ring stops being
- * empty, then lingers up to FLUSH_INTERVAL_MS collecting more lines and
- * writes them with one write(2); the loop wakes it early only when the ring
- * passes KICK_FRACTION of its size, a line is lost, or someone flushes,
- * reopens or stops.  So a steady stream of messages costs about
- * 1000 / FLUSH_INTERVAL_MS wake-ups a second, not one per message, and a
- * line reaches the file at most FLUSH_INTERVAL_MS (plus the write) after
- * it happened.
+ * empty; it writes at once if its last write is FLUSH_INTERVAL_MS old,
+ * else lingers until then collecting more lines, and writes them with one
+ * write(2).  The loop wakes it early only when the ring passes
+ * KICK_FRACTION of its size, a line is lost, or someone flushes, reopens
+ * or stops.  So a steady stream of messages costs at most
+ * 1000 / FLUSH_INTERVAL_MS wake-ups a second, not one per message; a lone
+ * line is written at once, and none waits more than FLUSH_INTERVAL_MS
+ * (plus the write).
  *
  * Taps are on the loop: when an observer is connected the line is
  * formatted there too (the same code), and handed to tap.c, which batches.
@@ -38,8 +39,8 @@
 #include "util.h"
 
 #define LOST_WARN_INTERVAL_US (10u * 1000u * 1000u)
-/* The longest a line waits in the ring before the writer writes it. */
-#define FLUSH_INTERVAL_MS 20
+/* The writer writes at most this often: the longest a line waits. */
+#define FLUSH_INTERVAL_MS 5
 /* The loop wakes a lingering writer once the ring is this full (1/8). */
 #define KICK_FRACTION 8
 /* Formatted lines are written in chunks of about this much. */
@@ -381,9 +382,8 @@ static bool writer_hurried(const struct trafficlog *tl)
         || tl->dropped != tl->dropped_noted;
 }
 
-static void deadline_in(struct timespec *ts, int ms)
+static void timespec_add_ms(struct timespec *ts, int ms)
 {
-    clock_gettime(CLOCK_MONOTONIC, ts);
     ts->tv_sec += ms / 1000;
     ts->tv_nsec += (long)(ms % 1000) * 1000000L;
     if (ts->tv_nsec >= 1000000000L) {
@@ -397,6 +397,7 @@ static void *writer(void *arg)
     struct trafficlog *tl = arg;
     struct strbuf out = STRBUF_INIT, scratch = STRBUF_INIT;
     struct timecache tc = { 0 };
+    struct timespec last_write = { 0, 0 };
 
     pthread_mutex_lock(&tl->mu);
     for (;;) {
@@ -410,9 +411,10 @@ static void *writer(void *arg)
             continue;
         }
         if (tl->used && !writer_hurried(tl)) {
-            /* let more lines come, so that one write takes them all */
-            struct timespec deadline;
-            deadline_in(&deadline, FLUSH_INTERVAL_MS);
+            /* at most one write per FLUSH_INTERVAL_MS: let more lines
+             * come until then (a line after a quiet spell goes at once) */
+            struct timespec deadline = last_write;
+            timespec_add_ms(&deadline, FLUSH_INTERVAL_MS);
             tl->lingering = true;
             while (!writer_hurried(tl)) {
                 if (pthread_cond_timedwait(&tl->wake, &tl->mu, &deadline)
@@ -430,6 +432,7 @@ static void *writer(void *arg)
             pthread_mutex_unlock(&tl->mu);
             drain(tl, head, n, &out, &scratch, &tc);
             release_pages(tl, head, n);
+            clock_gettime(CLOCK_MONOTONIC, &last_write);
             pthread_mutex_lock(&tl->mu);
             tl->writing = false;
             tl->head = (tl->head + n) % tl->cap;
