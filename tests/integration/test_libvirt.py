@@ -942,8 +942,9 @@ class WrapperAlone(unittest.TestCase):
                 for fd in os.listdir("/proc/%d/fd" % p.pid)}
         self.assertNotIn("socket:[%d]" % inode, held)
         # the configuration saw the domain's name (commas undoubled) and uuid
-        log = traffic(os.path.join(traffic_log, "a,b-%s.jsonl" % uuid))
-        self.assertTrue(client_commands(log, "query-status"))
+        # (the writer thread writes the line within milliseconds, not at once)
+        wait_for(lambda: client_commands(traffic(os.path.join(traffic_log, "a,b-%s.jsonl" % uuid)),
+                                         "query-status"), what="query-status in the traffic log")
 
         # QEMU ends: qmproxy delivers the last messages and ends too
         client.send({"execute": "quit"})
