@@ -63,12 +63,9 @@ static const struct conn_callbacks observer_cb = {
     .closed = on_closed,
 };
 
-/* Send the batch to every observer; cut off those too far behind. */
-static void tap_flush(struct tap *t)
+/* Send bytes to every observer; cut off those too far behind. */
+static void send_all(struct tap *t, const char *buf, size_t len)
 {
-    if (!t->batch.len) {
-        return;
-    }
     /* backwards: an observer that fails the write leaves the array */
     for (size_t i = t->nobs; i-- > 0;) {
         if (i >= t->nobs) {
@@ -80,10 +77,17 @@ static void tap_flush(struct tap *t)
             drop_observer(t, o);
             continue;
         }
-        conn_write(o->conn, t->batch.buf, t->batch.len);
+        conn_write(o->conn, buf, len);
+    }
+}
+
+static void tap_flush(struct tap *t)
+{
+    if (t->batch.len) {
+        send_all(t, t->batch.buf, t->batch.len);
     }
     if (t->batch.cap > 4 * TAP_BATCH) {
-        strbuf_release(&t->batch);  /* after a huge line */
+        strbuf_release(&t->batch);
     }
     t->batch.len = 0;
 }
@@ -148,6 +152,13 @@ void tap_free(struct tap *t)
 void tap_broadcast(struct tap *t, const char *line, size_t len)
 {
     if (!t->nobs) {
+        return;
+    }
+    if (len >= TAP_BATCH) {
+        /* a huge line goes as it is, after what waits: no second copy */
+        evtimer_del(t->timer);
+        tap_flush(t);
+        send_all(t, line, len);
         return;
     }
     strbuf_add(&t->batch, line, len);
