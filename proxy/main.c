@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -649,6 +650,11 @@ int main(int argc, char **argv)
     log_set_level(o.verbosity >= 2 ? LOG_DEBUG
                   : o.verbosity == 1 ? LOG_INFO : LOG_WARN);
     signal(SIGPIPE, SIG_IGN);
+    /* Blocks of 1 MiB and more (a huge message, its copies) are mapped on
+     * their own, so freeing them gives the memory back; a fixed threshold
+     * also stops glibc raising it after such a free and then keeping the
+     * next big blocks in a heap it cannot shrink. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     q.base = event_base_new();
     if (!q.base) {
         fprintf(stderr, "qmproxy: cannot create the event loop\n");

@@ -352,9 +352,11 @@ class Persistence(ChainTestCase):
         self.assertEqual(files, [s2, s1, self.qemu.images[0]])
         wait_for(lambda: "while qmproxy was away, the chain of disk disk0 changed"
                  in self.proxy.read_stderr(), what="the log line")
-        events = [json.loads(l) for l in open(self.tlog) if "QMPROXY_CHAIN_CHANGED" in l]
-        ev = [e for e in events if e["msg"]["data"].get("reason") == "changed-while-away"]
-        self.assertTrue(ev, events)
+        # the writer thread writes the line within milliseconds, not at once
+        def away_events():
+            events = [json.loads(l) for l in open(self.tlog) if "QMPROXY_CHAIN_CHANGED" in l]
+            return [e for e in events if e["msg"]["data"].get("reason") == "changed-while-away"]
+        ev = wait_for(away_events, what="the changed-while-away event in the traffic log")
         self.assertEqual(ev[0]["msg"]["data"]["before"], "%s <- %s" % (s1, self.qemu.images[0]))
 
     def test_corrupt_state_file_set_aside(self):
