@@ -32,6 +32,8 @@ struct options {
     size_t nclients;
     char **extras;       /* listener names whose clients see the extras */
     size_t nextras;
+    char **pretty;       /* ... and those whose clients get pretty QMP */
+    size_t npretty;
     char **taps;
     size_t ntaps;
     int socket_mode;
@@ -66,7 +68,7 @@ static void usage(FILE *out)
 "Usage: qmproxy --upstream unix:PATH|PATH|tcp:HOST:PORT\n"
 "               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
 "               --client [NAME=]fd:N|stdio|unix:PATH|tcp:HOST:PORT\n"
-"               [--extras NAME]\n"
+"               [--extras NAME] [--pretty NAME]\n"
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
@@ -89,6 +91,8 @@ static void usage(FILE *out)
 "                       proxy's own events and commands in query-commands;\n"
 "                       by default a client sees exactly what QEMU sends\n"
 "                       (any client can ask: qmproxy-capabilities)\n"
+"  --pretty NAME        clients of listener (or client) NAME get QMP as a\n"
+"                       pretty-printing monitor writes it (-qmp-pretty)\n"
 "  --socket-mode MODE   permissions of the Unix sockets created (octal,\n"
 "                       default 0600)\n"
 "  --traffic-log FILE   one JSON object per line for every message ('-':\n"
@@ -127,12 +131,13 @@ static bool parse_options(int argc, char **argv, struct options *o)
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
            OPT_CHECK_POLICY, OPT_EXEC_UPSTREAM, OPT_VERSION, OPT_HELP,
-           OPT_CLIENT, OPT_EXTRAS };
+           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "client", required_argument, NULL, OPT_CLIENT },
         { "extras", required_argument, NULL, OPT_EXTRAS },
+        { "pretty", required_argument, NULL, OPT_PRETTY },
         { "socket-mode", required_argument, NULL, OPT_MODE },
         { "traffic-log", required_argument, NULL, OPT_TLOG },
         { "tap", required_argument, NULL, OPT_TAP },
@@ -168,6 +173,9 @@ static bool parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_EXTRAS:
             push(&o->extras, &o->nextras, optarg);
+            break;
+        case OPT_PRETTY:
+            push(&o->pretty, &o->npretty, optarg);
             break;
         case OPT_TAP:
             push(&o->taps, &o->ntaps, optarg);
@@ -462,12 +470,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 /* enum session_extras for the clients of the listener or client name. */
 static unsigned extras_for(const struct options *o, const char *name)
 {
+    unsigned extras = 0;
+
     for (size_t i = 0; i < o->nextras; i++) {
         if (!strcmp(o->extras[i], name)) {
-            return SESSION_EXTRAS_ALL;
+            extras |= SESSION_EXTRAS_ALL;
         }
     }
-    return 0;
+    for (size_t i = 0; i < o->npretty; i++) {
+        if (!strcmp(o->pretty[i], name)) {
+            extras |= SESSION_PRETTY;
+        }
+    }
+    return extras;
 }
 
 static bool setup(struct qmproxy *q, const struct options *o)
@@ -622,6 +637,10 @@ static void free_options(struct options *o)
         free(o->extras[i]);
     }
     free(o->extras);
+    for (size_t i = 0; i < o->npretty; i++) {
+        free(o->pretty[i]);
+    }
+    free(o->pretty);
     for (size_t i = 0; i < o->ntaps; i++) {
         free(o->taps[i]);
     }

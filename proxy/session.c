@@ -12,6 +12,7 @@
 #include "log.h"
 #include "qapi.h"
 #include "qjson.h"
+#include "qmp-pretty.h"
 #include "util.h"
 
 /* Backpressure: stop reading a client past these, resume below them. */
@@ -209,6 +210,20 @@ struct session *slot_session(const struct slot *slot)
     return slot->session;
 }
 
+/* Everything the client is sent goes through here: QEMU's compact line,
+ * or (a pretty client) its pretty form. */
+static void send_message(struct session *s, const char *raw, size_t len)
+{
+    if (s->extras & SESSION_PRETTY) {
+        size_t plen;
+        char *pretty = qmp_pretty(raw, len, &plen);
+        conn_write(s->conn, pretty, plen);
+        free(pretty);
+        return;
+    }
+    conn_write(s->conn, raw, len);
+}
+
 /* Write every answered slot at the head, in order. */
 static void flush_slots(struct session *s)
 {
@@ -216,7 +231,7 @@ static void flush_slots(struct session *s)
 
     while ((slot = TAILQ_FIRST(&s->slots)) && slot->state == SLOT_READY) {
         if (!s->closed) {
-            conn_write(s->conn, slot->reply, slot->reply_len);
+            send_message(s, slot->reply, slot->reply_len);
         }
         slot_free(s, slot);
     }
@@ -234,13 +249,13 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
     slot_release(slot);
     if (slot->oob) {
         /* out of band: it goes now, whatever is still to come before it */
-        conn_write(s->conn, raw, len);
+        send_message(s, raw, len);
         slot_free(s, slot);
         flush_slots(s);
     } else if (slot == TAILQ_FIRST(&s->slots)) {
         /* the usual case: nothing earlier is outstanding */
         if (!s->closed) {
-            conn_write(s->conn, raw, len);
+            send_message(s, raw, len);
         }
         slot_free(s, slot);
         flush_slots(s);
@@ -627,7 +642,7 @@ void session_start(struct session *s, const char *greeting, size_t len,
     s->started = true;
     log_traffic(s, TLOG_OUT, TLOG_FROM_QEMU, "greeting", greeting, len,
                 false, -1);
-    conn_write(s->conn, greeting, len);
+    send_message(s, greeting, len);
     conn_read_into(s->conn, &session_input, s->in);
 }
 
@@ -636,7 +651,7 @@ void session_event(struct session *s, const char *raw, size_t len)
     if (s->closed || !s->negotiated) {
         return;
     }
-    conn_write(s->conn, raw, len);
+    send_message(s, raw, len);
     if (conn_output_pending(s->conn) >= OUTPUT_SOFT_LIMIT) {
         update_reading(s);
     }

@@ -95,6 +95,9 @@ enum session_extras {
     SESSION_EXTRA_EVENTS = 1 << 0,    /* QMPROXY_* events */
     SESSION_EXTRA_COMMANDS = 1 << 1,  /* qmproxy-* in query-commands */
     SESSION_EXTRAS_ALL = SESSION_EXTRA_EVENTS | SESSION_EXTRA_COMMANDS,
+    /* not an extra but a form: everything sent as a pretty-printing
+     * monitor (-qmp-pretty) would write it (--pretty NAME) */
+    SESSION_PRETTY = 1 << 2,
 };
 
 /* rfd and wfd: the same socket, or standard input and output.  env is

@@ -97,6 +97,77 @@ class ListenerExtras(ProxyTestCase):
         c.wait_event("QMPROXY_CHAIN_CHANGED")
 
 
+class PrettyClient(ProxyTestCase):
+    """A client used to QEMU's pretty-printing monitor (-qmp-pretty, as
+    some of QEMU's own tests ask for) gets the very same bytes through
+    --pretty as from such a monitor."""
+    proxy_args = ("--pretty", "default")
+
+    def setUp(self):
+        self.pretty_sock = None
+        super().setUp()
+
+    def prepare_images(self):
+        pass
+
+    def start_proxy(self, args=None, **kw):
+        # a third monitor of QEMU's, pretty, to compare with
+        self.qemu.stop()
+        from qmptest import QEMU
+        self.pretty_sock = os.path.join(self.workdir, "pretty.sock")
+        self.qemu = QEMU(os.path.join(self.workdir), shape=self.shape, disks=1, monitors=2,
+                         extra_args=["-chardev", "socket,id=pm,path=%s,server=on,wait=off"
+                                     % self.pretty_sock, "-mon", "chardev=pm,mode=control,pretty=on"])
+        self.addCleanup(self.qemu.stop)
+        wait_for(lambda: os.path.exists(self.pretty_sock), what="the pretty monitor")
+        return super().start_proxy(args=args, **kw)
+
+    @staticmethod
+    def read_pretty(c):
+        """One pretty message: lines up to the closing brace at column 0."""
+        lines = []
+        while True:
+            line = c.read_line()
+            lines.append(line)
+            if line == b"}\r\n":
+                return b"".join(lines)
+
+    def connect(self, path):
+        c = QMPClient(path, read_greeting=False)
+        self.addCleanup(c.close)
+        return c
+
+    def test_same_bytes_as_a_pretty_monitor(self):
+        direct = self.connect(self.pretty_sock)
+        proxied = self.connect(self.proxy.listen)
+        d, p = self.read_pretty(direct), self.read_pretty(proxied)
+        self.assertEqual(p, d)
+        self.assertIn(b'\r\n    "QMP": {\r\n', p)
+        replies = {}
+        for cmd in (b'{"execute": "qmp_capabilities"}',
+                    b'{"execute": "query-status", "id": "s"}',
+                    b'{"execute": "query-block"}',
+                    b'{"execute": "query-commands", "id": [1, {"a": []}]}',
+                    b'{"execute": "no-such-command", "id": -1e999}',
+                    b'{"execute": "query-version"}',
+                    b'{"execute": "query-block-jobs"}',
+                    b'{"execute": "stop"}'):
+            direct.send(cmd)
+            proxied.send(cmd)
+            d, p = self.read_pretty(direct), self.read_pretty(proxied)
+            if b'"event"' in d:     # STOP may come before stop's reply
+                d = self.read_pretty(direct)
+            if b'"event"' in p:
+                p = self.read_pretty(proxied)
+            self.assertEqual(p, d, cmd)
+            replies[cmd] = p
+        # an empty list and an empty object, as QEMU lays them out
+        self.assertEqual(replies[b'{"execute": "query-block-jobs"}'],
+                         b'{\r\n    "return": [\r\n    ]\r\n}\r\n')
+        self.assertEqual(replies[b'{"execute": "stop"}'],
+                         b'{\r\n    "return": {\r\n    }\r\n}\r\n')
+
+
 @for_each_shape
 class NonFiniteIds(ProxyTestCase):
     """QEMU accepts 1e999 as an id and echoes it as inf: not JSON.  The
