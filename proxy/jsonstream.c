@@ -1,7 +1,6 @@
 /*
- * jsonstream: QEMU's JSON lexer, streamer and parser rules over a byte
- * stream, keeping raw bytes.  The state names follow QEMU's
- * qobject/json-lexer.c so the two can be compared line by line; the parser
+ * jsonstream: QEMU's JSON streamer and parser rules over a byte stream,
+ * keeping raw bytes; the tokens come from json-lexer.  The parser
  * is incremental (it consumes tokens as they arrive instead of queueing
  * them) but reports the same first error QEMU's recursive descent would.
  */
@@ -15,38 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-lexer.h"
 #include "util.h"
-
-enum lex_state {
-    LX_START,
-    LX_RECOVERY,
-    LX_DQ_STRING,
-    LX_DQ_STRING_ESCAPE,
-    LX_SQ_STRING,
-    LX_SQ_STRING_ESCAPE,
-    LX_ZERO,
-    LX_EXP_DIGITS,
-    LX_EXP_SIGN,
-    LX_EXP_E,
-    LX_MANTISSA,
-    LX_MANTISSA_DIGITS,
-    LX_DIGITS,
-    LX_SIGN,
-    LX_KEYWORD,
-};
-
-enum token_type {
-    TK_LCURLY,
-    TK_RCURLY,
-    TK_LSQUARE,
-    TK_RSQUARE,
-    TK_COLON,
-    TK_COMMA,
-    TK_INTEGER,
-    TK_FLOAT,
-    TK_KEYWORD,
-    TK_STRING,
-};
 
 /* Parser states: what the innermost open container expects next. */
 enum parse_state {
@@ -82,9 +51,7 @@ struct jsonstream {
     size_t cap, len;         /* bytes [0, len) are input */
     size_t scan;             /* next byte to lex */
 
-    /* lexer */
-    enum lex_state state;
-    size_t tok_start;
+    struct json_lexer lexer;
 
     /* streamer (QEMU's JSONMessageParser) */
     int brace_count, bracket_count;
@@ -105,11 +72,6 @@ struct jsonstream {
     int depth, stack_cap;
     char *error;             /* owned: the first parse error */
 };
-
-static bool in_token(enum lex_state s)
-{
-    return s != LX_START && s != LX_RECOVERY;
-}
 
 /* ---- parser -------------------------------------------------------- */
 
@@ -346,7 +308,7 @@ static void close_container(struct jsonstream *js)
     value_done(js, c);
 }
 
-static void parse_token(struct jsonstream *js, enum token_type type,
+static void parse_token(struct jsonstream *js, enum json_token_type type,
                         const char *tok, size_t len)
 {
     enum parse_state state;
@@ -358,25 +320,25 @@ static void parse_token(struct jsonstream *js, enum token_type type,
 
     switch (state) {
     case PS_ARR_SEP:
-        if (type == TK_COMMA) {
+        if (type == JSON_COMMA) {
             js->stack[js->depth - 1].state = PS_ARR_VALUE;
-        } else if (type == TK_RSQUARE) {
+        } else if (type == JSON_RSQUARE) {
             close_container(js);
         } else {
             parse_error(js, "expected separator in list");
         }
         return;
     case PS_OBJ_COLON:
-        if (type == TK_COLON) {
+        if (type == JSON_COLON) {
             js->stack[js->depth - 1].state = PS_OBJ_VALUE;
         } else {
             parse_error(js, "missing : in object pair");
         }
         return;
     case PS_OBJ_SEP:
-        if (type == TK_COMMA) {
+        if (type == JSON_COMMA) {
             js->stack[js->depth - 1].state = PS_OBJ_KEY;
-        } else if (type == TK_RCURLY) {
+        } else if (type == JSON_RCURLY) {
             close_container(js);
         } else {
             parse_error(js, "expected separator in dict");
@@ -391,22 +353,22 @@ static void parse_token(struct jsonstream *js, enum token_type type,
     }
 
     /* A value is expected (possibly an empty container's end). */
-    if (state == PS_ARR_FIRST && type == TK_RSQUARE) {
+    if (state == PS_ARR_FIRST && type == JSON_RSQUARE) {
         close_container(js);
         return;
     }
-    if (state == PS_OBJ_FIRST && type == TK_RCURLY) {
+    if (state == PS_OBJ_FIRST && type == JSON_RCURLY) {
         close_container(js);
         return;
     }
     switch (type) {
-    case TK_LCURLY:
+    case JSON_LCURLY:
         push_frame(js, PS_OBJ_FIRST, json_object_new_object());
         break;
-    case TK_LSQUARE:
+    case JSON_LSQUARE:
         push_frame(js, PS_ARR_FIRST, json_object_new_array());
         break;
-    case TK_STRING: {
+    case JSON_STRING: {
         char *error = NULL;
         json_object *s = decode_string(tok, len, &error);
         if (s) {
@@ -416,11 +378,11 @@ static void parse_token(struct jsonstream *js, enum token_type type,
         }
         break;
     }
-    case TK_INTEGER:
-    case TK_FLOAT:
-        value_done(js, parse_number(tok, len, type == TK_FLOAT));
+    case JSON_INTEGER:
+    case JSON_FLOAT:
+        value_done(js, parse_number(tok, len, type == JSON_FLOAT));
         break;
-    case TK_KEYWORD:
+    case JSON_KEYWORD:
         if (len == 4 && !memcmp(tok, "true", 4)) {
             value_done(js, json_object_new_boolean(1));
         } else if (len == 5 && !memcmp(tok, "false", 5)) {
@@ -510,14 +472,14 @@ static void emit_text(struct jsonstream *js)
 }
 
 /* Track the members of a top-level object, by nesting depth alone. */
-static void track_members(struct jsonstream *js, enum token_type type,
+static void track_members(struct jsonstream *js, enum json_token_type type,
                           int prev_depth, int depth, size_t start, size_t end)
 {
     struct js_member *m = js->nmembers
         ? &js->members[js->nmembers - 1] : NULL;
 
     if (js->token_count == 0) {
-        js->top_is_object = type == TK_LCURLY;
+        js->top_is_object = type == JSON_LCURLY;
         js->span = SP_KEY;
         return;
     }
@@ -533,7 +495,7 @@ static void track_members(struct jsonstream *js, enum token_type type,
     }
     switch (js->span) {
     case SP_KEY:
-        if (type == TK_STRING) {
+        if (type == JSON_STRING) {
             if (js->nmembers == JSONSTREAM_MAX_MEMBERS) {
                 js->members_overflow = true;
                 js->span = SP_COLON;
@@ -547,7 +509,7 @@ static void track_members(struct jsonstream *js, enum token_type type,
         }
         break;
     case SP_COLON:
-        if (type == TK_COLON) {
+        if (type == JSON_COLON) {
             js->span = SP_VALUE;
         }
         break;
@@ -561,7 +523,7 @@ static void track_members(struct jsonstream *js, enum token_type type,
     case SP_IN_VALUE:
         break;
     case SP_AFTER:
-        if (type == TK_COMMA) {
+        if (type == JSON_COMMA) {
             js->span = SP_KEY;
         }
         break;
@@ -569,7 +531,7 @@ static void track_members(struct jsonstream *js, enum token_type type,
 }
 
 /* QEMU's json_message_process_token(). */
-static void process_token(struct jsonstream *js, enum token_type type,
+static void process_token(struct jsonstream *js, enum json_token_type type,
                           size_t start, size_t end)
 {
     size_t len = end - start;
@@ -577,10 +539,10 @@ static void process_token(struct jsonstream *js, enum token_type type,
     int depth;
 
     switch (type) {
-    case TK_LCURLY: js->brace_count++; break;
-    case TK_RCURLY: js->brace_count--; break;
-    case TK_LSQUARE: js->bracket_count++; break;
-    case TK_RSQUARE: js->bracket_count--; break;
+    case JSON_LCURLY: js->brace_count++; break;
+    case JSON_RCURLY: js->brace_count--; break;
+    case JSON_LSQUARE: js->bracket_count++; break;
+    case JSON_RSQUARE: js->bracket_count--; break;
     default: break;
     }
 
@@ -617,231 +579,51 @@ static void process_token(struct jsonstream *js, enum token_type type,
     emit_text(js);
 }
 
-/* ---- lexer ---------------------------------------------------------- */
+/* ---- tokens --------------------------------------------------------- */
 
-/* A byte QEMU's lexer refuses: error token, then skip to a sync point. */
-static void lex_error(struct jsonstream *js)
+/* A byte QEMU's lexer refuses: QEMU's streamer reports it. */
+static void stray(struct jsonstream *js, size_t start, size_t end)
 {
-    size_t start = js->tok_start, end = js->scan;  /* includes the byte */
     /* QEMU prints the token as a C string: it stops at a NUL byte. */
     size_t n = strnlen(js->buf + start, end - start);
     char *desc = xasprintf("JSON parse error, stray '%.*s'", (int)n,
                            js->buf + start);
 
-    js->state = LX_RECOVERY;
     emit_error(js, desc, start, end);
     free(desc);
-}
-
-static void lex_token(struct jsonstream *js, enum token_type type)
-{
-    js->state = LX_START;
-    process_token(js, type, js->tok_start, js->scan);
-}
-
-static bool is_ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-static void lex_start(struct jsonstream *js, unsigned char c)
-{
-    js->tok_start = js->scan;
-    js->scan++;
-    switch (c) {
-    case '"': js->state = LX_DQ_STRING; return;
-    case '\'': js->state = LX_SQ_STRING; return;
-    case '0': js->state = LX_ZERO; return;
-    case '-': js->state = LX_SIGN; return;
-    case '{': lex_token(js, TK_LCURLY); return;
-    case '}': lex_token(js, TK_RCURLY); return;
-    case '[': lex_token(js, TK_LSQUARE); return;
-    case ']': lex_token(js, TK_RSQUARE); return;
-    case ',': lex_token(js, TK_COMMA); return;
-    case ':': lex_token(js, TK_COLON); return;
-    default: break;
-    }
-    if (c >= '1' && c <= '9') {
-        js->state = LX_DIGITS;
-    } else if (c >= 'a' && c <= 'z') {
-        js->state = LX_KEYWORD;
-    } else {
-        lex_error(js);
-    }
-}
-
-static bool is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-/*
- * One step of QEMU's lexer table.  A terminal reached by lookahead
- * ends the token without consuming c; it is looked at again in LX_START.
- */
-static void lex_step(struct jsonstream *js, unsigned char c)
-{
-    switch (js->state) {
-    case LX_START:
-        if (is_ws(c)) {
-            js->scan++;
-        } else {
-            lex_start(js, c);
-        }
-        return;
-    case LX_RECOVERY:
-        if ((c < 0x20 && c != '\t') || c >= 0xFE || c == '[' || c == ']'
-            || c == '{' || c == '}' || c == ':' || c == ',') {
-            js->state = LX_START;
-        } else {
-            js->scan++;
-        }
-        return;
-    case LX_DQ_STRING:
-    case LX_SQ_STRING: {
-        const unsigned char *p = (const unsigned char *)js->buf + js->scan;
-        const unsigned char *end = (const unsigned char *)js->buf + js->len;
-        unsigned char quote = js->state == LX_DQ_STRING ? '"' : '\'';
-
-        /* the fast path: plain string content */
-        while (p < end && *p >= 0x20 && *p <= 0xFD && *p != '\\'
-               && *p != quote) {
-            p++;
-        }
-        js->scan = (size_t)((const char *)p - js->buf);
-        if (p == end) {
-            return;
-        }
-        c = *p;
-        js->scan++;
-        if (c == quote) {
-            lex_token(js, TK_STRING);
-        } else if (c == '\\') {
-            js->state = js->state == LX_DQ_STRING ? LX_DQ_STRING_ESCAPE
-                                                  : LX_SQ_STRING_ESCAPE;
-        } else {
-            lex_error(js);
-        }
-        return;
-    }
-    case LX_DQ_STRING_ESCAPE:
-    case LX_SQ_STRING_ESCAPE:
-        js->scan++;
-        if (c >= 0x20 && c <= 0xFD) {
-            js->state = js->state == LX_DQ_STRING_ESCAPE ? LX_DQ_STRING
-                                                         : LX_SQ_STRING;
-        } else {
-            lex_error(js);
-        }
-        return;
-    case LX_ZERO:
-        if (is_digit(c)) {
-            js->scan++;
-            lex_error(js);
-        } else if (c == '.') {
-            js->scan++;
-            js->state = LX_MANTISSA;
-        } else {
-            lex_token(js, TK_INTEGER);
-        }
-        return;
-    case LX_DIGITS:
-        if (is_digit(c)) {
-            js->scan++;
-        } else if (c == 'e' || c == 'E') {
-            js->scan++;
-            js->state = LX_EXP_E;
-        } else if (c == '.') {
-            js->scan++;
-            js->state = LX_MANTISSA;
-        } else {
-            lex_token(js, TK_INTEGER);
-        }
-        return;
-    case LX_SIGN:
-        js->scan++;
-        if (c == '0') {
-            js->state = LX_ZERO;
-        } else if (c >= '1' && c <= '9') {
-            js->state = LX_DIGITS;
-        } else {
-            lex_error(js);
-        }
-        return;
-    case LX_MANTISSA:
-        js->scan++;
-        if (is_digit(c)) {
-            js->state = LX_MANTISSA_DIGITS;
-        } else {
-            lex_error(js);
-        }
-        return;
-    case LX_MANTISSA_DIGITS:
-        if (is_digit(c)) {
-            js->scan++;
-        } else if (c == 'e' || c == 'E') {
-            js->scan++;
-            js->state = LX_EXP_E;
-        } else {
-            lex_token(js, TK_FLOAT);
-        }
-        return;
-    case LX_EXP_E:
-        js->scan++;
-        if (c == '-' || c == '+') {
-            js->state = LX_EXP_SIGN;
-        } else if (is_digit(c)) {
-            js->state = LX_EXP_DIGITS;
-        } else {
-            lex_error(js);
-        }
-        return;
-    case LX_EXP_SIGN:
-        js->scan++;
-        if (is_digit(c)) {
-            js->state = LX_EXP_DIGITS;
-        } else {
-            lex_error(js);
-        }
-        return;
-    case LX_EXP_DIGITS:
-        if (is_digit(c)) {
-            js->scan++;
-        } else {
-            lex_token(js, TK_FLOAT);
-        }
-        return;
-    case LX_KEYWORD:
-        if (c >= 'a' && c <= 'z') {
-            js->scan++;
-        } else {
-            lex_token(js, TK_KEYWORD);
-        }
-        return;
-    }
 }
 
 static bool run(struct jsonstream *js)
 {
     js->stopped = false;
-    while (js->scan < js->len && !js->stopped) {
-        lex_step(js, (unsigned char)js->buf[js->scan]);
-        /*
-         * QEMU's lexer gives up on a single token longer than the limit:
-         * the streamer reports it and lexing restarts mid-token.
-         */
-        if (in_token(js->state) && js->scan - js->tok_start > js->max_size) {
-            js->state = LX_START;
-            emit_error(js, "JSON token size limit exceeded", js->tok_start,
-                       js->scan);
-        } else if (js->state == LX_START && js->token_count
-                   && js->scan - js->text_start > 2 * js->max_size) {
-            /* whitespace inside a text: bounded like tokens are */
-            emit_error(js, "JSON token size limit exceeded", js->text_start,
-                       js->scan);
+    while (!js->stopped) {
+        size_t ws_limit = js->token_count ? js->text_start + 2 * js->max_size
+                                          : SIZE_MAX;
+        enum json_token_type type = json_lexer_next(&js->lexer, js->buf,
+                                                    js->len, &js->scan,
+                                                    ws_limit);
+        size_t start = js->lexer.tok_start;
+
+        switch (type) {
+        case JSON_NONE:
+            return true;
+        case JSON_ERROR:
+            stray(js, start, js->scan);
+            break;
+        case JSON_TOO_LONG:
+        case JSON_WS_LIMIT:
+            /*
+             * QEMU's lexer gives up on a single token longer than the
+             * limit; whitespace inside a text is bounded like tokens are.
+             */
+            emit_error(js, "JSON token size limit exceeded", start, js->scan);
+            break;
+        default:
+            process_token(js, type, start, js->scan);
+            break;
         }
     }
-    return !js->stopped;
+    return false;
 }
 
 /* ---- buffer --------------------------------------------------------- */
@@ -851,7 +633,7 @@ static void shift(struct jsonstream *js, size_t by)
     memmove(js->buf, js->buf + by, js->len - by);
     js->len -= by;
     js->scan -= by;
-    js->tok_start = js->tok_start >= by ? js->tok_start - by : 0;
+    json_lexer_shift(&js->lexer, by);
     js->text_start = js->text_start >= by ? js->text_start - by : 0;
     js->last_token_end = js->last_token_end >= by
         ? js->last_token_end - by : 0;
@@ -869,8 +651,8 @@ static size_t first_needed(const struct jsonstream *js)
     if (js->token_count) {
         return js->text_start;
     }
-    if (in_token(js->state)) {
-        return js->tok_start;
+    if (json_lexer_in_token(&js->lexer)) {
+        return js->lexer.tok_start;
     }
     return js->scan;
 }
@@ -934,7 +716,7 @@ struct jsonstream *jsonstream_new(bool build_values, size_t max_size,
         ? max_size : JSONSTREAM_MAX_TOKEN_SIZE;
     js->emit = emit_fn;
     js->opaque = opaque;
-    js->state = LX_START;
+    json_lexer_init(&js->lexer, js->max_size);
     js->top_state = PS_TOP;
     return js;
 }
