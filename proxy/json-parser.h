@@ -77,6 +77,10 @@ void json_parser_end(struct json_parser *p);
 /* The buffer lost its first `by` bytes. */
 void json_parser_shift(struct json_parser *p, size_t by);
 
+/* The members (nmembers of them) as offsets from base, into out. */
+void json_parser_members(const struct json_parser *p, size_t base,
+                         struct js_member *out);
+
 /*
  * Decode a string token (quotes included) as QEMU's parse_string() does.
  * Returns NULL and sets *error (QEMU's text, owned by the caller) on bad

@@ -15,33 +15,10 @@
 #include <string.h>
 
 #include "json-lexer.h"
+#include "json-parser.h"
 #include "util.h"
 
-/* Parser states: what the innermost open container expects next. */
-enum parse_state {
-    PS_TOP,        /* the text's value */
-    PS_DONE,       /* the text's value is complete */
-    PS_ARR_FIRST,  /* after '[': a value or ']' */
-    PS_ARR_VALUE,  /* after ',': a value */
-    PS_ARR_SEP,    /* after a value: ',' or ']' */
-    PS_OBJ_FIRST,  /* after '{': a key or '}' */
-    PS_OBJ_KEY,    /* after ',': a key */
-    PS_OBJ_COLON,  /* after a key: ':' */
-    PS_OBJ_VALUE,  /* after ':': a value */
-    PS_OBJ_SEP,    /* after a value: ',' or '}' */
-};
-
-/* Where the top-level member scanner is (for js_text.members). */
-enum span_state { SP_KEY, SP_COLON, SP_VALUE, SP_IN_VALUE, SP_AFTER };
-
-struct frame {
-    enum parse_state state;
-    json_object *container;  /* owned until handed to the parent */
-    char *key;               /* owned: the key waiting for its value */
-};
-
 struct jsonstream {
-    bool build_values;
     size_t max_size;
     jsonstream_emit_fn emit;
     void *opaque;
@@ -58,346 +35,8 @@ struct jsonstream {
     size_t token_count, token_size;
     size_t text_start, last_token_end;
 
-    /* top-level member spans */
-    bool top_is_object;
-    enum span_state span;
-    int nmembers;
-    bool members_overflow;
-    struct js_member members[JSONSTREAM_MAX_MEMBERS];
-
-    /* parser */
-    enum parse_state top_state;
-    json_object *result;     /* owned */
-    struct frame *stack;     /* owned */
-    int depth, stack_cap;
-    char *error;             /* owned: the first parse error */
+    struct json_parser parser;
 };
-
-/* ---- parser -------------------------------------------------------- */
-
-static void parser_reset(struct jsonstream *js)
-{
-    for (int i = 0; i < js->depth; i++) {
-        json_object_put(js->stack[i].container);
-        free(js->stack[i].key);
-    }
-    js->depth = 0;
-    json_object_put(js->result);
-    js->result = NULL;
-    free(js->error);
-    js->error = NULL;
-    js->top_state = PS_TOP;
-}
-
-/* QEMU's parse_error(): "JSON parse error, " + at most 1023 bytes. */
-static void parse_error(struct jsonstream *js, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void parse_error(struct jsonstream *js, const char *fmt, ...)
-{
-    char message[1024];
-    va_list ap;
-
-    if (js->error) {
-        return;  /* the first error wins, as in QEMU */
-    }
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
-    va_end(ap);
-    js->error = xasprintf("JSON parse error, %s", message);
-}
-
-static int cvt4hex(const char *s, size_t avail)
-{
-    int cp = 0;
-
-    for (int i = 0; i < 4; i++) {
-        char c = (size_t)i < avail ? s[i] : 0;
-        cp <<= 4;
-        if (c >= '0' && c <= '9') {
-            cp |= c - '0';
-        } else if (c >= 'a' && c <= 'f') {
-            cp |= 10 + c - 'a';
-        } else if (c >= 'A' && c <= 'F') {
-            cp |= 10 + c - 'A';
-        } else {
-            return -1;
-        }
-    }
-    return cp;
-}
-
-/*
- * Decode a string token (quotes included) the way QEMU's parse_string()
- * does.  Returns NULL and sets *error (owned by the caller) on bad input.
- */
-static json_object *decode_string(const char *tok, size_t len, char **error)
-{
-    struct strbuf out = STRBUF_INIT;
-    char quote = tok[0];
-    size_t i = 1;
-    char utf8[5];
-
-    while (i < len && tok[i] != quote) {
-        if (tok[i] == '\\') {
-            size_t beg = i++;
-            char c = i < len ? tok[i++] : 0;
-            int cp, n;
-
-            switch (c) {
-            case '"': strbuf_addc(&out, '"'); break;
-            case '\'': strbuf_addc(&out, '\''); break;
-            case '\\': strbuf_addc(&out, '\\'); break;
-            case '/': strbuf_addc(&out, '/'); break;
-            case 'b': strbuf_addc(&out, '\b'); break;
-            case 'f': strbuf_addc(&out, '\f'); break;
-            case 'n': strbuf_addc(&out, '\n'); break;
-            case 'r': strbuf_addc(&out, '\r'); break;
-            case 't': strbuf_addc(&out, '\t'); break;
-            case 'u':
-                cp = cvt4hex(tok + i, len - i);
-                i += 4;
-                if (cp >= 0xD800 && cp <= 0xDBFF && i + 1 < len
-                    && tok[i] == '\\' && tok[i + 1] == 'u') {
-                    int trailing = i + 2 <= len ? cvt4hex(tok + i + 2,
-                                                          len - i - 2) : -1;
-                    cp = 0x10000 + ((cp & 0x3FF) << 10);
-                    if (trailing >= 0xDC00 && trailing <= 0xDFFF) {
-                        cp |= trailing & 0x3FF;
-                        i += 6;
-                    } else {
-                        cp = -1;
-                    }
-                }
-                n = mod_utf8_encode(utf8, cp);
-                if (n < 0) {
-                    /* QEMU prints ptr - beg bytes of a NUL-ended token */
-                    size_t shown = i - beg;
-                    if (beg + shown > len) {
-                        shown = len - beg;
-                    }
-                    *error = xasprintf("JSON parse error, %.*s is not a "
-                                       "valid Unicode character", (int)shown,
-                                       tok + beg);
-                    strbuf_release(&out);
-                    return NULL;
-                }
-                strbuf_add(&out, utf8, (size_t)n);
-                break;
-            default:
-                *error = xstrdup("JSON parse error, invalid escape "
-                                 "sequence in string");
-                strbuf_release(&out);
-                return NULL;
-            }
-        } else {
-            size_t used;
-            int cp = mod_utf8_codepoint(tok + i, len - i, &used);
-            int n;
-
-            if (cp < 0) {
-                *error = xstrdup("JSON parse error, invalid UTF-8 "
-                                 "sequence in string");
-                strbuf_release(&out);
-                return NULL;
-            }
-            i += used;
-            n = mod_utf8_encode(utf8, cp);
-            strbuf_add(&out, utf8, (size_t)n);
-        }
-    }
-    json_object *s = json_object_new_string_len(out.buf ? out.buf : "",
-                                                (int)out.len);
-    strbuf_release(&out);
-    return s;
-}
-
-/* QEMU's parse_literal() for numbers: int64, else uint64, else double. */
-static json_object *parse_number(const char *tok, size_t len, bool is_float)
-{
-    char small[64];
-    char *s = len < sizeof(small) ? small : xmalloc(len + 1);
-    json_object *v;
-
-    memcpy(s, tok, len);
-    s[len] = 0;
-    if (!is_float) {
-        char *end;
-        errno = 0;
-        long long i = strtoll(s, &end, 10);
-        if (errno == 0) {
-            v = json_object_new_int64(i);
-            goto out;
-        }
-        if (s[0] != '-') {
-            errno = 0;
-            unsigned long long u = strtoull(s, &end, 10);
-            if (errno == 0) {
-                v = json_object_new_uint64(u);
-                goto out;
-            }
-        }
-    }
-    v = json_object_new_double(strtod(s, NULL));
-out:
-    if (s != small) {
-        free(s);
-    }
-    return v;
-}
-
-static void push_frame(struct jsonstream *js, enum parse_state state,
-                       json_object *container)
-{
-    if (js->depth == js->stack_cap) {
-        js->stack_cap = js->stack_cap ? js->stack_cap * 2 : 16;
-        js->stack = xrealloc(js->stack, sizeof(*js->stack) * js->stack_cap);
-    }
-    js->stack[js->depth++] = (struct frame){ state, container, NULL };
-}
-
-/* A complete value: hand it to whatever encloses it.  Takes ownership. */
-static void value_done(struct jsonstream *js, json_object *v)
-{
-    struct frame *f;
-
-    if (js->depth == 0) {
-        js->result = v;
-        js->top_state = PS_DONE;
-        return;
-    }
-    f = &js->stack[js->depth - 1];
-    switch (f->state) {
-    case PS_ARR_FIRST:
-    case PS_ARR_VALUE:
-        json_object_array_add(f->container, v);
-        f->state = PS_ARR_SEP;
-        break;
-    case PS_OBJ_FIRST:
-    case PS_OBJ_KEY:
-        if (!json_object_is_type(v, json_type_string)) {
-            json_object_put(v);
-            parse_error(js, "key is not a string in object");
-            return;
-        }
-        f->key = xstrdup(json_object_get_string(v));
-        json_object_put(v);
-        f->state = PS_OBJ_COLON;
-        break;
-    case PS_OBJ_VALUE:
-        if (json_object_object_get_ex(f->container, f->key, NULL)) {
-            json_object_put(v);
-            parse_error(js, "duplicate key");
-            return;
-        }
-        json_object_object_add(f->container, f->key, v);
-        free(f->key);
-        f->key = NULL;
-        f->state = PS_OBJ_SEP;
-        break;
-    default:
-        abort();
-    }
-}
-
-static void close_container(struct jsonstream *js)
-{
-    json_object *c = js->stack[js->depth - 1].container;
-
-    free(js->stack[js->depth - 1].key);
-    js->depth--;
-    value_done(js, c);
-}
-
-static void parse_token(struct jsonstream *js, enum json_token_type type,
-                        const char *tok, size_t len)
-{
-    enum parse_state state;
-
-    if (js->error) {
-        return;
-    }
-    state = js->depth ? js->stack[js->depth - 1].state : js->top_state;
-
-    switch (state) {
-    case PS_ARR_SEP:
-        if (type == JSON_COMMA) {
-            js->stack[js->depth - 1].state = PS_ARR_VALUE;
-        } else if (type == JSON_RSQUARE) {
-            close_container(js);
-        } else {
-            parse_error(js, "expected separator in list");
-        }
-        return;
-    case PS_OBJ_COLON:
-        if (type == JSON_COLON) {
-            js->stack[js->depth - 1].state = PS_OBJ_VALUE;
-        } else {
-            parse_error(js, "missing : in object pair");
-        }
-        return;
-    case PS_OBJ_SEP:
-        if (type == JSON_COMMA) {
-            js->stack[js->depth - 1].state = PS_OBJ_KEY;
-        } else if (type == JSON_RCURLY) {
-            close_container(js);
-        } else {
-            parse_error(js, "expected separator in dict");
-        }
-        return;
-    case PS_DONE:
-        /* cannot happen: a complete value ends the text */
-        parse_error(js, "expecting value");
-        return;
-    default:
-        break;
-    }
-
-    /* A value is expected (possibly an empty container's end). */
-    if (state == PS_ARR_FIRST && type == JSON_RSQUARE) {
-        close_container(js);
-        return;
-    }
-    if (state == PS_OBJ_FIRST && type == JSON_RCURLY) {
-        close_container(js);
-        return;
-    }
-    switch (type) {
-    case JSON_LCURLY:
-        push_frame(js, PS_OBJ_FIRST, json_object_new_object());
-        break;
-    case JSON_LSQUARE:
-        push_frame(js, PS_ARR_FIRST, json_object_new_array());
-        break;
-    case JSON_STRING: {
-        char *error = NULL;
-        json_object *s = decode_string(tok, len, &error);
-        if (s) {
-            value_done(js, s);
-        } else {
-            js->error = error;
-        }
-        break;
-    }
-    case JSON_INTEGER:
-    case JSON_FLOAT:
-        value_done(js, parse_number(tok, len, type == JSON_FLOAT));
-        break;
-    case JSON_KEYWORD:
-        if (len == 4 && !memcmp(tok, "true", 4)) {
-            value_done(js, json_object_new_boolean(1));
-        } else if (len == 5 && !memcmp(tok, "false", 5)) {
-            value_done(js, json_object_new_boolean(0));
-        } else if (len == 4 && !memcmp(tok, "null", 4)) {
-            value_done(js, NULL);
-        } else {
-            parse_error(js, "invalid keyword '%.*s'", (int)len, tok);
-        }
-        break;
-    default:
-        parse_error(js, "expecting value");
-        break;
-    }
-}
 
 /* ---- streamer ------------------------------------------------------- */
 
@@ -407,9 +46,7 @@ static void streamer_reset(struct jsonstream *js)
     js->bracket_count = 0;
     js->token_count = 0;
     js->token_size = 0;
-    js->nmembers = 0;
-    js->members_overflow = false;
-    parser_reset(js);
+    json_parser_reset(&js->parser);
 }
 
 static void emit(struct jsonstream *js, struct js_text *t)
@@ -437,97 +74,25 @@ static void emit_error(struct jsonstream *js, const char *desc, size_t from,
 
 static void emit_text(struct jsonstream *js)
 {
+    struct json_parser *p = &js->parser;
     struct js_text t = { 0 };
-    const char *error = NULL;
 
     t.raw = js->buf + js->text_start;
     t.len = js->last_token_end - js->text_start;
     t.after = js->len - js->last_token_end;
-    if (js->build_values) {
-        if (js->error) {
-            error = js->error;
-        } else if (js->top_state != PS_DONE) {
-            parse_error(js, "premature EOI");
-            error = js->error;
-        }
-    }
-    if (error) {
-        t.error = error;
+    json_parser_end(p);
+    if (p->error) {
+        t.error = p->error;
     } else {
-        t.has_value = js->build_values;
-        t.value = js->result;
-        t.is_object = js->top_is_object;
-        t.nmembers = js->nmembers;
-        t.members_overflow = js->members_overflow;
-        for (int i = 0; i < js->nmembers; i++) {
-            t.members[i] = js->members[i];
-            t.members[i].key_start -= js->text_start;
-            t.members[i].key_end -= js->text_start;
-            t.members[i].value_start -= js->text_start;
-            t.members[i].value_end -= js->text_start;
-        }
+        t.has_value = p->build_values;
+        t.value = p->result;
+        t.is_object = p->is_object;
+        t.nmembers = p->nmembers;
+        t.members_overflow = p->members_overflow;
+        json_parser_members(p, js->text_start, t.members);
     }
     emit(js, &t);
     streamer_reset(js);
-}
-
-/* Track the members of a top-level object, by nesting depth alone. */
-static void track_members(struct jsonstream *js, enum json_token_type type,
-                          int prev_depth, int depth, size_t start, size_t end)
-{
-    struct js_member *m = js->nmembers
-        ? &js->members[js->nmembers - 1] : NULL;
-
-    if (js->token_count == 0) {
-        js->top_is_object = type == JSON_LCURLY;
-        js->span = SP_KEY;
-        return;
-    }
-    if (!js->top_is_object) {
-        return;
-    }
-    if (prev_depth != 1) {
-        if (js->span == SP_IN_VALUE && depth == 1 && m) {
-            m->value_end = end;
-            js->span = SP_AFTER;
-        }
-        return;
-    }
-    switch (js->span) {
-    case SP_KEY:
-        if (type == JSON_STRING) {
-            if (js->nmembers == JSONSTREAM_MAX_MEMBERS) {
-                js->members_overflow = true;
-                js->span = SP_COLON;
-                return;
-            }
-            m = &js->members[js->nmembers++];
-            m->key_start = start;
-            m->key_end = end;
-            m->value_start = m->value_end = end;
-            js->span = SP_COLON;
-        }
-        break;
-    case SP_COLON:
-        if (type == JSON_COLON) {
-            js->span = SP_VALUE;
-        }
-        break;
-    case SP_VALUE:
-        if (m && !js->members_overflow) {
-            m->value_start = start;
-            m->value_end = end;
-        }
-        js->span = depth == 1 ? SP_AFTER : SP_IN_VALUE;
-        break;
-    case SP_IN_VALUE:
-        break;
-    case SP_AFTER:
-        if (type == JSON_COMMA) {
-            js->span = SP_KEY;
-        }
-        break;
-    }
 }
 
 /* QEMU's json_message_process_token(). */
@@ -561,16 +126,14 @@ static void process_token(struct jsonstream *js, enum json_token_type type,
     }
 
     depth = js->brace_count + js->bracket_count;
-    track_members(js, type, prev_depth, depth, start, end);
+    json_parser_token(&js->parser, type, js->buf, start, end,
+                      js->token_count == 0, prev_depth, depth);
     if (js->token_count == 0) {
         js->text_start = start;
     }
     js->token_count++;
     js->token_size += len;
     js->last_token_end = end;
-    if (js->build_values) {
-        parse_token(js, type, js->buf + start, len);
-    }
 
     if ((js->brace_count > 0 || js->bracket_count > 0)
         && js->brace_count >= 0 && js->bracket_count >= 0) {
@@ -637,12 +200,7 @@ static void shift(struct jsonstream *js, size_t by)
     js->text_start = js->text_start >= by ? js->text_start - by : 0;
     js->last_token_end = js->last_token_end >= by
         ? js->last_token_end - by : 0;
-    for (int i = 0; i < js->nmembers; i++) {
-        js->members[i].key_start -= by;
-        js->members[i].key_end -= by;
-        js->members[i].value_start -= by;
-        js->members[i].value_end -= by;
-    }
+    json_parser_shift(&js->parser, by);
 }
 
 /* The earliest byte still needed: the open text, else the open token. */
@@ -711,13 +269,12 @@ struct jsonstream *jsonstream_new(bool build_values, size_t max_size,
 {
     struct jsonstream *js = xcalloc(1, sizeof(*js));
 
-    js->build_values = build_values;
     js->max_size = max_size && max_size < JSONSTREAM_MAX_TOKEN_SIZE
         ? max_size : JSONSTREAM_MAX_TOKEN_SIZE;
     js->emit = emit_fn;
     js->opaque = opaque;
     json_lexer_init(&js->lexer, js->max_size);
-    js->top_state = PS_TOP;
+    json_parser_init(&js->parser, build_values);
     return js;
 }
 
@@ -726,8 +283,7 @@ void jsonstream_free(struct jsonstream *js)
     if (!js) {
         return;
     }
-    parser_reset(js);
-    free(js->stack);
+    json_parser_destroy(&js->parser);
     free(js->buf);
     free(js);
 }
@@ -748,7 +304,7 @@ bool js_member_key_is(const struct js_text *t, const struct js_member *m,
         return klen == n + 2 && !memcmp(k + 1, name, n);
     }
     /* a client may spell a key with escapes; compare what it means */
-    decoded = decode_string(k, klen, &error);
+    decoded = json_parser_decode_string(k, klen, &error);
     same = decoded && (size_t)json_object_get_string_len(decoded) == n
         && !memcmp(json_object_get_string(decoded), name, n);
     json_object_put(decoded);
