@@ -1,25 +1,20 @@
 /*
- * jsonstream: QEMU's JSON streamer and parser rules over a byte stream,
- * keeping raw bytes; the tokens come from json-lexer.  The parser
- * is incremental (it consumes tokens as they arrive instead of queueing
- * them) but reports the same first error QEMU's recursive descent would.
+ * jsonstream: the front of QEMU's JSON rules over a byte stream.  It owns
+ * the buffer (zero-copy reads, shifting, giving memory back) and the emit
+ * callback; json-lexer turns the bytes into tokens, json-streamer (with the
+ * json-parser it feeds) decides where texts end and what they mean, and
+ * this file hands each text or error to the caller with its raw bytes.
  */
 #include "jsonstream.h"
 
-#include <errno.h>
-#include <inttypes.h>
-#include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json-lexer.h"
-#include "json-parser.h"
+#include "json-streamer.h"
 #include "util.h"
 
 struct jsonstream {
-    size_t max_size;
     jsonstream_emit_fn emit;
     void *opaque;
     bool stopped;
@@ -29,25 +24,8 @@ struct jsonstream {
     size_t scan;             /* next byte to lex */
 
     struct json_lexer lexer;
-
-    /* streamer (QEMU's JSONMessageParser) */
-    int brace_count, bracket_count;
-    size_t token_count, token_size;
-    size_t text_start, last_token_end;
-
-    struct json_parser parser;
+    struct json_streamer streamer;
 };
-
-/* ---- streamer ------------------------------------------------------- */
-
-static void streamer_reset(struct jsonstream *js)
-{
-    js->brace_count = 0;
-    js->bracket_count = 0;
-    js->token_count = 0;
-    js->token_size = 0;
-    json_parser_reset(&js->parser);
-}
 
 static void emit(struct jsonstream *js, struct js_text *t)
 {
@@ -56,31 +34,27 @@ static void emit(struct jsonstream *js, struct js_text *t)
     }
 }
 
-/* An error ends the current text (QEMU's out_emit with err set). */
-static void emit_error(struct jsonstream *js, const char *desc, size_t from,
-                       size_t to)
+/* An error the streamer found; it ends the open text. */
+static void emit_error(struct jsonstream *js)
 {
+    const struct json_streamer *st = &js->streamer;
     struct js_text t = { 0 };
 
-    if (js->token_count) {
-        from = js->text_start;
-    }
-    t.raw = js->buf + from;
-    t.len = to - from;
-    t.error = desc;
-    streamer_reset(js);
+    t.raw = js->buf + st->error_from;
+    t.len = st->error_to - st->error_from;
+    t.error = st->error;
     emit(js, &t);
 }
 
 static void emit_text(struct jsonstream *js)
 {
-    struct json_parser *p = &js->parser;
+    const struct json_streamer *st = &js->streamer;
+    const struct json_parser *p = &st->parser;
     struct js_text t = { 0 };
 
-    t.raw = js->buf + js->text_start;
-    t.len = js->last_token_end - js->text_start;
-    t.after = js->len - js->last_token_end;
-    json_parser_end(p);
+    t.raw = js->buf + st->text_start;
+    t.len = st->last_token_end - st->text_start;
+    t.after = js->len - st->last_token_end;
     if (p->error) {
         t.error = p->error;
     } else {
@@ -89,100 +63,33 @@ static void emit_text(struct jsonstream *js)
         t.is_object = p->is_object;
         t.nmembers = p->nmembers;
         t.members_overflow = p->members_overflow;
-        json_parser_members(p, js->text_start, t.members);
+        json_parser_members(p, st->text_start, t.members);
     }
     emit(js, &t);
-    streamer_reset(js);
+    json_streamer_reset(&js->streamer);
 }
 
-/* QEMU's json_message_process_token(). */
-static void process_token(struct jsonstream *js, enum json_token_type type,
-                          size_t start, size_t end)
-{
-    size_t len = end - start;
-    int prev_depth = js->brace_count + js->bracket_count;
-    int depth;
-
-    switch (type) {
-    case JSON_LCURLY: js->brace_count++; break;
-    case JSON_RCURLY: js->brace_count--; break;
-    case JSON_LSQUARE: js->bracket_count++; break;
-    case JSON_RSQUARE: js->bracket_count--; break;
-    default: break;
-    }
-
-    if (js->token_size + len + 1 > js->max_size
-        || (js->token_count && end - js->text_start > 2 * js->max_size)) {
-        emit_error(js, "JSON token size limit exceeded", start, end);
-        return;
-    }
-    if (js->token_count + 1 > JSONSTREAM_MAX_TOKEN_COUNT) {
-        emit_error(js, "JSON token count limit exceeded", start, end);
-        return;
-    }
-    if (js->bracket_count + js->brace_count > JSONSTREAM_MAX_NESTING) {
-        emit_error(js, "JSON nesting depth limit exceeded", start, end);
-        return;
-    }
-
-    depth = js->brace_count + js->bracket_count;
-    json_parser_token(&js->parser, type, js->buf, start, end,
-                      js->token_count == 0, prev_depth, depth);
-    if (js->token_count == 0) {
-        js->text_start = start;
-    }
-    js->token_count++;
-    js->token_size += len;
-    js->last_token_end = end;
-
-    if ((js->brace_count > 0 || js->bracket_count > 0)
-        && js->brace_count >= 0 && js->bracket_count >= 0) {
-        return;
-    }
-    emit_text(js);
-}
-
-/* ---- tokens --------------------------------------------------------- */
-
-/* A byte QEMU's lexer refuses: QEMU's streamer reports it. */
-static void stray(struct jsonstream *js, size_t start, size_t end)
-{
-    /* QEMU prints the token as a C string: it stops at a NUL byte. */
-    size_t n = strnlen(js->buf + start, end - start);
-    char *desc = xasprintf("JSON parse error, stray '%.*s'", (int)n,
-                           js->buf + start);
-
-    emit_error(js, desc, start, end);
-    free(desc);
-}
-
+/* Lex what is buffered, emitting texts, until it runs out or emit stops. */
 static bool run(struct jsonstream *js)
 {
     js->stopped = false;
     while (!js->stopped) {
-        size_t ws_limit = js->token_count ? js->text_start + 2 * js->max_size
-                                          : SIZE_MAX;
-        enum json_token_type type = json_lexer_next(&js->lexer, js->buf,
-                                                    js->len, &js->scan,
-                                                    ws_limit);
-        size_t start = js->lexer.tok_start;
+        enum json_token_type type = json_lexer_next(
+            &js->lexer, js->buf, js->len, &js->scan,
+            json_streamer_ws_limit(&js->streamer));
 
-        switch (type) {
-        case JSON_NONE:
+        if (type == JSON_NONE) {
             return true;
-        case JSON_ERROR:
-            stray(js, start, js->scan);
+        }
+        switch (json_streamer_token(&js->streamer, js->buf, type,
+                                    js->lexer.tok_start, js->scan)) {
+        case JSON_STREAMER_MORE:
             break;
-        case JSON_TOO_LONG:
-        case JSON_WS_LIMIT:
-            /*
-             * QEMU's lexer gives up on a single token longer than the
-             * limit; whitespace inside a text is bounded like tokens are.
-             */
-            emit_error(js, "JSON token size limit exceeded", start, js->scan);
+        case JSON_STREAMER_TEXT:
+            emit_text(js);
             break;
-        default:
-            process_token(js, type, start, js->scan);
+        case JSON_STREAMER_ERROR:
+            emit_error(js);
             break;
         }
     }
@@ -197,17 +104,14 @@ static void shift(struct jsonstream *js, size_t by)
     js->len -= by;
     js->scan -= by;
     json_lexer_shift(&js->lexer, by);
-    js->text_start = js->text_start >= by ? js->text_start - by : 0;
-    js->last_token_end = js->last_token_end >= by
-        ? js->last_token_end - by : 0;
-    json_parser_shift(&js->parser, by);
+    json_streamer_shift(&js->streamer, by);
 }
 
 /* The earliest byte still needed: the open text, else the open token. */
 static size_t first_needed(const struct jsonstream *js)
 {
-    if (js->token_count) {
-        return js->text_start;
+    if (json_streamer_in_text(&js->streamer)) {
+        return js->streamer.text_start;
     }
     if (json_lexer_in_token(&js->lexer)) {
         return js->lexer.tok_start;
@@ -269,12 +173,13 @@ struct jsonstream *jsonstream_new(bool build_values, size_t max_size,
 {
     struct jsonstream *js = xcalloc(1, sizeof(*js));
 
-    js->max_size = max_size && max_size < JSONSTREAM_MAX_TOKEN_SIZE
-        ? max_size : JSONSTREAM_MAX_TOKEN_SIZE;
+    if (!max_size || max_size > JSONSTREAM_MAX_TOKEN_SIZE) {
+        max_size = JSONSTREAM_MAX_TOKEN_SIZE;
+    }
     js->emit = emit_fn;
     js->opaque = opaque;
-    json_lexer_init(&js->lexer, js->max_size);
-    json_parser_init(&js->parser, build_values);
+    json_lexer_init(&js->lexer, max_size);
+    json_streamer_init(&js->streamer, build_values, max_size);
     return js;
 }
 
@@ -283,7 +188,7 @@ void jsonstream_free(struct jsonstream *js)
     if (!js) {
         return;
     }
-    json_parser_destroy(&js->parser);
+    json_streamer_destroy(&js->streamer);
     free(js->buf);
     free(js);
 }
