@@ -81,6 +81,21 @@ static void check_lex(const char *input, size_t max, const char *want)
     }
 }
 
+struct lex_case {
+    const char *in;
+    size_t max;
+    const char *want;
+};
+
+static void check_cases(const struct lex_case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        check_lex(cases[i].in, cases[i].max, cases[i].want);
+    }
+}
+
+#define CHECK_CASES(cases) check_cases(cases, sizeof(cases) / sizeof(cases[0]))
+
 START_TEST(test_token_boundaries)
 {
     check_lex("{\"execute\": \"query-status\", \"id\": [1, -2, 0]}", 1024,
@@ -117,29 +132,37 @@ END_TEST
 
 START_TEST(test_refused_bytes_and_recovery)
 {
-    /* after a refused byte, skip to a structural or control character */
-    check_lex("\xff garbage, {", 1024, "ERROR<\xff> ,<,> {<{>");
-    /* a tab does not end recovery; a newline does */
-    check_lex("# a\tb [", 1024, "ERROR<#> [<[>");
-    check_lex("# a\nb ", 1024, "ERROR<#> KW<b>");
-    /* 0xFE and 0xFF end recovery and are each refused again */
-    check_lex("#\xfe\xff", 1024, "ERROR<#> ERROR<\xfe> ERROR<\xff>");
-    /* numbers QEMU refuses, with the byte that made them wrong */
-    check_lex("01 2\n-x\n1.e5\n1e+ \n", 1024,
-              "ERROR<01> ERROR<-x> ERROR<1.e> ERROR<1e+ >");
-    /* uppercase letters are not keywords */
-    check_lex("True ", 1024, "ERROR<T>");
+    static const struct lex_case cases[] = {
+        /* after a refused byte, skip to a structural or control character */
+        { "\xff garbage, {", 1024, "ERROR<\xff> ,<,> {<{>" },
+        /* a tab does not end recovery; a newline does */
+        { "# a\tb [", 1024, "ERROR<#> [<[>" },
+        { "# a\nb ", 1024, "ERROR<#> KW<b>" },
+        /* 0xFE and 0xFF end recovery and are each refused again */
+        { "#\xfe\xff", 1024, "ERROR<#> ERROR<\xfe> ERROR<\xff>" },
+        /* numbers QEMU refuses, with the byte that made them wrong */
+        { "01 2\n-x\n1.e5\n1e+ \n", 1024,
+          "ERROR<01> ERROR<-x> ERROR<1.e> ERROR<1e+ >" },
+        /* uppercase letters are not keywords */
+        { "True ", 1024, "ERROR<T>" },
+    };
+
+    CHECK_CASES(cases);
 }
 END_TEST
 
 START_TEST(test_size_limit)
 {
-    /* a token longer than the limit is given up; lexing restarts after */
-    check_lex("abcdefgh ", 4, "TOO_LONG<abcde> KW<fgh>");
-    check_lex("123456 ", 5, "TOO_LONG<123456>");
-    check_lex("12345 ", 5, "INT<12345>");
-    /* whitespace and one-byte tokens are never too long */
-    check_lex("   [", 1, "[<[>");
+    static const struct lex_case cases[] = {
+        /* a token longer than the limit is given up; lexing restarts */
+        { "abcdefgh ", 4, "TOO_LONG<abcde> KW<fgh>" },
+        { "123456 ", 5, "TOO_LONG<123456>" },
+        { "12345 ", 5, "INT<12345>" },
+        /* whitespace and one-byte tokens are never too long */
+        { "   [", 1, "[<[>" },
+    };
+
+    CHECK_CASES(cases);
 
     /*
      * A string's plain content is taken in one go before the check: read

@@ -42,6 +42,25 @@ static size_t feed_until(struct json_streamer *st, const char *buf,
     return len;
 }
 
+/* A token that leaves the text open. */
+static void more(struct json_streamer *st, const char *buf,
+                 enum json_token_type type, size_t start, size_t end)
+{
+    ck_assert_int_eq(json_streamer_token(st, buf, type, start, end),
+                     JSON_STREAMER_MORE);
+}
+
+/* The verdict was an error: QEMU's text, covering [from, to). */
+static void check_error(const struct json_streamer *st,
+                        enum json_streamer_verdict v, const char *error,
+                        size_t from, size_t to)
+{
+    ck_assert_int_eq(v, JSON_STREAMER_ERROR);
+    ck_assert_str_eq(st->error, error);
+    ck_assert_uint_eq(st->error_from, from);
+    ck_assert_uint_eq(st->error_to, to);
+}
+
 START_TEST(test_text_ends_when_balanced)
 {
     const char *buf = "[1,[2]]{1:2}3]";
@@ -91,11 +110,8 @@ START_TEST(test_nesting_limit)
     json_streamer_init(&st, true, (size_t)64 << 20);
     /* 1024 open is allowed; the 1025th is QEMU's error, covering the text */
     i = feed_until(&st, sb.buf, 0, sb.len, &v);
-    ck_assert_int_eq(v, JSON_STREAMER_ERROR);
     ck_assert_uint_eq(i, 1024);
-    ck_assert_str_eq(st.error, "JSON nesting depth limit exceeded");
-    ck_assert_uint_eq(st.error_from, 0);
-    ck_assert_uint_eq(st.error_to, 1025);
+    check_error(&st, v, "JSON nesting depth limit exceeded", 0, 1025);
     /* the streamer started afresh: a closing brace is a text of its own */
     ck_assert(!json_streamer_in_text(&st));
     ck_assert_int_eq(json_streamer_token(&st, "}", JSON_RCURLY, 0, 1),
@@ -124,10 +140,8 @@ START_TEST(test_token_count_limit)
     }
     json_streamer_init(&st, false, (size_t)64 << 20);
     i = feed_until(&st, buf, 0, len, &v);
-    ck_assert_int_eq(v, JSON_STREAMER_ERROR);
     ck_assert_uint_eq(i, max);
-    ck_assert_str_eq(st.error, "JSON token count limit exceeded");
-    ck_assert_uint_eq(st.error_from, 0);
+    check_error(&st, v, "JSON token count limit exceeded", 0, max + 1);
     json_streamer_destroy(&st);
     free(buf);
 }
@@ -138,37 +152,26 @@ START_TEST(test_size_limit)
     /* [ "abc" , "def" ]: QEMU counts the tokens' bytes, plus one */
     const char *buf = "[\"abc\",\"def\"]";
     struct json_streamer st;
+    enum json_streamer_verdict v;
 
-    json_streamer_init(&st, true, 12);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_LSQUARE, 0, 1),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_STRING, 1, 6),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_COMMA, 6, 7),
-                     JSON_STREAMER_MORE);
-    /* 7 bytes so far + 5 + 1 > 12 */
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_STRING, 7, 12),
-                     JSON_STREAMER_ERROR);
-    ck_assert_str_eq(st.error, "JSON token size limit exceeded");
-    ck_assert_uint_eq(st.error_from, 0);
-    ck_assert_uint_eq(st.error_to, 12);
-    json_streamer_destroy(&st);
-
-    /* the whole text needs its 13 bytes plus one */
-    json_streamer_init(&st, true, 14);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_LSQUARE, 0, 1),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_STRING, 1, 6),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_COMMA, 6, 7),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_STRING, 7, 12),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, buf, JSON_RSQUARE, 12, 13),
-                     JSON_STREAMER_TEXT);
-    ck_assert_ptr_null(st.parser.error);
-    json_streamer_reset(&st);
-    json_streamer_destroy(&st);
+    /* 7 bytes so far + 5 + 1 > 12; the whole text needs its 13 plus one */
+    for (size_t max = 12; max <= 14; max += 2) {
+        json_streamer_init(&st, true, max);
+        more(&st, buf, JSON_LSQUARE, 0, 1);
+        more(&st, buf, JSON_STRING, 1, 6);
+        more(&st, buf, JSON_COMMA, 6, 7);
+        v = json_streamer_token(&st, buf, JSON_STRING, 7, 12);
+        if (max == 12) {
+            check_error(&st, v, "JSON token size limit exceeded", 0, 12);
+        } else {
+            ck_assert_int_eq(v, JSON_STREAMER_MORE);
+            ck_assert_int_eq(json_streamer_token(&st, buf, JSON_RSQUARE, 12,
+                                                 13), JSON_STREAMER_TEXT);
+            ck_assert_ptr_null(st.parser.error);
+            json_streamer_reset(&st);
+        }
+        json_streamer_destroy(&st);
+    }
 }
 END_TEST
 
@@ -178,15 +181,11 @@ START_TEST(test_whitespace_bound)
 
     json_streamer_init(&st, false, 100);
     ck_assert_uint_eq(json_streamer_ws_limit(&st), SIZE_MAX);
-    ck_assert_int_eq(json_streamer_token(&st, "  [", JSON_LSQUARE, 2, 3),
-                     JSON_STREAMER_MORE);
+    more(&st, "  [", JSON_LSQUARE, 2, 3);
     ck_assert_uint_eq(json_streamer_ws_limit(&st), 2 + 200);
     /* what the lexer reports past that bound ends the text */
-    ck_assert_int_eq(json_streamer_token(&st, "", JSON_WS_LIMIT, 202, 203),
-                     JSON_STREAMER_ERROR);
-    ck_assert_str_eq(st.error, "JSON token size limit exceeded");
-    ck_assert_uint_eq(st.error_from, 2);
-    ck_assert_uint_eq(st.error_to, 203);
+    check_error(&st, json_streamer_token(&st, "", JSON_WS_LIMIT, 202, 203),
+                "JSON token size limit exceeded", 2, 203);
     ck_assert_uint_eq(json_streamer_ws_limit(&st), SIZE_MAX);
     json_streamer_destroy(&st);
 }
@@ -198,26 +197,16 @@ START_TEST(test_refused_bytes)
 
     json_streamer_init(&st, true, 100);
     /* alone: the error covers the refused bytes, printed up to a NUL */
-    ck_assert_int_eq(json_streamer_token(&st, "-x\0y", JSON_ERROR, 0, 4),
-                     JSON_STREAMER_ERROR);
-    ck_assert_str_eq(st.error, "JSON parse error, stray '-x'");
-    ck_assert_uint_eq(st.error_from, 0);
-    ck_assert_uint_eq(st.error_to, 4);
+    check_error(&st, json_streamer_token(&st, "-x\0y", JSON_ERROR, 0, 4),
+                "JSON parse error, stray '-x'", 0, 4);
     /* inside a text: the error covers the text so far */
-    ck_assert_int_eq(json_streamer_token(&st, "{ #", JSON_LCURLY, 0, 1),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, "{ #", JSON_ERROR, 2, 3),
-                     JSON_STREAMER_ERROR);
-    ck_assert_str_eq(st.error, "JSON parse error, stray '#'");
-    ck_assert_uint_eq(st.error_from, 0);
-    ck_assert_uint_eq(st.error_to, 3);
+    more(&st, "{ #", JSON_LCURLY, 0, 1);
+    check_error(&st, json_streamer_token(&st, "{ #", JSON_ERROR, 2, 3),
+                "JSON parse error, stray '#'", 0, 3);
     /* so does a token the lexer gave up on */
-    ck_assert_int_eq(json_streamer_token(&st, "[ab", JSON_LSQUARE, 0, 1),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, "[ab", JSON_TOO_LONG, 1, 3),
-                     JSON_STREAMER_ERROR);
-    ck_assert_str_eq(st.error, "JSON token size limit exceeded");
-    ck_assert_uint_eq(st.error_from, 0);
+    more(&st, "[ab", JSON_LSQUARE, 0, 1);
+    check_error(&st, json_streamer_token(&st, "[ab", JSON_TOO_LONG, 1, 3),
+                "JSON token size limit exceeded", 0, 3);
     json_streamer_destroy(&st);
 }
 END_TEST
@@ -227,10 +216,8 @@ START_TEST(test_shift)
     struct json_streamer st;
 
     json_streamer_init(&st, false, 100);
-    ck_assert_int_eq(json_streamer_token(&st, "  {\"a\"", JSON_LCURLY, 2, 3),
-                     JSON_STREAMER_MORE);
-    ck_assert_int_eq(json_streamer_token(&st, "  {\"a\"", JSON_STRING, 3, 6),
-                     JSON_STREAMER_MORE);
+    more(&st, "  {\"a\"", JSON_LCURLY, 2, 3);
+    more(&st, "  {\"a\"", JSON_STRING, 3, 6);
     json_streamer_shift(&st, 2);
     ck_assert_uint_eq(st.text_start, 0);
     ck_assert_uint_eq(st.last_token_end, 4);
