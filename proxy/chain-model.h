@@ -1,8 +1,9 @@
 /*
  * chain-model: what the chain modules share and nothing else includes: the
- * model's structures and the helpers chain.c (the model and its
- * reconciliation), chain-observe.c (what passes through) and chain-export.c
- * (JSON, XML, the saved form) all use.
+ * model's structures and the helpers chain.c (the model, asking QEMU),
+ * chain-reconcile.c (QEMU's answers made into the model), chain-observe.c
+ * (what passes through) and chain-export.c (JSON, XML, the saved form) all
+ * use.
  */
 #ifndef QMPROXY_CHAIN_MODEL_H
 #define QMPROXY_CHAIN_MODEL_H
@@ -122,9 +123,6 @@ int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);
 void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
-/* Tell clients a disk's chain changed, if it did since last told. */
-void ch_announce(struct chain *c, struct disk *d, const char *reason,
-                 const char *before);
 /* Ask QEMU for the truth soon (coalesced). */
 void ch_schedule(struct chain *c);
 

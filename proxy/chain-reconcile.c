@@ -1,0 +1,492 @@
+/*
+ * chain-reconcile: QEMU's answers to the proxy's questions made into the
+ * model.  QEMU wins where it and the prediction differ (unless the
+ * prediction is newer than the answer), what only the proxy knows carries
+ * over, the jobs QEMU reports replace those it no longer has, and what
+ * changed is announced - after a restart, against the saved model too.
+ * Asking, and waking whoever waits for the answers, stay in chain.c.
+ */
+#include "chain-reconcile.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+
+/* The id libvirt and people use for a device: the qdev id inside
+ * "/machine/peripheral/ID/virtio-backend", else the qdev as given. */
+static char *qdev_id(const char *qdev)
+{
+    static const char prefix[] = "/machine/peripheral/";
+    const char *p, *end;
+
+    if (!qdev || !qdev[0]) {
+        return NULL;
+    }
+    if (strncmp(qdev, prefix, sizeof(prefix) - 1)) {
+        return xstrdup(qdev);
+    }
+    p = qdev + sizeof(prefix) - 1;
+    end = strchr(p, '/');
+    return end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
+}
+
+/* Node-names of backing layers: QEMU's query-block names only the top. */
+static void name_backing_layers(struct disk *d, json_object *nodes,
+                                json_object *used)
+{
+    size_t n = nodes ? json_object_array_length(nodes) : 0;
+
+    for (int k = 1; k < d->nlayers; k++) {
+        struct layer *l = &d->layers[k];
+        for (size_t i = 0; i < n && !l->node_name; i++) {
+            json_object *node = json_object_array_get_idx(nodes, i);
+            const char *name = jobj_str(node, "node-name");
+            char *file = ch_plain_filename(jobj_str(node, "file"));
+            if (name && same(jobj_str(node, "drv"), l->format)
+                && same(file, l->file)
+                && !json_object_object_get_ex(used, name, NULL)) {
+                l->node_name = xstrdup(name);
+                json_object_object_add(used, name, NULL);
+            }
+            free(file);
+        }
+    }
+}
+
+/* QEMU's view, as disks. */
+static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
+                                     int *count)
+{
+    size_t n = blocks ? json_object_array_length(blocks) : 0;
+    struct disk **out = xcalloc(n ? n : 1, sizeof(*out));
+    json_object *used = json_object_new_object();
+    int k = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        json_object *b = json_object_array_get_idx(blocks, i);
+        json_object *inserted, *image;
+        const char *device = jobj_str(b, "device");
+        char *id = qdev_id(jobj_str(b, "qdev"));
+        struct disk *d;
+
+        if (!(device && device[0]) && !id) {
+            free(id);
+            continue;
+        }
+        d = xcalloc(1, sizeof(*d));
+        d->device = xstrdup(device ? device : "");
+        d->qdev = dup_or_null(jobj_str(b, "qdev"));
+        d->name = device && device[0] ? xstrdup(device) : xstrdup(id);
+        free(id);
+        if (json_object_object_get_ex(b, "inserted", &inserted)
+            && json_object_object_get_ex(inserted, "image", &image)) {
+            const char *top_node = jobj_str(inserted, "node-name");
+            bool ro = jobj_bool(inserted, "ro", false);
+            for (json_object *img = image; img;) {
+                json_object *next = NULL;
+                d->layers = xrealloc(d->layers, sizeof(*d->layers)
+                                     * (size_t)(d->nlayers + 1));
+                d->layers[d->nlayers] = (struct layer){
+                    .file = ch_plain_filename(jobj_str(img, "filename")),
+                    .format = dup_or_null(jobj_str(img, "format")),
+                    .node_name = d->nlayers == 0 ? dup_or_null(top_node)
+                                                 : NULL,
+                    .read_only = d->nlayers == 0 ? ro : true,
+                    .virtual_size = jobj_int(img, "virtual-size", -1),
+                };
+                if (!d->layers[d->nlayers].file) {
+                    d->layers[d->nlayers].file = xstrdup("");
+                }
+                d->nlayers++;
+                json_object_object_get_ex(img, "backing-image", &next);
+                img = next;
+            }
+            if (top_node) {
+                json_object_object_add(used, top_node, NULL);
+            }
+        }
+        out[k++] = d;
+    }
+    for (int i = 0; i < k; i++) {
+        name_backing_layers(out[i], nodes, used);
+    }
+    json_object_put(used);
+    *count = k;
+    return out;
+}
+
+/* Words for a log line: how a predicted chain differs from QEMU's. */
+static char *describe_chain(const struct disk *d)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    if (!d) {
+        return xstrdup("(no such disk)");
+    }
+    for (int i = 0; i < d->nlayers; i++) {
+        strbuf_addf(&sb, "%s%s", i ? " <- " : "", d->layers[i].file);
+    }
+    if (!d->nlayers) {
+        strbuf_adds(&sb, "(no medium)");
+    }
+    return strbuf_detach(&sb, NULL);
+}
+
+static bool chains_equal(const struct disk *a, const struct disk *b)
+{
+    if (a->nlayers != b->nlayers) {
+        return false;
+    }
+    for (int i = 0; i < a->nlayers; i++) {
+        const struct layer *x = &a->layers[i], *y = &b->layers[i];
+        if (!same(x->file, y->file)) {
+            return false;
+        }
+        if (x->format && y->format && strcmp(x->format, y->format)) {
+            return false;
+        }
+        if (x->node_name && y->node_name && strcmp(x->node_name, y->node_name)
+            && x->node_name[0] != '#') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * A job the proxy did not see start names no disk; QEMU's block graph
+ * (x-debug-query-block-graph) shows which nodes it works on.
+ */
+static const char *job_disk_from_graph(const struct chain *c,
+                                       json_object *graph, const char *job)
+{
+    json_object *nodes, *edges;
+    int64_t job_node = -1;
+
+    if (!json_object_object_get_ex(graph, "nodes", &nodes)
+        || !json_object_object_get_ex(graph, "edges", &edges)) {
+        return NULL;
+    }
+    for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+        json_object *n = json_object_array_get_idx(nodes, i);
+        if (same(jobj_str(n, "type"), "block-job") && same(jobj_str(n, "name"),
+                                                         job)) {
+            job_node = jobj_int(n, "id", -1);
+        }
+    }
+    for (size_t i = 0; job_node >= 0 && i < json_object_array_length(edges);
+         i++) {
+        json_object *e = json_object_array_get_idx(edges, i);
+        if (jobj_int(e, "parent", -2) != job_node) {
+            continue;
+        }
+        int64_t child = jobj_int(e, "child", -1);
+        for (size_t k = 0; k < json_object_array_length(nodes); k++) {
+            json_object *n = json_object_array_get_idx(nodes, k);
+            struct disk *d;
+            if (jobj_int(n, "id", -2) == child
+                && (d = ch_find_disk(c, jobj_str(n, "name")))) {
+                return d->name;
+            }
+        }
+    }
+    return NULL;
+}
+
+static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
+{
+    size_t n = jobs ? json_object_array_length(jobs) : 0;
+
+    /* jobs QEMU no longer has are over (unless seen since its answer) */
+    for (int i = c->njobs; i-- > 0;) {
+        bool present = c->jobs[i]->touched > c->seq_at_jobs;
+        for (size_t k = 0; k < n && !present; k++) {
+            present = same(jobj_str(json_object_array_get_idx(jobs, k),
+                                   "device"), c->jobs[i]->id);
+        }
+        if (!present) {
+            log_debug("job %s is no longer in QEMU", c->jobs[i]->id);
+            ch_remove_job(c, c->jobs[i]);
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        json_object *q = json_object_array_get_idx(jobs, k);
+        const char *id = jobj_str(q, "device");
+        struct job *j = ch_find_job(c, id);
+        if (!id) {
+            continue;
+        }
+        if (j && j->touched > c->seq_at_jobs) {
+            continue;  /* an event since then says more than this answer */
+        }
+        if (!j) {
+            /* started behind the proxy's back (another monitor, or while
+             * it was away): the id names the disk unless one was given */
+            j = ch_add_job(c, id);
+            str_set(&j->type, jobj_str(q, "type"));
+            str_set(&j->disk, chain_disk_name(c, id));
+            if (!j->disk) {
+                str_set(&j->disk, job_disk_from_graph(c, c->q_graph, id));
+            }
+            str_set(&j->started_at, NULL);
+            log_info("found job %s (%s) that the proxy did not see start",
+                     id, j->type ? j->type : "?");
+        }
+        str_set(&j->status, jobj_str(q, "status"));
+        j->offset = jobj_int(q, "offset", j->offset);
+        j->len = jobj_int(q, "len", j->len);
+        j->ready = jobj_bool(q, "ready", j->ready);
+        if (jobj_str(q, "error")) {
+            str_set(&j->error, jobj_str(q, "error"));
+        }
+        if (!j->type) {
+            str_set(&j->type, jobj_str(q, "type"));
+        }
+    }
+}
+
+/* Tell clients a disk's chain changed. */
+static void announce(struct chain *c, struct disk *d, const char *reason,
+                     const char *before)
+{
+    json_object *data = json_object_new_object();
+
+    json_object_object_add(data, "disk", json_object_new_string(d->name));
+    json_object_object_add(data, "chain", ch_layers_json(d));
+    struct job *j = ch_disk_job(c, d);
+    if (ch_job_is_mirror(j)) {
+        json_object_object_add(data, "mirror", ch_mirror_json(j));
+    }
+    jobj_add_str(data, "reason", reason);
+    jobj_add_str(data, "before", before);
+    if (c->hooks->emit_event) {
+        c->hooks->emit_event(c->opaque, "QMPROXY_CHAIN_CHANGED", data);
+    }
+    json_object_put(data);
+}
+
+/* The disks of the saved model against QEMU's: what changed while away. */
+static void compare_saved_disks(struct chain *c, json_object *disks)
+{
+    size_t n = disks ? json_object_array_length(disks) : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        json_object *saved = json_object_array_get_idx(disks, i);
+        const char *name = jobj_str(saved, "disk");
+        json_object *layers;
+        struct disk *now = ch_disk_by_name(c, name);
+        struct strbuf before = STRBUF_INIT;
+
+        if (!name) {
+            continue;
+        }
+        if (json_object_object_get_ex(saved, "chain", &layers)) {
+            for (size_t k = 0; k < json_object_array_length(layers); k++) {
+                strbuf_addf(&before, "%s%s", k ? " <- " : "",
+                            jobj_str(json_object_array_get_idx(layers, k),
+                                    "file"));
+            }
+        }
+        char *after = describe_chain(now);
+        if (!now) {
+            log_warn("while qmproxy was away, disk %s went away (its chain "
+                     "was %s)", name, before.buf ? before.buf : "");
+        } else if (strcmp(before.buf ? before.buf : "(no medium)", after)) {
+            log_warn("while qmproxy was away, the chain of disk %s changed: "
+                     "was %s, is %s", name, before.buf ? before.buf : "",
+                     after);
+            announce(c, now, "changed-while-away", before.buf);
+        }
+        free(after);
+        strbuf_release(&before);
+    }
+}
+
+/* What only the proxy knew about jobs that still run. */
+static void restore_saved_jobs(struct chain *c, json_object *jobs)
+{
+    for (size_t i = 0; i < json_object_array_length(jobs); i++) {
+        json_object *s = json_object_array_get_idx(jobs, i);
+        struct job *j = ch_find_job(c, jobj_str(s, "id"));
+        if (!j) {
+            continue;
+        }
+        j->started_by = (unsigned)jobj_int(s, "started-by", 0);
+        str_set(&j->started_at, jobj_str(s, "started-at"));
+        str_set(&j->operation, jobj_str(s, "operation"));
+        str_set(&j->target_file, jobj_str(s, "target-file"));
+        str_set(&j->target_format, jobj_str(s, "target-format"));
+        str_set(&j->mode, jobj_str(s, "mode"));
+        str_set(&j->sync, jobj_str(s, "sync"));
+        j->active_commit = jobj_bool(s, "active-commit", false);
+        j->pivot_requested = jobj_bool(s, "pivot-requested", false);
+        j->cancel_requested = jobj_bool(s, "cancel-requested", false);
+        j->manual_finalize = jobj_bool(s, "manual-finalize", false);
+        if (!j->disk) {
+            str_set(&j->disk, jobj_str(s, "disk"));
+        }
+    }
+}
+
+/* Compare the saved model with QEMU's: what changed while we were away. */
+static void compare_loaded(struct chain *c)
+{
+    json_object *disks, *jobs, *nodes;
+
+    if (!c->loaded) {
+        return;
+    }
+    if (!json_object_object_get_ex(c->loaded, "disks", &disks)
+        || !json_object_is_type(disks, json_type_array)) {
+        disks = NULL;
+    }
+    compare_saved_disks(c, disks);
+    if (json_object_object_get_ex(c->loaded, "jobs", &jobs)
+        && json_object_is_type(jobs, json_type_array)) {
+        restore_saved_jobs(c, jobs);
+    }
+    if (json_object_object_get_ex(c->loaded, "blockdev-nodes", &nodes)) {
+        json_object_put(c->blockdev_nodes);
+        c->blockdev_nodes = json_object_get(nodes);
+    }
+    json_object_put(c->loaded);
+    c->loaded = NULL;
+}
+
+/* Without node-names asked this time, keep those of the same files. */
+static void keep_node_names(struct disk *truth, const struct disk *old)
+{
+    for (int k = 1; k < truth->nlayers; k++) {
+        int o = ch_layer_index(old, truth->layers[k].file);
+        if (o >= 0 && old->layers[o].node_name
+            && !truth->layers[k].node_name) {
+            truth->layers[k].node_name = xstrdup(old->layers[o].node_name);
+        }
+    }
+}
+
+/*
+ * QEMU's answer for one disk against the model's: QEMU wins and the
+ * difference is logged, unless the prediction is newer than the answer
+ * (then *slot becomes the prediction and QEMU is asked again).  What only
+ * the model knows moves over to the disk kept.
+ */
+static void adopt_disk(struct chain *c, struct disk **slot)
+{
+    struct disk *truth = *slot;
+    struct disk *old = ch_disk_by_name(c, truth->name);
+    bool overtaken = c->seq > c->seq_at_block;
+
+    if (old && !chains_equal(old, truth) && overtaken) {
+        /* QEMU answered before the latest change: the prediction is
+         * newer than this answer; keep it and ask again */
+        c->dirty = true;
+        for (int k = 0; k < c->ndisks; k++) {
+            if (c->disks[k] == old) {
+                c->disks[k] = truth;
+            }
+        }
+        *slot = old;
+        return;
+    } else if (old && !chains_equal(old, truth)) {
+        char *was = describe_chain(old), *is = describe_chain(truth);
+        if (old->uncertain) {
+            log_debug("chain of %s completed from QEMU: %s", old->name, is);
+        } else {
+            log_warn("the chain of disk %s differs from what the traffic "
+                     "said: predicted %s, QEMU has %s; QEMU wins",
+                     old->name, was, is);
+        }
+        free(was);
+        free(is);
+    }
+    if (old && !c->q_nodes) {
+        keep_node_names(truth, old);
+    }
+    if (old) {
+        truth->published = old->published;
+        old->published = NULL;
+        truth->last_top = old->last_top;
+        old->last_top = NULL;
+    }
+}
+
+/* QEMU's disks become the model's. */
+static void adopt_disks(struct chain *c)
+{
+    int n;
+    struct disk **truth = disks_from_qemu(c->q_block, c->q_nodes, &n);
+
+    for (int i = 0; i < n; i++) {
+        adopt_disk(c, &truth[i]);
+    }
+    for (int i = 0; i < c->ndisks; i++) {
+        ch_disk_free(c->disks[i]);
+    }
+    free(c->disks);
+    c->disks = truth;
+    c->ndisks = n;
+}
+
+/* The answers are used up; so are the facts that came before them. */
+static void forget_answers(struct chain *c)
+{
+    json_object_put(c->early);
+    c->early = json_object_new_object();
+    json_object_put(c->q_block);
+    json_object_put(c->q_nodes);
+    json_object_put(c->q_jobs);
+    json_object_put(c->q_graph);
+    c->q_block = c->q_nodes = c->q_jobs = c->q_graph = NULL;
+}
+
+/* A disk's chain as QEMU has it now: announce it if it changed, and tell
+ * the hooks of a new overlay over what was the active layer. */
+static void publish_disk(struct chain *c, struct disk *d)
+{
+    char *now = ch_publishable(c, d);
+
+    if (d->published && strcmp(d->published, now)) {
+        announce(c, d, NULL, NULL);
+    }
+    free(d->published);
+    d->published = now;
+    /* a new overlay over what was the active layer: a snapshot */
+    if (d->nlayers >= 2 && d->last_top
+        && strcmp(d->last_top, d->layers[0].file)
+        && !strcmp(d->last_top, d->layers[1].file)
+        && c->hooks->new_overlay) {
+        c->hooks->new_overlay(c->opaque, d->name, d->layers[0].file,
+                              d->layers[1].file, d->layers[1].format,
+                              (long long)d->layers[0].virtual_size);
+    }
+    str_set(&d->last_top, d->nlayers ? d->layers[0].file : NULL);
+}
+
+/* Tell what changed: after a restart, against the saved model first. */
+static void announce_changes(struct chain *c)
+{
+    bool first = !c->seeded;
+
+    c->seeded = true;
+    if (first) {
+        compare_loaded(c);
+    }
+    for (int i = 0; i < c->ndisks; i++) {
+        publish_disk(c, c->disks[i]);
+    }
+    if (c->hooks->changed) {
+        c->hooks->changed(c->opaque);
+    }
+}
+
+void ch_reconciled(struct chain *c)
+{
+    adopt_disks(c);
+    update_jobs_from_qemu(c, c->q_jobs);
+    forget_answers(c);
+    announce_changes(c);
+}
