@@ -143,10 +143,10 @@ char *jsonstream_reserve(struct jsonstream *js, size_t min, size_t *avail)
 static void give_back(struct jsonstream *js)
 {
     if (js->cap > 256 * 1024 && first_needed(js) == js->len) {
+        shift(js, js->len);   /* every offset back to the start */
         free(js->buf);
         js->buf = NULL;
-        js->cap = js->len = js->scan = 0;
-        js->tok_start = js->text_start = js->last_token_end = 0;
+        js->cap = 0;
     }
 }
 
