@@ -682,6 +682,7 @@ void router_free(struct router *r)
     fdstore_clear();
     chain_free(r->chain);
     policy_free(r->policy);
+    qemu_schema_free(r->schema);
     for (size_t i = 0; i < r->nattaches; i++) {
         attach_free(r->attaches[i]);
     }
