@@ -277,9 +277,10 @@ static void read_schema_if_confined(struct router *r)
 {
     if (policy_confines_places(r->policy) && !r->schema && !r->schema_asked
         && r->up && upstream_is_ready(r->up)) {
+        json_object *cmd = qmp_command("query-qmp-schema", NULL);
         r->schema_asked = true;
-        upstream_send_internal(r->up, qmp_command("query-qmp-schema", NULL),
-                               schema_read, r);
+        upstream_send_internal(r->up, cmd, schema_read, r);
+        json_object_put(cmd);
     }
 }
 
