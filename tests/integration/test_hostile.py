@@ -819,15 +819,75 @@ class FdPassing(HostileBase):
         getfd of any other client takes them.  A direct monitor is a
         chardev of its own, so there the other client is told that it
         passed no descriptor."""
-        h = self.hostile()
-        h.send(b'{"execute": "query-status", "id": "carrier"}', fds=self.fds(1))
-        self.assertEqual(h.read_reply()["id"], "carrier")
         victim = self.hostile()
         want = self.twin().cmd("getfd", {"fdname": "mine"}, id="v")
         self.assertEqual(want["error"]["desc"], "No file descriptor supplied via SCM_RIGHTS")
-        got = victim.cmd("getfd", {"fdname": "mine"}, id="v")
-        print("\nanother client's getfd, without a descriptor: %s" % got, file=sys.stderr)
-        self.assertEqual(got, want)
+        carriers = [
+            b'{"execute": "query-status", "id": "carrier"}',
+            b'{"execute": "no-such-command", "id": "carrier"}',
+            b'{"execute": "getfd", "arguments": {"fdname": 1}, "id": "carrier"}',
+            b'{"execute": "getfd", "id": "carrier"}',
+            b'{"execute": "add-fd", "arguments": {"fdset-id": "x"}, "id": "carrier"}',
+            b'{"execute": "human-monitor-command", "id": "carrier", '
+            b'"arguments": {"command-line": "getfd x"}}',
+        ]
+        for carrier in carriers:
+            h = self.hostile()
+            h.send(carrier, fds=self.fds(1))
+            self.assertEqual(h.read_reply()["id"], "carrier")
+            got = victim.cmd("getfd", {"fdname": "mine"}, id="v")
+            print("\nafter %s with a descriptor, another client's getfd without one: %s"
+                  % (carrier, got), file=sys.stderr)
+            self.assertEqual(got, want, carrier)
+            h.close()
+        self.kind("SCM_RIGHTS: descriptors with a command that does not take them")
+
+    def test_descriptors_wait_for_their_clients_getfd(self):
+        """What a direct monitor does: a descriptor sent with a command
+        that does not take it is there for the same client's next getfd."""
+        replies = {}
+        for name, c in (("direct", self.twin()), ("proxy", self.hostile())):
+            c.send(b'{"execute": "query-status", "id": 1}', fds=self.fds(1))
+            c.send(b'{"execute": "getfd", "arguments": {"fdname": 1}, "id": 2}', fds=self.fds(1))
+            c.send(b'{"execute": "getfd", "arguments": {"fdname": "later"}, "id": 3}')
+            c.send(b'{"execute": "getfd", "arguments": {"fdname": "again"}, "id": 4}')
+            c.send(b'{"execute": "closefd", "arguments": {"fdname": "later"}, "id": 5}')
+            replies[name] = [c.read_reply_raw() for _ in range(5)]
+        self.assertEqual(replies["proxy"], replies["direct"])
+        self.assertEqual(json.loads(replies["direct"][2]), {"return": {}, "id": 3})
+        self.kind("SCM_RIGHTS: descriptors wait for the client's own getfd")
+        self.finish("own getfd")
+
+
+    def add_fd_inode(self, client, qemu_pid, fds_with_cmd, junk_fds=()):
+        """Pass junk_fds (each batch with a space), then add-fd with
+        fds_with_cmd; return the pipe inode of the descriptor QEMU put in
+        the new fdset (read in /proc before it is removed again)."""
+        for batch in junk_fds:
+            client.send(b" ", fds=batch)
+            time.sleep(0.05)
+        client.send(b'{"execute": "add-fd", "id": "add"}', fds=fds_with_cmd)
+        r = client.read_reply()
+        self.assertEqual(r.get("id"), "add", r)
+        ino = os.stat("/proc/%d/fd/%d" % (qemu_pid, r["return"]["fd"])).st_ino
+        client.cmd("remove-fd", {"fdset-id": r["return"]["fdset-id"]})
+        return ino
+
+    @unittest.expectedFailure
+    def test_which_descriptor_qemu_gets(self):
+        """QEMU's chardev keeps the descriptors of the last message that
+        brought some, and add-fd takes the first of them: descriptors sent
+        earlier with junk are replaced, not queued in front."""
+        qpid = self.qemu.proc.pid
+        for name, client in (("direct", self.twin()), ("proxy", self.hostile())):
+            older, newer = self.fds(1), self.fds(1)
+            got = self.add_fd_inode(client, qpid, newer, junk_fds=[older])
+            which = {os.fstat(older[0]).st_ino: "older (sent with junk)",
+                     os.fstat(newer[0]).st_ino: "newer (sent with add-fd)"}.get(got, "neither")
+            print("\n%s: add-fd took the %s descriptor" % (name, which), file=sys.stderr)
+            self.assertEqual(which, "newer (sent with add-fd)", name)
+        self.kind("SCM_RIGHTS: junk descriptors, then add-fd with its own")
+        self.finish("which descriptor")
 
 
 POLICY = """<?xml version="1.0"?>
