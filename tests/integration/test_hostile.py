@@ -812,7 +812,6 @@ class FdPassing(HostileBase):
         self.kind("SCM_RIGHTS: getfd with 20 descriptors")
         self.finish("fd passing")
 
-    @unittest.expectedFailure
     def test_fds_left_in_qemu_reach_another_client(self):
         """A client's descriptors that go up with a command that does not
         take them stay in QEMU's chardev, shared by every client: the next
@@ -873,7 +872,6 @@ class FdPassing(HostileBase):
         client.cmd("remove-fd", {"fdset-id": r["return"]["fdset-id"]})
         return ino
 
-    @unittest.expectedFailure
     def test_which_descriptor_qemu_gets(self):
         """QEMU's chardev keeps the descriptors of the last message that
         brought some, and add-fd takes the first of them: descriptors sent
