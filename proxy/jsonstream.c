@@ -702,7 +702,14 @@ static void lex_step(struct jsonstream *js, unsigned char c)
         const unsigned char *p = (const unsigned char *)js->buf + js->scan;
         const unsigned char *end = (const unsigned char *)js->buf + js->len;
         unsigned char quote = js->state == LX_DQ_STRING ? '"' : '\'';
+        /* QEMU splits a token the moment it passes the limit: stop there
+         * for run() to split it (one byte at a time, as QEMU goes) */
+        const unsigned char *limit =
+            (const unsigned char *)js->buf + js->tok_start + js->max_size + 1;
 
+        if (limit < end) {
+            end = limit;
+        }
         /* the fast path: plain string content */
         while (p < end && *p >= 0x20 && *p <= 0xFD && *p != '\\'
                && *p != quote) {
