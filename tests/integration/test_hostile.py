@@ -83,6 +83,7 @@ class Worker(threading.Thread):
         self.max_latency = 0.0      # the worst overall
         self.rss_peak = 0
         self.halt = threading.Event()
+        self.slow = 1
 
     def run(self):
         c = self.c
@@ -116,8 +117,9 @@ class Worker(threading.Thread):
         except Exception as e:  # noqa: reported by the test
             self.errors.append(e)
 
-    def check(self, kind, rounds=3, timeout=30, max_latency=MAX_LATENCY):
+    def check(self, kind, rounds=3, timeout=30, max_latency=None):
         """The worker is still right and still moving after `kind`."""
+        max_latency = max_latency or MAX_LATENCY * self.slow
         start = self.rounds
         deadline = time.monotonic() + max(timeout, max_latency * 2)
         while self.rounds < start + rounds and not self.errors and self.is_alive():
@@ -136,15 +138,37 @@ class Worker(threading.Thread):
         return lat
 
 
+# Under ASan, freed memory sits in a 256 MiB quarantine and the allocator
+# keeps its pages: the proxy's RSS then says nothing about what the proxy
+# holds.  A small quarantine (use-after-free is still caught within it)
+# and pages given back to the system make the figures mean the same as
+# without ASan.  Settings the environment already has come last and win.
+ASAN_FOR_RSS = "quarantine_size_mb=8:allocator_release_to_os_interval_ms=0"
+
+
 class HostileBase(ProxyTestCase):
     """A QEMU, qmproxy, a working client in a thread, and a memory record."""
+
+    def start_proxy(self, args=None, **kw):
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = ASAN_FOR_RSS + (":" + env["ASAN_OPTIONS"]
+                                              if env.get("ASAN_OPTIONS") else "")
+        return super().start_proxy(args=args, env=env, **kw)
 
     def setUp(self):
         super().setUp()
         self.pid = self.proxy.proc.pid
+        with open("/proc/%d/maps" % self.pid) as f:
+            self.asan = "libasan" in f.read()
+        # under ASan the shadow and allocator metadata of the heap touched
+        # at the peak stay resident: a wider bound (the plain build's
+        # figures are the proxy's own), and slower round trips
+        self.rss_slack = RSS_SLACK_KIB * (3 if self.asan else 1)
+        self.slow = 3 if self.asan else 1
         work = self.client()
         version = work.ok("query-version")
         self.worker = Worker(work, version, self.proxy)
+        self.worker.slow = self.slow
         self.worker.start()
         self.addCleanup(self.worker.join, 10)
         self.addCleanup(self.worker.halt.set)
@@ -160,7 +184,7 @@ class HostileBase(ProxyTestCase):
         right, the proxy still there; note the memory."""
         KINDS.append(name)
         self.assertIsNone(self.proxy.proc.poll(), "%s: qmproxy exited" % name)
-        lat = self.worker.check(name, max_latency=max_latency or MAX_LATENCY)
+        lat = self.worker.check(name, max_latency=(max_latency or MAX_LATENCY) * self.slow)
         self.figures.append((name, proc_status(self.pid, "VmRSS"),
                              proc_status(self.pid, "VmHWM"), lat))
 
@@ -172,20 +196,21 @@ class HostileBase(ProxyTestCase):
 
         def settled():
             rss = proc_status(self.pid, "VmRSS")
-            return rss if rss - self.rss_before <= RSS_SLACK_KIB else None
+            return rss if rss - self.rss_before <= self.rss_slack else None
         try:
             after = wait_for(settled, timeout=5, interval=0.1, what="RSS to settle")
         except AssertionError:
             after = proc_status(self.pid, "VmRSS")
         peak = proc_status(self.pid, "VmHWM")
-        lines = ["", "%s: qmproxy VmRSS before %d KiB, peak (VmHWM) %d KiB, after %d KiB; "
+        lines = ["", "%s%s: qmproxy VmRSS before %d KiB, peak (VmHWM) %d KiB, after %d KiB; "
                  "other client's worst round trip %.0f ms" % (
-                     title, self.rss_before, peak, after, self.worker.max_latency * 1000)]
+                     "[ASan] " if self.asan else "", title, self.rss_before, peak, after,
+                     self.worker.max_latency * 1000)]
         for name, rss, hwm, lat in self.figures:
             lines.append("  %-44s RSS %7d KiB  HWM %7d KiB  other client %6.0f ms"
                          % (name, rss, hwm, lat * 1000))
         print("\n".join(lines), file=sys.stderr)
-        self.assertLessEqual(after - self.rss_before, RSS_SLACK_KIB,
+        self.assertLessEqual(after - self.rss_before, self.rss_slack,
                              "%s: RSS stayed %d KiB above where it was"
                              % (title, after - self.rss_before))
         wait_for(lambda: nfds(self.pid) == self.fds_before, timeout=5,
@@ -1046,7 +1071,9 @@ class ReadOnlyQuit(HostileBase):
 
 
 def tearDownModule():
-    print("\nhostile kinds exercised: %d" % len(KINDS), file=sys.stderr)
+    kinds = sorted(set(KINDS))
+    print("\nhostile kinds exercised: %d\n  %s" % (len(kinds), "\n  ".join(kinds)),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
