@@ -1031,6 +1031,8 @@ class FdPassing(HostileBase):
                              ({"return": {}, "id": "a%d" % k},
                               "No file descriptor supplied via SCM_RIGHTS"), k)
             a.cmd("closefd", {"fdname": "a%d" % k})
+        self.kind("SCM_RIGHTS: two clients' getfd at once, one with a descriptor")
+        self.finish("getfd race")
 
     @unittest.expectedFailure
     def test_descriptor_names_are_per_client(self):
