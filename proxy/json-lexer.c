@@ -201,8 +201,12 @@ enum json_token_type json_lexer_next(struct json_lexer *lx, const char *buf,
         if (state == IN_START) {
             lx->tok_start = pos;
         } else if (state == IN_DQ_STRING || state == IN_SQ_STRING) {
+            /* no further than the size limit: QEMU cuts the token at the
+             * byte that passes it, wherever the reads happen to end */
             const uint8_t *row = json_lexer[state];
-            while (pos < len && row[in[pos]] == state) {
+            size_t end = lx->tok_start + lx->max_size < len
+                ? lx->tok_start + lx->max_size : len;
+            while (pos < end && row[in[pos]] == state) {
                 pos++;
             }
         }

@@ -421,8 +421,51 @@ static void negotiate(struct session *s, struct slot *slot,
     reply_local(s, slot, reply, len);
 }
 
+/*
+ * Only getfd and add-fd take descriptors from QEMU's chardev, and that
+ * chardev is shared by every client of the proxy: descriptors that went up
+ * with any other command would wait there for whichever client's getfd or
+ * add-fd came next.  So they wait here, for this client's own, as they
+ * would in the chardev of a direct monitor.  A call QEMU refuses before
+ * its handler runs (arguments QAPI rejects) would leave them in QEMU too,
+ * so such a call does not take them either.
+ */
+static bool takes_fds(const struct qmp_request *req)
+{
+    bool getfd = !strcmp(req->command, "getfd");
+    bool has_name = false;
+
+    if (req->oob || (!getfd && strcmp(req->command, "add-fd"))) {
+        return false;
+    }
+    if (!req->args) {
+        return !getfd;
+    }
+    if (!json_object_is_type(req->args, json_type_object)) {
+        return false;
+    }
+    json_object_object_foreach(req->args, key, val) {
+        if (getfd && !strcmp(key, "fdname")
+            && json_object_is_type(val, json_type_string)) {
+            has_name = true;
+        } else if (!getfd && !strcmp(key, "opaque")
+                   && json_object_is_type(val, json_type_string)) {
+            continue;
+        } else if (!getfd && !strcmp(key, "fdset-id")
+                   && json_object_is_type(val, json_type_int)) {
+            continue;
+        } else {
+            return false;
+        }
+    }
+    return !getfd || has_name;
+}
+
 static void take_fds(struct session *s, struct client_cmd *cmd)
 {
+    if (!takes_fds(&cmd->req)) {
+        return;
+    }
     memcpy(cmd->fds, s->pending_fds, sizeof(int) * (size_t)s->npending_fds);
     cmd->nfds = s->npending_fds;
     s->npending_fds = 0;
@@ -524,6 +567,14 @@ static void on_fds(void *opaque, int *fds, int nfds)
 {
     struct session *s = opaque;
 
+    /* a message that brings descriptors replaces those still waiting, as
+     * in QEMU's chardev (tcp_chr_process_IO_msg) */
+    if (nfds > 0) {
+        for (int i = 0; i < s->npending_fds; i++) {
+            close(s->pending_fds[i]);
+        }
+        s->npending_fds = 0;
+    }
     for (int i = 0; i < nfds; i++) {
         if (s->npending_fds < CONN_MAX_FDS) {
             s->pending_fds[s->npending_fds++] = fds[i];

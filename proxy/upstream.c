@@ -42,6 +42,8 @@ struct upstream_request {
     char *client_id;     /* owned: the id QEMU would echo; NULL: none */
     char *queued;        /* owned: internal command waiting for room */
     size_t queued_len;
+    int fds[CONN_MAX_FDS];  /* owned while held: they go with queued */
+    int nfds;
 };
 
 TAILQ_HEAD(request_list, upstream_request);
@@ -87,6 +89,12 @@ struct upstream {
     struct event *doom_ev;
     TAILQ_HEAD(, upstream_waiter) waiters;
     unsigned inflight;
+    /* A client's command with descriptors, in the FIFO but not written:
+     * QEMU's chardev (shared by every client) would hand them to whichever
+     * getfd it dispatches next, and QEMU reads on while earlier commands
+     * wait to be dispatched.  So it goes up once QEMU has answered every
+     * earlier one, and nothing in-band goes up meanwhile. */
+    struct upstream_request *held;
     unsigned oob_counter;
     unsigned oob_tag;
     bool pumping;
@@ -109,6 +117,7 @@ static void close_fds(int *fds, int n)
 
 static void request_free(struct upstream_request *req)
 {
+    close_fds(req->fds, req->nfds);
     free(req->oob_id);
     free(req->client_id);
     free(req->queued);
@@ -317,6 +326,7 @@ static void fail_all(struct upstream *up)
         w->queued = false;
     }
     up->inflight = 0;
+    up->held = NULL;
 }
 
 static void give_up_or_retry(struct upstream *up, const char *why);
@@ -635,6 +645,7 @@ const char *upstream_display(const struct upstream *up)
 bool upstream_has_room(const struct upstream *up)
 {
     return up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
+        && !up->held
         && (TAILQ_EMPTY(&up->internal) || up->quiesced)
         && TAILQ_EMPTY(&up->waiters);
 }
@@ -673,7 +684,20 @@ static void pump(struct upstream *up)
         return;
     }
     up->pumping = true;
-    while (up->state == UP_READY && up->inflight < UPSTREAM_WINDOW) {
+    if (up->held && up->state == UP_READY
+        && TAILQ_FIRST(&up->fifo) == up->held) {
+        /* every earlier command answered: its descriptors are its own */
+        struct upstream_request *req = up->held;
+        char *data = req->queued;
+        int nfds = req->nfds;
+        up->held = NULL;
+        req->queued = NULL;
+        req->nfds = 0;
+        write_request(up, req, data, req->queued_len, req->fds, nfds);
+        free(data);
+    }
+    while (up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
+           && !up->held) {
         struct upstream_request *req = up->quiesced
             ? NULL : TAILQ_FIRST(&up->internal);
         struct upstream_waiter *w = TAILQ_FIRST(&up->waiters);
@@ -744,8 +768,21 @@ struct upstream_request *upstream_send(struct upstream *up, const char *data,
         return req;
     }
     if (!oob) {
+        bool hold = nfds > 0 && !TAILQ_EMPTY(&up->fifo);
         TAILQ_INSERT_TAIL(&up->fifo, req, link);
         up->inflight++;
+        if (up->held) {
+            log_error("bug: a command went up past one holding descriptors");
+        }
+        if (hold && !up->held) {
+            req->queued = xmalloc(len);
+            memcpy(req->queued, data, len);
+            req->queued_len = len;
+            memcpy(req->fds, fds, sizeof(int) * (size_t)nfds);
+            req->nfds = nfds;
+            up->held = req;
+            return req;
+        }
         write_request(up, req, data, len, fds, nfds);
         return req;
     }
