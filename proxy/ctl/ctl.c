@@ -20,6 +20,7 @@ volatile sig_atomic_t ctl_interrupted;
 
 const struct ctl_entry *const ctl_table[] = {
     &ctl_exec_entry,
+    &ctl_chain_entry,
     NULL,
 };
 
