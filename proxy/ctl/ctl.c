@@ -21,6 +21,13 @@ volatile sig_atomic_t ctl_interrupted;
 const struct ctl_entry *const ctl_table[] = {
     &ctl_exec_entry,
     &ctl_chain_entry,
+    &ctl_snapshot_mirror_entry,
+    &ctl_snapshot_mirror_xml_entry,
+    &ctl_block_copy_entry,
+    &ctl_reopen_entry,
+    &ctl_snapshot_reopen_entry,
+    &ctl_abort_entry,
+    &ctl_ops_entry,
     NULL,
 };
 
