@@ -28,6 +28,7 @@ const struct ctl_entry *const ctl_table[] = {
     &ctl_snapshot_reopen_entry,
     &ctl_abort_entry,
     &ctl_ops_entry,
+    &ctl_policy_entry,
     NULL,
 };
 
