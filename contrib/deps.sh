@@ -8,6 +8,9 @@ QMPROXY_DEPS=(
   libevent-dev libjson-c-dev libxml2-dev check
   qemu-system-x86 qemu-utils
   python3 socat
+  # qmproxyctl's terminal tests run it inside tmux; chain --dot is drawn
+  # with Graphviz in the tests and for docs/
+  tmux graphviz
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

@@ -266,20 +266,38 @@ static bool op_final_failed(json_object *op)
     return s && (!strcmp(s, "failed") || !strcmp(s, "aborted"));
 }
 
-/* Ask for an abort on a connection of its own (ours waits). */
-static int abort_op(const char *name)
+/*
+ * Ask for an abort on a connection of its own (ours waits): a snapshot
+ * is undone by qmproxy-snapshot-abort; a block copy's jobs are cancelled
+ * (the source stays as it was, the operation ends failed).
+ */
+static int abort_op(struct follow *f)
 {
     struct ctl_client *a;
-    json_object *args = json_object_new_object(), *ret;
+    json_object *ret;
     int rc;
 
     if (!(a = ctl_connect(false, &rc))) {
-        json_object_put(args);
         return rc;
     }
-    jobj_add_str(args, "name", name);
-    rc = ctl_call(a, "qmproxy-snapshot-abort", args, &ret);
-    json_object_put(ret);
+    if (!strcmp(ctl_str(f->op, "type"), "block-copy")) {
+        for (int i = 0; i < f->nbars; i++) {
+            json_object *args = json_object_new_object();
+            if (!f->bars[i].job) {
+                json_object_put(args);
+                continue;
+            }
+            jobj_add_str(args, "device", f->bars[i].job);
+            jobj_add_bool(args, "force", true);
+            rc = ctl_call(a, "block-job-cancel", args, &ret);
+            json_object_put(ret);
+        }
+    } else {
+        json_object *args = json_object_new_object();
+        jobj_add_str(args, "name", f->name);
+        rc = ctl_call(a, "qmproxy-snapshot-abort", args, &ret);
+        json_object_put(ret);
+    }
     ctl_client_free(a);
     return rc;
 }
@@ -335,7 +353,7 @@ static int wait_reply(struct ctl_client *c, const struct ctl_op_wait *w,
                 fprintf(stderr, "qmproxyctl: interrupted: aborting %s\n",
                         f.name);
                 ctl_interrupted = 0;
-                rc = abort_op(f.name);
+                rc = abort_op(&f);
                 rc = rc == CTL_EXIT_OK ? CTL_EXIT_ABORTED : rc;
             } else {
                 ctl_error("interrupted%s%s%s", f.name ? "; operation " : "",

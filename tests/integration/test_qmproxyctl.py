@@ -1,0 +1,409 @@
+"""qmproxyctl, the operator's command line, against a real QEMU through
+qmproxy (and, for the generic commands, against QEMU's own monitor):
+each command's output, its --json form, and its exit status.
+
+The terminal tests run qmproxyctl inside tmux (send-keys, capture-pane)
+for what only a terminal shows: the progress bars redrawn in place."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import unittest
+import uuid
+
+from qmptest import (BUILD, ProxyTestCase, for_each_shape, listening_socket,
+                     qemu_img, wait_for, TIMEOUT)
+from test_chain import qemu_chain, proxy_chain
+
+QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MiB = 1 << 20
+
+# the exit codes the README documents
+OK, QMP_ERROR, USAGE, CONNECTION, TIMEOUT_EXIT, OP_FAILED, INTERRUPTED, ABORTED = range(8)
+
+
+class CtlTestCase(ProxyTestCase):
+    image_dir = "src"
+
+    def setUp(self):
+        super().setUp()
+        self.c = self.client(extras=True)
+        self.src = os.path.join(self.workdir, "src")
+        self.dest = os.path.join(self.workdir, "dest")
+        os.makedirs(self.dest, exist_ok=True)
+
+    def ctl(self, *args, socket=None, expect=OK, env=None):
+        """Run qmproxyctl; check its exit status; (stdout, stderr)."""
+        cmd = [QMPROXYCTL, "-s", socket or self.proxy.listen] + list(args)
+        e = dict(os.environ, NO_COLOR="1")
+        e.update(env or {})
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, env=e)
+        self.assertEqual(r.returncode, expect,
+                         "%s exited %d\nstdout: %s\nstderr: %s"
+                         % (args, r.returncode, r.stdout, r.stderr))
+        return r.stdout, r.stderr
+
+    def ctl_json(self, *args, **kw):
+        out, _ = self.ctl("--json", *args, **kw)
+        return json.loads(out)
+
+    def write(self, disk, pattern, offset, size):
+        out = self.qemu.io(self.c, disk, "write -P 0x%02x %d %d" % (pattern, offset, size))
+        self.assertNotIn("error", out.lower(), out)
+
+    def op(self, name):
+        ops = self.c.ok("qmproxy-query-operations", {"name": name})
+        self.assertEqual(len(ops), 1, ops)
+        return ops[0]
+
+    def ops_of_type(self, type_):
+        return [o for o in self.c.ok("qmproxy-query-operations") if o["type"] == type_]
+
+
+class Exec(CtlTestCase):
+    def test_simple_syntax_values_and_dotted_keys(self):
+        # JSON values where they parse, strings elsewhere, dotted keys nest
+        img = os.path.join(self.workdir, "extra.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", img, "1M")
+        self.ctl("exec", "blockdev-add", "driver=qcow2", "node-name=extra",
+                 "read-only=true", "file.driver=file", "file.filename=" + img)
+        nodes = {n["node-name"]: n for n in self.c.ok("query-named-block-nodes")}
+        self.assertIn("extra", nodes)
+        self.assertTrue(nodes["extra"]["ro"])
+        self.assertEqual(nodes["extra"]["file"], img)
+
+    def test_json_request_and_output(self):
+        ver = self.ctl_json("exec", '{"execute": "query-version"}')
+        self.assertEqual(ver, self.c.ok("query-version"))
+        status = self.ctl_json("exec", "query-status")
+        self.assertEqual(status["status"], self.c.ok("query-status")["status"])
+        # arguments as one JSON object
+        self.ctl("exec", "query-chardev")
+        out, _ = self.ctl("exec", "human-monitor-command", '{"command-line": "info version"}')
+        self.assertIn(self.c.ok("query-version")["package"].split()[0], out)
+
+    def test_errors_and_exit_codes(self):
+        _, err = self.ctl("exec", "no-such-command", expect=QMP_ERROR)
+        self.assertIn("CommandNotFound: The command no-such-command has not been found", err)
+        _, err = self.ctl("exec", "blockdev-snapshot-sync", "device=nosuch",
+                          "snapshot-file=/nonexistent/x.qcow2", expect=QMP_ERROR)
+        self.assertIn("GenericError", err)
+        self.ctl("exec", "query-status", "not-key-value", expect=USAGE)
+        self.ctl("exec", "query-status", "a.b=1", "a=2", expect=USAGE)
+        self.ctl("exec", '{"execute": ', expect=USAGE)
+        self.ctl("no-such-subcommand", expect=USAGE)
+        self.ctl(expect=USAGE)
+        _, err = self.ctl("exec", "query-status",
+                          socket=os.path.join(self.workdir, "nothing.sock"),
+                          expect=CONNECTION)
+        self.assertIn("cannot connect", err)
+        # a peer that never greets: --timeout ends the wait
+        silent = os.path.join(self.workdir, "silent.sock")
+        with listening_socket(silent):
+            self.ctl("--timeout", "0.5", "exec", "query-status", socket=silent,
+                     expect=TIMEOUT_EXIT)
+
+    def test_plain_qemu(self):
+        # the generic commands work on QEMU's own monitor
+        mon = self.qemu.monitors[1]
+        status = self.ctl_json("exec", "query-status", socket=mon)
+        self.assertIn("status", status)
+        out, _ = self.ctl("chain", socket=mon)
+        self.assertIn(self.qemu.images[0], out)
+        chain = self.ctl_json("chain", socket=mon)
+        self.assertEqual(chain[0]["chain"][0]["file"], self.qemu.images[0])
+        _, err = self.ctl("ops", socket=mon, expect=QMP_ERROR)
+        self.assertIn("CommandNotFound", err)
+        _, err = self.ctl("chain", "--xml", socket=mon, expect=QMP_ERROR)
+        self.assertIn("needs qmproxy", err)
+
+
+@for_each_shape
+class Chain(CtlTestCase):
+    def snapshot(self, name):
+        f = os.path.join(self.src, name)
+        self.c.ok("blockdev-snapshot-sync", {
+            "device" if self.shape == "none" else "node-name":
+                "disk0" if self.shape == "none" else qemu_chain(self.c)[2],
+            "snapshot-file": f, "format": "qcow2",
+            "snapshot-node-name": "n-" + name.split(".")[0]})
+        return f
+
+    def test_tree_json_xml_dot(self):
+        base = self.qemu.images[0]
+        s1 = self.snapshot("s1.qcow2")
+        out, _ = self.ctl("chain")
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split()[0], "disk0")
+        self.assertIn(s1, lines[1])
+        self.assertIn("qcow2", lines[1])
+        self.assertIn("64 MiB", lines[1])
+        self.assertIn("node ", lines[1])
+        self.assertIn("└── " + base, lines[2])
+        # --json is qmproxy-query-chain's answer
+        self.assertEqual(self.ctl_json("chain"), self.c.ok("qmproxy-query-chain"))
+        self.assertEqual(self.ctl_json("chain", "disk0"),
+                         self.c.ok("qmproxy-query-chain", {"disk": "disk0"}))
+        xml, _ = self.ctl("chain", "disk0", "--xml")
+        self.assertEqual(xml.strip(), self.c.ok(
+            "qmproxy-query-chain", {"disk": "disk0", "format": "xml"}).strip())
+        self.assertIn("<backingStore", xml)
+        dot, _ = self.ctl("chain", "--dot")
+        self.assertTrue(dot.startswith("digraph"))
+        self.assertIn('"backing"', dot)
+        if shutil.which("dot"):
+            r = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("<svg", r.stdout)
+            self.assertIn(os.path.basename(s1), r.stdout)
+        _, err = self.ctl("chain", "nosuch", expect=QMP_ERROR)
+        self.assertIn("No disk named 'nosuch'", err)
+
+    def test_copy_in_progress(self):
+        self.write(0, 0x22, 0, 16 * MiB)
+        target = os.path.join(self.dest, "copy.qcow2")
+        out, _ = self.ctl("block-copy", "disk0", target, "--speed", "1M")
+        self.assertIn("started", out)
+        out, _ = self.ctl("chain", "disk0")
+        self.assertIn("copy → " + target, out)
+        dot, _ = self.ctl("chain", "--dot")
+        self.assertIn("style=dashed", dot)
+        self.assertIn(target, dot)
+
+
+class Operations(CtlTestCase):
+    def test_snapshot_mirror_wait_reopen(self):
+        self.write(0, 0x33, 0, MiB)
+        snap = os.path.join(self.src, "snap.qcow2")
+        mirror = os.path.join(self.dest, "snap.qcow2")
+        out, err = self.ctl("snapshot-mirror", "--name", "mig", "--disk", "disk0",
+                            "--snapshot", snap, "--mirror", mirror, "--speed", "64M",
+                            "--wait")
+        self.assertIn("operation mig: ready", out)
+        self.assertEqual(self.op("mig")["state"], "ready")
+        self.assertEqual(proxy_chain(self.c)["mirror"]["file"], mirror)
+        ops = self.ctl_json("ops")
+        self.assertEqual([o["name"] for o in ops], ["mig"])
+        out, _ = self.ctl("ops")
+        self.assertIn("mig", out)
+        self.assertIn("ready", out)
+        # a second operation of the same name is refused up front: exit 1
+        _, err = self.ctl("snapshot-mirror", "--name", "mig", "--disk", "disk0",
+                          "--snapshot", snap + "2", "--mirror", mirror + "2",
+                          "--wait", expect=QMP_ERROR)
+        self.assertIn("GenericError", err)
+        ret = self.ctl_json("snapshot-reopen", "mig", "--to", "mirror")
+        self.assertEqual(ret["state"], "pivoted")
+        self.assertEqual(qemu_chain(self.c)[0][0], mirror)
+        self.ctl("snapshot-reopen", "mig", "--to", "sideways", expect=USAGE)
+
+    def test_snapshot_mirror_json_and_abort(self):
+        snap = os.path.join(self.src, "snap.qcow2")
+        ret = self.ctl_json("snapshot-mirror", "--name", "s", "--disk", "disk0",
+                            "--snapshot", snap, "--mirror",
+                            os.path.join(self.dest, "snap.qcow2"), "--wait")
+        self.assertEqual(ret["name"], "s")
+        self.assertEqual(ret["state"], "ready")
+        self.assertEqual(qemu_chain(self.c)[0][0], snap)
+        out, _ = self.ctl("abort", "s")
+        self.assertIn("operation s: aborted", out)
+        self.assertEqual(qemu_chain(self.c)[0], [self.qemu.images[0]])
+        _, err = self.ctl("abort", "s", expect=QMP_ERROR)
+        self.assertIn("aborted", err)
+
+    def test_snapshot_mirror_xml(self):
+        xml = os.path.join(self.workdir, "snap.xml")
+        with open(xml, "w") as f:
+            f.write("""<domainsnapshot><name>x1</name><disks>
+  <disk name='disk0' snapshot='external'>
+    <source file='%s'/><mirror file='%s'/><driver type='qcow2'/>
+  </disk></disks></domainsnapshot>""" % (os.path.join(self.src, "x.qcow2"),
+                                          os.path.join(self.dest, "x.qcow2")))
+        out, _ = self.ctl("snapshot-mirror-xml", xml, "--wait")
+        self.assertIn("operation x1: ready", out)
+        self.assertEqual(self.op("x1")["state"], "ready")
+
+    def test_usage_errors(self):
+        self.ctl("snapshot-mirror", "--name", "n", expect=USAGE)
+        self.ctl("snapshot-mirror", "--snapshot", "/a", "--disk", "disk0", expect=USAGE)
+        self.ctl("snapshot-mirror", "--disk", "disk0", "--snapshot", "/a", expect=USAGE)
+        self.ctl("block-copy", "disk0", expect=USAGE)
+        self.ctl("block-copy", "disk0", "/x", "--speed", "fast", expect=USAGE)
+        self.ctl("reopen", expect=USAGE)
+        # relative paths are refused by the proxy, nothing started
+        _, err = self.ctl("block-copy", "disk0", "rel.qcow2", "--wait", expect=QMP_ERROR)
+        self.assertIn("GenericError", err)
+        self.assertEqual(self.ops_of_type("block-copy"), [])
+
+    def test_block_copy_wait_progress_lines_then_reopen(self):
+        self.write(0, 0x44, 0, 8 * MiB)
+        target = os.path.join(self.dest, "full.qcow2")
+        out, err = self.ctl("block-copy", "disk0", target, "--speed", "16M", "--wait")
+        self.assertIn("ready", out)
+        # not a terminal: plain progress lines, the last one complete
+        lines = [l for l in err.splitlines() if l.startswith("disk0")]
+        self.assertTrue(lines, err)
+        self.assertIn("100%", lines[-1])
+        self.assertNotIn("\033[", err)
+        out, _ = self.ctl("reopen", "disk0")
+        self.assertIn("pivoted", out)
+        self.assertEqual(qemu_chain(self.c)[0][0], target)
+
+    def test_start_without_wait_then_follow(self):
+        self.write(0, 0x55, 0, 8 * MiB)
+        target = os.path.join(self.dest, "full.qcow2")
+        out, _ = self.ctl("block-copy", "disk0", target, "--speed", "1M")
+        self.assertRegex(out, r"operation block-copy-\d+ started")
+        name = out.split()[1]
+        # qmproxyctl is gone; the operation goes on
+        self.assertIn(self.op(name)["state"], ("running", "mirroring"))
+        _, err = self.ctl("--timeout", "0.5", "ops", name, "--follow",
+                          expect=TIMEOUT_EXIT)
+        self.c.ok("block-job-set-speed", {"device": self.op(name)["disks"][0]["job"],
+                                          "speed": 0})
+        wait_for(lambda: self.op(name)["state"] == "ready", what="the copy ready")
+        out, _ = self.ctl("reopen", "disk0")
+        self.assertIn("pivoted", out)
+        out, _ = self.ctl("ops", name, "--follow")
+        self.assertIn("pivoted", out)
+
+    def test_timeout_leaves_the_operation(self):
+        self.write(0, 0x66, 0, 8 * MiB)
+        target = os.path.join(self.dest, "full.qcow2")
+        _, err = self.ctl("--timeout", "1", "block-copy", "disk0", target,
+                          "--speed", "64K", "--wait", expect=TIMEOUT_EXIT)
+        self.assertIn("goes on", err)
+        [op] = self.ops_of_type("block-copy")
+        self.assertIn(op["state"], ("running", "mirroring"))
+
+    def interrupted(self, *extra):
+        """block-copy --wait, slowed down, then Ctrl-C once it runs."""
+        self.write(0, 0x77, 0, 8 * MiB)
+        target = os.path.join(self.dest, "full.qcow2")
+        p = subprocess.Popen([QMPROXYCTL, "-s", self.proxy.listen, "block-copy",
+                              "disk0", target, "--speed", "64K", "--wait"] + list(extra),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        op = wait_for(lambda: (self.ops_of_type("block-copy") or [None])[0],
+                      what="the operation")
+        wait_for(lambda: self.op(op["name"])["state"] == "mirroring", what="mirroring")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=TIMEOUT)
+        return p.returncode, op["name"], err
+
+    def test_interrupt_leaves_it_running(self):
+        rc, name, err = self.interrupted()
+        self.assertEqual(rc, INTERRUPTED, err)
+        self.assertIn("left running", err)
+        self.assertEqual(self.op(name)["state"], "mirroring")
+
+    def test_interrupt_aborts(self):
+        rc, name, err = self.interrupted("--abort-on-interrupt")
+        self.assertEqual(rc, ABORTED, err)
+        wait_for(lambda: self.op(name)["state"] == "failed", what="the copy dropped")
+        self.assertEqual(qemu_chain(self.c)[0], [self.qemu.images[0]])
+
+
+class Policy(CtlTestCase):
+    examples = os.path.join(ROOT, "policy", "examples")
+
+    def test_check(self):
+        for f in sorted(os.listdir(self.examples)):
+            path = os.path.join(self.examples, f)
+            out, _ = self.ctl("policy", "check", path)
+            self.assertIn("a valid qmproxy policy", out)
+            # the same verdict as the daemon's --check-policy
+            r = subprocess.run([os.environ.get("QMPROXY_BIN", os.path.join(BUILD, "qmproxy")),
+                                "--check-policy", path], capture_output=True)
+            self.assertEqual(r.returncode, 0)
+        bad = os.path.join(self.workdir, "bad.xml")
+        with open(bad, "w") as f:
+            f.write("<policy>\n<roles><role name='r' default='maybe'/></roles>\n</policy>\n")
+        _, err = self.ctl("policy", "check", bad, expect=QMP_ERROR)
+        self.assertIn(bad + ":2:", err)
+        self.assertEqual(self.ctl_json("policy", "check", bad, expect=QMP_ERROR)["valid"], False)
+
+    def test_explain(self):
+        pol = os.path.join(self.examples, "operator.xml")
+        out, _ = self.ctl("policy", "explain", "--policy", pol, "quit", expect=QMP_ERROR)
+        self.assertIn("<deny command='quit'/>", out)
+        self.assertIn("role 'operator'", out)
+        out, _ = self.ctl("policy", "explain", "--policy", pol, "query-block")
+        self.assertIn("<allow command='query-*'/>", out)
+        out, _ = self.ctl("policy", "explain", "--policy", pol, "--listener", "admin", "quit")
+        self.assertIn("role 'full' (built in)", out)
+        out, _ = self.ctl("policy", "explain", "--policy", pol, "device_del",
+                          expect=QMP_ERROR)
+        self.assertIn("no rule matches: its default, deny", out)
+        # the role allows it, the place does not
+        res = self.ctl_json("policy", "explain", "--policy", pol, "qmproxy-block-copy",
+                            '{"disk": "disk0", "target": "/etc/x.qcow2"}', expect=QMP_ERROR)
+        self.assertFalse(res["allowed"])
+        self.assertIn("/etc/x.qcow2", res["refused"])
+        res = self.ctl_json("policy", "explain", "--policy", pol, "qmproxy-block-copy",
+                            '{"disk": "disk0", "target": "/var/lib/vms/x.qcow2"}')
+        self.assertTrue(res["allowed"])
+
+
+@unittest.skipUnless(shutil.which("tmux"), "tmux is not installed")
+class Terminal(CtlTestCase):
+    """qmproxyctl on a terminal: tmux runs it, capture-pane reads it."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmux_socket = "qmptest-%s" % uuid.uuid4().hex[:8]
+        self.tmux("new-session", "-d", "-x", "120", "-y", "30", "-s", "t",
+                  "env NO_COLOR= TERM=xterm bash --norc --noprofile")
+        self.addCleanup(self.tmux, "kill-server", check=False)
+
+    def tmux(self, *args, check=True):
+        return subprocess.run(["tmux", "-L", self.tmux_socket] + list(args),
+                              capture_output=True, text=True, check=check).stdout
+
+    def pane(self):
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def run_in_pane(self, command):
+        # the marker is split so that the typed line does not show it
+        self.tmux("send-keys", "-t", "t", command + '; echo "E"XIT=$?', "Enter")
+
+    def test_progress_bar_redrawn_in_place(self):
+        self.write(0, 0x11, 0, 8 * MiB)
+        target = os.path.join(self.dest, "full.qcow2")
+        self.run_in_pane("%s -s %s block-copy disk0 %s --speed 2M --wait"
+                         % (QMPROXYCTL, self.proxy.listen, target))
+        # while it runs: one bar for the disk, partly filled
+        seen = wait_for(lambda: [l for l in self.pane().splitlines()
+                                 if l.startswith("disk0") and "[" in l and "%" in l],
+                        what="a progress bar")
+        self.assertRegex(seen[0], r"disk0\s+\[[#>.]{30}\]\s+\d+%")
+        wait_for(lambda: "EXIT=" in self.pane(), timeout=60, what="the copy ready")
+        text = self.pane()
+        self.assertIn("EXIT=0", text)
+        self.assertIn("operation block-copy-", text)
+        # redrawn in place: one bar line in the end, full
+        bars = [l for l in text.splitlines() if l.startswith("disk0 ")]
+        self.assertEqual(len(bars), 1, text)
+        self.assertIn("[" + "#" * 30 + "]", bars[0])
+        self.assertIn("100%", bars[0])
+
+    def test_ctrl_c_on_a_terminal(self):
+        self.write(0, 0x12, 0, 8 * MiB)
+        target = os.path.join(self.dest, "full.qcow2")
+        self.run_in_pane("%s -s %s block-copy disk0 %s --speed 64K --wait"
+                         % (QMPROXYCTL, self.proxy.listen, target))
+        wait_for(lambda: "%" in self.pane(), what="a progress bar")
+        self.tmux("send-keys", "-t", "t", "C-c")
+        wait_for(lambda: "EXIT=" in self.pane(), what="qmproxyctl to end")
+        text = self.pane()
+        self.assertIn("EXIT=%d" % INTERRUPTED, text)
+        self.assertIn("left running", text)
+
+
+if __name__ == "__main__":
+    unittest.main()
