@@ -75,8 +75,9 @@ const char *ctl_human_size(char *buf, size_t size, double bytes)
     if (u == 0) {
         snprintf(buf, size, "%.0f %s", bytes, units[u]);
     } else {
-        snprintf(buf, size, bytes < 10 ? "%.1f %s" : "%.0f %s", bytes,
-                 units[u]);
+        /* 1 GiB, 1.5 GiB, 64 MiB: a decimal only when it says something */
+        snprintf(buf, size, bytes < 10 && bytes != (double)(int64_t)bytes
+                 ? "%.1f %s" : "%.0f %s", bytes, units[u]);
     }
     return buf;
 }
