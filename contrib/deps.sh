@@ -9,8 +9,9 @@ QMPROXY_DEPS=(
   qemu-system-x86 qemu-utils
   python3 socat
   # qmproxyctl's terminal tests run it inside tmux; chain --dot is drawn
-  # with Graphviz in the tests and for docs/
-  tmux graphviz
+  # with Graphviz in the tests and for docs/; its bash completion is
+  # tested with bash-completion's helpers
+  tmux graphviz bash-completion
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

@@ -405,5 +405,39 @@ class Terminal(CtlTestCase):
         self.assertIn("left running", text)
 
 
+BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
+
+
+@unittest.skipUnless(os.path.exists(BASH_COMPLETION), "bash-completion is not installed")
+class BashCompletion(CtlTestCase):
+    """contrib/bash-completion/qmproxyctl, asked as bash asks it."""
+
+    def complete(self, *words):
+        script = """
+. %s
+. %s
+PATH=%s:$PATH
+COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=()
+_qmproxyctl
+printf '%%s\\n' "${COMPREPLY[@]}"
+""" % (BASH_COMPLETION, os.path.join(ROOT, "contrib", "bash-completion", "qmproxyctl"),
+       os.path.dirname(QMPROXYCTL))
+        r = subprocess.run(["bash", "-c", script, "qmproxyctl", "qmproxyctl"] + list(words),
+                           capture_output=True, text=True, timeout=30)
+        return sorted(w for w in r.stdout.split("\n") if w)
+
+    def test_commands_flags_and_names_from_the_monitor(self):
+        self.assertEqual(self.complete("snapshot-"),
+                         ["snapshot-mirror", "snapshot-mirror-xml", "snapshot-reopen"])
+        self.assertIn("--abort-on-interrupt", self.complete("block-copy", "--"))
+        self.assertEqual(self.complete("snapshot-reopen", "x", "--to", ""), ["mirror", "source"])
+        self.assertEqual(self.complete("-s", self.proxy.listen, "chain", ""), ["disk0"])
+        self.c.ok("qmproxy-snapshot-mirror", {"name": "mig", "disks": [{
+            "disk": "disk0", "snapshot-file": os.path.join(self.src, "s.qcow2"),
+            "mirror-file": os.path.join(self.dest, "s.qcow2")}]})
+        self.assertEqual(self.complete("-s", self.proxy.listen, "abort", ""), ["mig"])
+
+
 if __name__ == "__main__":
     unittest.main()
