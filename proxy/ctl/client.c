@@ -250,25 +250,17 @@ json_object *ctl_take_event(struct ctl_client *c)
     return e;
 }
 
-struct ctl_client *ctl_connect(bool want_extras, int *exit_code)
+static bool open_socket(struct ctl_client *c, const char *spec,
+                        int *exit_code)
 {
-    struct ctl_client *c = xcalloc(1, sizeof(*c));
     struct address a;
-    char *err;
-    json_object *m = NULL, *reply = NULL;
-    int rc;
+    char *err = address_parse(spec, 0, &a);
 
-    c->fd = -1;
-    c->ls = linestream_new(on_line, c);
-    c->inbox = json_object_new_array();
-    c->events = json_object_new_array();
-    c->where = xstrdup(ctl_opt.socket);
-    err = address_parse(ctl_opt.socket, 0, &a);
     if (err) {
-        ctl_error("-s %s", err);
+        ctl_error("%s", err);
         free(err);
         *exit_code = CTL_EXIT_USAGE;
-        goto fail;
+        return false;
     }
     switch (address_connect(&a, &c->fd, &err)) {
     case ADDRESS_CONNECTED:
@@ -287,13 +279,48 @@ struct ctl_client *ctl_connect(bool want_extras, int *exit_code)
     }
         /* fall through */
     case ADDRESS_CONNECT_FAILED:
-        ctl_error("cannot connect to %s: %s", ctl_opt.socket, err);
+        ctl_error("cannot connect to %s: %s", spec, err);
         free(err);
         address_clear(&a);
         *exit_code = CTL_EXIT_CONNECTION;
-        goto fail;
+        return false;
     }
     address_clear(&a);
+    return true;
+}
+
+static struct ctl_client *client_new(const char *spec)
+{
+    struct ctl_client *c = xcalloc(1, sizeof(*c));
+
+    c->fd = -1;
+    c->ls = linestream_new(on_line, c);
+    c->inbox = json_object_new_array();
+    c->events = json_object_new_array();
+    c->where = xstrdup(spec);
+    return c;
+}
+
+struct ctl_client *ctl_open_lines(const char *spec, int *exit_code)
+{
+    struct ctl_client *c = client_new(spec);
+
+    if (!open_socket(c, spec, exit_code)) {
+        ctl_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct ctl_client *ctl_connect(bool want_extras, int *exit_code)
+{
+    struct ctl_client *c = client_new(ctl_opt.socket);
+    json_object *m = NULL, *reply = NULL;
+    int rc;
+
+    if (!open_socket(c, ctl_opt.socket, exit_code)) {
+        goto fail;
+    }
     rc = ctl_read(c, default_deadline(), &m);
     if (rc != CTL_EXIT_OK || !json_object_object_get_ex(m, "QMP", NULL)) {
         if (rc == CTL_EXIT_OK) {

@@ -143,5 +143,6 @@ const struct ctl_entry ctl_policy_entry = {
     .usage = "check FILE | explain --policy FILE [--listener NAME] COMMAND "
              "[ARGS-JSON]",
     .summary = "validate a policy; say which rule decides a command",
+    .no_monitor = true,
     .exec = exec,
 };

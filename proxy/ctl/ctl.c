@@ -29,6 +29,8 @@ const struct ctl_entry *const ctl_table[] = {
     &ctl_abort_entry,
     &ctl_ops_entry,
     &ctl_policy_entry,
+    &ctl_watch_entry,
+    &ctl_top_entry,
     NULL,
 };
 
@@ -149,7 +151,7 @@ int main(int argc, char **argv)
                e->summary);
         return CTL_EXIT_OK;
     }
-    if (!ctl_opt.socket && strcmp(e->name, "policy")) {
+    if (!ctl_opt.socket && !e->no_monitor) {
         fprintf(stderr, "qmproxyctl: which monitor? give -s SOCKET or set "
                 "QMPROXY_SOCKET\n");
         return CTL_EXIT_USAGE;

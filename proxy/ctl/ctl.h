@@ -54,6 +54,9 @@ struct ctl_client;
  */
 struct ctl_client *ctl_connect(bool want_extras, int *exit_code);
 void ctl_client_free(struct ctl_client *c);
+/* A stream of JSON lines without QMP (the --tap socket); read with
+ * ctl_read.  NULL with the reason printed and *exit_code set. */
+struct ctl_client *ctl_open_lines(const char *spec, int *exit_code);
 bool ctl_client_is_proxy(const struct ctl_client *c);
 json_object *ctl_client_greeting(struct ctl_client *c);
 int ctl_client_fd(const struct ctl_client *c);
@@ -157,6 +160,33 @@ json_object *ctl_simple_args(int argc, char **argv);
 /* Print a reply (return on stdout, error on stderr); the exit code. */
 int ctl_show_reply(json_object *reply);
 
+/* ---- the traffic tap (tapstream.c) --------------------------------- */
+
+struct ctl_tap;
+
+/* One line of the tap, with the command a reply answers. */
+struct ctl_tap_msg {
+    json_object *line;        /* owned: the whole line */
+    const char *time;         /* borrowed from line */
+    int64_t t_us;             /* time, microseconds since the epoch */
+    bool in;                  /* from a client */
+    long client;              /* -1: none (an event to everyone) */
+    const char *from, *kind;  /* "command", "reply", "event", "greeting", "note" */
+    json_object *msg;         /* borrowed; NULL if not an object */
+    char *command;            /* owned: the command (of a reply too) */
+    const char *event;        /* an event's name */
+    int64_t latency_us;       /* a reply's; < 0: unknown */
+    const char *error_class, *error_desc;  /* an error reply's */
+};
+
+/* --tap, else $QMPROXY_TAP, else -s. */
+const char *ctl_tap_socket(void);
+struct ctl_tap *ctl_tap_open(const char *spec, int *exit_code);
+void ctl_tap_close(struct ctl_tap *t);
+/* As ctl_read; *m is cleared with ctl_tap_msg_clear. */
+int ctl_tap_next(struct ctl_tap *t, uint64_t deadline, struct ctl_tap_msg *m);
+void ctl_tap_msg_clear(struct ctl_tap_msg *m);
+
 /* ---- commands ------------------------------------------------------- */
 
 struct ctl_entry {
@@ -164,6 +194,7 @@ struct ctl_entry {
     const char *usage;    /* arguments, after the name */
     const char *summary;  /* one line */
     bool needs_proxy;     /* qmproxy's own commands */
+    bool no_monitor;      /* does not talk to a QMP monitor (-s optional) */
     /* argv[0] is the command's name; returns the exit code */
     int (*exec)(int argc, char **argv);
 };
@@ -171,7 +202,8 @@ struct ctl_entry {
 extern const struct ctl_entry ctl_exec_entry, ctl_chain_entry,
     ctl_snapshot_mirror_entry, ctl_snapshot_mirror_xml_entry,
     ctl_block_copy_entry, ctl_reopen_entry, ctl_snapshot_reopen_entry,
-    ctl_abort_entry, ctl_ops_entry, ctl_policy_entry;
+    ctl_abort_entry, ctl_ops_entry, ctl_policy_entry, ctl_watch_entry,
+    ctl_top_entry, ctl_shell_entry;
 
 extern const struct ctl_entry *const ctl_table[];
 const struct ctl_entry *ctl_find(const char *name);
