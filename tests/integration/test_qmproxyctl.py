@@ -392,6 +392,25 @@ class Terminal(CtlTestCase):
         self.assertIn("[" + "#" * 30 + "]", bars[0])
         self.assertIn("100%", bars[0])
 
+    def test_top_redrawn_in_place(self):
+        self.proxy.stop()
+        tap = os.path.join(self.workdir, "tap.sock")
+        self.proxy = self.start_proxy(args=("--tap", "unix:" + tap),
+                                      listen=os.path.join(self.workdir, "p2.sock"))
+        c = self.client()
+        self.run_in_pane("%s top --tap %s --interval 0.3" % (QMPROXYCTL, tap))
+        wait_for(lambda: "COMMAND" in self.pane(), what="top's table")
+        for _ in range(3):
+            c.ok("query-status")
+        rows = wait_for(lambda: [l for l in self.pane().splitlines()
+                                 if l.startswith("query-status ") and l.split()[1] == "3"],
+                        what="query-status counted")
+        # in place: the screen holds one table, not one per refresh
+        self.assertEqual(self.pane().count("COMMAND"), 1)
+        self.tmux("send-keys", "-t", "t", "C-c")
+        wait_for(lambda: "EXIT=" in self.pane(), what="top to end")
+        self.assertIn("EXIT=0", self.pane())
+
     def test_ctrl_c_on_a_terminal(self):
         self.write(0, 0x12, 0, 8 * MiB)
         target = os.path.join(self.dest, "full.qcow2")
@@ -403,6 +422,102 @@ class Terminal(CtlTestCase):
         text = self.pane()
         self.assertIn("EXIT=%d" % INTERRUPTED, text)
         self.assertIn("left running", text)
+
+
+class Traffic(CtlTestCase):
+    """watch and top follow the proxy's --tap socket."""
+
+    def start_proxy(self, args=None, **kw):
+        self.tap = os.path.join(self.workdir, "tap.sock")
+        return super().start_proxy(args=("--tap", "unix:" + self.tap), **kw)
+
+    def popen(self, *args):
+        p = subprocess.Popen([QMPROXYCTL] + list(args), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL, env=dict(os.environ, NO_COLOR="1"))
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        return p
+
+    def wait_observer(self):
+        # the tap says in qmproxy's -v output when an observer arrives
+        wait_for(lambda: "tap observer" in self.proxy.read_stderr(),
+                 what="the observer attached")
+
+    def test_watch_lines_and_filters(self):
+        every = self.popen("watch", "--tap", self.tap, "--count", "4")
+        self.wait_observer()
+        errors = self.popen("watch", "--tap", self.tap, "--errors", "--count", "1")
+        stops = self.popen("watch", "--tap", self.tap, "--event", "STO*",
+                           "--command", "stop", "--count", "3")
+        wait_for(lambda: self.proxy.read_stderr().count("tap observer") >= 3,
+                 what="three observers")
+        self.c.cmd("no-such-command")
+        self.c.ok("stop")
+        out, _ = every.communicate(timeout=TIMEOUT)
+        lines = out.splitlines()
+        self.assertEqual(len(lines), 4, out)
+        self.assertRegex(lines[0], r"^\d\d:\d\d:\d\d\.\d{3}\s+c\d+\s+→ no-such-command$")
+        self.assertRegex(lines[1], r"← no-such-command  error CommandNotFound: "
+                         r"The command no-such-command has not been found  [\d.]+ (µs|ms)$")
+        self.assertIn("→ stop", lines[2])
+        out, _ = errors.communicate(timeout=TIMEOUT)
+        self.assertEqual(len(out.splitlines()), 1, out)
+        self.assertIn("error CommandNotFound", out)
+        out, _ = stops.communicate(timeout=TIMEOUT)
+        self.assertIn("→ stop", out)
+        self.assertIn("event STOP", out)
+        self.assertIn("← stop  ok", out)
+        self.assertEqual(every.returncode, 0)
+        self.assertNotIn("no-such-command", out)
+
+    def test_watch_json_and_client_filter(self):
+        other = self.client()
+        w = self.popen("--json", "watch", "--tap", self.tap, "--client", "1",
+                       "--count", "2")
+        self.wait_observer()
+        other.ok("query-name")      # client 2: filtered out
+        self.c.ok("query-version")  # client 1
+        out, _ = w.communicate(timeout=TIMEOUT)
+        lines = [json.loads(l) for l in out.splitlines()]
+        self.assertEqual([l["client"] for l in lines], [1, 1])
+        self.assertEqual(lines[0]["msg"], {"execute": "query-version"})
+        self.assertEqual(lines[1]["kind"], "reply")
+
+    def test_top_batch(self):
+        t = self.popen("top", "--tap", self.tap, "--interval", "0.5", "-n", "1")
+        self.wait_observer()
+        for _ in range(5):
+            self.c.ok("query-status")
+        self.c.cmd("no-such-command")
+        out, err = t.communicate(timeout=TIMEOUT)
+        self.assertEqual(t.returncode, 0, err)
+        rows = {l.split()[0]: l.split() for l in out.splitlines() if l.strip()}
+        # a command counted when answered; p50/p90/p99 are numbers
+        if "query-status" in rows:   # the interval may end before the replies
+            self.assertLessEqual(int(rows["query-status"][1]), 5)
+        self.assertIn("COMMAND", out)
+        self.assertIn("CLIENT", out)
+        self.assertIn("EVENT", out)
+
+    def test_top_counts_everything_it_saw(self):
+        t = self.popen("top", "--tap", self.tap, "--interval", "0.3", "-n", "200")
+        self.wait_observer()
+        for _ in range(5):
+            self.c.ok("query-status")
+        self.c.cmd("no-such-command")
+        # the refreshes go on; read until one shows all six answered
+        seen = None
+        for _ in range(200):
+            line = t.stdout.readline()
+            if not line:
+                break
+            if line.startswith("commands ") and "errors 1" in line:
+                seen = line
+                break
+        t.kill()
+        t.communicate()
+        self.assertIsNotNone(seen, "no refresh counted the error")
+        self.assertRegex(seen, r"commands 6 ")
 
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
