@@ -6,6 +6,7 @@
 QMPROXY_DEPS=(
   build-essential cmake pkg-config
   libevent-dev libjson-c-dev libxml2-dev check
+  libedit-dev   # qmproxyctl's shell
   qemu-system-x86 qemu-utils
   python3 socat
   # qmproxyctl's terminal tests run it inside tmux; chain --dot is drawn

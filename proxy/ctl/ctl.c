@@ -31,6 +31,7 @@ const struct ctl_entry *const ctl_table[] = {
     &ctl_policy_entry,
     &ctl_watch_entry,
     &ctl_top_entry,
+    &ctl_shell_entry,
     NULL,
 };
 
@@ -127,6 +128,15 @@ int main(int argc, char **argv)
         return rc;
     }
     ctl_opt.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    if (argc < 2 && ctl_opt.socket && isatty(STDIN_FILENO) &&
+        isatty(STDOUT_FILENO)) {
+        /* no command on a terminal: the shell */
+        static char shell[] = "shell";
+        static char *shell_argv[] = { NULL, shell, NULL };
+        shell_argv[0] = argv[0];
+        argv = shell_argv;
+        argc = 2;
+    }
     if (argc < 2) {
         help(stderr);
         return CTL_EXIT_USAGE;

@@ -411,6 +411,42 @@ class Terminal(CtlTestCase):
         wait_for(lambda: "EXIT=" in self.pane(), what="top to end")
         self.assertIn("EXIT=0", self.pane())
 
+    def test_shell_completion_events_history(self):
+        hist = os.path.join(self.workdir, "history")
+        self.run_in_pane("QMPROXYCTL_HISTORY=%s %s -s %s" % (hist, QMPROXYCTL, self.proxy.listen))
+        try:
+            wait_for(lambda: "(QEMU)" in self.pane(), what="the prompt")
+        except AssertionError:
+            raise AssertionError("no prompt:\n" + self.pane())
+        # a command name from query-commands (the proxy's among them)
+        self.tmux("send-keys", "-t", "t", "query-chardev-b", "Tab")
+        wait_for(lambda: "(QEMU) query-chardev-backends" in self.pane(),
+                 what="the command name completed")
+        self.tmux("send-keys", "-t", "t", "C-u", "qmproxy-snapshot-re", "Tab")
+        wait_for(lambda: "(QEMU) qmproxy-snapshot-reopen" in self.pane(),
+                 what="the proxy's command completed")
+        # argument names: the proxy's from its table, QEMU's from its schema
+        self.tmux("send-keys", "-t", "t", "ta", "Tab")
+        wait_for(lambda: "(QEMU) qmproxy-snapshot-reopen target=" in self.pane(),
+                 what="the argument completed")
+        self.tmux("send-keys", "-t", "t", "C-u", "blockdev-snapshot-sync snapshot-f", "Tab")
+        wait_for(lambda: "blockdev-snapshot-sync snapshot-file=" in self.pane(),
+                 what="QEMU's argument completed")
+        # an event arrives while a line is being typed: shown above it,
+        # the line kept
+        self.tmux("send-keys", "-t", "t", "C-u", "query-sta")
+        self.c.ok("stop")
+        wait_for(lambda: "] STOP" in self.pane(), what="the event shown")
+        wait_for(lambda: self.pane().rstrip().endswith("(QEMU) query-sta"),
+                 what="the line redrawn")
+        self.tmux("send-keys", "-t", "t", "tus", "Enter")
+        wait_for(lambda: '"status": "paused"' in self.pane(), what="the answer")
+        self.tmux("send-keys", "-t", "t", "C-d")
+        wait_for(lambda: "EXIT=" in self.pane(), what="the shell to end")
+        self.assertIn("EXIT=0", self.pane())
+        with open(hist) as f:
+            self.assertIn("query-status", f.read())
+
     def test_ctrl_c_on_a_terminal(self):
         self.write(0, 0x12, 0, 8 * MiB)
         target = os.path.join(self.dest, "full.qcow2")
@@ -518,6 +554,43 @@ class Traffic(CtlTestCase):
         t.communicate()
         self.assertIsNotNone(seen, "no refresh counted the error")
         self.assertRegex(seen, r"commands 6 ")
+
+
+class ShellScript(CtlTestCase):
+    """The shell with its input not a terminal: lines run one by one."""
+
+    def test_lines_answers_and_events(self):
+        lines = "\n".join([
+            "query-status",
+            "# a comment",
+            "no-such-command",
+            'qom-list path="/machine"',
+            '{"execute": "query-version"}',
+            "stop",
+            "cont",
+            "query-name",
+        ]) + "\n"
+        r = subprocess.run([QMPROXYCTL, "-s", self.proxy.listen, "shell"], input=lines,
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, NO_COLOR="1"))
+        out = r.stdout
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"status": "running"', out)
+        self.assertIn("error CommandNotFound: The command no-such-command has not been found", out)
+        self.assertIn('"name": "peripheral"', out)
+        self.assertIn('"major": ', out)
+        self.assertRegex(out, r"event \[\d+\.\d{6}\] STOP")
+        self.assertRegex(out, r"event \[\d+\.\d{6}\] RESUME")
+        # the answers in order: query-status's first, query-name's last
+        self.assertLess(out.index('"status"'), out.index("CommandNotFound"))
+        self.assertLess(out.index("CommandNotFound"), out.index('"peripheral"'))
+
+    def test_plain_qemu(self):
+        r = subprocess.run([QMPROXYCTL, "-s", self.qemu.monitors[1], "shell"],
+                           input="query-status\n", capture_output=True, text=True,
+                           timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('"status"', r.stdout)
 
 
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
