@@ -239,7 +239,11 @@ static void print_outcome(json_object *ret, struct follow *f)
     json_object *disks;
 
     if (ctl_opt.json) {
-        ctl_print_json(ret ? ret : json_object_new_object(), false);
+        if (ret) {
+            ctl_print_json(ret, false);
+        } else {
+            puts("{}");
+        }
         return;
     }
     if (!op) {
