@@ -192,7 +192,9 @@ static void print_rows(struct strbuf *sb, const char *title, struct table *t,
 {
     static const int p[] = { 50, 90, 99 };
 
-    qsort(t->rows, t->n, sizeof(*t->rows), by_commands);
+    if (t->n) {
+        qsort(t->rows, t->n, sizeof(*t->rows), by_commands);
+    }
     strbuf_addf(sb, "%s%-28s %8s %7s %6s %8s %8s %8s%s\n", ctl_color("\033[7m"),
                 title, "count", "/s", "errors", "p50 ms", "p90 ms", "p99 ms",
                 ctl_color("\033[0m"));
@@ -233,7 +235,10 @@ static void draw(struct stats *st, double secs, bool in_place, const char *tap)
     print_rows(&sb, "CLIENT", &st->clients, secs, 8);
     strbuf_addf(&sb, "\n%s%-28s %8s%s\n", ctl_color("\033[7m"), "EVENT", "count",
                 ctl_color("\033[0m"));
-    qsort(st->events.rows, st->events.n, sizeof(*st->events.rows), by_commands);
+    if (st->events.n) {
+        qsort(st->events.rows, st->events.n, sizeof(*st->events.rows),
+              by_commands);
+    }
     for (size_t i = 0; i < st->events.n && i < 8; i++) {
         strbuf_addf(&sb, "%-28.28s %8ld\n", st->events.rows[i].name,
                     st->events.rows[i].commands);
