@@ -555,6 +555,27 @@ class Traffic(CtlTestCase):
         self.assertIsNotNone(seen, "no refresh counted the error")
         self.assertRegex(seen, r"commands 6 ")
 
+    def test_top_shows_operations(self):
+        t = self.popen("top", "--tap", self.tap, "--interval", "0.3", "-n", "200")
+        self.wait_observer()
+        self.c.ok("qmproxy-snapshot-mirror", {"name": "mig", "disks": [{
+            "disk": "disk0", "snapshot-file": os.path.join(self.src, "s.qcow2"),
+            "mirror-file": os.path.join(self.dest, "s.qcow2")}]})
+        row = None
+        for _ in range(2000):
+            line = t.stdout.readline()
+            if not line:
+                break
+            if line.startswith("mig "):
+                row = line.split()
+                if row[2] == "ready":
+                    break
+        t.kill()
+        t.communicate()
+        self.assertIsNotNone(row, "no operation row")
+        self.assertEqual(row[:3], ["mig", "snapshot-mirror", "ready"])
+        self.assertIn("disk0", row)
+
 
 class ShellScript(CtlTestCase):
     """The shell with its input not a terminal: lines run one by one."""
