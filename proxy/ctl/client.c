@@ -98,6 +98,11 @@ int ctl_read(struct ctl_client *c, uint64_t deadline, json_object **msg)
             }
             timeout_ms = (int)((deadline - now + 999) / 1000);
         }
+        /* a signal between the check above and poll() would not end
+         * the wait: look again at least every 200 ms */
+        if (timeout_ms < 0 || timeout_ms > 200) {
+            timeout_ms = 200;
+        }
         r = poll(&p, 1, timeout_ms);
         if (r < 0) {
             if (errno == EINTR) {
