@@ -5,7 +5,8 @@
  * client, errors, events, and the proxy's operations (from its
  * QMPROXY_OPERATION events, which the tap records).  Not on a terminal,
  * or with -n, each refresh is printed after the last (batch mode, as
- * top -b); -n stops after COUNT refreshes.  Ctrl-C ends it.
+ * top -b); -n stops after COUNT refreshes; --json prints each refresh
+ * as one line of JSON.  Ctrl-C ends it.
  */
 #include "ctl.h"
 
@@ -215,11 +216,73 @@ static void print_rows(struct strbuf *sb, const char *title, struct table *t,
     }
 }
 
+static json_object *rows_json(struct table *t, double secs)
+{
+    static const int p[] = { 50, 90, 99 };
+    json_object *a = json_object_new_array();
+
+    for (size_t i = 0; i < t->n; i++) {
+        struct row *r = &t->rows[i];
+        json_object *o = json_object_new_object();
+        int64_t v[3];
+        percentiles(r, p, 3, v);
+        jobj_add_str(o, "name", r->name);
+        json_object_object_add(o, "count", json_object_new_int64(r->commands));
+        json_object_object_add(o, "per-second",
+                               json_object_new_double((double)r->window / secs));
+        json_object_object_add(o, "errors", json_object_new_int64(r->errors));
+        for (int k = 0; k < 3; k++) {
+            char key[16];
+            snprintf(key, sizeof(key), "p%d-us", p[k]);
+            if (v[k] >= 0) {
+                json_object_object_add(o, key, json_object_new_int64(v[k]));
+            }
+        }
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
+/* --json: a refresh as one line of JSON. */
+static void draw_json(struct stats *st, double secs)
+{
+    json_object *o = json_object_new_object();
+    json_object *events = json_object_new_object();
+    json_object *ops = json_object_new_array();
+
+    json_object_object_add(o, "commands", json_object_new_int64(st->total));
+    json_object_object_add(o, "per-second",
+                           json_object_new_double((double)st->window / secs));
+    json_object_object_add(o, "errors", json_object_new_int64(st->errors));
+    json_object_object_add(o, "by-command", rows_json(&st->commands, secs));
+    json_object_object_add(o, "by-client", rows_json(&st->clients, secs));
+    for (size_t i = 0; i < st->events.n; i++) {
+        json_object_object_add(events, st->events.rows[i].name,
+                               json_object_new_int64(st->events.rows[i].commands));
+    }
+    json_object_object_add(o, "events", events);
+    for (size_t i = 0; i < st->nops; i++) {
+        json_object *op = json_object_new_object();
+        jobj_add_str(op, "name", st->ops[i].name);
+        jobj_add_str(op, "type", st->ops[i].type);
+        jobj_add_str(op, "state", st->ops[i].state);
+        jobj_add_str(op, "disks", st->ops[i].progress);
+        json_object_array_add(ops, op);
+    }
+    json_object_object_add(o, "operations", ops);
+    ctl_print_json(o, false);
+    json_object_put(o);
+}
+
 static void draw(struct stats *st, double secs, bool in_place, const char *tap)
 {
     struct strbuf sb = STRBUF_INIT;
     char when[40];
 
+    if (ctl_opt.json) {
+        draw_json(st, secs);
+        goto reset;
+    }
     format_rfc3339_us(when, sizeof(when));
     if (in_place) {
         strbuf_adds(&sb, "\033[H\033[2J");
@@ -256,6 +319,7 @@ static void draw(struct stats *st, double secs, bool in_place, const char *tap)
     fputs(sb.buf, stdout);
     fflush(stdout);
     strbuf_release(&sb);
+reset:
     /* the rates are per interval */
     st->window = 0;
     for (size_t i = 0; i < st->commands.n; i++) {
@@ -308,7 +372,7 @@ static int exec(int argc, char **argv)
     if (!(t = ctl_tap_open(tap, &rc))) {
         return rc;
     }
-    in_place = isatty(STDOUT_FILENO) && count < 0;
+    in_place = isatty(STDOUT_FILENO) && count < 0 && !ctl_opt.json;
     if (in_place) {
         fputs("\033[?25l", stdout);   /* no cursor while redrawing */
     }

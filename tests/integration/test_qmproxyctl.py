@@ -555,6 +555,30 @@ class Traffic(CtlTestCase):
         self.assertIsNotNone(seen, "no refresh counted the error")
         self.assertRegex(seen, r"commands 6 ")
 
+    def test_top_json(self):
+        t = self.popen("--json", "top", "--tap", self.tap, "--interval", "0.3", "-n", "200")
+        self.wait_observer()
+        for _ in range(3):
+            self.c.ok("query-status")
+        self.c.cmd("no-such-command")
+        seen = None
+        for _ in range(200):
+            line = t.stdout.readline()
+            if not line:
+                break
+            refresh = json.loads(line)
+            if refresh["errors"] == 1 and refresh["commands"] == 4:
+                seen = refresh
+                break
+        t.kill()
+        t.communicate()
+        self.assertIsNotNone(seen, "no refresh counted everything")
+        rows = {r["name"]: r for r in seen["by-command"]}
+        self.assertEqual(rows["query-status"]["count"], 3)
+        self.assertEqual(rows["no-such-command"]["errors"], 1)
+        self.assertLessEqual(rows["query-status"]["p50-us"], rows["query-status"]["p99-us"])
+        self.assertEqual([r["count"] for r in seen["by-client"]], [4])
+
     def test_top_shows_operations(self):
         t = self.popen("top", "--tap", self.tap, "--interval", "0.3", "-n", "200")
         self.wait_observer()
