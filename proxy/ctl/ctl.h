@@ -127,7 +127,9 @@ char *ctl_read_file(const char *path);
 
 struct ctl_op_wait {
     const char *name;        /* the operation, when known beforehand */
-    const char *type;        /* else the first new operation of this type */
+    /* the command makes an operation of this type (its name, if not
+     * given, is that of the first to start); NULL: it acts on one */
+    const char *type;
     bool show_progress;      /* bars (terminal) or lines */
     bool abort_on_interrupt;
 };

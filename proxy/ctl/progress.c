@@ -53,12 +53,16 @@ static bool op_matches(struct follow *f, json_object *data)
     if (f->name) {
         return !strcmp(f->name, name);
     }
+    /* a command that makes an operation: it is one that just started
+     * (an older one of the same name may still announce changes) */
+    if (f->w->type && (!state || strcmp(state, "running"))) {
+        return false;
+    }
     if (f->w->name) {
         return !strcmp(f->w->name, name);
     }
     /* the first operation of our type that starts after our command */
-    return type && f->w->type && !strcmp(type, f->w->type) && state &&
-           !strcmp(state, "running");
+    return type && !strcmp(type, f->w->type);
 }
 
 static struct bar *bar_for(struct follow *f, const char *disk)
