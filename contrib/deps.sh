@@ -6,8 +6,13 @@
 QMPROXY_DEPS=(
   build-essential cmake pkg-config
   libevent-dev libjson-c-dev libxml2-dev check
+  libedit-dev   # qmproxyctl's shell
   qemu-system-x86 qemu-utils
   python3 socat
+  # qmproxyctl's terminal tests run it inside tmux; chain --dot is drawn
+  # with Graphviz in the tests and for docs/; its bash completion is
+  # tested with bash-completion's helpers
+  tmux graphviz bash-completion
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

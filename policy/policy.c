@@ -88,6 +88,33 @@ static char *check_command(const struct policy *p, const char *listener,
                      listener);
 }
 
+char *policy_explain_command(const struct policy *p, const char *listener,
+                             const char *command, bool *allowed)
+{
+    const char *rolename = role_of(p, listener);
+    const struct role *role = find_role(p, rolename);
+    const char *where = role && role->line ? p->path : "built in";
+
+    if (!role) {
+        *allowed = false;
+        return xasprintf("listener '%s' has role '%s', which the policy does "
+                         "not define", listener, rolename ? rolename : "?");
+    }
+    for (int i = 0; i < role->nrules; i++) {
+        const struct rule *r = &role->rules[i];
+        if (fnmatch(r->glob, command, 0) == 0) {
+            *allowed = r->allow;
+            return xasprintf("role '%s' (%s), rule %d <%s command='%s'/>"
+                             "%s%.0d", role->name, where, i + 1,
+                             r->allow ? "allow" : "deny", r->glob,
+                             r->line ? " line " : "", r->line);
+        }
+    }
+    *allowed = role->default_allow;
+    return xasprintf("role '%s' (%s), no rule matches: its default, %s",
+                     role->name, where, role->default_allow ? "allow" : "deny");
+}
+
 bool policy_confines_places(const struct policy *p)
 {
     return p && p->has_paths;

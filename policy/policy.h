@@ -53,6 +53,11 @@ const char *policy_path(const struct policy *p);
 char *policy_check_request(const struct policy *p, const char *listener,
                            const char *command, json_object *args,
                            const struct location_lookup *locations);
+/* Which rule of which role decides whether this listener may run this
+ * command (by name; places are policy_check_request's): owned text, and
+ * *allowed.  For qmproxyctl policy explain. */
+char *policy_explain_command(const struct policy *p, const char *listener,
+                             const char *command, bool *allowed);
 /* Does the policy confine places (<paths>)?  Then the router reads QEMU's
  * schema, for the commands nobody declared. */
 bool policy_confines_places(const struct policy *p);

@@ -107,6 +107,13 @@ static void release(struct cmd_call *call)
     free(call);
 }
 
+void cmd_call_abandon(struct cmd_call *call)
+{
+    if (!call->slot && !call->answered) {
+        release(call);
+    }
+}
+
 bool cmd_call_run(struct cmd_call *call, json_object *args)
 {
     enum cmd_retval rv;

@@ -105,6 +105,9 @@ struct cmd_call *cmd_call_new(const struct cmd_env *env,
                               const char *listener, bool has_id,
                               json_object *id);
 void cmd_call_slot_gone(void *call, struct slot *slot);
+/* Shutting down: a call whose client has gone will never be answered
+ * (an operation still running); let it go.  No-op while it has a slot. */
+void cmd_call_abandon(struct cmd_call *call);
 /* Run the handler; the call is held meanwhile, so that whether it has
  * answered can be seen after it returns.  Returns whether it answered. */
 bool cmd_call_run(struct cmd_call *call, json_object *args);

@@ -153,6 +153,10 @@ static void disk_clear(struct op_disk *d)
 
 static void op_free(struct op *op)
 {
+    if (op->call) {
+        /* still running when the proxy stops, its client gone */
+        cmd_call_abandon(op->call);
+    }
     for (int i = 0; i < op->ndisks; i++) {
         disk_clear(&op->disks[i]);
     }
