@@ -138,16 +138,30 @@ char *jsonstream_reserve(struct jsonstream *js, size_t min, size_t *avail)
     return js->buf + js->len;
 }
 
-/* Give back what one huge message needed as soon as nothing of it is
- * left, not at the next read (an idle client would keep it). */
+/* Give back what one huge message needed as soon as little of it is
+ * still needed, not at the next read (an idle client would keep it):
+ * what is left moves to the front of a buffer of its own size.  After a
+ * refused message what is left can be a token the client has opened and
+ * not closed (QEMU waits for its end too). */
 static void give_back(struct jsonstream *js)
 {
-    if (js->cap > 256 * 1024 && first_needed(js) == js->len) {
-        shift(js, js->len);   /* every offset back to the start */
+    size_t keep = first_needed(js), cap = 4096;
+
+    if (js->cap <= 256 * 1024 || js->len - keep > 64 * 1024) {
+        return;
+    }
+    shift(js, keep);   /* every offset moves with it */
+    if (!js->len) {
         free(js->buf);
         js->buf = NULL;
         js->cap = 0;
+        return;
     }
+    while (cap < js->len) {
+        cap *= 2;
+    }
+    js->buf = xrealloc(js->buf, cap);
+    js->cap = cap;
 }
 
 bool jsonstream_commit(struct jsonstream *js, size_t n)
