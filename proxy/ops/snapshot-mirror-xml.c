@@ -105,9 +105,12 @@ char *snapshot_xml_parse(const char *xml, size_t len, struct snapshot_xml *p)
         return xasprintf("line %d, column %d: a DOCTYPE or ENTITY declaration "
                          "is not accepted in a snapshot request", line, col);
     }
+    /* UTF-8 whatever the XML declaration says: the request came as a JSON
+     * string, and in another encoding (UTF-7's "+ADw-!DOCTYPE") the DTD
+     * would not be the bytes looked for above */
     ctxt = xmlNewParserCtxt();
-    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domainsnapshot.xml", NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR
+    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domainsnapshot.xml",
+                            "UTF-8", XML_PARSE_NONET | XML_PARSE_NOERROR
                             | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
     if (!doc) {
         xmlErrorPtr e = xmlCtxtGetLastError(ctxt);
@@ -123,6 +126,12 @@ char *snapshot_xml_parse(const char *xml, size_t len, struct snapshot_xml *p)
         return err;
     }
     xmlFreeParserCtxt(ctxt);
+    if (doc->intSubset || doc->extSubset) {
+        /* however it got there: nothing of a DTD is used */
+        err = xstrdup("a DOCTYPE or ENTITY declaration is not accepted in a "
+                      "snapshot request");
+        goto out;
+    }
     root = xmlDocGetRootElement(doc);
     if (!root || strcmp((const char *)root->name, "domainsnapshot")) {
         err = xasprintf("line %ld: the root element must be <domainsnapshot>",
