@@ -621,12 +621,12 @@ static void compare_loaded(struct chain *c)
         if (!name) {
             continue;
         }
-        if (json_object_object_get_ex(saved, "chain", &layers)) {
-            for (size_t k = 0; k < json_object_array_length(layers); k++) {
-                strbuf_addf(&before, "%s%s", k ? " <- " : "",
-                            jobj_str(json_object_array_get_idx(layers, k),
-                                    "file"));
-            }
+        layers = jobj_typed(saved, "chain", json_type_array);
+        for (size_t k = 0; layers && k < json_object_array_length(layers);
+             k++) {
+            const char *file = jobj_str(json_object_array_get_idx(layers, k),
+                                        "file");
+            strbuf_addf(&before, "%s%s", k ? " <- " : "", file ? file : "?");
         }
         char *after = describe_chain(now);
         if (!now) {
@@ -667,8 +667,9 @@ static void compare_loaded(struct chain *c)
             }
         }
     }
-    json_object *nodes;
-    if (json_object_object_get_ex(c->loaded, "blockdev-nodes", &nodes)) {
+    json_object *nodes = jobj_typed(c->loaded, "blockdev-nodes",
+                                    json_type_object);
+    if (nodes) {
         json_object_put(c->blockdev_nodes);
         c->blockdev_nodes = json_object_get(nodes);
     }
