@@ -8,6 +8,8 @@ QMPROXY_DEPS=(
   libevent-dev libjson-c-dev libxml2-dev check
   qemu-system-x86 qemu-utils
   python3 socat
+  # libFuzzer targets (tests/fuzz/run.sh): clang and its libFuzzer
+  clang libfuzzer-14-dev
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
