@@ -97,7 +97,7 @@ static bool has_surrogate_escape(const char *s, size_t n)
 {
     for (size_t i = 0; i + 3 < n; i++) {
         if (s[i] == '\\' && s[i + 1] == 'u' && (s[i + 2] | 0x20) == 'd'
-            && strchr("89abAB", s[i + 3]) && s[i + 3]) {
+            && strchr("89abcdefABCDEF", s[i + 3]) && s[i + 3]) {
             return true;
         }
     }
