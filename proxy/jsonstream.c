@@ -703,6 +703,13 @@ static void lex_step(struct jsonstream *js, unsigned char c)
         const unsigned char *end = (const unsigned char *)js->buf + js->len;
         unsigned char quote = js->state == LX_DQ_STRING ? '"' : '\'';
 
+        /* QEMU takes a byte at a time and gives up on a token at its
+         * max_size + 1st byte: the fast path stops there too, or where
+         * lexing resumes would depend on how the bytes arrived */
+        if (js->len - js->tok_start > js->max_size + 1) {
+            end = (const unsigned char *)js->buf + js->tok_start
+                + js->max_size + 1;
+        }
         /* the fast path: plain string content */
         while (p < end && *p >= 0x20 && *p <= 0xFD && *p != '\\'
                && *p != quote) {
