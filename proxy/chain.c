@@ -483,8 +483,9 @@ static const char *job_disk_from_graph(const struct chain *c,
     json_object *nodes, *edges;
     int64_t job_node = -1;
 
-    if (!json_object_object_get_ex(graph, "nodes", &nodes)
-        || !json_object_object_get_ex(graph, "edges", &edges)) {
+    nodes = jobj_typed(graph, "nodes", json_type_array);
+    edges = jobj_typed(graph, "edges", json_type_array);
+    if (!nodes || !edges) {
         return NULL;
     }
     for (size_t i = 0; i < json_object_array_length(nodes); i++) {
@@ -815,6 +816,11 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         c->seq_at_jobs = c->seq;
     }
     ret = upstream_reply_return(r);
+    if (ret && !json_object_is_type(ret, into == &c->q_graph
+                                         ? json_type_object
+                                         : json_type_array)) {
+        ret = NULL;  /* not the shape asked for: no answer */
+    }
     if (!ret && into != &c->q_graph) {
         log_warn("QEMU refused a query the chain model needs: %.*s",
                  (int)r->len, r->raw);
