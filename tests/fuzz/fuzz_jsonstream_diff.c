@@ -304,11 +304,26 @@ static bool plain_json(const char *s, size_t n)
     return true;
 }
 
+/* How many inputs were compared, and skipped for each reason:
+ * FUZZ_STATS=1 prints them at exit (is the reference still doing work?) */
+static unsigned long compared, not_one_text, json_c_lenient, nul_escape,
+    qemu_rule;
+
+static void print_stats(void)
+{
+    fprintf(stderr, "compared %lu; skipped: not one standard text %lu, "
+            "json-c's leniency %lu, \\u0000 %lu, QEMU's rules %lu\n",
+            compared, not_one_text, json_c_lenient, nul_escape, qemu_rule);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     log_set_level(LOG_ERROR);
+    if (getenv("FUZZ_STATS")) {
+        atexit(print_stats);
+    }
     return 0;
 }
 
@@ -331,17 +346,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ref = json_tokener_parse_ex(tok, buf, (int)size + 1);
     end = json_tokener_get_parse_end(tok);
     if (json_tokener_get_error(tok) != json_tokener_success) {
+        not_one_text++;
         goto out;  /* not one standard JSON text: nothing to compare */
     }
     for (size_t i = end; i < size + 1; i++) {
         if (!strchr(" \t\r\n", buf[i]) || !buf[i]) {
+            not_one_text++;
             goto out;  /* a second text, or junk after the first */
         }
     }
     if (!strict_utf8(buf, size) || !plain_json(buf, size)) {
+        json_c_lenient++;
         goto out;  /* json-c's lenient numbers, documented above */
     }
     if (has_nul_escape(buf, size)) {
+        nul_escape++;
         goto out;  /* U+0000: modified UTF-8 in QEMU, C-string keys in json-c */
     }
 
@@ -351,11 +370,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (error_is(&got, "duplicate key")
         || error_is(&got, "nesting depth limit exceeded")) {
+        qemu_rule++;
         goto out;  /* QEMU's rules, documented above */
     }
     if ((error_is(&got, "invalid UTF-8 sequence in string")
          || error_is(&got, "is not a valid Unicode character"))
         && (has_nonchar(ref) || has_surrogate_escape(buf, size))) {
+        qemu_rule++;
         goto out;  /* QEMU refuses noncharacters and lone surrogates */
     }
     if (got.n != 1 || got.error) {
@@ -364,6 +385,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 got.error ? got.error : "");
         FUZZ_ASSERT(got.n == 1 && !got.error);
     }
+    compared++;
     if (!diff_equal(ref, got.value)) {
         fprintf(stderr, "json-c: %s\njsonstream: %s\n",
                 json_object_to_json_string(ref),
