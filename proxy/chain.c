@@ -246,7 +246,9 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     memmove(d->layers + 1, d->layers, sizeof(*d->layers)
             * (size_t)d->nlayers);
     d->layers[0] = (struct layer){
-        .file = ch_plain_filename(file),
+        /* a layer always has a file: when the prediction does not know
+         * it, the node-name stands in and QEMU's answer fills it in */
+        .file = file ? ch_plain_filename(file) : xstrdup(node ? node : ""),
         .format = xstrdup(format ? format : "qcow2"),
         .node_name = dup_or_null(node),
         .read_only = false,
@@ -255,6 +257,9 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     d->nlayers++;
     if (d->nlayers > 1) {
         d->layers[1].read_only = true;
+    }
+    if (!file) {
+        d->uncertain = true;
     }
 }
 
