@@ -6,7 +6,7 @@
 #   tests/fuzz/run.sh [--runs N | --seconds S] [TARGET...]
 #
 # TARGET is a name (fuzz_jsonstream or jsonstream); default: every target.
-# Default: --seconds 20.  The corpora grow in build-fuzz/corpus/TARGET
+# Default: --seconds 20; with both, whichever comes first ends a target.  The corpora grow in build-fuzz/corpus/TARGET
 # (kept between runs), logs go to build-fuzz/logs/TARGET.log, and anything
 # found to build-fuzz/artifacts/TARGET/ (replay one with
 # build-fuzz/tests/fuzz/TARGET FILE).  Prints, per target, the executions,
@@ -19,17 +19,19 @@ cd "$root"
 . contrib/deps.sh
 ensure_deps
 
-limit=(-max_total_time=20)
+limit=()
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs) limit=(-runs="$2"); shift 2 ;;
-    --seconds) limit=(-max_total_time="$2"); shift 2 ;;
+    --runs) limit+=(-runs="$2"); shift 2 ;;
+    --seconds) limit+=(-max_total_time="$2"); shift 2 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) targets+=("fuzz_${1#fuzz_}"); shift ;;
   esac
 done
+
+[ ${#limit[@]} -gt 0 ] || limit=(-max_total_time=20)
 
 build=build-fuzz
 CC=clang cmake -S . -B "$build" -DQMPROXY_FUZZ=ON -DQMPROXY_TESTS=OFF \
