@@ -59,8 +59,11 @@ for t in "${targets[@]}"; do
   [ -x "$bin" ] || { echo "no such target: $t" >&2; exit 2; }
   corpus=$build/corpus/$t artifacts=$build/artifacts/$t/ log=$build/logs/$t.log
   mkdir -p "$corpus" "$artifacts"
-  dict=()
-  [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
+  case "$t" in
+    fuzz_chain|fuzz_statefile) dict=(-dict=tests/fuzz/chain.dict) ;;
+    fuzz_policy_*|fuzz_snapshot_xml) dict=(-dict=tests/fuzz/xml.dict) ;;
+    *) dict=(-dict=tests/fuzz/json.dict) ;;
+  esac
   rc=0
   "$bin" "${limit[@]}" "${dict[@]}" -timeout=25 \
     -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$artifacts" \
