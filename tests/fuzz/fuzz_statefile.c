@@ -2,7 +2,9 @@
  * fuzz_statefile: the state file as a restarted proxy reads it
  * (proxy/statefile.c statefile_load), and what is done with what it
  * holds (router.c router_set_state: chain_load and ops_load), then the
- * first reconciliation, which compares the saved chains with QEMU's.
+ * first reconciliation, which compares the saved chains with QEMU's, and
+ * what the router does once it is over (ops_resume: the operations of an
+ * earlier life carry on or fail, their commands answered as refused).
  *
  * Input: the file's bytes, written to this process's scratch folder.
  * QEMU's answers to the reconciliation are fixed lines of the recorded
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "chain.h"
+#include "cmd.h"
 #include "fuzz_common.h"
 #include "fuzz_json.h"
 #include "fuzz_upstream.h"
@@ -86,6 +89,25 @@ static void answer_all(void)
 static void on_seeded(void *opaque)
 {
     (void)opaque;
+    ops_resume();  /* as router.c does once the chains are known */
+}
+
+static const struct policy *no_policy(void *opaque)
+{
+    (void)opaque;
+    return NULL;
+}
+
+static void save_state(void *opaque)
+{
+    (void)opaque;
+}
+
+static void broadcast(void *opaque, const char *name, json_object *data)
+{
+    (void)opaque;
+    FUZZ_ASSERT(name);
+    free(qjson_to_string(data));
 }
 
 static void hook_event(void *opaque, const char *name, json_object *data)
@@ -144,9 +166,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *path = fuzz_write_file("state", data, size);
     struct statefile *sf = statefile_new(path);
     struct chain *c = chain_new(NULL, &hooks, NULL);
+    struct cmd_env env = {
+        .chain = c, .policy = no_policy, .save_state = save_state,
+        .broadcast_event = broadcast,
+    };
     char *problem = NULL;
     json_object *saved, *chain, *ops, *v;
 
+    ops_init(&env);
     saved = statefile_load(sf, &problem);
     if (problem) {
         FUZZ_ASSERT(!saved && *problem);
@@ -182,9 +209,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_object_put(v);
     free(chain_to_xml(c, "disk0"));
 
-    ops_free();
+    /* QEMU goes away: what is still asked is lost (which may make an
+     * operation ask again, once) */
+    ops_upstream_lost();
     chain_upstream_lost(c);
-    fake_lose_all();
+    for (int i = 0; i < 8 && fake_head(); i++) {
+        fake_lose_all();
+    }
+    FUZZ_ASSERT(!fake_head());
+    ops_free();
     chain_free(c);
     statefile_free(sf);
     fuzz_dir_clean(false);
