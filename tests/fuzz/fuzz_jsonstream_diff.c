@@ -115,7 +115,7 @@ static bool has_nul_escape(const char *s, size_t n)
 }
 
 /* Equal, but for integers out of the 64-bit range (json-c saturates them,
- * QEMU reads them as doubles). */
+ * QEMU reads them as doubles; -9223372036854775809 rounds to -2^63). */
 static bool diff_equal(json_object *ref, json_object *qemu)
 {
     json_type tr = json_object_get_type(ref), tq = json_object_get_type(qemu);
@@ -125,7 +125,7 @@ static bool diff_equal(json_object *ref, json_object *qemu)
         int64_t i = json_object_get_int64(ref);
         uint64_t u = json_object_get_uint64(ref);
         return (d >= 18446744073709551616.0 && u == UINT64_MAX)
-            || (d < -9223372036854775808.0 && i == INT64_MIN);
+            || (d <= -9223372036854775808.0 && i == INT64_MIN);
     }
     if (tr != tq) {
         return false;
