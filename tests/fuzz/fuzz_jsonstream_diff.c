@@ -22,6 +22,8 @@
  *    do not (a json-c deviation): skipped;
  *  - invalid UTF-8 that json-c's validation lets through (overlong forms
  *    such as \xC1\xBC): the input is checked against RFC 3629 first;
+ *  - single-quoted strings: json-c accepts them even when strict (so
+ *    does QEMU, but with QEMU's rules inside): skipped;
  *  - raw control characters (a tab...) inside a string: json-c accepts
  *    them even when strict, JSON and QEMU do not: skipped;
  *  - NaN, Infinity, -Infinity: json-c accepts them even when strict;
@@ -275,6 +277,8 @@ static bool plain_json(const char *s, size_t n)
             }
         } else if (s[i] == '"') {
             in_string = true;
+        } else if (s[i] == '\'') {
+            return false;  /* json-c takes 'strings' even when strict */
         } else if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
             size_t k = i;
             while (k < n && strchr("0123456789.eE+-", s[k]) && s[k]) {
