@@ -13,6 +13,8 @@ QMPROXY_DEPS=(
   # with Graphviz in the tests and for docs/; its bash completion is
   # tested with bash-completion's helpers
   tmux graphviz bash-completion
+  # libFuzzer targets (tests/fuzz/run.sh): clang and its libFuzzer
+  clang libfuzzer-14-dev
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

@@ -149,12 +149,40 @@ char *ch_publishable(const struct chain *c, const struct disk *d)
     return s;
 }
 
+/*
+ * An attribute whose value came from QEMU or a client: a file name may
+ * hold characters XML 1.0 cannot carry at all, not even as references
+ * (control characters, U+FFFE, bytes that are not UTF-8); each becomes
+ * U+FFFD, so the document stays well-formed.
+ */
+static void xml_prop(xmlNodePtr n, const char *name, const char *value)
+{
+    struct strbuf sb = STRBUF_INIT;
+    size_t len = value ? strlen(value) : 0;
+
+    for (size_t i = 0; i < len;) {
+        size_t used = 1;
+        int cp = (unsigned char)value[i] < 0x80
+            ? (unsigned char)value[i]
+            : mod_utf8_codepoint(value + i, len - i, &used);
+        if (cp < 0
+            || (cp < 0x20 && cp != '\t' && cp != '\n' && cp != '\r')) {
+            strbuf_adds(&sb, "\xEF\xBF\xBD");
+        } else {
+            strbuf_add(&sb, value + i, used);
+        }
+        i += used ? used : 1;
+    }
+    xmlNewProp(n, BAD_CAST name, BAD_CAST(sb.buf ? sb.buf : ""));
+    strbuf_release(&sb);
+}
+
 static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l)
 {
     xmlNodePtr n = xmlNewChild(parent, NULL, BAD_CAST "format", NULL);
-    xmlNewProp(n, BAD_CAST "type", BAD_CAST(l->format ? l->format : "raw"));
+    xml_prop(n, "type", l->format ? l->format : "raw");
     n = xmlNewChild(parent, NULL, BAD_CAST "source", NULL);
-    xmlNewProp(n, BAD_CAST "file", BAD_CAST l->file);
+    xml_prop(n, "file", l->file);
     return n;
 }
 
@@ -185,26 +213,24 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
     if (ch_job_is_mirror(j)) {
         n = xmlNewChild(disk, NULL, BAD_CAST "mirror", NULL);
         xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
-        xmlNewProp(n, BAD_CAST "file",
-                   BAD_CAST(j->target_file ? j->target_file : ""));
+        xml_prop(n, "file", j->target_file);
         if (j->target_format) {
-            xmlNewProp(n, BAD_CAST "format", BAD_CAST j->target_format);
+            xml_prop(n, "format", j->target_format);
         }
         xmlNewProp(n, BAD_CAST "job", BAD_CAST(j->active_commit
                                                ? "active-commit" : "copy"));
         xmlNewProp(n, BAD_CAST "ready", BAD_CAST ch_mirror_ready(j));
         if (j->target_format) {
             xmlNodePtr f = xmlNewChild(n, NULL, BAD_CAST "format", NULL);
-            xmlNewProp(f, BAD_CAST "type", BAD_CAST j->target_format);
+            xml_prop(f, "type", j->target_format);
         }
         xmlNodePtr s = xmlNewChild(n, NULL, BAD_CAST "source", NULL);
-        xmlNewProp(s, BAD_CAST "file",
-                   BAD_CAST(j->target_file ? j->target_file : ""));
+        xml_prop(s, "file", j->target_file);
     }
     n = xmlNewChild(disk, NULL, BAD_CAST "target", NULL);
-    xmlNewProp(n, BAD_CAST "dev", BAD_CAST d->name);
+    xml_prop(n, "dev", d->name);
     n = xmlNewChild(disk, NULL, BAD_CAST "alias", NULL);
-    xmlNewProp(n, BAD_CAST "name", BAD_CAST(d->qdev ? d->qdev : d->name));
+    xml_prop(n, "name", d->qdev ? d->qdev : d->name);
     return disk;
 }
 

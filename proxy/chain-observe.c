@@ -426,7 +426,7 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     }
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
         j = ch_find_job(c, jobj_str(data, "id"));
-        if (j) {
+        if (j && jobj_str(data, "status")) {
             str_set(&j->status, jobj_str(data, "status"));
             if (same(j->status, "null")) {
                 ch_remove_job(c, j);

@@ -166,8 +166,9 @@ static const char *job_disk_from_graph(const struct chain *c,
     json_object *nodes, *edges;
     int64_t job_node = -1;
 
-    if (!json_object_object_get_ex(graph, "nodes", &nodes)
-        || !json_object_object_get_ex(graph, "edges", &edges)) {
+    nodes = jobj_typed(graph, "nodes", json_type_array);
+    edges = jobj_typed(graph, "edges", json_type_array);
+    if (!nodes || !edges) {
         return NULL;
     }
     for (size_t i = 0; i < json_object_array_length(nodes); i++) {
@@ -235,7 +236,10 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
             log_info("found job %s (%s) that the proxy did not see start",
                      id, j->type ? j->type : "?");
         }
-        str_set(&j->status, jobj_str(q, "status"));
+        if (jobj_str(q, "status")) {
+            /* an answer without one says nothing of it: keep the last */
+            str_set(&j->status, jobj_str(q, "status"));
+        }
         j->offset = jobj_int(q, "offset", j->offset);
         j->len = jobj_int(q, "len", j->len);
         j->ready = jobj_bool(q, "ready", j->ready);
@@ -283,12 +287,12 @@ static void compare_saved_disks(struct chain *c, json_object *disks)
         if (!name) {
             continue;
         }
-        if (json_object_object_get_ex(saved, "chain", &layers)) {
-            for (size_t k = 0; k < json_object_array_length(layers); k++) {
-                strbuf_addf(&before, "%s%s", k ? " <- " : "",
-                            jobj_str(json_object_array_get_idx(layers, k),
-                                    "file"));
-            }
+        layers = jobj_typed(saved, "chain", json_type_array);
+        for (size_t k = 0; layers && k < json_object_array_length(layers);
+             k++) {
+            const char *file = jobj_str(json_object_array_get_idx(layers, k),
+                                        "file");
+            strbuf_addf(&before, "%s%s", k ? " <- " : "", file ? file : "?");
         }
         char *after = describe_chain(now);
         if (!now) {
@@ -348,7 +352,8 @@ static void compare_loaded(struct chain *c)
         && json_object_is_type(jobs, json_type_array)) {
         restore_saved_jobs(c, jobs);
     }
-    if (json_object_object_get_ex(c->loaded, "blockdev-nodes", &nodes)) {
+    nodes = jobj_typed(c->loaded, "blockdev-nodes", json_type_object);
+    if (nodes) {
         json_object_put(c->blockdev_nodes);
         c->blockdev_nodes = json_object_get(nodes);
     }

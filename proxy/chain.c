@@ -229,7 +229,9 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     memmove(d->layers + 1, d->layers, sizeof(*d->layers)
             * (size_t)d->nlayers);
     d->layers[0] = (struct layer){
-        .file = ch_plain_filename(file),
+        /* a layer always has a file: when the prediction does not know
+         * it, the node-name stands in and QEMU's answer fills it in */
+        .file = file ? ch_plain_filename(file) : xstrdup(node ? node : ""),
         .format = xstrdup(format ? format : "qcow2"),
         .node_name = dup_or_null(node),
         .read_only = false,
@@ -238,6 +240,9 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     d->nlayers++;
     if (d->nlayers > 1) {
         d->layers[1].read_only = true;
+    }
+    if (!file) {
+        d->uncertain = true;
     }
 }
 
@@ -392,6 +397,11 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         c->seq_at_jobs = c->seq;
     }
     ret = upstream_reply_return(r);
+    if (ret && !json_object_is_type(ret, into == &c->q_graph
+                                         ? json_type_object
+                                         : json_type_array)) {
+        ret = NULL;  /* not the shape asked for: no answer */
+    }
     if (!ret && into != &c->q_graph) {
         log_warn("QEMU refused a query the chain model needs: %.*s",
                  (int)r->len, r->raw);

@@ -241,7 +241,7 @@ static bool on_text(void *opaque, const struct js_text *t)
         /* after the greeting QEMU sends only events and replies: a line
          * that is neither is taken as a reply, so the routing keeps step */
         log_warn("QEMU sent a message of no known kind; taken as a "
-                 "reply: %.200s", t->raw);
+                 "reply: %.*s", (int)(t->len < 200 ? t->len : 200), t->raw);
         /* fall through */
     case QMP_RETURN:
     case QMP_ERROR: {
@@ -267,7 +267,7 @@ static bool on_text(void *opaque, const struct js_text *t)
         req = TAILQ_FIRST(&up->fifo);
         if (!req) {
             log_warn("QEMU sent a reply nobody is waiting for; dropped: "
-                     "%.200s", t->raw);
+                     "%.*s", (int)(t->len < 200 ? t->len : 200), t->raw);
             break;
         }
         TAILQ_REMOVE(&up->fifo, req, link);

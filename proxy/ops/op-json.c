@@ -164,8 +164,9 @@ void ops_load(json_object *saved)
         str_set(&op->error, jobj_str(s, "error"));
         str_set(&op->rule, jobj_str(s, "rule"));
         op_state_from_name(state, &op->state);
-        if (!json_object_object_get_ex(s, "disks", &disks)) {
-            continue;
+        disks = jobj_typed(s, "disks", json_type_array);
+        if (!disks) {
+            continue;  /* a damaged file: an operation without disks */
         }
         for (size_t k = 0; k < json_object_array_length(disks); k++) {
             json_object *ds = json_object_array_get_idx(disks, k);

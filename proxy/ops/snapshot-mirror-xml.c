@@ -30,6 +30,7 @@
 #include "op.h"
 #include "policy.h"
 #include "qmp.h"
+#include "snapshot-mirror-xml.h"
 #include "util.h"
 
 #define MAX_XML (1u << 20)
@@ -73,15 +74,7 @@ static char *attr(xmlNodePtr n, const char *name)
     return s;
 }
 
-struct parsed {
-    char *name;
-    struct snapshot_spec specs[64];
-    char *owned[64 * 4];
-    int nowned;
-    int n;
-};
-
-static const char *keep(struct parsed *p, char *s)
+static const char *keep(struct snapshot_xml *p, char *s)
 {
     if (s) {
         p->owned[p->nowned++] = s;
@@ -89,7 +82,7 @@ static const char *keep(struct parsed *p, char *s)
     return s;
 }
 
-static char *parse(const char *xml, size_t len, struct parsed *p)
+char *snapshot_xml_parse(const char *xml, size_t len, struct snapshot_xml *p)
 {
     xmlParserCtxtPtr ctxt;
     xmlDocPtr doc;
@@ -112,9 +105,12 @@ static char *parse(const char *xml, size_t len, struct parsed *p)
         return xasprintf("line %d, column %d: a DOCTYPE or ENTITY declaration "
                          "is not accepted in a snapshot request", line, col);
     }
+    /* UTF-8 whatever the XML declaration says: the request came as a JSON
+     * string, and in another encoding (UTF-7's "+ADw-!DOCTYPE") the DTD
+     * would not be the bytes looked for above */
     ctxt = xmlNewParserCtxt();
-    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domainsnapshot.xml", NULL,
-                            XML_PARSE_NONET | XML_PARSE_NOERROR
+    doc = xmlCtxtReadMemory(ctxt, xml, (int)len, "domainsnapshot.xml",
+                            "UTF-8", XML_PARSE_NONET | XML_PARSE_NOERROR
                             | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
     if (!doc) {
         xmlErrorPtr e = xmlCtxtGetLastError(ctxt);
@@ -130,6 +126,12 @@ static char *parse(const char *xml, size_t len, struct parsed *p)
         return err;
     }
     xmlFreeParserCtxt(ctxt);
+    if (doc->intSubset || doc->extSubset) {
+        /* however it got there: nothing of a DTD is used */
+        err = xstrdup("a DOCTYPE or ENTITY declaration is not accepted in a "
+                      "snapshot request");
+        goto out;
+    }
     root = xmlDocGetRootElement(doc);
     if (!root || strcmp((const char *)root->name, "domainsnapshot")) {
         err = xasprintf("line %ld: the root element must be <domainsnapshot>",
@@ -172,8 +174,9 @@ static char *parse(const char *xml, size_t len, struct parsed *p)
                             "supported (only 'external' and 'no')",
                             xmlGetLineNo(d), dname, snap);
             free(dname);
-        } else if (p->n == 64) {
-            err = xstrdup("at most 64 disks at once");
+        } else if (p->n == SNAPSHOT_XML_MAX_DISKS) {
+            err = xasprintf("at most %d disks at once",
+                            SNAPSHOT_XML_MAX_DISKS);
             free(dname);
         } else {
             source = child(d, "source");
@@ -203,16 +206,24 @@ out:
     return err;
 }
 
+void snapshot_xml_release(struct snapshot_xml *p)
+{
+    for (int i = 0; i < p->nowned; i++) {
+        free(p->owned[i]);
+    }
+    free(p->name);
+}
+
 static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     json_object *v;
-    struct parsed p;
+    struct snapshot_xml p;
     char *err;
 
     memset(&p, 0, sizeof(p));
     json_object_object_get_ex(a, "xml", &v);
-    err = parse(json_object_get_string(v),
-                (size_t)json_object_get_string_len(v), &p);
+    err = snapshot_xml_parse(json_object_get_string(v),
+                             (size_t)json_object_get_string_len(v), &p);
     /* the paths were inside the XML: the policy sees them only now */
     for (int i = 0; !err && i < p.n; i++) {
         const struct policy *pol = call->env->policy(call->env->opaque);
@@ -227,10 +238,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     } else {
         snapshot_mirror_start(call, p.name, p.specs, p.n);
     }
-    for (int i = 0; i < p.nowned; i++) {
-        free(p.owned[i]);
-    }
-    free(p.name);
+    snapshot_xml_release(&p);
     return CMD_RETURN_WAIT;
 }
 

@@ -455,6 +455,10 @@ class XmlRequests(OpsTestCase):
             ("""<?xml version="1.0"?>
 <!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>
 <domainsnapshot><name>&x;</name><disks/></domainsnapshot>""", "DOCTYPE or ENTITY declaration is not accepted"),
+            # the same DTD in UTF-7 (found by tests/fuzz/fuzz_snapshot_xml)
+            ("""<?xml version="1.0" encoding="UTF-7"?>
++ADw-!DOCTYPE d +AFs-+ADw-!ENTITY x SYSTEM "file:///etc/passwd"+AD4-+AF0-+AD4-
+<domainsnapshot><name>&x;</name><disks/></domainsnapshot>""", "not well-formed"),
             ("<domainsnapshot>" + "x" * (1 << 20) + "</domainsnapshot>", "at most 1048576"),
         ]:
             r = self.xml(doc)

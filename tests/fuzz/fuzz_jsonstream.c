@@ -1,0 +1,238 @@
+/*
+ * fuzz_jsonstream: QEMU's lexer, streamer and parser rules over a client's
+ * byte stream (proxy/jsonstream.c), in both modes.
+ *
+ * Input: one byte of flags, four bytes seeding the chunk sizes, then the
+ * stream.  The stream is read three times: whole, in chunks of random
+ * sizes (through the zero-copy reserve/commit path and the copying feed,
+ * with the callback stopping the stream now and then), and whole in the
+ * other mode.  What is checked:
+ *  - every text's bytes, members and value are consistent: member offsets
+ *    inside the text, in order, keys that are the object's keys, value
+ *    spans that read back as the member's value;
+ *  - a value written the way QEMU writes it (qjson) reads back equal;
+ *  - chunking changes nothing: the same texts, errors and values;
+ *  - the two modes delimit the stream identically (only values mode can
+ *    add a parse error to a text).
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_common.h"
+#include "fuzz_json.h"
+#include "jsonstream.h"
+#include "log.h"
+#include "qjson.h"
+#include "util.h"
+
+struct run {
+    bool values;
+    struct strbuf full;   /* everything emitted, for comparing runs */
+    struct strbuf shape;  /* only where texts are, for comparing modes */
+    uint32_t rng;
+    bool may_stop;
+    int stops;
+};
+
+static uint32_t next_rand(uint32_t *s)
+{
+    *s = *s * 1103515245u + 12345u;
+    return *s >> 8;
+}
+
+static void check_members(const struct js_text *t)
+{
+    size_t prev_end = 0;
+
+    FUZZ_ASSERT(t->nmembers >= 0 && t->nmembers <= JSONSTREAM_MAX_MEMBERS);
+    FUZZ_ASSERT(t->is_object || t->nmembers == 0);
+    for (int i = 0; i < t->nmembers; i++) {
+        const struct js_member *m = &t->members[i];
+        FUZZ_ASSERT(m->key_start >= prev_end);
+        FUZZ_ASSERT(m->key_start < m->key_end);
+        FUZZ_ASSERT(m->key_end <= m->value_start);
+        FUZZ_ASSERT(m->value_start <= m->value_end);
+        FUZZ_ASSERT(m->value_end <= t->len);
+        FUZZ_ASSERT(t->raw[m->key_start] == '"'
+                    || t->raw[m->key_start] == '\'');
+        prev_end = m->value_end;
+    }
+}
+
+/* What jsonstream built for a text agrees with the text itself. */
+static void check_value(const struct js_text *t)
+{
+    json_object *v = t->value;
+    int i = 0;
+
+    FUZZ_ASSERT(t->is_object == json_object_is_type(v, json_type_object));
+    if (!t->is_object) {
+        return;
+    }
+    int n = json_object_object_length(v);
+    FUZZ_ASSERT(t->nmembers == (n < JSONSTREAM_MAX_MEMBERS
+                                ? n : JSONSTREAM_MAX_MEMBERS));
+    FUZZ_ASSERT(t->members_overflow == (n > JSONSTREAM_MAX_MEMBERS));
+    json_object_object_foreach(v, key, member) {
+        const struct js_member *m;
+        struct fuzz_one_text span;
+
+        if (i >= t->nmembers) {
+            break;
+        }
+        m = &t->members[i++];
+        FUZZ_ASSERT(js_member_key_is(t, m, key));
+        FUZZ_ASSERT(js_text_member(t, key) == m);
+        if (i > 4) {
+            continue;  /* the first few are enough, and cheaper */
+        }
+        fuzz_read_one(t->raw + m->value_start, m->value_end - m->value_start,
+                      &span);
+        FUZZ_ASSERT(span.texts == 1 && span.ok);
+        FUZZ_ASSERT(fuzz_json_equal(span.value, member, false));
+        fuzz_one_text_release(&span);
+    }
+}
+
+/* QEMU's writer's output is QEMU's parser's input. */
+static void check_round_trip(json_object *v)
+{
+    struct fuzz_one_text back;
+    char *s;
+
+    if (fuzz_json_non_finite(v)) {
+        return;  /* written as inf/nan: not JSON, by QEMU's own choice */
+    }
+    s = qjson_to_string(v);
+    fuzz_read_one(s, strlen(s), &back);
+    FUZZ_ASSERT(back.texts == 1 && back.ok);
+    FUZZ_ASSERT(fuzz_json_equal(back.value, v, true));
+    fuzz_one_text_release(&back);
+    free(s);
+}
+
+static bool on_text(void *opaque, const struct js_text *t)
+{
+    struct run *r = opaque;
+
+    FUZZ_ASSERT(t->raw != NULL || t->len == 0);
+    /* touch every byte: ASan checks the text lies in the buffer */
+    {
+        unsigned sum = 0;
+        for (size_t i = 0; i < t->len; i++) {
+            sum += (unsigned char)t->raw[i];
+        }
+        volatile unsigned sink = sum;
+        (void)sink;
+    }
+    strbuf_addf(&r->shape, "%zu:", t->len);
+    strbuf_add(&r->shape, t->raw, t->len);
+    strbuf_addf(&r->full, "%zu:", t->len);
+    strbuf_add(&r->full, t->raw, t->len);
+    if (t->error) {
+        FUZZ_ASSERT(!t->has_value);
+        strbuf_addf(&r->full, "E%s\n", t->error);
+    } else {
+        FUZZ_ASSERT(t->has_value == r->values);
+        check_members(t);
+        strbuf_addf(&r->full, "T%d,%d,%d", t->is_object, t->nmembers,
+                    t->members_overflow);
+        for (int i = 0; i < t->nmembers; i++) {
+            strbuf_addf(&r->full, ",%zu-%zu:%zu-%zu", t->members[i].key_start,
+                        t->members[i].key_end, t->members[i].value_start,
+                        t->members[i].value_end);
+        }
+        if (t->has_value) {
+            char *s = qjson_to_string(t->value);
+            strbuf_addf(&r->full, "=%s", s);
+            free(s);
+            check_value(t);
+            check_round_trip(t->value);
+        }
+        strbuf_addc(&r->full, '\n');
+    }
+    if (r->may_stop && next_rand(&r->rng) % 8 == 0) {
+        r->stops++;
+        return false;
+    }
+    return true;
+}
+
+static void run_whole(struct run *r, size_t max_size, const uint8_t *data,
+                      size_t len)
+{
+    struct jsonstream *js = jsonstream_new(r->values, max_size, on_text, r);
+
+    jsonstream_feed(js, (const char *)data, len);
+    strbuf_addf(&r->full, "buffered %zu\n", jsonstream_buffered(js));
+    jsonstream_free(js);
+}
+
+static void run_chunked(struct run *r, size_t max_size, const uint8_t *data,
+                        size_t len)
+{
+    struct jsonstream *js = jsonstream_new(r->values, max_size, on_text, r);
+    size_t off = 0;
+
+    while (off < len) {
+        size_t n = 1 + next_rand(&r->rng) % 64, avail;
+        if (n > len - off) {
+            n = len - off;
+        }
+        if (next_rand(&r->rng) % 2) {
+            char *p = jsonstream_reserve(js, n, &avail);
+            FUZZ_ASSERT(avail >= n);
+            memcpy(p, data + off, n);
+            if (!jsonstream_commit(js, n)) {
+                while (!jsonstream_resume(js)) {
+                }
+            }
+        } else if (!jsonstream_feed(js, (const char *)data + off, n)) {
+            while (!jsonstream_resume(js)) {
+            }
+        }
+        off += n;
+    }
+    strbuf_addf(&r->full, "buffered %zu\n", jsonstream_buffered(js));
+    jsonstream_free(js);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    log_set_level(LOG_ERROR);
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_input in = { data, size };
+    uint8_t flags = fuzz_u8(&in);
+    uint32_t seed = fuzz_u32(&in);
+    bool values = flags & 1;
+    /* a small token-size limit reaches the limit paths with small inputs */
+    size_t max_size = flags & 2 ? 16 + (flags >> 2) * 4 : 0;
+    struct run whole = { .values = values };
+    struct run chunked = { .values = values, .rng = seed, .may_stop = true };
+    struct run other = { .values = !values };
+
+    run_whole(&whole, max_size, in.p, in.n);
+    run_chunked(&chunked, max_size, in.p, in.n);
+    FUZZ_ASSERT(whole.full.len == chunked.full.len);
+    FUZZ_ASSERT(!whole.full.len
+                || !memcmp(whole.full.buf, chunked.full.buf, whole.full.len));
+    run_whole(&other, max_size, in.p, in.n);
+    FUZZ_ASSERT(whole.shape.len == other.shape.len);
+    FUZZ_ASSERT(!whole.shape.len
+                || !memcmp(whole.shape.buf, other.shape.buf,
+                           whole.shape.len));
+    strbuf_release(&whole.full);
+    strbuf_release(&whole.shape);
+    strbuf_release(&chunked.full);
+    strbuf_release(&chunked.shape);
+    strbuf_release(&other.full);
+    strbuf_release(&other.shape);
+    return 0;
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets (clang, ASan+UBSan) in build-fuzz/, seed their
+# corpora from the project's recordings, replay the regression inputs, and
+# run each target for a number of executions or seconds, one at a time.
+#
+#   tests/fuzz/run.sh [--runs N | --seconds S] [TARGET...]
+#
+# TARGET is a name (fuzz_jsonstream or jsonstream); default: every target.
+# Default: --seconds 20; with both, whichever comes first ends a target.  The corpora grow in build-fuzz/corpus/TARGET
+# (kept between runs), logs go to build-fuzz/logs/TARGET.log, and anything
+# found to build-fuzz/artifacts/TARGET/ (replay one with
+# build-fuzz/tests/fuzz/TARGET FILE).  Prints, per target, the executions,
+# executions per second, coverage (libFuzzer's cov and ft) and findings;
+# exits non-zero if any target found a crash, leak or sanitizer report.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+# shellcheck source=../../contrib/deps.sh
+. contrib/deps.sh
+ensure_deps
+
+limit=()
+targets=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) limit+=(-runs="$2"); shift 2 ;;
+    --seconds) limit+=(-max_total_time="$2"); shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) echo "unknown option $1" >&2; exit 2 ;;
+    *) targets+=("fuzz_${1#fuzz_}"); shift ;;
+  esac
+done
+
+[ ${#limit[@]} -gt 0 ] || limit=(-max_total_time=20)
+
+build=build-fuzz
+CC=clang cmake -S . -B "$build" -DQMPROXY_FUZZ=ON -DQMPROXY_TESTS=OFF \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j "$(nproc)" >/dev/null
+bindir=$build/tests/fuzz
+if [ ${#targets[@]} -eq 0 ]; then
+  for f in tests/fuzz/fuzz_*.c; do
+    targets+=("$(basename "$f" .c)")
+  done
+fi
+
+python3 tests/fuzz/seeds.py "$build/corpus" >/dev/null
+# what was found and fixed must stay fixed
+ctest --test-dir "$build" -L fuzz --output-on-failure >/dev/null \
+  || { echo "fuzz regression inputs fail: ctest --test-dir $build -L fuzz" >&2; exit 1; }
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+mkdir -p "$build/logs"
+status=0
+printf '%-22s %12s %9s %7s %7s  %s\n' target executions exec/s cov ft findings
+for t in "${targets[@]}"; do
+  bin=$bindir/$t
+  [ -x "$bin" ] || { echo "no such target: $t" >&2; exit 2; }
+  corpus=$build/corpus/$t artifacts=$build/artifacts/$t/ log=$build/logs/$t.log
+  mkdir -p "$corpus" "$artifacts"
+  case "$t" in
+    fuzz_chain|fuzz_statefile) dict=(-dict=tests/fuzz/chain.dict) ;;
+    fuzz_policy_*|fuzz_snapshot_xml) dict=(-dict=tests/fuzz/xml.dict) ;;
+    *) dict=(-dict=tests/fuzz/json.dict) ;;
+  esac
+  rc=0
+  "$bin" "${limit[@]}" "${dict[@]}" -timeout=25 \
+    -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$artifacts" \
+    "$corpus" >"$log" 2>&1 || rc=$?
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  cov=$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
+  ft=$( (grep -o 'ft: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
+  found=$(grep -hoE '(ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer): [a-z -]+|runtime error: .*|fuzz invariant failed: .*)' "$log" | head -1 || true)
+  if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
+    status=1
+    found="${found:-exit status $rc} (log: $log; inputs: $(ls "$artifacts" | tr '\n' ' '))"
+  fi
+  printf '%-22s %12s %9s %7s %7s  %s\n' "$t" "${execs:-?}" "${speed:-?}" \
+    "${cov:-?}" "${ft:-?}" "${found:-none}"
+done
+exit $status
