@@ -207,8 +207,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the arguments as the session reads a client's JSON */
     fuzz_read_one(text, len, &args);
     if (args.ok && json_object_is_type(args.value, json_type_object)) {
+        static const struct location_lookup lookup = {
+            .declared = cmd_locations,
+        };
         err = policy_check_request(policy, listener, command, args.value,
-                                   cmd_locations);
+                                   &lookup);
         free(err);
     }
     fuzz_one_text_release(&args);

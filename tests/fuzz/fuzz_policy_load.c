@@ -27,7 +27,8 @@ static void ask(const struct policy *p, const char *listener,
                 const char *command, const char *args)
 {
     json_object *a = args ? json_tokener_parse(args) : NULL;
-    free(policy_check_request(p, listener, command, a, cmd_locations));
+    static const struct location_lookup lookup = { .declared = cmd_locations };
+    free(policy_check_request(p, listener, command, a, &lookup));
     json_object_put(a);
 }
 
