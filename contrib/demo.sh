@@ -60,8 +60,10 @@ print(json.loads(f.readline())["return"])
 PY
 
 echo "== the RFC's mirrored live migration: snapshot-with-mirror, then reopen onto the copy"
+echo "   (--extras: this client asks for the proxy's QMPROXY_OPERATION events;"
+echo "    a client that does not ask sees only what QEMU itself sends)"
 mkdir -p "$work/dest"
-python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
+python3 contrib/qmpclient.py --quiet-greeting --extras "$work/qmproxy.sock" \
   "{\"execute\": \"qmproxy-snapshot-mirror\", \"arguments\": {\"name\": \"move\", \"disks\": [{\"disk\": \"disk0\", \"snapshot-file\": \"$work/snap2.qcow2\", \"mirror-file\": \"$work/dest/snap2.qcow2\"}]}}" \
   '{"execute": "human-monitor-command", "arguments": {"command-line": "qemu-io -d /machine/peripheral/disk0/virtio-backend \"write -P 0x5a 0 1M\""}}' \
   '{"execute": "qmproxy-snapshot-reopen", "arguments": {"name": "move", "target": "mirror"}}' \

@@ -19,6 +19,8 @@ def main():
     ap.add_argument("commands", nargs="*")
     ap.add_argument("--check", action="store_true", help="exit 1 on an error reply")
     ap.add_argument("--quiet-greeting", action="store_true")
+    ap.add_argument("--extras", action="store_true",
+                    help="ask qmproxy for its own events (qmproxy-capabilities)")
     a = ap.parse_args()
 
     s = socket.socket(socket.AF_UNIX)
@@ -35,7 +37,8 @@ def main():
     if not a.quiet_greeting:
         print("<- " + json.dumps(greeting))
     failed = False
-    for c in ["qmp_capabilities"] + a.commands:
+    first = ["qmp_capabilities"] + (["qmproxy-capabilities"] if a.extras else [])
+    for c in first + a.commands:
         cmd = json.loads(c) if c.lstrip().startswith("{") else {"execute": c}
         print("-> " + json.dumps(cmd))
         s.sendall(json.dumps(cmd).encode())

@@ -217,109 +217,35 @@ char *policy_check_path(const struct policy *p, const char *what,
     return err;
 }
 
-/* Members of block options that name host files: images, a vvfat
- * directory, blkdebug's rules, a backing file written into a header. */
-static bool names_a_file(const char *key)
+static char *check_location(void *opaque, const struct location *loc,
+                            const char *key, const char *value)
 {
-    static const char *const keys[] = { "filename", "dir", "config",
-                                        "backing-file", NULL };
-    for (const char *const *k = keys; *k; k++) {
-        if (!strcmp(*k, key)) {
-            return true;
-        }
-    }
-    return false;
+    (void)loc;
+    return policy_check_path(opaque, key, value);
 }
 
-/* Every file named in blockdev-add/blockdev-create options, at any depth. */
-static char *check_filenames(const struct policy *p, json_object *o,
-                             const char *what)
+/* Every place the command's declared locations name. */
+static char *check_paths(const struct policy *p, location_lookup_fn lookup,
+                         const char *command, json_object *args)
 {
-    char *err = NULL;
+    const struct location *locs = lookup ? lookup(command) : NULL;
 
-    if (json_object_is_type(o, json_type_object)) {
-        json_object_object_foreach(o, key, v) {
-            if (names_a_file(key)
-                && json_object_is_type(v, json_type_string)) {
-                err = policy_check_path(p, key, json_object_get_string(v));
-            } else {
-                err = check_filenames(p, v, what);
-            }
-            if (err) {
-                return err;
-            }
-        }
-    } else if (json_object_is_type(o, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(o) && !err; i++) {
-            err = check_filenames(p, json_object_array_get_idx(o, i), what);
-        }
+    if (!p->has_paths || !locs) {
+        return NULL;
     }
-    return err;
-}
-
-
-/* The arguments that name images, per command. */
-static const struct {
-    const char *command;
-    const char *keys[3];
-} path_args[] = {
-    { "blockdev-snapshot-sync", { "snapshot-file" } },
-    { "drive-mirror", { "target" } },
-    { "drive-backup", { "target" } },
-    { "blockdev-change-medium", { "filename" } },
-    { "change-backing-file", { "backing-file" } },
-    { "block-stream", { "backing-file" } },
-    { "block-commit", { "backing-file" } },
-    { "__com.redhat_drive-mirror", { "target" } },
-    { "__com.redhat_drive-reopen", { "new-image-file" } },
-    { "qmproxy-block-copy", { "target" } },
-    { "qmproxy-reopen", { "file" } },
-};
-
-static char *check_paths(const struct policy *p, const char *command,
-                         json_object *args)
-{
-    char *err = NULL;
-
-    for (size_t i = 0; i < sizeof(path_args) / sizeof(path_args[0]); i++) {
-        if (strcmp(path_args[i].command, command)) {
-            continue;
-        }
-        for (int k = 0; k < 3 && path_args[i].keys[k] && !err; k++) {
-            err = policy_check_path(p, path_args[i].keys[k],
-                                    jobj_str(args, path_args[i].keys[k]));
-        }
-        return err;
-    }
-    if (!strcmp(command, "blockdev-add") || !strcmp(command, "blockdev-create")) {
-        return check_filenames(p, args, "filename");
-    }
-    if (!strcmp(command, "qmproxy-snapshot-mirror")) {
-        json_object *disks;
-        if (json_object_object_get_ex(args, "disks", &disks)
-            && json_object_is_type(disks, json_type_array)) {
-            for (size_t i = 0; i < json_object_array_length(disks) && !err;
-                 i++) {
-                json_object *d = json_object_array_get_idx(disks, i);
-                err = policy_check_path(p, "snapshot-file",
-                                        jobj_str(d, "snapshot-file"));
-                if (!err) {
-                    err = policy_check_path(p, "mirror-file",
-                                            jobj_str(d, "mirror-file"));
-                }
-            }
-        }
-    }
-    return err;
+    return location_each(locs, args, check_location, (void *)p);
 }
 
 char *policy_check_request(const struct policy *p, const char *listener,
-                           const char *command, json_object *args)
+                           const char *command, json_object *args,
+                           location_lookup_fn locations)
 {
     char *err;
     json_object *actions;
 
-    if (!p) {
+    /* like qmp_capabilities, it only changes what this client is sent:
+     * every role may ask for the proxy's events */
+    if (!p || !strcmp(command, "qmproxy-capabilities")) {
         return NULL;
     }
     err = check_command(p, listener, command);
@@ -338,7 +264,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
             }
             err = check_command(p, listener, type);
             if (!err && json_object_object_get_ex(act, "data", &data)) {
-                err = check_paths(p, type, data);
+                err = check_paths(p, locations, type, data);
             }
             if (err) {
                 char *in = xasprintf("transaction action %zu: %s", i, err);
@@ -348,7 +274,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
         }
         return NULL;
     }
-    return check_paths(p, command, args);
+    return check_paths(p, locations, command, args);
 }
 
 int policy_mirror_rule_count(const struct policy *p)

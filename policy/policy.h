@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
+#include "location.h"
+
 struct policy;
 
 enum mirror_trigger { MIRROR_ON_SNAPSHOT, MIRROR_ON_CONNECT };
@@ -44,10 +46,13 @@ const char *policy_path(const struct policy *p);
 /*
  * May a client on this listener run this request?  NULL when it may; else
  * the reason (owned), naming the rule that refused it.  Checks the command,
- * each action of a transaction as its own command, and every image path.
+ * each action of a transaction as its own command, and every place the
+ * command names: locations(command) says which arguments those are (the
+ * commands declare them; the policy only confines them).
  */
 char *policy_check_request(const struct policy *p, const char *listener,
-                           const char *command, json_object *args);
+                           const char *command, json_object *args,
+                           location_lookup_fn locations);
 /* Is this image path (what: "snapshot-file"...) allowed?  NULL: yes. */
 char *policy_check_path(const struct policy *p, const char *what,
                         const char *path);

@@ -8,11 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qemu-commands.h"
 #include "qmp.h"
-#include "router.h"
 #include "session.h"
 #include "util.h"
 
+extern const struct cmd_entry cmd_capabilities_entry;
 extern const struct cmd_entry cmd_query_chain_entry;
 extern const struct cmd_entry cmd_snapshot_mirror_entry;
 extern const struct cmd_entry cmd_snapshot_mirror_xml_entry;
@@ -24,9 +25,9 @@ extern const struct cmd_entry cmd_query_operations_entry;
 extern const struct cmd_entry cmd_rhel_drive_mirror_entry;
 extern const struct cmd_entry cmd_rhel_drive_reopen_entry;
 extern const struct cmd_entry cmd_rhel_transaction_entry;
-bool rhel_transaction_wanted(json_object *args);
 
 const struct cmd_entry *const cmd_table[] = {
+    &cmd_capabilities_entry,
     &cmd_query_chain_entry,
     &cmd_snapshot_mirror_entry,
     &cmd_snapshot_mirror_xml_entry,
@@ -37,37 +38,46 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_query_operations_entry,
     &cmd_rhel_drive_mirror_entry,
     &cmd_rhel_drive_reopen_entry,
+    &cmd_rhel_transaction_entry,
     NULL,
 };
 
 const struct cmd_entry *cmd_find(const char *name)
 {
     for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
-        if (!strcmp((*e)->name, name)) {
+        if (!(*e)->claims && !strcmp((*e)->name, name)) {
             return *e;
         }
     }
     return NULL;
 }
 
-const struct cmd_entry *cmd_for_request(const char *name, json_object *args)
+const struct location *cmd_locations(const char *name)
 {
-    /* QEMU's transaction, unless it carries RHEL's mirror actions */
-    if (!strcmp(name, "transaction")) {
-        return rhel_transaction_wanted(args) ? &cmd_rhel_transaction_entry
-                                             : NULL;
-    }
-    return cmd_find(name);
+    const struct cmd_entry *e = cmd_find(name);
+
+    return e ? e->locations : qemu_command_locations(name);
 }
 
-struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,
+const struct cmd_entry *cmd_for_request(const char *name, json_object *args)
+{
+    for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
+        if (!strcmp((*e)->name, name)) {
+            return !(*e)->claims || (*e)->claims(args) ? *e : NULL;
+        }
+    }
+    return NULL;
+}
+
+struct cmd_call *cmd_call_new(const struct cmd_env *env,
+                              const struct cmd_entry *e,
                               struct slot *slot, unsigned client,
                               const char *listener, bool has_id,
                               json_object *id)
 {
     struct cmd_call *call = xcalloc(1, sizeof(*call));
 
-    call->router = r;
+    call->env = env;
     call->entry = e;
     call->slot = slot;
     call->client = client;
@@ -92,8 +102,9 @@ static void finish(struct cmd_call *call, char *reply, size_t len)
         *call->answered = true;
     }
     if (slot) {
-        slot->owner = NULL;  /* answered: no need to hear of it leaving */
-        session_reply(slot->session, slot, reply, len, TLOG_FROM_PROXY, -1);
+        /* answering releases the slot: no need to hear of it leaving */
+        session_reply(slot_session(slot), slot, reply, len, TLOG_FROM_PROXY,
+                      -1);
     }
     free(reply);
     json_object_put(call->id);

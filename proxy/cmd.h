@@ -11,24 +11,54 @@
 #include <stdbool.h>
 #include <json-c/json.h>
 
+#include "location.h"
 #include "qapi.h"
 
-struct router;
+struct chain;
+struct event_base;
+struct policy;
 struct slot;
 struct cmd_call;
+struct upstream;
+
+/*
+ * What the proxy's commands and operations work with, given by the router
+ * that runs them, so they never call up into it.
+ */
+struct cmd_env {
+    struct event_base *base;
+    struct upstream *up;
+    struct chain *chain;
+    /* the policy in force (it changes on SIGHUP); NULL: none */
+    const struct policy *(*policy)(void *opaque);
+    /* something only the proxy knows changed: save the state */
+    void (*save_state)(void *opaque);
+    /* an event of the proxy's own, to the clients that asked for them */
+    void (*broadcast_event)(void *opaque, const char *name,
+                            json_object *data);
+    void *opaque;
+};
 
 struct cmd_entry {
     const char *name;
+    /* Set when the name is QEMU's: the proxy takes the request over only
+     * when claims(args) says so (RHEL's mirror actions in a transaction),
+     * else it goes to QEMU; such an entry is not one of the proxy's
+     * commands (query-commands lists it once, as QEMU's). */
+    bool (*claims)(json_object *args);
     const struct qapi_member *args;  /* checked before exec is called */
     void (*exec)(struct cmd_call *call, json_object *args);
     /* Reads the chain model to act on it: run once the model has QEMU's
      * answer to everything done before (a reconciliation may be due). */
     bool settle_chain;
+    /* Which arguments name places outside QEMU: the policy confines
+     * them (NULL: none). */
+    const struct location *locations;
 };
 
 /* One invocation. */
 struct cmd_call {
-    struct router *router;
+    const struct cmd_env *env;
     const struct cmd_entry *entry;
     struct slot *slot;        /* NULL once the client has gone */
     unsigned client;          /* the client's number */
@@ -41,7 +71,10 @@ struct cmd_call {
 
 /* Every command the proxy answers itself, NULL-terminated. */
 extern const struct cmd_entry *const cmd_table[];
+/* One of the proxy's own commands by name (not a claiming entry). */
 const struct cmd_entry *cmd_find(const char *name);
+/* The locations a command names, the proxy's own or QEMU's. */
+const struct location *cmd_locations(const char *name);
 /* The proxy's handler for this request, or NULL to pass it to QEMU. */
 const struct cmd_entry *cmd_for_request(const char *name, json_object *args);
 
@@ -52,7 +85,8 @@ void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* For the router. */
-struct cmd_call *cmd_call_new(struct router *r, const struct cmd_entry *e,
+struct cmd_call *cmd_call_new(const struct cmd_env *env,
+                              const struct cmd_entry *e,
                               struct slot *slot, unsigned client,
                               const char *listener, bool has_id,
                               json_object *id);

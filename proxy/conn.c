@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "jsonstream.h"
 #include "util.h"
 
 /* File descriptors that must leave with the byte at offset `at`. */
@@ -26,12 +26,18 @@ struct fd_mark {
 };
 
 struct conn {
-    int fd;
+    int fd;                  /* read from; also written to unless wfd */
+    int wfd;                 /* written to (the same as fd for a socket) */
+    bool rsock, wsock;       /* sockets: recvmsg/sendmsg, else read/write */
+    bool drain_on_write_error;
+    bool write_dead;         /* writes fail: output dropped, reading on */
+    char *write_error;       /* owned: why, told when reading ends */
     struct event_base *base;
     struct event *rev, *wev, *flush_timer;
     struct evbuffer *out;
     STAILQ_HEAD(, fd_mark) marks;
-    struct jsonstream *js;   /* borrowed */
+    const struct conn_input *input;
+    void *stream;            /* borrowed: what input feeds */
     const struct conn_callbacks *cb;
     void *opaque;
     bool reading, closing, dead, discard;
@@ -69,9 +75,13 @@ static void release(struct conn *c)
         free(m);
     }
     evbuffer_free(c->out);
+    if (c->wfd >= 0 && c->wfd != c->fd) {
+        close(c->wfd);
+    }
     if (c->fd >= 0) {
         close(c->fd);
     }
+    free(c->write_error);
     free(c);
 }
 
@@ -80,6 +90,39 @@ static void maybe_release(struct conn *c)
     if (c->free_when_idle && c->busy == 0) {
         release(c);
     }
+}
+
+/*
+ * A write failed.  Usually the connection is over.  But a peer that closes
+ * may have written its last messages first (QEMU answering `quit`): for
+ * such a peer what is already on its way to us must still be read, so
+ * only the output is given up and the reading goes on to end-of-file.
+ * Returns false when the conn was closed.
+ */
+static bool write_failed(struct conn *c, const char *why)
+{
+    struct fd_mark *m;
+
+    if (!c->drain_on_write_error) {
+        conn_shut(c, why);
+        return false;
+    }
+    if (!c->write_dead) {
+        c->write_dead = true;
+        c->write_error = xstrdup(why);
+    }
+    event_del(c->wev);
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    while ((m = STAILQ_FIRST(&c->marks))) {
+        STAILQ_REMOVE_HEAD(&c->marks, link);
+        close_fds(m->fds, m->nfds);
+        free(m);
+    }
+    if (c->closing) {
+        conn_shut(c, c->write_error);
+        return false;
+    }
+    return true;
 }
 
 /* Returns false when the conn was closed. */
@@ -114,14 +157,14 @@ static bool flush(struct conn *c)
             cm->cmsg_type = SCM_RIGHTS;
             cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)m->nfds);
             memcpy(CMSG_DATA(cm), m->fds, sizeof(int) * (size_t)m->nfds);
-            n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+            n = sendmsg(c->wfd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
                 STAILQ_REMOVE_HEAD(&c->marks, link);
                 close_fds(m->fds, m->nfds);
                 free(m);
             }
         } else {
-            n = evbuffer_write_atmost(c->out, c->fd,
+            n = evbuffer_write_atmost(c->out, c->wfd,
                                       m ? (ssize_t)m->at : -1);
             if (n > 0) {
                 /* evbuffer_write_atmost drained n bytes already */
@@ -147,8 +190,7 @@ static bool flush(struct conn *c)
         if (n < 0 && errno == EINTR) {
             continue;
         }
-        conn_shut(c, n < 0 ? strerror(errno) : "write failed");
-        return false;
+        return write_failed(c, n < 0 ? strerror(errno) : "write failed");
     }
     event_del(c->wev);
     if (c->closing) {
@@ -193,7 +235,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     if (c->discard) {
         char sink[4096];
-        n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+        n = read(c->fd, sink, sizeof(sink));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
                        && errno != EINTR)) {
             c->busy++;
@@ -203,16 +245,20 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
         return;
     }
-    if (!c->js) {
+    if (!c->stream) {
         return;
     }
-    iov.iov_base = jsonstream_reserve(c->js, 16384, &avail);
+    iov.iov_base = c->input->reserve(c->stream, 16384, &avail);
     iov.iov_len = avail > 65536 ? 65536 : avail;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = u.buf;
-    msg.msg_controllen = sizeof(u.buf);
-    n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (c->rsock) {
+        msg.msg_control = u.buf;
+        msg.msg_controllen = sizeof(u.buf);
+        n = recvmsg(c->fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } else {
+        n = read(c->fd, iov.iov_base, iov.iov_len);
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
         return;
     }
@@ -233,11 +279,12 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
     }
     if (n > 0 && !c->dead) {
-        jsonstream_commit(c->js, (size_t)n);
+        c->input->commit(c->stream, (size_t)n);
     } else if (n == 0) {
-        conn_shut(c, NULL);
+        conn_shut(c, c->write_error);
     } else if (n < 0) {
-        conn_shut(c, strerror(errno));
+        /* ECONNRESET comes only after every byte the peer sent was read */
+        conn_shut(c, c->write_error ? c->write_error : strerror(errno));
     }
     c->busy--;
     maybe_release(c);
@@ -266,7 +313,9 @@ static void conn_shut(struct conn *c, const char *why)
     if (c->flush_timer) {
         event_del(c->flush_timer);
     }
-    shutdown(c->fd, SHUT_RDWR);
+    if (c->rsock) {
+        shutdown(c->fd, SHUT_RDWR);
+    }
     if (c->cb->closed) {
         c->busy++;
         c->cb->closed(c->opaque, why);
@@ -274,33 +323,58 @@ static void conn_shut(struct conn *c, const char *why)
     }
 }
 
+static bool is_socket(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 struct conn *conn_new(struct event_base *base, int fd,
                       const struct conn_callbacks *cb, void *opaque)
 {
+    return conn_new_pair(base, fd, fd, cb, opaque);
+}
+
+struct conn *conn_new_pair(struct event_base *base, int rfd, int wfd,
+                           const struct conn_callbacks *cb, void *opaque)
+{
     struct conn *c = xcalloc(1, sizeof(*c));
 
-    c->fd = fd;
+    c->fd = rfd;
+    c->wfd = wfd;
+    c->rsock = is_socket(rfd);
+    c->wsock = wfd == rfd ? c->rsock : is_socket(wfd);
     c->base = base;
     c->cb = cb;
     c->opaque = opaque;
     c->out = evbuffer_new();
     STAILQ_INIT(&c->marks);
-    fd_set_nonblock_cloexec(fd);
-    c->rev = event_new(base, fd, EV_READ | EV_PERSIST, on_read, c);
-    c->wev = event_new(base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    fd_set_nonblock_cloexec(rfd);
+    if (wfd != rfd) {
+        fd_set_nonblock_cloexec(wfd);
+    }
+    c->rev = event_new(base, rfd, EV_READ | EV_PERSIST, on_read, c);
+    c->wev = event_new(base, wfd, EV_WRITE | EV_PERSIST, on_write, c);
     return c;
 }
 
-void conn_read_into(struct conn *c, struct jsonstream *js)
+void conn_drain_on_write_error(struct conn *c)
 {
-    c->js = js;
+    c->drain_on_write_error = true;
+}
+
+void conn_read_into(struct conn *c, const struct conn_input *input,
+                    void *stream)
+{
+    c->input = input;
+    c->stream = stream;
     conn_resume_read(c);
 }
 
 void conn_read_discard(struct conn *c)
 {
     c->discard = true;
-    c->js = NULL;
+    c->stream = NULL;
     conn_resume_read(c);
 }
 
@@ -314,7 +388,7 @@ void conn_pause_read(struct conn *c)
 
 void conn_resume_read(struct conn *c)
 {
-    if (!c->reading && !c->dead && !c->closing && (c->js || c->discard)) {
+    if (!c->reading && !c->dead && !c->closing && (c->stream || c->discard)) {
         event_add(c->rev, NULL);
         c->reading = true;
     }
@@ -328,9 +402,14 @@ bool conn_is_reading(const struct conn *c)
 void conn_write_fds(struct conn *c, const void *data, size_t len,
                     const int *fds, int nfds)
 {
-    if (c->dead) {
+    if (c->dead || c->write_dead) {
         close_fds((int *)fds, nfds);
         return;
+    }
+    if (nfds > 0 && !c->wsock) {
+        /* only a socket carries descriptors */
+        close_fds((int *)fds, nfds);
+        nfds = 0;
     }
     if (nfds > 0) {
         struct fd_mark *m = xcalloc(1, sizeof(*m));
@@ -342,7 +421,9 @@ void conn_write_fds(struct conn *c, const void *data, size_t len,
     }
     if (evbuffer_get_length(c->out) == 0 && nfds == 0) {
         /* the fast path: straight to the socket */
-        ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = c->wsock
+            ? send(c->wfd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT)
+            : write(c->wfd, data, len);
         if (n == (ssize_t)len) {
             return;
         }
@@ -352,7 +433,7 @@ void conn_write_fds(struct conn *c, const void *data, size_t len,
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
                    && errno != EINTR) {
             c->busy++;
-            conn_shut(c, strerror(errno));
+            write_failed(c, strerror(errno));
             c->busy--;
             maybe_release(c);
             return;
@@ -390,15 +471,17 @@ void conn_close_after_flush(struct conn *c, int timeout_ms)
     }
     c->closing = true;
     conn_pause_read(c);
-    if (evbuffer_get_length(c->out) == 0) {
+    if (evbuffer_get_length(c->out) == 0 || c->write_dead) {
         c->busy++;
-        conn_shut(c, NULL);
+        conn_shut(c, c->write_error);
         c->busy--;
         maybe_release(c);
         return;
     }
     /* stop reading, but let the peer take what is queued */
-    shutdown(c->fd, SHUT_RD);
+    if (c->rsock) {
+        shutdown(c->fd, SHUT_RD);
+    }
     c->flush_timer = evtimer_new(c->base, on_flush_timeout, c);
     struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
     evtimer_add(c->flush_timer, &tv);

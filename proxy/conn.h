@@ -14,8 +14,14 @@
 #include <stddef.h>
 
 struct event_base;
-struct jsonstream;
 struct conn;
+
+/* Where read bytes go: room is asked for, read into, then committed (the
+ * stream parses them at once and calls its owner back). */
+struct conn_input {
+    char *(*reserve)(void *stream, size_t min, size_t *avail);
+    void (*commit)(void *stream, size_t n);
+};
 
 struct conn_callbacks {
     /* File descriptors received with the bytes that are about to be fed. */
@@ -30,8 +36,16 @@ struct conn_callbacks {
 
 struct conn *conn_new(struct event_base *base, int fd,
                       const struct conn_callbacks *cb, void *opaque);
-/* Start reading into js (not owned); may be called again to resume. */
-void conn_read_into(struct conn *c, struct jsonstream *js);
+/* Reading and writing apart (standard input and output); a descriptor
+ * that is not a socket is read and written plainly, without fds. */
+struct conn *conn_new_pair(struct event_base *base, int rfd, int wfd,
+                           const struct conn_callbacks *cb, void *opaque);
+/* A failed write drops the output but keeps reading until end-of-file,
+ * then closed() says why: for a peer whose last words must not be lost. */
+void conn_drain_on_write_error(struct conn *c);
+/* Start reading into stream (not owned); may be called again. */
+void conn_read_into(struct conn *c, const struct conn_input *input,
+                    void *stream);
 /* Read and throw away whatever the peer sends (read-only observers). */
 void conn_read_discard(struct conn *c);
 void conn_pause_read(struct conn *c);

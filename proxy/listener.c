@@ -30,117 +30,6 @@ struct listener {
     void *opaque;
 };
 
-static bool valid_name(const char *s, size_t n)
-{
-    if (n == 0) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool address_parse(const char *spec, bool allow_name, bool allow_fd,
-                   struct address *out, char **error)
-{
-    const char *eq = strchr(spec, '=');
-    const char *colon = strchr(spec, ':');
-
-    memset(out, 0, sizeof(*out));
-    out->fd = -1;
-    if (allow_name && eq && (!colon || eq < colon)
-        && valid_name(spec, (size_t)(eq - spec))) {
-        out->name = xstrndup(spec, (size_t)(eq - spec));
-        spec = eq + 1;
-    } else {
-        out->name = xstrdup("default");
-    }
-    if (!strncmp(spec, "unix:", 5)) {
-        out->kind = ADDR_UNIX;
-        out->path = xstrdup(spec + 5);
-    } else if (!strncmp(spec, "tcp:", 4)) {
-        const char *hp = spec + 4;
-        const char *last = strrchr(hp, ':');
-        if (!last || last == hp || !last[1]) {
-            *error = xasprintf("'%s': expected tcp:HOST:PORT", spec);
-            goto fail;
-        }
-        out->kind = ADDR_TCP;
-        if (hp[0] == '[' && last[-1] == ']') {
-            out->path = xstrndup(hp + 1, (size_t)(last - hp - 2));
-        } else {
-            out->path = xstrndup(hp, (size_t)(last - hp));
-        }
-        out->port = xstrdup(last + 1);
-    } else if (!strncmp(spec, "fd:", 3)) {
-        char *end;
-        long fd;
-        if (!allow_fd) {
-            *error = xasprintf("'%s': fd: is not allowed here", spec);
-            goto fail;
-        }
-        errno = 0;
-        fd = strtol(spec + 3, &end, 10);
-        if (errno || *end || end == spec + 3 || fd < 0 || fd > 1 << 20) {
-            *error = xasprintf("'%s': expected fd:N with N a descriptor "
-                               "number", spec);
-            goto fail;
-        }
-        out->kind = ADDR_FD;
-        out->fd = (int)fd;
-    } else if (spec[0] == '/' || spec[0] == '.' || !strchr(spec, ':')) {
-        out->kind = ADDR_UNIX;
-        out->path = xstrdup(spec);
-    } else {
-        *error = xasprintf("'%s': expected unix:PATH, tcp:HOST:PORT%s or a "
-                           "path", spec, allow_fd ? ", fd:N" : "");
-        goto fail;
-    }
-    if (out->kind == ADDR_UNIX) {
-        if (!out->path[0]) {
-            *error = xasprintf("'%s': the socket path is empty", spec);
-            goto fail;
-        }
-        if (strlen(out->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            *error = xasprintf("'%s': the socket path is longer than %zu "
-                               "bytes", spec,
-                               sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
-            goto fail;
-        }
-    }
-    return true;
-fail:
-    address_clear(out);
-    return false;
-}
-
-void address_clear(struct address *a)
-{
-    free(a->name);
-    free(a->path);
-    free(a->port);
-    memset(a, 0, sizeof(*a));
-    a->fd = -1;
-}
-
-char *address_format(const struct address *a)
-{
-    switch (a->kind) {
-    case ADDR_UNIX:
-        return xasprintf("unix:%s", a->path);
-    case ADDR_TCP:
-        return xasprintf("tcp:%s:%s", a->path, a->port);
-    case ADDR_FD:
-        return xasprintf("fd:%d", a->fd);
-    }
-    return xstrdup("?");
-}
-
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     struct listener *l = arg;
@@ -310,6 +199,10 @@ struct listener *listener_new(struct event_base *base,
         fd_set_nonblock_cloexec(fd);
         break;
     }
+    case ADDR_STDIO:
+        *error = xstrdup("stdio is a client, not a listener (--client "
+                         "stdio)");
+        break;
     }
     if (fd < 0) {
         free(l->display);

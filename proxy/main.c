@@ -15,6 +15,7 @@
 #include "log.h"
 #include "policy.h"
 #include "router.h"
+#include "session.h"
 #include "tap.h"
 #include "trafficlog.h"
 #include "upstream.h"
@@ -25,6 +26,10 @@ struct options {
     char *upstream;
     char **listen;
     size_t nlisten;
+    char **clients;
+    size_t nclients;
+    char **extras;       /* listener names whose clients see the extras */
+    size_t nextras;
     char **taps;
     size_t ntaps;
     int socket_mode;
@@ -56,6 +61,8 @@ static void usage(FILE *out)
     fprintf(out,
 "Usage: qmproxy --upstream unix:PATH|PATH|tcp:HOST:PORT\n"
 "               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
+"               --client [NAME=]fd:N|stdio|unix:PATH|tcp:HOST:PORT\n"
+"               [--extras NAME]\n"
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
@@ -68,6 +75,15 @@ static void usage(FILE *out)
 "  --upstream ADDR      QEMU's QMP socket (waited for up to --connect-timeout)\n"
 "  --listen ADDR        where clients connect; fd:N adopts an inherited\n"
 "                       listening socket (as libvirt passes one)\n"
+"  --client ADDR        a client given rather than accepted: fd:N an\n"
+"                       already connected socket, stdio the standard input\n"
+"                       and output, unix:/tcp: a client listening for the\n"
+"                       monitor to connect (QEMU's client-mode chardev);\n"
+"                       at least one --listen or --client is required\n"
+"  --extras NAME        clients of listener (or client) NAME also get the\n"
+"                       proxy's own events and commands in query-commands;\n"
+"                       by default a client sees exactly what QEMU sends\n"
+"                       (any client can ask: qmproxy-capabilities)\n"
 "  --socket-mode MODE   permissions of the Unix sockets created (octal,\n"
 "                       default 0600)\n"
 "  --traffic-log FILE   one JSON object per line for every message ('-':\n"
@@ -98,10 +114,13 @@ static bool parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
-           OPT_CHECK_POLICY, OPT_VERSION, OPT_HELP };
+           OPT_CHECK_POLICY, OPT_VERSION, OPT_HELP, OPT_CLIENT,
+           OPT_EXTRAS };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
+        { "client", required_argument, NULL, OPT_CLIENT },
+        { "extras", required_argument, NULL, OPT_EXTRAS },
         { "socket-mode", required_argument, NULL, OPT_MODE },
         { "traffic-log", required_argument, NULL, OPT_TLOG },
         { "tap", required_argument, NULL, OPT_TAP },
@@ -129,6 +148,12 @@ static bool parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_LISTEN:
             push(&o->listen, &o->nlisten, optarg);
+            break;
+        case OPT_CLIENT:
+            push(&o->clients, &o->nclients, optarg);
+            break;
+        case OPT_EXTRAS:
+            push(&o->extras, &o->nextras, optarg);
             break;
         case OPT_TAP:
             push(&o->taps, &o->ntaps, optarg);
@@ -214,11 +239,19 @@ static bool parse_options(int argc, char **argv, struct options *o)
                 "socket, e.g. --upstream unix:/run/qemu/vm1.qmp)\n");
         return false;
     }
-    if (!o->nlisten) {
+    if (!o->nlisten && !o->nclients) {
         fprintf(stderr, "qmproxy: at least one --listen is required (where "
                 "clients connect, e.g. --listen unix:/run/qmproxy/vm1.sock)"
-                "\n");
+                ", or a --client\n");
         return false;
+    }
+    for (size_t i = 0; i < o->nclients; i++) {
+        if (o->traffic_log && !strcmp(o->traffic_log, "-")
+            && strstr(o->clients[i], "stdio")) {
+            fprintf(stderr, "qmproxy: --client stdio and --traffic-log - "
+                    "would share standard output; log to a file\n");
+            return false;
+        }
     }
     return true;
 }
@@ -258,6 +291,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     router_shutdown(q->router);
 }
 
+/* enum session_extras for the clients of the listener or client name. */
+static unsigned extras_for(const struct options *o, const char *name)
+{
+    for (size_t i = 0; i < o->nextras; i++) {
+        if (!strcmp(o->extras[i], name)) {
+            return SESSION_EXTRAS_ALL;
+        }
+    }
+    return 0;
+}
+
 static bool setup(struct qmproxy *q, const struct options *o)
 {
     struct router_options ro = {
@@ -277,7 +321,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     q->router = router_new(q->base, q->tlog, &ro);
     router_on_exit(q->router, on_exit_requested, q);
 
-    if (!address_parse(o->upstream, false, false, &addr, &error)) {
+    if (!address_parse(o->upstream, 0, &addr, &error)) {
         fprintf(stderr, "qmproxy: --upstream %s\n", error);
         free(error);
         return false;
@@ -306,7 +350,8 @@ static bool setup(struct qmproxy *q, const struct options *o)
     /* listeners exist before QEMU is reached; they accept once it is */
     for (size_t i = 0; i < o->nlisten; i++) {
         struct listener *l;
-        if (!address_parse(o->listen[i], true, true, &addr, &error)) {
+        if (!address_parse(o->listen[i], ADDRESS_ALLOW_NAME | ADDRESS_ALLOW_FD,
+                            &addr, &error)) {
             fprintf(stderr, "qmproxy: --listen %s\n", error);
             free(error);
             return false;
@@ -323,11 +368,30 @@ static bool setup(struct qmproxy *q, const struct options *o)
         q->listeners = xrealloc(q->listeners,
                                 sizeof(*q->listeners) * (q->nlisteners + 1));
         q->listeners[q->nlisteners++] = l;
-        router_add_listener(q->router, l);
+        router_add_listener(q->router, l, extras_for(o, listener_name(l)));
+    }
+    for (size_t i = 0; i < o->nclients; i++) {
+        unsigned extras;
+        if (!address_parse(o->clients[i], ADDRESS_ALLOW_NAME
+                           | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO, &addr,
+                           &error)) {
+            fprintf(stderr, "qmproxy: --client %s\n", error);
+            free(error);
+            return false;
+        }
+        extras = extras_for(o, addr.name);
+        if (!router_add_client(q->router, &addr, extras, &error)) {
+            fprintf(stderr, "qmproxy: --client %s: %s\n", o->clients[i],
+                    error);
+            free(error);
+            address_clear(&addr);
+            return false;
+        }
+        address_clear(&addr);
     }
     for (size_t i = 0; i < o->ntaps; i++) {
         struct tap *t;
-        if (!address_parse(o->taps[i], false, false, &addr, &error)) {
+        if (!address_parse(o->taps[i], 0, &addr, &error)) {
             fprintf(stderr, "qmproxy: --tap %s\n", error);
             free(error);
             return false;
@@ -384,6 +448,14 @@ static void free_options(struct options *o)
         free(o->listen[i]);
     }
     free(o->listen);
+    for (size_t i = 0; i < o->nclients; i++) {
+        free(o->clients[i]);
+    }
+    free(o->clients);
+    for (size_t i = 0; i < o->nextras; i++) {
+        free(o->extras[i]);
+    }
+    free(o->extras);
     for (size_t i = 0; i < o->ntaps; i++) {
         free(o->taps[i]);
     }

@@ -184,3 +184,42 @@ char *qjson_to_string(json_object *v)
     qjson_write(&sb, v);
     return strbuf_detach(&sb, NULL);
 }
+
+static bool is_word_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+bool qjson_has_non_finite(const char *raw, size_t len)
+{
+    bool in_string = false;
+
+    if (!memmem(raw, len, "inf", 3) && !memmem(raw, len, "nan", 3)) {
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = raw[i];
+        if (in_string) {
+            if (c == '\\') {
+                i++;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (is_word_char(c)) {
+            size_t n = 0;
+            while (i + n < len && is_word_char(raw[i + n])) {
+                n++;
+            }
+            if (!(n == 4 && !memcmp(raw + i, "true", 4))
+                && !(n == 5 && !memcmp(raw + i, "false", 5))
+                && !(n == 4 && !memcmp(raw + i, "null", 4))
+                && !(n >= 1 && (raw[i] == 'e' || raw[i] == 'E'))) {
+                return true;
+            }
+            i += n - 1;
+        }
+    }
+    return false;
+}

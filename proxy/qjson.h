@@ -25,4 +25,11 @@ const char **qjson_qdict_keys(json_object *obj, size_t *n);
 /* QEMU's QDict bucket for a key (tdb_hash % 512), exposed for tests. */
 unsigned qjson_qdict_bucket(const char *key);
 
+/*
+ * Does this text of QEMU's hold a bare word JSON does not have?  QEMU
+ * writes non-finite doubles as inf, -inf, nan (an id of 1e999 comes back
+ * as -inf); such a message is not JSON.  Cheap: a byte search first.
+ */
+bool qjson_has_non_finite(const char *raw, size_t len);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "attach.h"
 #include "chain.h"
 #include "cmd.h"
 #include "fdstore.h"
@@ -17,6 +18,7 @@
 #include "ops/op.h"
 #include "policy.h"
 #include "qjson.h"
+#include "session.h"
 #include "statefile.h"
 #include "log.h"
 #include "trafficlog.h"
@@ -29,9 +31,15 @@ struct router {
     struct event_base *base;
     struct trafficlog *tlog;
     struct router_options opts;
+    struct session_env session_env;  /* what sessions get */
+    struct cmd_env cmd_env;          /* what commands and operations get */
     struct upstream *up;
     struct listener **listeners;
+    unsigned *listener_extras;      /* enum session_extras, per listener */
     size_t nlisteners;
+    struct attach **attaches;       /* --client: given, not accepted */
+    unsigned *attach_extras;
+    size_t nattaches;
     struct session **sessions;
     size_t nsessions, cap_sessions;
     unsigned next_client;
@@ -87,10 +95,17 @@ struct chain *router_chain(struct router *r)
     return r->chain;
 }
 
-/* An event to every negotiated client, recorded once. */
+/*
+ * An event to the negotiated clients that take it, recorded once.  QEMU's
+ * events go to every client, as QEMU sends them to every monitor; the
+ * proxy's own go only to clients that asked for them (invisible by
+ * default: a client must see exactly what QEMU would send it).
+ */
 static void fan_out(struct router *r, const char *raw, size_t len,
                     enum tlog_from from)
 {
+    bool own = from != TLOG_FROM_QEMU;
+
     if (r->tlog && trafficlog_active(r->tlog)) {
         struct tlog_entry e = {
             .dir = TLOG_OUT, .from = from, .kind = "event",
@@ -100,7 +115,9 @@ static void fan_out(struct router *r, const char *raw, size_t len,
     }
     /* backwards: a client that fails the write leaves the array */
     for (size_t i = r->nsessions; i-- > 0;) {
-        if (i < r->nsessions) {
+        if (i < r->nsessions
+            && (!own || session_extras(r->sessions[i])
+                        & SESSION_EXTRA_EVENTS)) {
             session_event(r->sessions[i], raw, len);
         }
     }
@@ -171,7 +188,9 @@ static void chain_new_overlay(void *opaque, const char *disk,
                               const char *overlay, const char *below,
                               const char *below_format, long long size)
 {
-    auto_mirror_snapshot(opaque, disk, overlay, below, below_format, size);
+    struct router *r = opaque;
+    auto_mirror_snapshot(&r->cmd_env, disk, overlay, below, below_format,
+                         size);
 }
 
 static const struct chain_hooks router_chain_hooks = {
@@ -186,7 +205,7 @@ void router_set_policy(struct router *r, struct policy *p)
     r->policy = p;
     /* replicas a new policy asks for start now (when QEMU is there) */
     if (r->up && upstream_is_ready(r->up) && r->chain) {
-        auto_mirror_connect(r);
+        auto_mirror_connect(&r->cmd_env);
     }
 }
 
@@ -269,8 +288,11 @@ static void seeded(void *opaque)
     if (!r->exiting && upstream_is_ready(r->up)) {
         /* operations of an earlier life: carry on, or say they failed */
         ops_resume();
-        auto_mirror_connect(r);
+        auto_mirror_connect(&r->cmd_env);
         enable_listeners(r, true);
+        for (size_t i = 0; i < r->nattaches; i++) {
+            attach_start(r->attaches[i]);
+        }
     }
 }
 
@@ -343,11 +365,23 @@ static void observe_event(struct router *r, const char *raw, size_t len,
     json_object_put(ev);
 }
 
+static bool is_event(const struct js_text *text, const char *name)
+{
+    const struct js_member *m = js_text_member(text, "event");
+    size_t n = strlen(name);
+
+    return m && m->value_end - m->value_start == n + 2
+        && !memcmp(text->raw + m->value_start + 1, name, n);
+}
+
 static void on_event(void *opaque, const char *raw, size_t len,
                      const struct js_text *text)
 {
     struct router *r = opaque;
 
+    if (is_event(text, "SHUTDOWN")) {
+        upstream_quiesce(r->up);
+    }
     fan_out(r, raw, len, TLOG_FROM_QEMU);
     observe_event(r, raw, len, text);
 }
@@ -361,32 +395,83 @@ const struct upstream_callbacks router_upstream_callbacks = {
 
 /* ---- sessions ------------------------------------------------------ */
 
-void router_accept(void *opaque, struct listener *l, int fd)
+static void add_session(struct router *r, int rfd, int wfd,
+                        const char *name, const char *display,
+                        unsigned extras)
 {
-    struct router *r = opaque;
     struct session *s;
     const char *greeting;
     size_t len;
 
-    if (r->exiting || !upstream_is_ready(r->up)) {
-        close(fd);
-        return;
-    }
     if (r->nsessions == r->cap_sessions) {
         r->cap_sessions = r->cap_sessions ? r->cap_sessions * 2 : 16;
         r->sessions = xrealloc(r->sessions,
                                sizeof(*r->sessions) * r->cap_sessions);
     }
-    s = session_new(r, fd, ++r->next_client, listener_name(l));
+    s = session_new(&r->session_env, rfd, wfd, ++r->next_client, name,
+                    extras);
     r->sessions[r->nsessions++] = s;
-    log_info("client %u connected on %s", session_id(s),
-             listener_display(l));
+    log_info("client %u connected on %s", session_id(s), display);
     greeting = upstream_greeting(r->up, &len);
     session_start(s, greeting, len, upstream_oob_offered(r->up));
 }
 
-void router_session_closed(struct router *r, struct session *s)
+void router_accept(void *opaque, struct listener *l, int fd)
 {
+    struct router *r = opaque;
+    unsigned extras = 0;
+
+    if (r->exiting || !upstream_is_ready(r->up)) {
+        close(fd);
+        return;
+    }
+    for (size_t i = 0; i < r->nlisteners; i++) {
+        if (r->listeners[i] == l) {
+            extras = r->listener_extras[i];
+        }
+    }
+    add_session(r, fd, fd, listener_name(l), listener_display(l), extras);
+}
+
+static void attached(void *opaque, struct attach *a, int rfd, int wfd)
+{
+    struct router *r = opaque;
+    unsigned extras = 0;
+
+    for (size_t i = 0; i < r->nattaches; i++) {
+        if (r->attaches[i] == a) {
+            extras = r->attach_extras[i];
+        }
+    }
+    if (r->exiting || !upstream_is_ready(r->up)) {
+        close(rfd);
+        if (wfd != rfd) {
+            close(wfd);
+        }
+        return;
+    }
+    add_session(r, rfd, wfd, attach_name(a), attach_display(a), extras);
+}
+
+/* A client the proxy was told to serve cannot be reached: as QEMU does
+ * with a client-mode monitor it cannot connect, give up. */
+static void attach_failed(void *opaque, struct attach *a, const char *why)
+{
+    struct router *r = opaque;
+
+    log_error("--client %s: %s", attach_display(a), why);
+    begin_exit(r, 1);
+}
+
+static const struct attach_hooks router_attach_hooks = {
+    .attached = attached,
+    .failed = attach_failed,
+};
+
+static void session_closed(void *opaque, struct session *s)
+{
+    struct router *r = opaque;
+
     for (size_t i = 0; i < r->nsessions; i++) {
         if (r->sessions[i] == s) {
             memmove(&r->sessions[i], &r->sessions[i + 1],
@@ -427,8 +512,11 @@ static char *extend_commands(const struct upstream_reply *reply, size_t *len)
     empty = reply->raw[ret->value_start + 1] == ']';
     strbuf_add(&sb, reply->raw, close);
     for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
-        strbuf_addf(&sb, "%s{\"name\": \"%s\"}",
-                    empty && e == cmd_table ? "" : ", ", (*e)->name);
+        if (!(*e)->claims) {  /* QEMU lists its own names */
+            strbuf_addf(&sb, "%s{\"name\": \"%s\"}", empty ? "" : ", ",
+                        (*e)->name);
+            empty = false;
+        }
     }
     strbuf_add(&sb, reply->raw + close, reply->len - close);
     return strbuf_detach(&sb, len);
@@ -441,7 +529,7 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
 
     if (f->slot) {
         /* answered or never will be: the slot must not point at us */
-        f->slot->owner = NULL;
+        slot_release(f->slot);
     }
     if (!reply->lost) {
         if (f->slot) {
@@ -502,7 +590,9 @@ static enum route_result pass_through(struct router *r, struct session *s,
         f->command = xstrdup(cmd->req.command);
         f->args = json_object_get(cmd->req.args);
     }
-    f->extend_commands = !strcmp(cmd->req.command, "query-commands");
+    /* only for clients that asked: QEMU's list is what QEMU would say */
+    f->extend_commands = (session_extras(s) & SESSION_EXTRA_COMMANDS)
+        && !strcmp(cmd->req.command, "query-commands");
     f->kept_fd = -1;
     /* a command that uses a getfd descriptor (migrate "fd:NAME", say) makes
      * QEMU close it when done: the proxy's copy must not keep a pipe open */
@@ -521,8 +611,10 @@ static enum route_result pass_through(struct router *r, struct session *s,
             }
         }
     }
-    slot->owner = f;
-    slot->owner_gone = forward_slot_gone;
+    slot_claim(slot, f, forward_slot_gone);
+    if (!strcmp(cmd->req.command, "quit")) {
+        upstream_quiesce(r->up);
+    }
     upstream_send(r->up, cmd->raw, cmd->len, cmd->fds, cmd->nfds,
                   cmd->req.oob, cmd->has_id_member ? &cmd->id_member : NULL,
                   echo_id, on_forward_reply, f);
@@ -542,7 +634,7 @@ static void run_settled(void *opaque)
 static void run_own(struct router *r, struct session *s, struct slot *slot,
                     const struct cmd_entry *e, struct client_cmd *cmd)
 {
-    struct cmd_call *call = cmd_call_new(r, e, slot, session_id(s),
+    struct cmd_call *call = cmd_call_new(&r->cmd_env, e, slot, session_id(s),
                                          session_listener(s),
                                          cmd->req.has_id, cmd->req.id);
     bool answered = false;
@@ -559,8 +651,7 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
         free(err);
         return;
     }
-    slot->owner = call;
-    slot->owner_gone = cmd_call_slot_gone;
+    slot_claim(slot, call, cmd_call_slot_gone);
     call->answered = &answered;
     if (e->settle_chain) {
         call->args = json_object_get(cmd->req.args);
@@ -588,13 +679,15 @@ static void refuse(struct router *r, struct session *s, struct slot *slot,
     free(reply);
 }
 
-enum route_result router_route(struct router *r, struct session *s,
+static enum route_result route(void *opaque, struct session *s,
                                struct slot *slot, struct client_cmd *cmd,
                                bool granted)
 {
+    struct router *r = opaque;
     const struct cmd_entry *e;
     char *why = policy_check_request(r->policy, session_listener(s),
-                                     cmd->req.command, cmd->req.args);
+                                     cmd->req.command, cmd->req.args,
+                                     cmd_locations);
 
     if (why) {
         refuse(r, s, slot, cmd, why);
@@ -610,6 +703,27 @@ enum route_result router_route(struct router *r, struct session *s,
     return pass_through(r, s, slot, cmd, granted);
 }
 
+static const struct policy *policy_in_force(void *opaque)
+{
+    return ((struct router *)opaque)->policy;
+}
+
+static void save_state(void *opaque)
+{
+    router_save_state(opaque);
+}
+
+static void broadcast_event(void *opaque, const char *name,
+                            json_object *data)
+{
+    router_broadcast_event(opaque, name, data);
+}
+
+static const struct session_hooks router_session_hooks = {
+    .route = route,
+    .closed = session_closed,
+};
+
 /* ---- life ---------------------------------------------------------- */
 
 struct router *router_new(struct event_base *base, struct trafficlog *tl,
@@ -620,6 +734,14 @@ struct router *router_new(struct event_base *base, struct trafficlog *tl,
     r->base = base;
     r->tlog = tl;
     r->opts = *opts;
+    r->session_env = (struct session_env){
+        .base = base, .tlog = tl, .max_message = opts->max_message,
+        .hooks = &router_session_hooks, .opaque = r,
+    };
+    r->cmd_env = (struct cmd_env){
+        .base = base, .policy = policy_in_force, .save_state = save_state,
+        .broadcast_event = broadcast_event, .opaque = r,
+    };
     r->exit_check = event_new(base, -1, 0, check_exit, r);
     r->exit_deadline = evtimer_new(base, exit_deadline, r);
     return r;
@@ -629,21 +751,49 @@ static void create_chain(struct router *r)
 {
     if (!r->chain) {
         r->chain = chain_new(r->up, &router_chain_hooks, r);
-        ops_init(r);
+        r->cmd_env.chain = r->chain;
+        ops_init(&r->cmd_env);
     }
 }
 
 void router_set_upstream(struct router *r, struct upstream *up)
 {
     r->up = up;
+    r->session_env.up = up;
+    r->cmd_env.up = up;
     create_chain(r);
 }
 
-void router_add_listener(struct router *r, struct listener *l)
+void router_add_listener(struct router *r, struct listener *l,
+                         unsigned extras)
 {
     r->listeners = xrealloc(r->listeners,
                             sizeof(*r->listeners) * (r->nlisteners + 1));
+    r->listener_extras = xrealloc(r->listener_extras,
+                                  sizeof(*r->listener_extras)
+                                  * (r->nlisteners + 1));
+    r->listener_extras[r->nlisteners] = extras;
     r->listeners[r->nlisteners++] = l;
+}
+
+struct attach *router_add_client(struct router *r,
+                                 const struct address *addr,
+                                 unsigned extras, char **error)
+{
+    struct attach *a = attach_new(r->base, addr, &router_attach_hooks, r,
+                                  error);
+
+    if (!a) {
+        return NULL;
+    }
+    r->attaches = xrealloc(r->attaches,
+                           sizeof(*r->attaches) * (r->nattaches + 1));
+    r->attach_extras = xrealloc(r->attach_extras,
+                                sizeof(*r->attach_extras)
+                                * (r->nattaches + 1));
+    r->attach_extras[r->nattaches] = extras;
+    r->attaches[r->nattaches++] = a;
+    return a;
 }
 
 void router_free(struct router *r)
@@ -661,7 +811,13 @@ void router_free(struct router *r)
     fdstore_clear();
     chain_free(r->chain);
     policy_free(r->policy);
+    for (size_t i = 0; i < r->nattaches; i++) {
+        attach_free(r->attaches[i]);
+    }
+    free(r->attaches);
+    free(r->attach_extras);
     free(r->listeners);
+    free(r->listener_extras);
     free(r->sessions);
     free(r);
 }

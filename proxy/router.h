@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "session.h"
+#include <json-c/json.h>
 
 struct chain;
 struct policy;
@@ -27,8 +27,6 @@ struct router_options {
     int connect_timeout_ms;
 };
 
-enum route_result { ROUTE_DONE, ROUTE_NEED_ROOM };
-
 struct router *router_new(struct event_base *base, struct trafficlog *tl,
                           const struct router_options *opts);
 void router_free(struct router *r);
@@ -38,7 +36,15 @@ void router_set_upstream(struct router *r, struct upstream *up);
 /* Keep the model in this state file (loaded now, saved on every change).
  * Returns false, with *error set, only if the file cannot be used at all. */
 bool router_set_state(struct router *r, const char *path, char **error);
-void router_add_listener(struct router *r, struct listener *l);
+/* extras: enum session_extras for every client of this listener. */
+void router_add_listener(struct router *r, struct listener *l,
+                         unsigned extras);
+struct address;
+/* A client given rather than accepted (--client): attached when QEMU is
+ * first ready.  NULL, with *error set, if it cannot be used. */
+struct attach *router_add_client(struct router *r,
+                                 const struct address *addr,
+                                 unsigned extras, char **error);
 /* Accept callback for listeners (opaque: the router). */
 void router_accept(void *opaque, struct listener *l, int fd);
 
@@ -48,15 +54,6 @@ void router_on_exit(struct router *r, void (*fn)(void *opaque, int status),
 /* SIGTERM/SIGINT: stop accepting, deliver what is queued, then exit 0. */
 void router_shutdown(struct router *r);
 
-/* For sessions. */
-enum route_result router_route(struct router *r, struct session *s,
-                               struct slot *slot, struct client_cmd *cmd,
-                               bool granted);
-void router_session_closed(struct router *r, struct session *s);
-struct trafficlog *router_tlog(struct router *r);
-struct upstream *router_upstream(struct router *r);
-struct event_base *router_base(struct router *r);
-size_t router_max_message(struct router *r);
 unsigned router_session_count(const struct router *r);
 struct chain *router_chain(struct router *r);
 /* An event of the proxy's own, in QEMU's form, to every negotiated client. */

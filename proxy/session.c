@@ -12,7 +12,6 @@
 #include "log.h"
 #include "qapi.h"
 #include "qjson.h"
-#include "router.h"
 #include "util.h"
 
 /* Backpressure: stop reading a client past these, resume below them. */
@@ -28,7 +27,7 @@ TAILQ_HEAD(slot_list, slot);
 
 struct session {
     TAILQ_ENTRY(session) link;
-    struct router *router;
+    const struct session_env *env;
     unsigned id;
     char *listener;
     struct conn *conn;
@@ -46,6 +45,7 @@ struct session {
     struct event *resume_ev;   /* parse what was left buffered */
     struct event *pump_ev;     /* go on after a barrier, from the loop */
     bool input_stopped;        /* the jsonstream holds unparsed bytes */
+    unsigned extras;           /* enum session_extras */
 };
 
 static const char *const qmp_capability_values[] = { "oob", NULL };
@@ -75,12 +75,22 @@ bool session_negotiated(const struct session *s)
     return s->negotiated;
 }
 
+unsigned session_extras(const struct session *s)
+{
+    return s->extras;
+}
+
+void session_enable_extras(struct session *s, unsigned extras)
+{
+    s->extras |= extras;
+}
+
 static void log_traffic(struct session *s, enum tlog_dir dir,
                         enum tlog_from from, const char *kind,
                         const char *raw, size_t len, bool malformed,
                         int64_t latency)
 {
-    struct trafficlog *tl = router_tlog(s->router);
+    struct trafficlog *tl = s->env->tlog;
     struct tlog_entry e = {
         .dir = dir, .from = from, .kind = kind, .client = s->id,
         .raw = raw, .len = len, .malformed = malformed,
@@ -111,10 +121,6 @@ static void cmd_release(struct client_cmd *c)
 /* Nobody will answer this slot through us any more. */
 static void slot_detach(struct slot *slot)
 {
-    if (slot->req) {
-        upstream_request_abandon(slot->req);
-        slot->req = NULL;
-    }
     if (slot->owner && slot->owner_gone) {
         slot->owner_gone(slot->owner, slot);
     }
@@ -185,6 +191,24 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     update_reading(s);
 }
 
+void slot_claim(struct slot *slot, void *owner,
+                void (*gone)(void *owner, struct slot *slot))
+{
+    slot->owner = owner;
+    slot->owner_gone = gone;
+}
+
+void slot_release(struct slot *slot)
+{
+    slot->owner = NULL;
+    slot->owner_gone = NULL;
+}
+
+struct session *slot_session(const struct slot *slot)
+{
+    return slot->session;
+}
+
 /* Write every answered slot at the head, in order. */
 static void flush_slots(struct session *s)
 {
@@ -207,8 +231,7 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
         return;  /* the slot is only waiting to be freed with the session */
     }
     log_traffic(s, TLOG_OUT, from, "reply", raw, len, false, latency_us);
-    slot->req = NULL;
-    slot->owner = NULL;
+    slot_release(slot);
     if (slot->oob) {
         /* out of band: it goes now, whatever is still to come before it */
         conn_write(s->conn, raw, len);
@@ -287,13 +310,13 @@ static enum route_result route(struct session *s, struct slot *slot,
     s->nqueued--;
     s->queued_bytes -= cmd.len;
     slot->state = SLOT_WAITING;
-    res = router_route(s->router, s, slot, &cmd, granted);
+    res = s->env->hooks->route(s->env->opaque, s, slot, &cmd, granted);
     if (res == ROUTE_NEED_ROOM) {
         slot->cmd = cmd;
         slot->state = SLOT_QUEUED;
         s->nqueued++;
         s->queued_bytes += cmd.len;
-        upstream_wait_room(router_upstream(s->router), &s->waiter);
+        upstream_wait_room(s->env->up, &s->waiter);
     } else {
         cmd_release(&cmd);
     }
@@ -372,7 +395,7 @@ static void negotiate(struct session *s, struct slot *slot,
     if (req->args && json_object_object_get_ex(req->args, "enable", &enable)) {
         want_oob = json_object_array_length(enable) > 0;
     }
-    if (want_oob && !upstream_oob_offered(router_upstream(s->router))) {
+    if (want_oob && !upstream_oob_offered(s->env->up)) {
         reply_error(s, slot, QMP_GENERIC_ERROR, "Capability oob not available",
                     req);
         return;
@@ -462,7 +485,7 @@ static bool on_text(void *opaque, const struct js_text *t)
         struct client_cmd oob = *cmd;
         memset(cmd, 0, sizeof(*cmd));
         slot->oob = true;
-        router_route(s->router, s, slot, &oob, true);
+        s->env->hooks->route(s->env->opaque, s, slot, &oob, true);
         cmd_release(&oob);
         return keep_reading(s);
     }
@@ -509,6 +532,22 @@ static void on_drained(void *opaque)
     pump(s, false);
 }
 
+/* A client's bytes go through QEMU's own lexer, parser and checks. */
+static char *input_reserve(void *stream, size_t min, size_t *avail)
+{
+    return jsonstream_reserve(stream, min, avail);
+}
+
+static void input_commit(void *stream, size_t n)
+{
+    jsonstream_commit(stream, n);
+}
+
+static const struct conn_input session_input = {
+    .reserve = input_reserve,
+    .commit = input_commit,
+};
+
 static const struct conn_callbacks session_conn_cb = {
     .fds = on_fds,
     .closed = on_closed,
@@ -543,7 +582,7 @@ static void session_close(struct session *s, const char *why)
     s->closed = true;
     log_info("client %u (%s) disconnected%s%s", s->id, s->listener,
              why ? ": " : "", why ? why : "");
-    upstream_cancel_wait(router_upstream(s->router), &s->waiter);
+    upstream_cancel_wait(s->env->up, &s->waiter);
     /* whoever would answer a slot forgets it now; the memory goes with the
      * session, later: a caller up the stack may still hold a slot */
     TAILQ_FOREACH(slot, &s->slots, link) {
@@ -555,27 +594,29 @@ static void session_close(struct session *s, const char *why)
     }
     s->npending_fds = 0;
     conn_pause_read(s->conn);
-    router_session_closed(s->router, s);
+    s->env->hooks->closed(s->env->opaque, s);
     /* free later: we may be inside this session's own read callback */
     event_active(s->reap_ev, 0, 0);
 }
 
-struct session *session_new(struct router *r, int fd, unsigned id,
-                            const char *listener_name)
+struct session *session_new(const struct session_env *env, int rfd, int wfd,
+                            unsigned id, const char *listener_name,
+                            unsigned extras)
 {
     struct session *s = xcalloc(1, sizeof(*s));
 
-    s->router = r;
+    s->env = env;
     s->id = id;
+    s->extras = extras;
     s->listener = xstrdup(listener_name);
     TAILQ_INIT(&s->slots);
-    s->conn = conn_new(router_base(r), fd, &session_conn_cb, s);
-    s->in = jsonstream_new(true, router_max_message(r), on_text, s);
+    s->conn = conn_new_pair(env->base, rfd, wfd, &session_conn_cb, s);
+    s->in = jsonstream_new(true, env->max_message, on_text, s);
     s->waiter.fn = on_room;
     s->waiter.opaque = s;
-    s->reap_ev = event_new(router_base(r), -1, 0, reap, s);
-    s->resume_ev = event_new(router_base(r), -1, 0, on_resume, s);
-    s->pump_ev = event_new(router_base(r), -1, 0, on_pump, s);
+    s->reap_ev = event_new(env->base, -1, 0, reap, s);
+    s->resume_ev = event_new(env->base, -1, 0, on_resume, s);
+    s->pump_ev = event_new(env->base, -1, 0, on_pump, s);
     return s;
 }
 
@@ -587,7 +628,7 @@ void session_start(struct session *s, const char *greeting, size_t len,
     log_traffic(s, TLOG_OUT, TLOG_FROM_QEMU, "greeting", greeting, len,
                 false, -1);
     conn_write(s->conn, greeting, len);
-    conn_read_into(s->conn, s->in);
+    conn_read_into(s->conn, &session_input, s->in);
 }
 
 void session_event(struct session *s, const char *raw, size_t len)
@@ -609,7 +650,7 @@ void session_finish(struct session *s)
         return;
     }
     s->finishing = true;
-    upstream_cancel_wait(router_upstream(s->router), &s->waiter);
+    upstream_cancel_wait(s->env->up, &s->waiter);
     /* what QEMU answered goes out; what it never will is dropped (the
      * slots' memory goes with the session: a caller may hold one) */
     flush_slots(s);

@@ -187,7 +187,9 @@ static bool is_standard_json(const char *raw, size_t len)
 
 static void add_message(struct strbuf *sb, const struct tlog_entry *e)
 {
-    if (e->malformed) {
+    /* QEMU's inf and nan are not JSON: keep the line JSON, as a string */
+    if (e->malformed || (e->from != TLOG_FROM_CLIENT
+                         && qjson_has_non_finite(e->raw, e->len))) {
         size_t len = e->len;
         while (len && (e->raw[len - 1] == '\n' || e->raw[len - 1] == '\r')) {
             len--;

@@ -6,16 +6,15 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "conn.h"
-#include "listener.h"
+#include "linestream.h"
+#include "address.h"
 #include "log.h"
 #include "trafficlog.h"
 #include "util.h"
@@ -26,6 +25,12 @@
 #define RETRY_INTERVAL_MS 100
 #define GREETING_WARN_MS 5000
 #define OOB_ID_PREFIX "\"qmproxy-oob-"
+/* While clients wait, the proxy's own queries get at least every this
+ * many-th place in the window (clients first, but never starved). */
+#define INTERNAL_TURN_EVERY 4
+/* QEMU said it is shutting down but kept serving (-no-shutdown, say): the
+ * proxy's own queries resume after this long at the latest. */
+#define QUIESCE_MAX_MS 2000
 
 struct upstream_request {
     TAILQ_ENTRY(upstream_request) link;
@@ -66,9 +71,9 @@ struct upstream {
     char *last_error;
 
     struct conn *conn;
-    struct jsonstream *js;
+    struct linestream *lines;
     struct conn *dead_conn;        /* freed once no callback is running */
-    struct jsonstream *dead_js;
+    struct linestream *dead_lines;
 
     char *greeting;
     size_t greeting_len;
@@ -85,10 +90,15 @@ struct upstream {
     unsigned oob_counter;
     unsigned oob_tag;
     bool pumping;
+    unsigned client_turns;         /* clients served since our last query */
+    bool quiesced;                 /* QEMU is going: hold our queries */
+    uint64_t quiesced_at_us;
+    struct event *quiesce_timer;
 };
 
 static void try_connect(struct upstream *up);
 static void pump(struct upstream *up);
+static void on_quiesce_over(evutil_socket_t fd, short what, void *arg);
 
 /* ---- replies ------------------------------------------------------- */
 
@@ -248,11 +258,6 @@ static bool on_text(void *opaque, const struct js_text *t)
     size_t len = t->len;
     char *copy = NULL;
 
-    if (t->error) {
-        log_warn("QEMU at %s sent something that is not JSON (%s); ignored",
-                 up->display, t->error);
-        return true;
-    }
     /* QEMU ends every message with CRLF; keep it, usually without copying */
     if (t->after >= 2 && raw[len] == '\r' && raw[len + 1] == '\n') {
         len += 2;
@@ -278,6 +283,12 @@ static bool on_text(void *opaque, const struct js_text *t)
             up->cb->event(up->opaque, raw, len, t);
         }
         break;
+    case QMP_UNKNOWN:
+        /* after the greeting QEMU sends only events and replies: a line
+         * that is neither is taken as a reply, so the routing keeps step */
+        log_warn("QEMU sent a message of no known kind; taken as a "
+                 "reply: %.200s", t->raw);
+        /* fall through */
     case QMP_RETURN:
     case QMP_ERROR: {
         const struct js_member *id = js_text_member(t, "id");
@@ -307,14 +318,16 @@ static bool on_text(void *opaque, const struct js_text *t)
         }
         TAILQ_REMOVE(&up->fifo, req, link);
         up->inflight--;
+        if (up->quiesced && !req->internal
+            && req->written_us > up->quiesced_at_us) {
+            /* a command sent since was answered: QEMU is still serving */
+            up->quiesced = false;
+            evtimer_del(up->quiesce_timer);
+        }
         deliver(up, req, kind, raw, len, t);
         pump(up);
         break;
     }
-    case QMP_UNKNOWN:
-        log_warn("QEMU sent a message of no known kind; ignored: %.200s",
-                 t->raw);
-        break;
     }
     free(copy);
     return up->state != UP_CLOSED;
@@ -328,9 +341,9 @@ static void reap(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     conn_free(up->dead_conn);
-    jsonstream_free(up->dead_js);
+    linestream_free(up->dead_lines);
     up->dead_conn = NULL;
-    up->dead_js = NULL;
+    up->dead_lines = NULL;
 }
 
 static void fail_all(struct upstream *up)
@@ -371,13 +384,15 @@ static void on_closed(void *opaque, const char *why)
     char *reason = xstrdup(why ? why : "QEMU closed the monitor");
 
     up->state = UP_CLOSED;
+    up->quiesced = false;
+    evtimer_del(up->quiesce_timer);
     if (up->greeting_timer) {
         evtimer_del(up->greeting_timer);
     }
     up->dead_conn = up->conn;
-    up->dead_js = up->js;
+    up->dead_lines = up->lines;
     up->conn = NULL;
-    up->js = NULL;
+    up->lines = NULL;
     event_active(up->reap_ev, 0, 0);
     fail_all(up);
     if (was == UP_READY) {
@@ -394,6 +409,22 @@ static void on_closed(void *opaque, const char *why)
     }
     free(reason);
 }
+
+/* QEMU's bytes: a message a line, whatever the line holds. */
+static char *input_reserve(void *stream, size_t min, size_t *avail)
+{
+    return linestream_reserve(stream, min, avail);
+}
+
+static void input_commit(void *stream, size_t n)
+{
+    linestream_commit(stream, n);
+}
+
+static const struct conn_input upstream_input = {
+    .reserve = input_reserve,
+    .commit = input_commit,
+};
 
 static const struct conn_callbacks upstream_conn_cb = {
     .closed = on_closed,
@@ -417,8 +448,11 @@ static void connected(struct upstream *up, int fd)
 
     up->state = UP_GREETING;
     up->conn = conn_new(up->base, fd, &upstream_conn_cb, up);
-    up->js = jsonstream_new(false, 0, on_text, up);
-    conn_read_into(up->conn, up->js);
+    /* QEMU's last words (the reply to quit, SHUTDOWN) must be read even
+     * when a write of ours meets the closing socket */
+    conn_drain_on_write_error(up->conn);
+    up->lines = linestream_new(on_text, up);
+    conn_read_into(up->conn, &upstream_input, up->lines);
     evtimer_add(up->greeting_timer, &tv);
     log_info("connected to QEMU at %s", up->display);
 }
@@ -515,18 +549,14 @@ static void give_up_or_retry(struct upstream *up, const char *why)
 static void on_tcp_connected(evutil_socket_t fd, short what, void *arg)
 {
     struct upstream *up = arg;
-    int err = 0;
-    socklen_t len = sizeof(err);
+    char *why;
     (void)what;
 
     event_free(up->connect_ev);
     up->connect_ev = NULL;
     up->connecting_fd = -1;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
-        err = errno;
-    }
-    if (err) {
-        char *why = xasprintf("connect %s: %s", up->display, strerror(err));
+    why = address_connect_finish(&up->addr, fd);
+    if (why) {
         close(fd);
         give_up_or_retry(up, why);
         free(why);
@@ -541,44 +571,18 @@ static void try_connect(struct upstream *up)
     char *why = NULL;
 
     up->state = UP_CONNECTING;
-    if (up->addr.kind == ADDR_UNIX) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        strncpy(sa.sun_path, up->addr.path, sizeof(sa.sun_path) - 1);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-            connected(up, fd);
-            return;
-        }
-        /* EAGAIN: QEMU's backlog is full; like any refusal, try again */
-        why = xasprintf("connect %s: %s", up->display, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-    } else {
-        struct addrinfo hints = { .ai_family = AF_UNSPEC,
-                                  .ai_socktype = SOCK_STREAM };
-        struct addrinfo *res;
-        int rc = getaddrinfo(up->addr.path, up->addr.port, &hints, &res);
-        if (rc) {
-            why = xasprintf("%s: %s", up->display, gai_strerror(rc));
-        } else {
-            fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC
-                        | SOCK_NONBLOCK, res->ai_protocol);
-            if (fd >= 0 && (connect(fd, res->ai_addr, res->ai_addrlen) == 0
-                            || errno == EINPROGRESS)) {
-                freeaddrinfo(res);
-                up->connecting_fd = fd;
-                up->connect_ev = event_new(up->base, fd, EV_WRITE,
-                                           on_tcp_connected, up);
-                event_add(up->connect_ev, NULL);
-                return;
-            }
-            why = xasprintf("connect %s: %s", up->display, strerror(errno));
-            if (fd >= 0) {
-                close(fd);
-            }
-            freeaddrinfo(res);
-        }
+    switch (address_connect(&up->addr, &fd, &why)) {
+    case ADDRESS_CONNECTED:
+        connected(up, fd);
+        return;
+    case ADDRESS_CONNECT_PENDING:
+        up->connecting_fd = fd;
+        up->connect_ev = event_new(up->base, fd, EV_WRITE, on_tcp_connected,
+                                   up);
+        event_add(up->connect_ev, NULL);
+        return;
+    case ADDRESS_CONNECT_FAILED:
+        break;
     }
     give_up_or_retry(up, why);
     free(why);
@@ -624,6 +628,7 @@ struct upstream *upstream_new(struct event_base *base,
     up->retry_timer = evtimer_new(base, on_retry, up);
     up->greeting_timer = evtimer_new(base, on_greeting_slow, up);
     up->reap_ev = event_new(base, -1, 0, reap, up);
+    up->quiesce_timer = evtimer_new(base, on_quiesce_over, up);
     up->oob_tag = (unsigned)getpid() ^ (unsigned)now_monotonic_us();
     TAILQ_INIT(&up->fifo);
     TAILQ_INIT(&up->oob);
@@ -645,10 +650,11 @@ void upstream_free(struct upstream *up)
     }
     event_free(up->retry_timer);
     event_free(up->greeting_timer);
+    event_free(up->quiesce_timer);
     fail_all(up);
     event_free(up->doom_ev);
     conn_free(up->conn);
-    jsonstream_free(up->js);
+    linestream_free(up->lines);
     reap(-1, 0, up);
     event_free(up->reap_ev);
     free(up->greeting);
@@ -684,7 +690,8 @@ const char *upstream_display(const struct upstream *up)
 bool upstream_has_room(const struct upstream *up)
 {
     return up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
-        && TAILQ_EMPTY(&up->internal) && TAILQ_EMPTY(&up->waiters);
+        && (TAILQ_EMPTY(&up->internal) || up->quiesced)
+        && TAILQ_EMPTY(&up->waiters);
 }
 
 unsigned upstream_inflight(const struct upstream *up)
@@ -709,8 +716,12 @@ void upstream_cancel_wait(struct upstream *up, struct upstream_waiter *w)
     }
 }
 
-/* Hand free room out: the proxy's own commands first, then clients in
- * turn, one command each, so a flooding client cannot starve the rest. */
+/*
+ * Hand free room out: clients in turn, one command each, so a flooding
+ * client cannot starve the rest; the proxy's own queries between them
+ * (at once when nobody waits, else every INTERNAL_TURN_EVERY-th place),
+ * and none while QEMU is shutting down.
+ */
 static void pump(struct upstream *up)
 {
     if (up->pumping) {
@@ -718,13 +729,15 @@ static void pump(struct upstream *up)
     }
     up->pumping = true;
     while (up->state == UP_READY && up->inflight < UPSTREAM_WINDOW) {
-        struct upstream_request *req = TAILQ_FIRST(&up->internal);
-        struct upstream_waiter *w;
+        struct upstream_request *req = up->quiesced
+            ? NULL : TAILQ_FIRST(&up->internal);
+        struct upstream_waiter *w = TAILQ_FIRST(&up->waiters);
 
-        if (req) {
+        if (req && (!w || up->client_turns >= INTERNAL_TURN_EVERY)) {
             /* a failed write closes the connection and frees req */
             char *data = req->queued;
             size_t len = req->queued_len;
+            up->client_turns = 0;
             req->queued = NULL;
             TAILQ_REMOVE(&up->internal, req, link);
             TAILQ_INSERT_TAIL(&up->fifo, req, link);
@@ -735,15 +748,37 @@ static void pump(struct upstream *up)
             free(data);
             continue;
         }
-        w = TAILQ_FIRST(&up->waiters);
         if (!w) {
             break;
         }
+        up->client_turns++;
         TAILQ_REMOVE(&up->waiters, w, link);
         w->queued = false;
         w->fn(w->opaque);
     }
     up->pumping = false;
+}
+
+static void on_quiesce_over(evutil_socket_t fd, short what, void *arg)
+{
+    struct upstream *up = arg;
+    (void)fd;
+    (void)what;
+    up->quiesced = false;
+    pump(up);
+}
+
+void upstream_quiesce(struct upstream *up)
+{
+    struct timeval tv = { QUIESCE_MAX_MS / 1000,
+                          (QUIESCE_MAX_MS % 1000) * 1000 };
+
+    if (up->state != UP_READY) {
+        return;
+    }
+    up->quiesced = true;
+    up->quiesced_at_us = now_monotonic_us();
+    evtimer_add(up->quiesce_timer, &tv);
 }
 
 struct upstream_request *upstream_send(struct upstream *up, const char *data,

@@ -101,6 +101,14 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
                                                 json_object *cmd,
                                                 upstream_reply_fn fn,
                                                 void *opaque);
+/*
+ * QEMU is shutting down (a client's `quit` went up, or QEMU sent
+ * SHUTDOWN): hold the proxy's own queries, so none of them meets the
+ * closing socket.  They go on once QEMU answers a later command (it kept
+ * running: -no-shutdown) or after two seconds; if QEMU closes, they fail
+ * as lost.
+ */
+void upstream_quiesce(struct upstream *up);
 /* The owner is gone: the reply will be read and dropped. */
 void upstream_request_abandon(struct upstream_request *req);
 uint64_t upstream_request_written_us(const struct upstream_request *req);

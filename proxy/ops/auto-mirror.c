@@ -26,17 +26,17 @@
 #include <string.h>
 
 #include "chain.h"
+#include "cmd.h"
 #include "log.h"
 #include "op.h"
 #include "policy.h"
-#include "router.h"
 #include "spawn.h"
 #include "util.h"
 
 /* What an automatic operation remembers of its rule (the policy may be
  * reloaded under it) and of its attempts. */
 struct auto_state {
-    struct router *router;
+    const struct cmd_env *env;
     struct op *op;
     struct policy_mirror_rule rule;   /* strings owned */
     int attempt;
@@ -77,8 +77,7 @@ static void failed(struct auto_state *a, const char *why)
     if (a->rule.retry && a->attempt <= a->rule.retries) {
         struct timeval tv = { a->next_backoff_ms / 1000,
                               (a->next_backoff_ms % 1000) * 1000 };
-        free(d->state);
-        d->state = xstrdup("retrying");
+        d->state = DISK_RETRYING;
         free(d->note);
         d->note = xasprintf("attempt %d of %d failed: %s; next attempt in "
                             "%d ms", a->attempt, a->rule.retries + 1, why,
@@ -112,10 +111,9 @@ static void watch(struct op *op)
     if (d->failed) {
         failed(a, d->job_error ? d->job_error : "the copy ended");
     } else {
-        const char *top = chain_top_file(router_chain(a->router), d->disk);
-        free(d->state);
-        d->state = xstrdup(top && !strcmp(top, d->mirror_file) ? "pivoted"
-                                                               : "copy dropped");
+        const char *top = chain_top_file(a->env->chain, d->disk);
+        d->state = top && !strcmp(top, d->mirror_file) ? DISK_PIVOTED
+                                                       : DISK_COPY_DROPPED;
         op_set_state(op, OP_PIVOTED);
     }
 }
@@ -182,7 +180,7 @@ static void attempt(struct auto_state *a)
 {
     struct op *op = a->op;
     struct op_disk *d = &op->disks[0];
-    struct chain *c = router_chain(a->router);
+    struct chain *c = a->env->chain;
 
     if (op->state == OP_FAILED || op->state == OP_PIVOTED
         || op->state == OP_ABORTED) {
@@ -206,7 +204,7 @@ static void attempt(struct auto_state *a)
                          a->below_format ? a->below_format : "qcow2",
                          d->mirror_file, size, NULL };
         op->outstanding++;  /* keeps the operation while qemu-img runs */
-        spawn_run(router_base(a->router), argv, precreated, a);
+        spawn_run(a->env->base, argv, precreated, a);
         free(dest_below);
         free(below_copy);
         return;
@@ -221,7 +219,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     attempt(arg);
 }
 
-static void start(struct router *r, const struct policy_mirror_rule *rule,
+static void start(const struct cmd_env *env,
+                  const struct policy_mirror_rule *rule,
                   const char *disk, const char *target, bool full,
                   const char *below, const char *below_format, long long size)
 {
@@ -229,7 +228,7 @@ static void start(struct router *r, const struct policy_mirror_rule *rule,
     struct auto_state *a = xcalloc(1, sizeof(*a));
     struct op_disk *d = op_add_disk(op, disk);
 
-    a->router = r;
+    a->env = env;
     a->op = op;
     a->rule = *rule;
     a->rule.name = xstrdup(rule->name);
@@ -240,7 +239,7 @@ static void start(struct router *r, const struct policy_mirror_rule *rule,
     a->below = below ? xstrdup(below) : NULL;
     a->below_format = below_format ? xstrdup(below_format) : NULL;
     a->size = size;
-    a->timer = evtimer_new(router_base(r), on_timer, a);
+    a->timer = evtimer_new(env->base, on_timer, a);
     op->priv = a;
     op->priv_free = auto_free;
     op->rule = xstrdup(rule->name);
@@ -254,31 +253,31 @@ static void start(struct router *r, const struct policy_mirror_rule *rule,
     attempt(a);
 }
 
-void auto_mirror_snapshot(struct router *r, const char *disk,
+void auto_mirror_snapshot(const struct cmd_env *env, const char *disk,
                           const char *overlay, const char *below,
                           const char *below_format, long long size)
 {
-    const struct policy *p = router_policy(r);
+    const struct policy *p = env->policy(env->opaque);
     const struct policy_mirror_rule *rule;
     const struct op *busy;
     char *copy, *target;
 
     rule = policy_mirror_for(p, MIRROR_ON_SNAPSHOT, disk);
     if (!rule || ops_busy_disk(disk, &busy)
-        || chain_job_id(router_chain(r), disk)) {
+        || chain_job_id(env->chain, disk)) {
         return;  /* no rule, or the snapshot is part of an operation */
     }
     copy = xstrdup(overlay);
     target = xasprintf("%s/%s", rule->target, basename(copy));
-    start(r, rule, disk, target, false, below, below_format, size);
+    start(env, rule, disk, target, false, below, below_format, size);
     free(target);
     free(copy);
 }
 
-void auto_mirror_connect(struct router *r)
+void auto_mirror_connect(const struct cmd_env *env)
 {
-    const struct policy *p = router_policy(r);
-    struct chain *c = router_chain(r);
+    const struct policy *p = env->policy(env->opaque);
+    struct chain *c = env->chain;
     json_object *disks = chain_to_json(c, NULL);
     const struct op *busy;
 
@@ -297,7 +296,7 @@ void auto_mirror_connect(struct router *r)
         /* the replica is the proxy's own file: a new run starts it over */
         target = xasprintf("%s/%s-replica.%s", rule->target, disk,
                            rule->format);
-        start(r, rule, disk, target, true, NULL, NULL, 0);
+        start(env, rule, disk, target, true, NULL, NULL, 0);
         free(target);
     }
     json_object_put(disks);

@@ -4,13 +4,13 @@
 #ifndef QMPROXY_AUTO_MIRROR_H
 #define QMPROXY_AUTO_MIRROR_H
 
-struct router;
+struct cmd_env;
 
 /* A disk got a new overlay (from the chain model). */
-void auto_mirror_snapshot(struct router *r, const char *disk,
+void auto_mirror_snapshot(const struct cmd_env *env, const char *disk,
                           const char *overlay, const char *below,
                           const char *below_format, long long size);
 /* The proxy is attached (or the policy reloaded): start replicas. */
-void auto_mirror_connect(struct router *r);
+void auto_mirror_connect(const struct cmd_env *env);
 
 #endif

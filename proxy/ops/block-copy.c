@@ -11,7 +11,6 @@
 #include "cmd.h"
 #include "op.h"
 #include "qmp.h"
-#include "router.h"
 #include "util.h"
 
 static const char *const modes[] = { "existing", "absolute-paths", NULL };
@@ -68,16 +67,22 @@ static void exec(struct cmd_call *call, json_object *a)
     if (qapi_get_str(a, "format", NULL)) {
         d->format = xstrdup(qapi_get_str(a, "format", NULL));
     } else if (strcmp(mode, "existing")) {
-        const char *fmt = chain_top_format(router_chain(call->router), disk);
+        const char *fmt = chain_top_format(call->env->chain, disk);
         d->format = xstrdup(fmt ? fmt : "qcow2");
     }
     op_set_state(op, OP_RUNNING);
     step_start_mirrors(op, started);
 }
 
+static const struct location locations[] = {
+    { "target", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
+
 const struct cmd_entry cmd_block_copy_entry = {
     .name = "qmproxy-block-copy",
     .args = args,
     .exec = exec,
     .settle_chain = true,
+    .locations = locations,
 };

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <json-c/json.h>
 
-struct router;
+struct cmd_env;
 struct cmd_call;
 struct op;
 
@@ -30,7 +30,47 @@ enum op_state {
     OP_FAILED,     /* did not reach its goal; see the disks' states */
 };
 
+#define OP_STATE__MAX (OP_FAILED + 1)
+
 const char *op_state_name(enum op_state s);
+
+/* Where one disk of an operation stands, for people and for the steps. */
+enum op_disk_state {
+    DISK_UNTOUCHED,       /* nothing done to it (yet) */
+    DISK_SNAPSHOTTED,     /* runs on its new overlay */
+    DISK_MIRRORING,       /* its copy runs, not ready */
+    DISK_READY,           /* its copy is ready */
+    DISK_REOPENING,       /* being switched */
+    DISK_PIVOTED,         /* runs on its copy */
+    DISK_ON_SOURCE,       /* reopened onto its source, the copy dropped */
+    DISK_COPY_FAILED,
+    DISK_COPY_DROPPED,    /* cancelled so that no disk pivots alone */
+    DISK_COPY_LOST,       /* the copy ended while the proxy was away */
+    DISK_REOPEN_FAILED,
+    DISK_ROLLED_BACK,     /* runs where it did before the operation */
+    DISK_ROLLBACK_FAILED,
+    DISK_RETRYING,        /* an automatic copy waits to be tried again */
+    DISK_UNKNOWN,         /* QEMU went away in the middle */
+};
+#define OP_DISK_STATE__MAX (DISK_UNKNOWN + 1)
+
+const char *op_disk_state_name(enum op_disk_state s);
+
+/* The steps of roll back a disk goes through (step-rollback.c). */
+enum rollback_phase {
+    ROLLBACK_START,
+    ROLLBACK_CANCELLING,   /* its copy is being cancelled */
+    ROLLBACK_COMMITTING,   /* the new overlay is folded into the image
+                            * below by an active commit */
+    ROLLBACK_COMPLETING,   /* that commit is pivoting */
+    ROLLBACK_DONE,
+};
+
+/* What a client may ask of an existing operation. */
+enum op_verb {
+    OP_VERB_REOPEN,   /* qmproxy-snapshot-reopen */
+    OP_VERB_ABORT,    /* qmproxy-snapshot-abort */
+};
 
 struct op_disk {
     char *disk;            /* the chain model's name for it */
@@ -51,12 +91,12 @@ struct op_disk {
     bool ready, pending, done, failed;
     char *job_error;
     int64_t offset, len;
-    int phase;             /* within a multi-phase step */
+    enum rollback_phase rollback;  /* while the operation is undone */
     bool plain_job;        /* job-id and finalizing left to QEMU's defaults
                             * (RHEL-era clients name jobs by device) */
     bool manual_finalize;  /* the job waits in PENDING for job-finalize */
     /* where the disk stands, for people */
-    char *state;
+    enum op_disk_state state;
     char *note;
 };
 
@@ -106,7 +146,7 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
                            const struct snapshot_spec *specs, int n);
 
 /* ---- the registry ---- */
-void ops_init(struct router *r);
+void ops_init(const struct cmd_env *env);
 void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);
@@ -114,7 +154,11 @@ struct op *op_find(const char *name);
 /* Is this name free for a new operation? */
 bool op_name_free(const char *name);
 struct op_disk *op_add_disk(struct op *op, const char *disk);
+/* Move to s (or announce again, s being the state it is in), by the
+ * transition table; an illegal move is a bug, logged as one. */
 void op_set_state(struct op *op, enum op_state s);
+/* NULL when a client may now ask verb of op; else why not (owned). */
+char *op_verb_refused(const struct op *op, enum op_verb verb);
 /* Finish: answer the caller (with ret, or the error), announce. */
 void op_succeed(struct op *op, enum op_state final);
 void op_fail(struct op *op, const char *fmt, ...)

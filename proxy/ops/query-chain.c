@@ -8,7 +8,6 @@
 #include "chain.h"
 #include "cmd.h"
 #include "qmp.h"
-#include "router.h"
 #include "util.h"
 
 static const char *const formats[] = { "json", "xml", NULL };
@@ -28,7 +27,7 @@ struct query {
 static void answer(void *opaque)
 {
     struct query *q = opaque;
-    struct chain *c = router_chain(q->call->router);
+    struct chain *c = q->call->env->chain;
 
     if (q->disk && !chain_disk_name(c, q->disk)) {
         cmd_error(q->call, QMP_GENERIC_ERROR, "No disk named '%s' (it went "
@@ -53,7 +52,7 @@ static void answer(void *opaque)
 
 static void exec(struct cmd_call *call, json_object *a)
 {
-    struct chain *c = router_chain(call->router);
+    struct chain *c = call->env->chain;
     const char *disk = qapi_get_str(a, "disk", NULL);
     struct query *q;
 

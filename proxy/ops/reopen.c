@@ -20,7 +20,6 @@
 #include "log.h"
 #include "op.h"
 #include "qmp.h"
-#include "router.h"
 #include "util.h"
 
 static const struct qapi_member args[] = {
@@ -41,15 +40,14 @@ static void reopened(struct op *op, bool ok)
 {
     struct op *parent = op->parent;
 
-    if (parent && strcmp(op->disks[0].state, "ready")) {
+    if (parent && op->disks[0].state != DISK_READY) {
         /* the disk of the snapshot operation moved too */
         for (int k = 0; k < parent->ndisks; k++) {
             struct op_disk *pd = &parent->disks[k];
             if (pd->job && op->disks[0].job && !strcmp(pd->job,
                                                        op->disks[0].job)) {
-                free(pd->state);
                 free(pd->note);
-                pd->state = xstrdup(op->disks[0].state);
+                pd->state = op->disks[0].state;
                 pd->note = op->disks[0].note ? xstrdup(op->disks[0].note)
                                              : NULL;
                 pd->own_job = false;
@@ -57,8 +55,8 @@ static void reopened(struct op *op, bool ok)
         }
         bool all = true;
         for (int k = 0; k < parent->ndisks; k++) {
-            const char *st = parent->disks[k].state;
-            if (strcmp(st, "pivoted") && strcmp(st, "on source")) {
+            enum op_disk_state st = parent->disks[k].state;
+            if (st != DISK_PIVOTED && st != DISK_ON_SOURCE) {
                 all = false;
             }
         }
@@ -84,7 +82,7 @@ static void reopened(struct op *op, bool ok)
 static void start(struct cmd_call *call, const char *name, const char *file,
                   int witness_fd)
 {
-    struct chain *c = router_chain(call->router);
+    struct chain *c = call->env->chain;
     const char *disk = chain_disk_name(c, name);
     const char *job, *mirror, *top;
     struct op *op, *parent;
@@ -129,8 +127,7 @@ static void start(struct cmd_call *call, const char *name, const char *file,
     d->job = xstrdup(job);
     d->mirror_file = xstrdup(mirror);
     d->manual_finalize = chain_job_manual_finalize(c, disk);
-    free(d->state);
-    d->state = xstrdup("ready");
+    d->state = DISK_READY;
     op_set_state(op, OP_PIVOTING);
     step_reopen(op, to_mirror, reopened);
     return;
@@ -164,11 +161,22 @@ static void exec_rhel(struct cmd_call *call, json_object *a)
           qapi_get_str(a, "new-image-file", NULL), fd);
 }
 
+static const struct location locations[] = {
+    { "file", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
+
 const struct cmd_entry cmd_reopen_entry = {
     .name = "qmproxy-reopen",
     .args = args,
     .exec = exec,
     .settle_chain = true,
+    .locations = locations,
+};
+
+static const struct location rhel_locations[] = {
+    { "new-image-file", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
 };
 
 const struct cmd_entry cmd_rhel_drive_reopen_entry = {
@@ -176,4 +184,5 @@ const struct cmd_entry cmd_rhel_drive_reopen_entry = {
     .args = rhel_args,
     .exec = exec_rhel,
     .settle_chain = true,
+    .locations = rhel_locations,
 };

@@ -19,7 +19,6 @@
 #include "cmd.h"
 #include "op.h"
 #include "qmp.h"
-#include "router.h"
 #include "upstream.h"
 #include "util.h"
 
@@ -72,7 +71,7 @@ static void mirror_reply(void *opaque, const struct upstream_reply *r)
         cmd_error(call, QMP_GENERIC_ERROR, "QEMU closed its monitor before "
                   "answering");
     } else if (r->kind == QMP_RETURN) {
-        chain_observe(router_chain(call->router), "drive-mirror", f->args,
+        chain_observe(call->env->chain, "drive-mirror", f->args,
                       call->client, true);
         cmd_return(call, NULL);
     } else {
@@ -92,19 +91,25 @@ static void exec_mirror(struct cmd_call *call, json_object *a)
     f->call = call;
     f->args = drive_mirror_args(a);
     cmd = qmp_command("drive-mirror", json_object_get(f->args));
-    upstream_send_internal(router_upstream(call->router), cmd, mirror_reply, f);
+    upstream_send_internal(call->env->up, cmd, mirror_reply, f);
     json_object_put(cmd);
 }
+
+static const struct location mirror_locations[] = {
+    { "target", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
 
 const struct cmd_entry cmd_rhel_drive_mirror_entry = {
     .name = RHEL_MIRROR,
     .args = mirror_args,
     .exec = exec_mirror,
+    .locations = mirror_locations,
 };
 
 /* ---- the mixed transaction ------------------------------------------ */
 
-bool rhel_transaction_wanted(json_object *args)
+static bool rhel_transaction_wanted(json_object *args)
 {
     json_object *actions;
 
@@ -178,8 +183,7 @@ static void transaction_done(struct op *op, int disk, bool ok,
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         if (d->snapshot_file) {
-            free(d->state);
-            d->state = xstrdup("snapshotted");
+            d->state = DISK_SNAPSHOTTED;
         }
     }
     step_start_mirrors(op, transaction_mirrors);
@@ -187,7 +191,7 @@ static void transaction_done(struct op *op, int disk, bool ok,
 
 static void exec_transaction(struct cmd_call *call, json_object *a)
 {
-    struct chain *c = router_chain(call->router);
+    struct chain *c = call->env->chain;
     json_object *actions, *standard = json_object_new_array();
     struct op *op;
     char *err = NULL;
@@ -274,6 +278,7 @@ static void exec_transaction(struct cmd_call *call, json_object *a)
 
 const struct cmd_entry cmd_rhel_transaction_entry = {
     .name = "transaction",
+    .claims = rhel_transaction_wanted,
     .args = transaction_args,
     .exec = exec_transaction,
     .settle_chain = true,

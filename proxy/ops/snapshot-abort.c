@@ -30,19 +30,15 @@ static void exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
     struct op *op = op_find_snapshot(call, name);
+    char *refused;
 
     if (!op) {
         return;
     }
-    if (op->busy_with) {
-        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is busy: a %s of it "
-                  "is under way", name, op->busy_with);
-        return;
-    }
-    if (op->state != OP_READY && op->state != OP_MIRRORING) {
-        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is %s; only a "
-                  "snapshot whose copies are running or ready can be "
-                  "aborted", name, op_state_name(op->state));
+    refused = op_verb_refused(op, OP_VERB_ABORT);
+    if (refused) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
+        free(refused);
         return;
     }
     if (op->call) {

@@ -29,7 +29,6 @@
 #include "cmd.h"
 #include "op.h"
 #include "policy.h"
-#include "router.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -216,7 +215,7 @@ static void exec(struct cmd_call *call, json_object *a)
                 (size_t)json_object_get_string_len(v), &p);
     /* the paths were inside the XML: the policy sees them only now */
     for (int i = 0; !err && i < p.n; i++) {
-        const struct policy *pol = router_policy(call->router);
+        const struct policy *pol = call->env->policy(call->env->opaque);
         err = policy_check_path(pol, "snapshot-file", p.specs[i].snapshot_file);
         if (!err) {
             err = policy_check_path(pol, "mirror-file", p.specs[i].mirror_file);

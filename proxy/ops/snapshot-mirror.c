@@ -155,9 +155,16 @@ static void exec(struct cmd_call *call, json_object *a)
     snapshot_mirror_start(call, qapi_get_str(a, "name", NULL), specs, (int)n);
 }
 
+static const struct location locations[] = {
+    { "disks.*.snapshot-file", LOCATION_FILE },
+    { "disks.*.mirror-file", LOCATION_FILE },
+    { NULL, LOCATION_FILE },
+};
+
 const struct cmd_entry cmd_snapshot_mirror_entry = {
     .name = "qmproxy-snapshot-mirror",
     .args = args,
     .exec = exec,
     .settle_chain = true,
+    .locations = locations,
 };

@@ -30,7 +30,7 @@ static void reopened(struct op *op, bool ok)
         return;
     }
     for (int i = 0; i < op->ndisks; i++) {
-        if (strcmp(op->disks[i].state, "ready")) {
+        if (op->disks[i].state != DISK_READY) {
             untouched = false;
         }
     }
@@ -54,20 +54,16 @@ static void exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
     struct op *op = op_find_snapshot(call, name);
+    char *refused;
     bool to_mirror = !strcmp(qapi_get_str(a, "target", "mirror"), "mirror");
 
     if (!op) {
         return;
     }
-    if (op->busy_with) {
-        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is busy: a %s of it "
-                  "is under way", name, op->busy_with);
-        return;
-    }
-    if (op->state != OP_READY) {
-        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is %s; its disks "
-                  "can be reopened only when every copy is ready", name,
-                  op_state_name(op->state));
+    refused = op_verb_refused(op, OP_VERB_REOPEN);
+    if (refused) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
+        free(refused);
         return;
     }
     op->busy_with = "reopen";

@@ -184,9 +184,11 @@ class Proxy:
     def check_sanitizers(self):
         text = self.read_stderr()
         for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                       "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer"):
+                       "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer",
+                       # qmproxy's own "cannot happen" (an illegal transition)
+                       ": bug: "):
             if marker in text:
-                raise AssertionError("qmproxy sanitizer report:\n" + text[-6000:])
+                raise AssertionError("qmproxy sanitizer or bug report:\n" + text[-6000:])
 
 
 class QMPClient:
@@ -340,11 +342,16 @@ class ProxyTestCase(unittest.TestCase):
         self.addCleanup(p.stop)
         return p
 
-    def client(self, negotiate=True, oob=False, path=None):
+    def client(self, negotiate=True, oob=False, path=None, extras=False):
+        """A client of the proxy; extras=True asks for the proxy's own
+        events and commands (qmproxy-capabilities), which a client does not
+        see by default."""
         c = QMPClient(path or self.proxy.listen)
         self.addCleanup(c.close)
         if negotiate:
             c.negotiate(oob=oob)
+            if extras:
+                c.ok("qmproxy-capabilities")
         return c
 
     def direct(self, negotiate=True, oob=False, monitor=1):

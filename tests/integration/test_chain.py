@@ -44,7 +44,7 @@ class ChainTestCase(ProxyTestCase):
 
     def setUp(self):
         super().setUp()
-        self.c = self.client()
+        self.c = self.client(extras=True)
         self.snapn = 0
 
     def dev(self):
@@ -108,13 +108,17 @@ class Snapshots(ChainTestCase):
         self.assertEqual([l["file"] for l in ev["data"]["chain"]],
                          [path, self.qemu.images[0]])
         self.assertIn("seconds", ev["timestamp"])
-        # a second client sees it as well, one that never negotiated does not
-        other = self.client()
+        # a second client that asked sees it as well; one that never
+        # negotiated does not, nor one that did not ask (invisible by default)
+        other = self.client(extras=True)
         silent = self.client(negotiate=False)
+        plain = self.client()
         self.snapshot()
         other.wait_event("QMPROXY_CHAIN_CHANGED")
         self.assertFalse(silent.at_eof(timeout=0.3))
         self.assertEqual(silent.buf, b"")
+        self.assertFalse(plain.at_eof(timeout=0.3))
+        self.assertEqual(plain.buf, b"")
 
     def test_snapshot_in_transaction(self):
         path = os.path.join(self.workdir, "tx.qcow2")

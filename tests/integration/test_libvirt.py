@@ -942,8 +942,11 @@ class WrapperAlone(unittest.TestCase):
                 for fd in os.listdir("/proc/%d/fd" % p.pid)}
         self.assertNotIn("socket:[%d]" % inode, held)
         # the configuration saw the domain's name (commas undoubled) and uuid
-        log = traffic(os.path.join(traffic_log, "a,b-%s.jsonl" % uuid))
-        self.assertTrue(client_commands(log, "query-status"))
+        # (the log is written by a thread of its own: wait for the line)
+        log_path = os.path.join(traffic_log, "a,b-%s.jsonl" % uuid)
+        wait_for(lambda: os.path.exists(log_path)
+                 and client_commands(traffic(log_path), "query-status"),
+                 what="query-status in the traffic log")
 
         # QEMU ends: qmproxy delivers the last messages and ends too
         client.send({"execute": "quit"})

@@ -27,6 +27,8 @@ def qemu_io_offline(image, command):
 
 class OpsTestCase(ProxyTestCase):
     image_dir = "src"
+    # the listener grants the proxy's events to all its clients
+    proxy_args = ("--extras", "default")
 
     def setUp(self):
         super().setUp()
@@ -533,7 +535,7 @@ class Restart(OpsTestCase):
 
     def start_proxy(self, args=None, **kw):
         self.state = os.path.join(self.workdir, "state.json")
-        return super().start_proxy(args=["--state", self.state], **kw)
+        return super().start_proxy(args=list(self.proxy_args) + ["--state", self.state], **kw)
 
     def _saved_state(self, name):
         try:

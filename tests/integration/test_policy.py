@@ -221,7 +221,7 @@ class AutoMirrorOnSnapshot(ProxyTestCase):
         return super().start_proxy(args=["--policy", self.policy])
 
     def test_plain_snapshot_gets_a_mirror(self):
-        c = self.client()
+        c = self.client(extras=True)
         c.hmp('qemu-io disk0 "write -P 0x11 0 1M"')
         snap = os.path.join(self.workdir, "snap.qcow2")
         c.ok("blockdev-snapshot-sync", {"device": "disk0", "snapshot-file": snap, "format": "qcow2"})
@@ -278,7 +278,7 @@ class ReplicationToFullFilesystem(ProxyTestCase):
         return super().start_proxy(args=["--policy", self.policy])
 
     def test_retries_then_reports(self):
-        c = self.client()
+        c = self.client(extras=True)
         ev = c.wait_event("QMPROXY_OPERATION", timeout=60,
                           pred=lambda e: e["data"]["state"] == "failed")
         op = ev["data"]

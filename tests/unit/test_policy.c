@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cmd.h"
 #include "policy.h"
 #include "util.h"
 
@@ -49,7 +50,7 @@ static void allowed(struct policy *p, const char *listener, const char *cmd,
                     const char *args_json)
 {
     json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
-    char *why = policy_check_request(p, listener, cmd, args);
+    char *why = policy_check_request(p, listener, cmd, args, cmd_locations);
     ck_assert_msg(!why, "%s refused: %s", cmd, why);
     json_object_put(args);
 }
@@ -58,7 +59,7 @@ static void refused(struct policy *p, const char *listener, const char *cmd,
                     const char *args_json, const char *words)
 {
     json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
-    char *why = policy_check_request(p, listener, cmd, args);
+    char *why = policy_check_request(p, listener, cmd, args, cmd_locations);
     ck_assert_msg(why && strstr(why, words), "%s: got %s", cmd,
                   why ? why : "(allowed)");
     free(why);

@@ -110,17 +110,18 @@ static void rig_up(struct rig *r)
     r->base = event_base_new();
     opts.max_message = 1 << 20;
     r->router = router_new(r->base, NULL, &opts);
-    ck_assert(address_parse(r->qemu_path, false, false, &addr, &error));
+    ck_assert(address_parse(r->qemu_path, 0, &addr, &error));
     r->up = upstream_new(r->base, &addr, &router_upstream_callbacks,
                          r->router, NULL);
     address_clear(&addr);
     router_set_upstream(r->router, r->up);
-    ck_assert(address_parse(r->proxy_path, true, true, &addr, &error));
+    ck_assert(address_parse(r->proxy_path, ADDRESS_ALLOW_NAME | ADDRESS_ALLOW_FD,
+                            &addr, &error));
     r->listener = listener_new(r->base, &addr, 0600, router_accept,
                                r->router, &error);
     ck_assert_ptr_nonnull(r->listener);
     address_clear(&addr);
-    router_add_listener(r->router, r->listener);
+    router_add_listener(r->router, r->listener, 0);
 
     /* play QEMU's part of the handshake */
     upstream_connect(r->up, 1000);
