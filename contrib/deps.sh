@@ -8,6 +8,9 @@ QMPROXY_DEPS=(
   libevent-dev libjson-c-dev libxml2-dev check
   qemu-system-x86 qemu-utils
   python3 socat
+  # QEMU's own iotests (tests/iotests): the suite comes from Debian's
+  # source package (dpkg-source)
+  dpkg-dev xz-utils
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
