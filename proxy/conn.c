@@ -41,6 +41,7 @@ struct conn {
     const struct conn_callbacks *cb;
     void *opaque;
     bool reading, closing, dead, discard;
+    bool read_eof;           /* the peer half-closed; writing goes on */
     int busy;                /* inside a callback: defer freeing */
     bool free_when_idle;
 };
@@ -118,7 +119,7 @@ static bool write_failed(struct conn *c, const char *why)
         close_fds(m->fds, m->nfds);
         free(m);
     }
-    if (c->closing) {
+    if (c->closing || c->read_eof) {
         conn_shut(c, c->write_error);
         return false;
     }
@@ -280,6 +281,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     if (n > 0 && !c->dead) {
         c->input->commit(c->stream, (size_t)n);
+    } else if (n == 0 && c->cb->eof && !c->write_dead) {
+        /* the peer sent all it will, but may still read what is due */
+        c->read_eof = true;
+        conn_pause_read(c);
+        c->cb->eof(c->opaque);
     } else if (n == 0) {
         conn_shut(c, c->write_error);
     } else if (n < 0) {
@@ -388,7 +394,8 @@ void conn_pause_read(struct conn *c)
 
 void conn_resume_read(struct conn *c)
 {
-    if (!c->reading && !c->dead && !c->closing && (c->stream || c->discard)) {
+    if (!c->reading && !c->dead && !c->closing && !c->read_eof
+        && (c->stream || c->discard)) {
         event_add(c->rev, NULL);
         c->reading = true;
     }

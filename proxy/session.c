@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -45,6 +46,7 @@ struct session {
     struct event *resume_ev;   /* parse what was left buffered */
     struct event *pump_ev;     /* go on after a barrier, from the loop */
     bool input_stopped;        /* the jsonstream holds unparsed bytes */
+    bool eof;                  /* the client sent all it will */
     unsigned extras;           /* enum session_extras */
 };
 
@@ -59,6 +61,7 @@ static const struct qapi_member qmp_capabilities_args[] = {
 
 static void session_close(struct session *s, const char *why);
 static void pump(struct session *s, bool granted);
+static void end_if_answered(struct session *s);
 
 unsigned session_id(const struct session *s)
 {
@@ -189,6 +192,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
         s->input_stopped = !s->closed;
     }
     update_reading(s);
+    end_if_answered(s);
 }
 
 void slot_claim(struct slot *slot, void *owner,
@@ -259,6 +263,7 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
         event_active(s->pump_ev, 0, 0);
     }
     update_reading(s);
+    end_if_answered(s);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)
@@ -526,6 +531,32 @@ static void on_closed(void *opaque, const char *why)
     session_close(s, why);
 }
 
+/*
+ * A client that shuts down its sending side after its last command (a
+ * here-document on -qmp stdio, socat) still gets every reply, as QEMU's
+ * own monitor answers what it read before end of file.  Then a socket is
+ * closed, as QEMU closes its socket chardev; standard input ending is not
+ * the end of a stdio client, which QEMU goes on sending events to.
+ */
+static void end_if_answered(struct session *s)
+{
+    if (s->eof && !s->closed && TAILQ_EMPTY(&s->slots) && !s->input_stopped) {
+        conn_close_after_flush(s->conn, 5000);
+    }
+}
+
+static void on_eof(void *opaque)
+{
+    struct session *s = opaque;
+    struct stat st;
+
+    if (fstat(conn_fd(s->conn), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        return;   /* reading has stopped; the output stays open */
+    }
+    s->eof = true;
+    end_if_answered(s);
+}
+
 static void on_drained(void *opaque)
 {
     struct session *s = opaque;
@@ -552,6 +583,7 @@ static const struct conn_callbacks session_conn_cb = {
     .fds = on_fds,
     .closed = on_closed,
     .drained = on_drained,
+    .eof = on_eof,
 };
 
 static void reap(evutil_socket_t fd, short what, void *arg)
