@@ -257,7 +257,7 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
             s->barrier = NULL;
         }
     }
-    if (was_barrier && !s->closed) {
+    if ((was_barrier || (!s->oob && s->nqueued)) && !s->closed) {
         /* the next command runs from the loop, not inside whatever just
          * answered this one (an operation's callback, say) */
         event_active(s->pump_ev, 0, 0);
@@ -343,6 +343,17 @@ static struct slot *first_queued(struct session *s)
     return NULL;
 }
 
+/*
+ * QEMU reads a client that did not negotiate oob one command at a time:
+ * the next is read only once the reply to the previous one is written.
+ * So does the proxy, or what QEMU does for the next command (its messages
+ * on stderr, a file it writes) could come before the reply to this one.
+ */
+static bool may_forward(struct session *s, struct slot *slot)
+{
+    return s->oob || slot == TAILQ_FIRST(&s->slots);
+}
+
 static void pump(struct session *s, bool granted)
 {
     struct slot *slot;
@@ -350,7 +361,7 @@ static void pump(struct session *s, bool granted)
     /* a client that does not read its replies gets no new ones */
     while (!s->closed && !s->finishing && !s->barrier
            && conn_output_pending(s->conn) < OUTPUT_SOFT_LIMIT
-           && (slot = first_queued(s))) {
+           && (slot = first_queued(s)) && may_forward(s, slot)) {
         if (route(s, slot, granted) == ROUTE_NEED_ROOM) {
             break;
         }
@@ -499,6 +510,7 @@ static bool on_text(void *opaque, const struct js_text *t)
     s->queued_bytes += cmd->len;
     if (s->nqueued > 1 || s->barrier || s->waiter.queued
         || conn_output_pending(s->conn) >= OUTPUT_SOFT_LIMIT
+        || !may_forward(s, slot)
         || route(s, slot, false) == ROUTE_NEED_ROOM) {
         /* it waits its turn: keep its own copy of the bytes */
         slot->cmd.raw_owned = xmalloc(slot->cmd.len);
