@@ -186,16 +186,20 @@ START_TEST(test_local_reply_waits_its_turn)
     send_str(c, "{\"execute\":\"a\",\"id\":1}garbage {\"execute\":\"c\","
                 "\"id\":3}");
     spin(&r, 20);
-    /* QEMU got exactly the two commands, byte for byte, not the garbage */
+    /* QEMU got a, byte for byte; c waits for the replies before it, as
+     * QEMU itself reads a client without oob one command at a time */
     up = drain(r.qemu);
-    ck_assert_str_eq(up, "{\"execute\":\"a\",\"id\":1}{\"execute\":\"c\","
-                         "\"id\":3}");
+    ck_assert_str_eq(up, "{\"execute\":\"a\",\"id\":1}");
     free(up);
     expect(&r, c, "");  /* the error must not overtake a's reply */
     send_str(r.qemu, "{\"return\": \"A\", \"id\": 1}\r\n");
     expect(&r, c, "{\"return\": \"A\", \"id\": 1}\r\n"
                   "{\"error\": {\"class\": \"GenericError\", \"desc\": "
                   "\"JSON parse error, invalid keyword 'garbage'\"}}\r\n");
+    /* then c, never the garbage */
+    up = drain(r.qemu);
+    ck_assert_str_eq(up, "{\"execute\":\"c\",\"id\":3}");
+    free(up);
     send_str(r.qemu, "{\"return\": \"C\", \"id\": 3}\r\n");
     expect(&r, c, "{\"return\": \"C\", \"id\": 3}\r\n");
     close(c);
@@ -222,15 +226,20 @@ START_TEST(test_fifo_routing_between_clients)
     spin(&r, 10);
     send_str(y, "{\"execute\":\"q\",\"id\":\"same\"}");
     spin(&r, 20);
+    /* each client's second command waits for the reply to its first */
     up = drain(r.qemu);
-    ck_assert_str_eq(up, "{\"execute\":\"q\"}{\"execute\":\"q\"}"
-                         "{\"execute\":\"q\",\"id\":\"same\"}"
-                         "{\"execute\":\"q\",\"id\":\"same\"}");
+    ck_assert_str_eq(up, "{\"execute\":\"q\"}{\"execute\":\"q\"}");
     free(up);
     /* an event in the middle goes to both */
     send_str(r.qemu, "{\"return\": 1}\r\n{\"timestamp\": {\"seconds\": 1, "
                      "\"microseconds\": 2}, \"event\": \"STOP\"}\r\n"
-                     "{\"return\": 2}\r\n{\"return\": 3, \"id\": \"same\"}\r\n"
+                     "{\"return\": 2}\r\n");
+    spin(&r, 20);
+    up = drain(r.qemu);
+    ck_assert_str_eq(up, "{\"execute\":\"q\",\"id\":\"same\"}"
+                         "{\"execute\":\"q\",\"id\":\"same\"}");
+    free(up);
+    send_str(r.qemu, "{\"return\": 3, \"id\": \"same\"}\r\n"
                      "{\"return\": 4, \"id\": \"same\"}\r\n");
     spin(&r, 20);
     char *gx = drain(x), *gy = drain(y);
