@@ -110,13 +110,16 @@ unset QEMU_OPTIONS IMGOPTS
 # one test in one mode; writes its verdict to DIR/result:
 #   "pass|fail|notrun SECONDS WHY"
 run_one() {  # run_one MODE FORMAT NAME
-  local m=$1 fmt=$2 name=$3 d t0 rc verdict why el out
+  local m=$1 fmt=$2 name=$3 d t0 rc verdict why el out sock
   d=$work/$m/${fmt}-${name//\//_}
-  rm -rf "$d"; mkdir -p "$d/test" "$d/sock" "$d/log"
+  rm -rf "$d"; mkdir -p "$d/test" "$d/log"
+  # sockets under a short name: a Unix socket path holds 107 bytes, and
+  # the work folder (a build tree) can be deep
+  sock=$(mktemp -d /tmp/qmpio.XXXXXX) || return 1
   t0=$(date +%s.%N)
   (
     cd "$iotests" || exit 2
-    export TEST_DIR=$d/test SOCK_DIR=$d/sock TMPDIR=$d/sock
+    export TEST_DIR=$d/test SOCK_DIR=$sock TMPDIR=$sock
     export QMPROXY_IOTESTS_MODE=$m QMPROXY_IOTESTS_LOGDIR=$d/log
     export QMPROXY_IOTESTS_QMPROXY=$qmproxy
     [ -n "$traffic" ] && export QMPROXY_IOTESTS_TRAFFIC=1
@@ -125,6 +128,7 @@ run_one() {  # run_one MODE FORMAT NAME
     exec timeout -k 10 "$timeout_s" ./check "-$fmt" -file "${name#tests/}"
   ) >"$d/check.out" 2>&1 </dev/null
   rc=$?
+  rm -rf "$sock"
   el=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.1f", a - b }')
   out=$d/check.out
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
