@@ -264,7 +264,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->busy++;
-    if (n > 0 || msg.msg_controllen > 0) {
+    /* after a failed recvmsg (ECONNRESET) the control buffer holds
+     * nothing the kernel wrote: never walk it then */
+    if (n >= 0 && (n > 0 || msg.msg_controllen > 0)) {
         struct cmsghdr *cm;
         for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
