@@ -17,43 +17,11 @@
 #include <unistd.h>
 
 #include "jsonobj.h"
+#include "policy-internal.h"
 #include "util.h"
 
 extern const unsigned char policy_rng[];
 extern const unsigned long policy_rng_len;
-
-struct rule {
-    bool allow;
-    char *glob;
-    int line;
-};
-
-struct role {
-    char *name;
-    bool default_allow;
-    struct rule *rules;
-    int nrules;
-    int line;        /* 0: built in */
-};
-
-struct listener_role {
-    char *listener;
-    char *role;
-};
-
-struct policy {
-    char *path;
-    struct role *roles;
-    int nroles;
-    struct listener_role *listeners;
-    int nlisteners;
-    char *default_role;
-    bool has_paths;
-    char **dirs;     /* resolved */
-    int ndirs;
-    struct policy_mirror_rule *mirrors;
-    int nmirrors;
-};
 
 /* ---- evaluation ---------------------------------------------------- */
 
@@ -120,125 +88,14 @@ static char *check_command(const struct policy *p, const char *listener,
                      listener);
 }
 
-/*
- * Resolve a path the way the kernel will: symlinks and ".." of the part
- * that exists by realpath(3), the rest (which cannot hold symlinks yet)
- * by hand.
- */
-static char *resolve(const char *path)
+bool policy_confines_places(const struct policy *p)
 {
-    char *copy = xstrdup(path);
-    char *tail_start = NULL;
-    char real[PATH_MAX];
-    struct strbuf out = STRBUF_INIT;
-
-    /* the longest prefix that exists */
-    for (;;) {
-        if (realpath(copy, real)) {
-            break;
-        }
-        char *slash = strrchr(copy, '/');
-        if (!slash || slash == copy) {
-            strcpy(real, "/");
-            tail_start = path[1] ? (char *)path + 1 : NULL;
-            break;
-        }
-        *slash = 0;
-        tail_start = (char *)path + (slash - copy) + 1;
-    }
-    strbuf_adds(&out, real);
-    if (tail_start) {
-        char *rest = xstrdup(tail_start);
-        char *save, *part;
-        for (part = strtok_r(rest, "/", &save); part;
-             part = strtok_r(NULL, "/", &save)) {
-            if (!strcmp(part, ".")) {
-                continue;
-            }
-            if (!strcmp(part, "..")) {
-                char *slash = strrchr(out.buf, '/');
-                out.len = slash && slash != out.buf ? (size_t)(slash - out.buf)
-                                                    : 1;
-                out.buf[out.len] = 0;
-                continue;
-            }
-            if (out.len > 1) {
-                strbuf_addc(&out, '/');
-            }
-            strbuf_adds(&out, part);
-        }
-        free(rest);
-    }
-    free(copy);
-    return strbuf_detach(&out, NULL);
-}
-
-static bool inside(const char *path, const char *dir)
-{
-    size_t n = strlen(dir);
-    if (!strcmp(dir, "/")) {
-        return true;
-    }
-    return !strncmp(path, dir, n) && (path[n] == '/' || path[n] == 0);
-}
-
-char *policy_check_path(const struct policy *p, const char *what,
-                        const char *path)
-{
-    char *resolved, *err = NULL;
-    bool ok = false;
-
-    if (!p || !p->has_paths || !path) {
-        return NULL;
-    }
-    if (path[0] != '/') {
-        return xasprintf("%s '%s' is not allowed by policy %s: only absolute "
-                         "paths to plain files are (no relative paths, no "
-                         "protocol prefixes)", what, path, p->path);
-    }
-    resolved = resolve(path);
-    for (int i = 0; i < p->ndirs && !ok; i++) {
-        ok = inside(resolved, p->dirs[i]);
-    }
-    if (!ok) {
-        struct strbuf dirs = STRBUF_INIT;
-        for (int i = 0; i < p->ndirs; i++) {
-            strbuf_addf(&dirs, "%s%s", i ? ", " : "", p->dirs[i]);
-        }
-        err = xasprintf("%s '%s'%s%s%s is not allowed by policy %s: images "
-                        "may be created or opened only under %s", what, path,
-                        strcmp(resolved, path) ? " (that is " : "",
-                        strcmp(resolved, path) ? resolved : "",
-                        strcmp(resolved, path) ? ")" : "", p->path,
-                        dirs.buf ? dirs.buf : "(no directory)");
-        strbuf_release(&dirs);
-    }
-    free(resolved);
-    return err;
-}
-
-static char *check_location(void *opaque, const struct location *loc,
-                            const char *key, const char *value)
-{
-    (void)loc;
-    return policy_check_path(opaque, key, value);
-}
-
-/* Every place the command's declared locations name. */
-static char *check_paths(const struct policy *p, location_lookup_fn lookup,
-                         const char *command, json_object *args)
-{
-    const struct location *locs = lookup ? lookup(command) : NULL;
-
-    if (!p->has_paths || !locs) {
-        return NULL;
-    }
-    return location_each(locs, args, check_location, (void *)p);
+    return p && p->has_paths;
 }
 
 char *policy_check_request(const struct policy *p, const char *listener,
                            const char *command, json_object *args,
-                           location_lookup_fn locations)
+                           const struct location_lookup *locations)
 {
     char *err;
     json_object *actions;
@@ -264,7 +121,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
             }
             err = check_command(p, listener, type);
             if (!err && json_object_object_get_ex(act, "data", &data)) {
-                err = check_paths(p, locations, type, data);
+                err = policy_check_paths(p, locations, type, data);
             }
             if (err) {
                 char *in = xasprintf("transaction action %zu: %s", i, err);
@@ -274,7 +131,7 @@ char *policy_check_request(const struct policy *p, const char *listener,
         }
         return NULL;
     }
-    return check_paths(p, locations, command, args);
+    return policy_check_paths(p, locations, command, args);
 }
 
 int policy_mirror_rule_count(const struct policy *p)
@@ -447,13 +304,39 @@ static void load_paths(struct policy *p, xmlNodePtr paths, struct errors *e)
         if (!is(a, "allow")) {
             continue;
         }
-        char *dir = prop(a, "dir");
-        p->dirs = xrealloc(p->dirs, sizeof(*p->dirs) * (size_t)(p->ndirs + 1));
-        /* a directory that does not exist yet is taken as written, ".."
-         * and all resolved as far as it goes */
-        p->dirs[p->ndirs++] = realpath(dir, real) ? xstrdup(real)
-                                                  : resolve(dir);
+        char *dir = prop(a, "dir"), *nbd = prop(a, "nbd");
+        char *protocol = prop(a, "protocol");
+        if (dir) {
+            /* a directory that does not exist yet is taken as written,
+             * ".." and all resolved as far as it goes */
+            char *resolved = realpath(dir, real) ? xstrdup(real)
+                                                 : policy_resolve(dir);
+            if (!resolved) {
+                add_error(e, (int)xmlGetLineNo(a), "folder %s goes through "
+                          "too many symbolic links", dir);
+            } else {
+                p->dirs = xrealloc(p->dirs, sizeof(*p->dirs)
+                                   * (size_t)(p->ndirs + 1));
+                p->dirs[p->ndirs++] = resolved;
+            }
+        }
+        if (nbd) {
+            /* a unix socket is compared once resolved, as it is checked */
+            char *path = !strncmp(nbd, "unix:", 5)
+                ? policy_resolve(nbd + 5) : NULL;
+            p->nbd = xrealloc(p->nbd, sizeof(*p->nbd) * (size_t)(p->nnbd + 1));
+            p->nbd[p->nnbd++] = path ? xasprintf("unix:%s", path)
+                                     : xstrdup(nbd);
+            free(path);
+        }
+        if (protocol) {
+            p->protocols = xrealloc(p->protocols, sizeof(*p->protocols)
+                                    * (size_t)(p->nprotocols + 1));
+            p->protocols[p->nprotocols++] = xstrdup(protocol);
+        }
         free(dir);
+        free(nbd);
+        free(protocol);
     }
 }
 
@@ -631,6 +514,14 @@ void policy_free(struct policy *p)
         free(p->dirs[i]);
     }
     free(p->dirs);
+    for (int i = 0; i < p->nnbd; i++) {
+        free(p->nbd[i]);
+    }
+    free(p->nbd);
+    for (int i = 0; i < p->nprotocols; i++) {
+        free(p->protocols[i]);
+    }
+    free(p->protocols);
     for (int i = 0; i < p->nmirrors; i++) {
         free(p->mirrors[i].name);
         free(p->mirrors[i].disks);

@@ -52,7 +52,10 @@ const char *policy_path(const struct policy *p);
  */
 char *policy_check_request(const struct policy *p, const char *listener,
                            const char *command, json_object *args,
-                           location_lookup_fn locations);
+                           const struct location_lookup *locations);
+/* Does the policy confine places (<paths>)?  Then the router reads QEMU's
+ * schema, for the commands nobody declared. */
+bool policy_confines_places(const struct policy *p);
 /* Is this image path (what: "snapshot-file"...) allowed?  NULL: yes. */
 char *policy_check_path(const struct policy *p, const char *what,
                         const char *path);

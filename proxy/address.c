@@ -29,11 +29,11 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
-bool address_parse(const char *spec, unsigned allow, struct address *out,
-                   char **error)
+char *address_parse(const char *spec, unsigned allow, struct address *out)
 {
     const char *eq = strchr(spec, '=');
     const char *colon = strchr(spec, ':');
+    char *error;
 
     memset(out, 0, sizeof(*out));
     out->fd = -1;
@@ -51,7 +51,7 @@ bool address_parse(const char *spec, unsigned allow, struct address *out,
         const char *hp = spec + 4;
         const char *last = strrchr(hp, ':');
         if (!last || last == hp || !last[1]) {
-            *error = xasprintf("'%s': expected tcp:HOST:PORT", spec);
+            error = xasprintf("'%s': expected tcp:HOST:PORT", spec);
             goto fail;
         }
         out->kind = ADDR_TCP;
@@ -65,13 +65,13 @@ bool address_parse(const char *spec, unsigned allow, struct address *out,
         char *end;
         long fd;
         if (!(allow & ADDRESS_ALLOW_FD)) {
-            *error = xasprintf("'%s': fd: is not allowed here", spec);
+            error = xasprintf("'%s': fd: is not allowed here", spec);
             goto fail;
         }
         errno = 0;
         fd = strtol(spec + 3, &end, 10);
         if (errno || *end || end == spec + 3 || fd < 0 || fd > 1 << 20) {
-            *error = xasprintf("'%s': expected fd:N with N a descriptor "
+            error = xasprintf("'%s': expected fd:N with N a descriptor "
                                "number", spec);
             goto fail;
         }
@@ -83,26 +83,26 @@ bool address_parse(const char *spec, unsigned allow, struct address *out,
         out->kind = ADDR_UNIX;
         out->path = xstrdup(spec);
     } else {
-        *error = xasprintf("'%s': expected unix:PATH, tcp:HOST:PORT%s or a "
+        error = xasprintf("'%s': expected unix:PATH, tcp:HOST:PORT%s or a "
                            "path", spec, allow & ADDRESS_ALLOW_FD ? ", fd:N" : "");
         goto fail;
     }
     if (out->kind == ADDR_UNIX) {
         if (!out->path[0]) {
-            *error = xasprintf("'%s': the socket path is empty", spec);
+            error = xasprintf("'%s': the socket path is empty", spec);
             goto fail;
         }
         if (strlen(out->path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-            *error = xasprintf("'%s': the socket path is longer than %zu "
+            error = xasprintf("'%s': the socket path is longer than %zu "
                                "bytes", spec,
                                sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             goto fail;
         }
     }
-    return true;
+    return NULL;
 fail:
     address_clear(out);
-    return false;
+    return error;
 }
 
 void address_clear(struct address *a)

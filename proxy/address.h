@@ -25,9 +25,8 @@ enum {
     ADDRESS_ALLOW_STDIO = 1 << 2,  /* stdio */
 };
 
-/* Parses spec; on error returns false and sets *error (owned). */
-bool address_parse(const char *spec, unsigned allow, struct address *out,
-                   char **error);
+/* Parses spec into out; NULL, or what is wrong with it (owned). */
+char *address_parse(const char *spec, unsigned allow, struct address *out);
 void address_clear(struct address *a);
 /* "unix:/path" etc., owned. */
 char *address_format(const struct address *a);

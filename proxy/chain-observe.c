@@ -77,6 +77,9 @@ static void observe_snapshot(struct chain *c, json_object *a)
         return;
     }
     json_object_object_get_ex(c->blockdev_nodes, overlay, &added);
+    if (added && !jobj_str(added, "file")) {
+        added = NULL;  /* added with a file the model could not follow */
+    }
     ch_insert_top(d, added ? jobj_str(added, "file") : overlay,
                added ? jobj_str(added, "format") : NULL, overlay);
     d->uncertain = !added;
@@ -136,7 +139,8 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         json_object *added = NULL;
         json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
                                   &added);
-        str_set(&j->target_file, added ? jobj_str(added, "file") : node);
+        str_set(&j->target_file, added && jobj_str(added, "file")
+                                 ? jobj_str(added, "file") : node);
         str_set(&j->target_format, added ? jobj_str(added, "format") : NULL);
         str_set(&j->mode, "existing");
     } else {
@@ -226,21 +230,39 @@ static void observe_transaction(struct chain *c, json_object *a,
     }
 }
 
+/*
+ * The host file under a node's options: its own filename, or its file
+ * child's, inline or named by reference to a node added before (libvirt
+ * adds the storage node, then a format node whose "file" names it).
+ */
+static const char *options_filename(struct chain *c, json_object *o,
+                                    int depth)
+{
+    json_object *file, *added;
+
+    if (depth > 16) {
+        return NULL;
+    }
+    if (json_object_is_type(o, json_type_string)) {
+        return json_object_object_get_ex(c->blockdev_nodes,
+                                         json_object_get_string(o), &added)
+            ? jobj_str(added, "file") : NULL;
+    }
+    if (jobj_str(o, "filename")) {
+        return jobj_str(o, "filename");
+    }
+    return json_object_object_get_ex(o, "file", &file)
+        ? options_filename(c, file, depth + 1) : NULL;
+}
+
 static void observe_blockdev_add(struct chain *c, json_object *a)
 {
     const char *node = jobj_str(a, "node-name");
-    json_object *file, *info;
-    const char *filename = NULL;
+    const char *filename = options_filename(c, a, 0);
+    json_object *info;
 
     if (!node) {
         return;
-    }
-    if (json_object_object_get_ex(a, "file", &file)) {
-        filename = json_object_is_type(file, json_type_string)
-            ? NULL : jobj_str(file, "filename");
-    }
-    if (!filename) {
-        filename = jobj_str(a, "filename");
     }
     info = json_object_new_object();
     jobj_add_str(info, "file", filename);

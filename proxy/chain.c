@@ -250,7 +250,7 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
         .format = xstrdup(format ? format : "qcow2"),
         .node_name = dup_or_null(node),
         .read_only = false,
-        .virtual_size = d->nlayers > 1 ? d->layers[1].virtual_size : -1,
+        .virtual_size = d->nlayers > 0 ? d->layers[1].virtual_size : -1,
     };
     d->nlayers++;
     if (d->nlayers > 1) {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "qemu-commands.h"
 #include "qmp.h"
 #include "session.h"
@@ -84,6 +85,7 @@ struct cmd_call *cmd_call_new(const struct cmd_env *env,
     call->listener = xstrdup(listener ? listener : "default");
     call->has_id = has_id;
     call->id = json_object_get(id);
+    call->holds = 1;  /* released when it answers */
     return call;
 }
 
@@ -94,36 +96,59 @@ void cmd_call_slot_gone(void *opaque, struct slot *slot)
     call->slot = NULL;
 }
 
-static void finish(struct cmd_call *call, char *reply, size_t len)
+static void release(struct cmd_call *call)
 {
-    struct slot *slot = call->slot;
-
-    if (call->answered) {
-        *call->answered = true;
+    if (--call->holds > 0) {
+        return;
     }
-    if (slot) {
-        /* answering releases the slot: no need to hear of it leaving */
-        session_reply(slot_session(slot), slot, reply, len, TLOG_FROM_PROXY,
-                      -1);
-    }
-    free(reply);
     json_object_put(call->id);
     json_object_put(call->args);
     free(call->listener);
     free(call);
 }
 
-void cmd_return(struct cmd_call *call, json_object *ret)
+bool cmd_call_run(struct cmd_call *call, json_object *args)
+{
+    enum cmd_retval rv;
+    bool answered;
+
+    call->holds++;
+    rv = call->entry->exec(call, args);
+    answered = call->answered;
+    if (rv == CMD_RETURN_NORMAL && !answered) {
+        log_error("bug: %s returned without answering", call->entry->name);
+    }
+    release(call);
+    return answered;
+}
+
+static enum cmd_retval finish(struct cmd_call *call, char *reply, size_t len)
+{
+    struct slot *slot = call->slot;
+
+    call->answered = true;
+    if (slot) {
+        /* answering releases the slot: no need to hear of it leaving */
+        session_reply(slot_session(slot), slot, reply, len, TLOG_FROM_PROXY,
+                      -1);
+    }
+    free(reply);
+    release(call);
+    return CMD_RETURN_NORMAL;
+}
+
+enum cmd_retval cmd_return(struct cmd_call *call, json_object *ret)
 {
     struct qmp_request req = { .has_id = call->has_id, .id = call->id };
     size_t len;
     char *reply = qmp_return_reply(ret, &req, &len);
 
     json_object_put(ret);
-    finish(call, reply, len);
+    return finish(call, reply, len);
 }
 
-void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
+enum cmd_retval cmd_error(struct cmd_call *call, const char *cls,
+                          const char *fmt, ...)
 {
     struct qmp_request req = { .has_id = call->has_id, .id = call->id };
     va_list ap;
@@ -135,5 +160,5 @@ void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
     va_end(ap);
     reply = qmp_error_reply(cls, desc, &req, &len);
     free(desc);
-    finish(call, reply, len);
+    return finish(call, reply, len);
 }

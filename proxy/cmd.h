@@ -39,6 +39,18 @@ struct cmd_env {
     void *opaque;
 };
 
+/*
+ * What a handler did, as tmux's enum cmd_retval: answered (cmd_return or
+ * cmd_error, which return CMD_RETURN_NORMAL), or started something that
+ * answers later, CMD_RETURN_WAIT (which may still answer before the
+ * handler returns: QEMU's answer can already be there).  Until the call
+ * is answered, the client's later commands wait.
+ */
+enum cmd_retval {
+    CMD_RETURN_NORMAL,
+    CMD_RETURN_WAIT,
+};
+
 struct cmd_entry {
     const char *name;
     /* Set when the name is QEMU's: the proxy takes the request over only
@@ -47,7 +59,7 @@ struct cmd_entry {
      * commands (query-commands lists it once, as QEMU's). */
     bool (*claims)(json_object *args);
     const struct qapi_member *args;  /* checked before exec is called */
-    void (*exec)(struct cmd_call *call, json_object *args);
+    enum cmd_retval (*exec)(struct cmd_call *call, json_object *args);
     /* Reads the chain model to act on it: run once the model has QEMU's
      * answer to everything done before (a reconciliation may be due). */
     bool settle_chain;
@@ -65,7 +77,8 @@ struct cmd_call {
     char *listener;           /* owned: the listener it came through */
     bool has_id;
     json_object *id;          /* owned reference */
-    bool *answered;           /* set when it answers, if still watched */
+    bool answered;
+    int holds;                /* freed once answered and not held */
     json_object *args;        /* owned: kept while it waits to run */
 };
 
@@ -79,9 +92,10 @@ const struct location *cmd_locations(const char *name);
 const struct cmd_entry *cmd_for_request(const char *name, json_object *args);
 
 /* Answer with a return value (ownership taken; NULL means {}). */
-void cmd_return(struct cmd_call *call, json_object *ret);
+enum cmd_retval cmd_return(struct cmd_call *call, json_object *ret);
 /* Answer with an error of QEMU's form. */
-void cmd_error(struct cmd_call *call, const char *cls, const char *fmt, ...)
+enum cmd_retval cmd_error(struct cmd_call *call, const char *cls,
+                          const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* For the router. */
@@ -91,5 +105,8 @@ struct cmd_call *cmd_call_new(const struct cmd_env *env,
                               const char *listener, bool has_id,
                               json_object *id);
 void cmd_call_slot_gone(void *call, struct slot *slot);
+/* Run the handler; the call is held meanwhile, so that whether it has
+ * answered can be seen after it returns.  Returns whether it answered. */
+bool cmd_call_run(struct cmd_call *call, json_object *args);
 
 #endif

@@ -17,6 +17,12 @@
 
 #include "util.h"
 
+/* Room for the control message that carries up to CONN_MAX_FDS. */
+union cmsg_fds {
+    char buf[CMSG_SPACE(sizeof(int) * CONN_MAX_FDS)];
+    struct cmsghdr align;
+};
+
 /* File descriptors that must leave with the byte at offset `at`. */
 struct fd_mark {
     STAILQ_ENTRY(fd_mark) link;
@@ -136,10 +142,7 @@ static bool flush(struct conn *c)
 
         if (m && m->at == 0) {
             /* the descriptors ride on the first byte of this send */
-            union {
-                char buf[CMSG_SPACE(sizeof(int) * CONN_MAX_FDS)];
-                struct cmsghdr align;
-            } u;
+            union cmsg_fds u;
             struct msghdr msg = { 0 };
             struct iovec iov;
             struct cmsghdr *cm;
@@ -220,10 +223,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * CONN_MAX_FDS)];
-        struct cmsghdr align;
-    } u;
+    union cmsg_fds u;
     struct msghdr msg = { 0 };
     struct iovec iov;
     size_t avail;

@@ -889,25 +889,39 @@ char *jsonstream_reserve(struct jsonstream *js, size_t min, size_t *avail)
         }
         js->buf = xrealloc(js->buf, cap);
         js->cap = cap;
-    } else if (js->len == 0 && js->cap > 256 * 1024 && min <= 65536) {
-        /* give back what one huge message needed */
-        free(js->buf);
-        js->cap = 65536;
-        js->buf = xmalloc(js->cap);
     }
     *avail = js->cap - js->len;
     return js->buf + js->len;
 }
 
+/* Give back what one huge message needed as soon as nothing of it is
+ * left, not at the next read (an idle client would keep it). */
+static void give_back(struct jsonstream *js)
+{
+    if (js->cap > 256 * 1024 && first_needed(js) == js->len) {
+        free(js->buf);
+        js->buf = NULL;
+        js->cap = js->len = js->scan = 0;
+        js->tok_start = js->text_start = js->last_token_end = 0;
+    }
+}
+
 bool jsonstream_commit(struct jsonstream *js, size_t n)
 {
+    bool more;
+
     js->len += n;
-    return run(js);
+    more = run(js);
+    give_back(js);
+    return more;
 }
 
 bool jsonstream_resume(struct jsonstream *js)
 {
-    return run(js);
+    bool more = run(js);
+
+    give_back(js);
+    return more;
 }
 
 bool jsonstream_feed(struct jsonstream *js, const char *buf, size_t len)

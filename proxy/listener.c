@@ -50,7 +50,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 }
 
 static int listen_unix(const char *path, int mode, char **error,
-                       bool *created)
+                       bool *created, bool stage)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -84,10 +84,11 @@ static int listen_unix(const char *path, int mode, char **error,
     /*
      * Bind under a temporary name, listen, then rename into place: a
      * client that sees the path can connect at once (between bind and
-     * listen it would be refused).
+     * listen it would be refused).  Not for a socket nobody looks for
+     * before it is handed on: it keeps its own name (ss, /proc/net/unix).
      */
     char *tmp = xasprintf("%s.%d.tmp", path, (int)getpid());
-    bool staged = strlen(tmp) < sizeof(sa.sun_path);
+    bool staged = stage && strlen(tmp) < sizeof(sa.sun_path);
     if (staged) {
         memset(sa.sun_path, 0, sizeof(sa.sun_path));
         memcpy(sa.sun_path, tmp, strlen(tmp));
@@ -152,6 +153,12 @@ static int listen_tcp(const char *host, const char *port, char **error)
     return fd;
 }
 
+int listener_unix_socket(const char *path, int mode, char **error)
+{
+    bool created = false;
+    return listen_unix(path, mode, error, &created, false);
+}
+
 struct listener *listener_new(struct event_base *base,
                               const struct address *addr, int mode,
                               listener_accept_fn fn, void *opaque,
@@ -170,7 +177,7 @@ struct listener *listener_new(struct event_base *base,
 
     switch (addr->kind) {
     case ADDR_UNIX:
-        fd = listen_unix(addr->path, mode, error, &l->created_path);
+        fd = listen_unix(addr->path, mode, error, &l->created_path, true);
         break;
     case ADDR_TCP:
         fd = listen_tcp(addr->path, addr->port, error);

@@ -21,6 +21,10 @@ struct listener *listener_new(struct event_base *base,
                               const struct address *addr, int mode,
                               listener_accept_fn fn, void *opaque,
                               char **error);
+/* A Unix socket listening at path, made as listener_new makes one (a
+ * stale socket there replaced), close-on-exec and non-blocking, for
+ * handing to another program; -1 and *error (owned) if it cannot be. */
+int listener_unix_socket(const char *path, int mode, char **error);
 void listener_enable(struct listener *l, bool on);
 const char *listener_name(const struct listener *l);
 const char *listener_display(const struct listener *l);

@@ -47,8 +47,7 @@ static char *walk(const struct location *loc, const char *path,
     char *r = NULL;
 
     if (!*path) {
-        return json_object_is_type(v, json_type_string)
-            ? fn(opaque, loc, key, json_object_get_string(v)) : NULL;
+        return fn(opaque, loc, key, v);
     }
     dot = strchr(path, '.');
     n = dot ? (size_t)(dot - path) : strlen(path);

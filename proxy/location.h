@@ -17,7 +17,17 @@
 #include <json-c/json.h>
 
 enum location_kind {
-    LOCATION_FILE,   /* a host file or directory */
+    LOCATION_FILE,        /* a string: a host file or folder, or a
+                           * protocol's URI (nbd://, nbd+unix://, json:) */
+    LOCATION_BLOCK_NODE,  /* an object with a "driver": a block node,
+                           * reaching wherever its driver reaches */
+    LOCATION_SOCKET,      /* SocketAddress (flat or legacy {type, data}):
+                           * where QEMU listens or connects */
+    LOCATION_URI,         /* scheme:rest, as migrate's uri (exec:, unix:,
+                           * tcp:, fd:, rdma:, file:) */
+    LOCATION_PROGRAM,     /* a program QEMU runs (netdev scripts) */
+    LOCATION_ANYTHING,    /* a command line that can name anything (HMP):
+                           * nothing to check, so nothing to allow */
 };
 
 struct location {
@@ -26,16 +36,24 @@ struct location {
 };
 
 /*
- * Call fn for every string the locations name in args; stops at, and
- * returns, the first non-NULL result of fn.  key is the last member name.
+ * Call fn for every value the locations name in args (of any type: the
+ * caller judges by the kind); stops at, and returns, the first non-NULL
+ * result of fn.  key is the last member name (NULL at the top).
  */
 typedef char *(*location_fn)(void *opaque, const struct location *loc,
-                             const char *key, const char *value);
+                             const char *key, json_object *value);
 char *location_each(const struct location *locs, json_object *args,
                     location_fn fn, void *opaque);
 
-/* The locations of a command by name (NULL: it names none), as the
- * policy asks for a command and for each action of a transaction. */
-typedef const struct location *(*location_lookup_fn)(const char *command);
+/* What the policy asks of the commands, for a command and for each
+ * action of a transaction. */
+struct location_lookup {
+    /* The declared locations (NULL: none declared). */
+    const struct location *(*declared)(const char *command);
+    /* For a command that declares none: the argument through which it can
+     * still name a place (from QEMU's schema), or NULL. */
+    const char *(*undeclared)(void *opaque, const char *command);
+    void *opaque;
+};
 
 #endif

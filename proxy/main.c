@@ -4,7 +4,9 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@ struct options {
     char *state;
     char *policy;
     int verbosity;
+    int exec_fd;        /* --exec-upstream N, or -1 */
+    char **exec_argv;   /* what follows it: the program serving --upstream */
 };
 
 struct qmproxy {
@@ -67,6 +71,7 @@ static void usage(FILE *out)
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
 "               [-v] [--version] [--help]\n"
+"               [--exec-upstream N -- PROGRAM [ARGS...]]\n"
 "       qmproxy --check-policy FILE\n"
 "\n"
 "A QMP proxy: management clients connect to the --listen sockets and talk\n"
@@ -101,6 +106,13 @@ static void usage(FILE *out)
 "                       mirroring (XML, see policy/qmproxy.rng); SIGHUP\n"
 "                       reloads it\n"
 "  --check-policy FILE  validate a policy and exit (0: valid)\n"
+"  --exec-upstream N -- PROGRAM [ARGS...]\n"
+"                       create the --upstream unix:PATH socket, listening, as\n"
+"                       descriptor N (replacing an fd:N listener there) and\n"
+"                       execute PROGRAM (QEMU, told fd=N) in this process; the\n"
+"                       proxy runs on in a child, connected at once, and ends\n"
+"                       if PROGRAM cannot run or ends before accepting it\n"
+"                       (--connect-timeout unused, --reconnect refused)\n"
 "  -v                   more diagnostics on stderr (-vv: debug)\n");
 }
 
@@ -114,8 +126,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
 {
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
-           OPT_CHECK_POLICY, OPT_VERSION, OPT_HELP, OPT_CLIENT,
-           OPT_EXTRAS };
+           OPT_CHECK_POLICY, OPT_EXEC_UPSTREAM, OPT_VERSION, OPT_HELP,
+           OPT_CLIENT, OPT_EXTRAS };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -130,6 +142,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "state", required_argument, NULL, OPT_STATE },
         { "policy", required_argument, NULL, OPT_POLICY },
         { "check-policy", required_argument, NULL, OPT_CHECK_POLICY },
+        { "exec-upstream", required_argument, NULL, OPT_EXEC_UPSTREAM },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
@@ -139,6 +152,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
 
     o->socket_mode = 0600;
     o->connect_timeout_s = 30;
+    o->exec_fd = -1;
     o->max_message = JSONSTREAM_MAX_TOKEN_SIZE;
     while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (c) {
@@ -195,6 +209,17 @@ static bool parse_options(int argc, char **argv, struct options *o)
                 return false;
             }
             break;
+        case OPT_EXEC_UPSTREAM: {
+            errno = 0;
+            long n = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || n < 3 || n > 65535) {
+                fprintf(stderr, "qmproxy: --exec-upstream wants a descriptor "
+                        "number of 3 or more, not '%s'\n", optarg);
+                return false;
+            }
+            o->exec_fd = (int)n;
+            break;
+        }
         case OPT_STATE:
             free(o->state);
             o->state = xstrdup(optarg);
@@ -230,7 +255,19 @@ static bool parse_options(int argc, char **argv, struct options *o)
             return false;
         }
     }
-    if (optind < argc) {
+    if (o->exec_fd >= 0) {
+        if (optind >= argc) {
+            fprintf(stderr, "qmproxy: --exec-upstream wants the program to "
+                    "run after '--'\n");
+            return false;
+        }
+        if (o->reconnect) {
+            fprintf(stderr, "qmproxy: --reconnect cannot be used with "
+                    "--exec-upstream (nobody would make the socket again)\n");
+            return false;
+        }
+        o->exec_argv = argv + optind;
+    } else if (optind < argc) {
         fprintf(stderr, "qmproxy: unexpected argument '%s'\n", argv[optind]);
         return false;
     }
@@ -254,6 +291,137 @@ static bool parse_options(int argc, char **argv, struct options *o)
         }
     }
     return true;
+}
+
+/* The fd:N of the --listen and --client options (their syntax is
+ * checked later); *stdio when a client is standard input and output. */
+static size_t proxy_fds(const struct options *o, int *fds, bool *stdio)
+{
+    size_t n = 0;
+
+    *stdio = false;
+    for (size_t i = 0; i < o->nlisten + o->nclients; i++) {
+        const char *spec = i < o->nlisten ? o->listen[i]
+                                          : o->clients[i - o->nlisten];
+        struct address addr;
+        char *error = address_parse(spec, ADDRESS_ALLOW_NAME
+                                    | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO,
+                                    &addr);
+        if (!error) {
+            if (addr.kind == ADDR_FD) {
+                fds[n++] = addr.fd;
+            }
+            *stdio |= addr.kind == ADDR_STDIO;
+            address_clear(&addr);
+        }
+        free(error);
+    }
+    return n;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return (*(const int *)a > *(const int *)b)
+           - (*(const int *)a < *(const int *)b);
+}
+
+/* Close every descriptor from 3 up except those in keep[]. */
+static void close_fds_except(int *keep, size_t n)
+{
+    unsigned first = 3;
+
+    qsort(keep, n, sizeof(*keep), cmp_int);
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] >= (int)first) {
+            if (keep[i] > (int)first) {
+                close_range(first, (unsigned)keep[i] - 1, 0);
+            }
+            first = (unsigned)keep[i] + 1;
+        }
+    }
+    close_range(first, ~0U, 0);
+}
+
+/*
+ * --exec-upstream N -- PROGRAM: QEMU's monitor socket is made here,
+ * listening, before QEMU runs.  This process becomes QEMU (so a pid the
+ * caller recorded, libvirt's, is QEMU's) with the socket as descriptor N;
+ * the proxy goes on in a child whose connection waits in the socket's
+ * backlog until QEMU accepts it: nothing polls for a socket QEMU has yet
+ * to create.  Only QEMU holds the listening socket, so if QEMU cannot be
+ * executed or ends before accepting, the kernel resets the waiting
+ * connection and the proxy (which then does not retry) ends at once.
+ * Returns in the child only.
+ */
+static void exec_upstream(const struct options *o)
+{
+    struct address addr;
+    char *error = NULL;
+    int *keep = xcalloc(o->nlisten + o->nclients + 1, sizeof(*keep));
+    bool stdio;
+    size_t nkeep = proxy_fds(o, keep, &stdio);
+    int fd, flags;
+    pid_t pid;
+
+    if ((error = address_parse(o->upstream, 0, &addr))) {
+        fprintf(stderr, "qmproxy: --upstream %s\n", error);
+        exit(1);
+    }
+    if (addr.kind != ADDR_UNIX) {
+        fprintf(stderr, "qmproxy: --exec-upstream needs a unix: --upstream, "
+                "not %s\n", o->upstream);
+        exit(1);
+    }
+    fd = listener_unix_socket(addr.path, o->socket_mode, &error);
+    if (fd < 0) {
+        fprintf(stderr, "qmproxy: --exec-upstream: %s\n", error);
+        exit(1);
+    }
+    address_clear(&addr);
+    pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "qmproxy: fork: %s\n", strerror(errno));
+        exit(1);
+    }
+    if (pid == 0) {
+        /* the proxy: standard output and error (the domain's log) and the
+         * listeners, nothing else the caller gave QEMU (tap devices, a
+         * restore stream, pipes whose end someone waits for), and not
+         * QEMU's listening socket */
+        int null = stdio ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, 0);
+            close(null);
+        }
+        close_fds_except(keep, nkeep);
+        free(keep);
+        return;
+    }
+    /* QEMU: the listeners and clients are the proxy's alone */
+    for (size_t i = 0; i < nkeep; i++) {
+        if (keep[i] != o->exec_fd && keep[i] != fd) {
+            close(keep[i]);
+        }
+    }
+    free(keep);
+    if (fd != o->exec_fd) {
+        if (dup2(fd, o->exec_fd) < 0) {
+            fprintf(stderr, "qmproxy: dup2 to %d: %s\n", o->exec_fd,
+                    strerror(errno));
+            _exit(1);
+        }
+        close(fd);
+    }
+    /* as a caller would pass it: inherited, and blocking */
+    fcntl(o->exec_fd, F_SETFD, 0);
+    flags = fcntl(o->exec_fd, F_GETFL);
+    if (flags >= 0) {
+        fcntl(o->exec_fd, F_SETFL, flags & ~O_NONBLOCK);
+    }
+    execvp(o->exec_argv[0], o->exec_argv);
+    fprintf(stderr, "qmproxy: cannot execute %s: %s\n", o->exec_argv[0],
+            strerror(errno));
+    _exit(127);
 }
 
 static void on_exit_requested(void *opaque, int status)
@@ -321,7 +489,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     q->router = router_new(q->base, q->tlog, &ro);
     router_on_exit(q->router, on_exit_requested, q);
 
-    if (!address_parse(o->upstream, 0, &addr, &error)) {
+    if ((error = address_parse(o->upstream, 0, &addr))) {
         fprintf(stderr, "qmproxy: --upstream %s\n", error);
         free(error);
         return false;
@@ -341,17 +509,15 @@ static bool setup(struct qmproxy *q, const struct options *o)
         router_set_policy(q->router, p);
         q->policy_path = o->policy;
     }
-    if (o->state && !router_set_state(q->router, o->state, &error)) {
-        fprintf(stderr, "qmproxy: --state %s: %s\n", o->state, error);
-        free(error);
-        return false;
+    if (o->state) {
+        router_set_state(q->router, o->state);
     }
 
     /* listeners exist before QEMU is reached; they accept once it is */
     for (size_t i = 0; i < o->nlisten; i++) {
         struct listener *l;
-        if (!address_parse(o->listen[i], ADDRESS_ALLOW_NAME | ADDRESS_ALLOW_FD,
-                            &addr, &error)) {
+        if ((error = address_parse(o->listen[i], ADDRESS_ALLOW_NAME
+                                   | ADDRESS_ALLOW_FD, &addr))) {
             fprintf(stderr, "qmproxy: --listen %s\n", error);
             free(error);
             return false;
@@ -372,9 +538,9 @@ static bool setup(struct qmproxy *q, const struct options *o)
     }
     for (size_t i = 0; i < o->nclients; i++) {
         unsigned extras;
-        if (!address_parse(o->clients[i], ADDRESS_ALLOW_NAME
-                           | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO, &addr,
-                           &error)) {
+        if ((error = address_parse(o->clients[i], ADDRESS_ALLOW_NAME
+                                   | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO,
+                                   &addr))) {
             fprintf(stderr, "qmproxy: --client %s\n", error);
             free(error);
             return false;
@@ -391,7 +557,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     }
     for (size_t i = 0; i < o->ntaps; i++) {
         struct tap *t;
-        if (!address_parse(o->taps[i], 0, &addr, &error)) {
+        if ((error = address_parse(o->taps[i], 0, &addr))) {
             fprintf(stderr, "qmproxy: --tap %s\n", error);
             free(error);
             return false;
@@ -478,9 +644,20 @@ int main(int argc, char **argv)
         free_options(&o);
         return 2;
     }
+    if (o.exec_fd >= 0) {
+        exec_upstream(&o);
+        /* connect once: the connection is in QEMU's backlog already, or
+         * QEMU is gone */
+        o.connect_timeout_s = 0;
+    }
     log_set_level(o.verbosity >= 2 ? LOG_DEBUG
                   : o.verbosity == 1 ? LOG_INFO : LOG_WARN);
     signal(SIGPIPE, SIG_IGN);
+    /* Blocks of 1 MiB and more (a huge message, its copies) are mapped on
+     * their own, so freeing them gives the memory back; a fixed threshold
+     * also stops glibc raising it after such a free and then keeping the
+     * next big blocks in a heap it cannot shrink. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     q.base = event_base_new();
     if (!q.base) {
         fprintf(stderr, "qmproxy: cannot create the event loop\n");

@@ -11,4 +11,13 @@
 /* NULL when the command names no location (or is not in the table). */
 const struct location *qemu_command_locations(const char *name);
 
+/* Where a block driver's nodes reach. */
+enum block_driver_reach {
+    DRIVER_LOCAL,      /* host files, named by filename/dir/config */
+    DRIVER_NBD,        /* an NBD server */
+    DRIVER_ELSEWHERE,  /* another protocol, or the host's hardware */
+    DRIVER_UNKNOWN,    /* not one of QEMU 7.2's drivers */
+};
+enum block_driver_reach qemu_block_driver_reach(const char *name);
+
 #endif

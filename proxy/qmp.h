@@ -15,8 +15,6 @@
 
 #define QMP_GENERIC_ERROR "GenericError"
 #define QMP_COMMAND_NOT_FOUND "CommandNotFound"
-#define QMP_DEVICE_NOT_ACTIVE "DeviceNotActive"
-#define QMP_DEVICE_NOT_FOUND "DeviceNotFound"
 
 enum qmp_kind {
     QMP_UNKNOWN,

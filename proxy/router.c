@@ -4,7 +4,6 @@
 #include "router.h"
 
 #include <event2/event.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,11 +12,12 @@
 #include "chain.h"
 #include "cmd.h"
 #include "fdstore.h"
+#include "forward.h"
 #include "listener.h"
 #include "ops/auto-mirror.h"
 #include "ops/op.h"
 #include "policy.h"
-#include "qjson.h"
+#include "qemu-schema.h"
 #include "session.h"
 #include "statefile.h"
 #include "log.h"
@@ -51,49 +51,11 @@ struct router {
     struct chain *chain;
     struct statefile *state;
     struct policy *policy;
+    struct qemu_schema *schema;   /* read only under a path policy */
+    bool schema_asked;
+    struct location_lookup locations;
 };
 
-/* A client's command in QEMU's hands, and what to do with its reply. */
-struct forward {
-    struct router *router;
-    struct slot *slot;         /* NULL once the client has gone */
-    unsigned client;
-    char *command;             /* watched by the chain model: its name */
-    json_object *args;         /* and its arguments */
-    bool extend_commands;      /* query-commands: add the proxy's own */
-    int kept_fd;               /* getfd: the proxy's duplicate, or -1 */
-    char *fdname;              /* getfd/closefd: the name */
-};
-
-struct trafficlog *router_tlog(struct router *r)
-{
-    return r->tlog;
-}
-
-struct upstream *router_upstream(struct router *r)
-{
-    return r->up;
-}
-
-struct event_base *router_base(struct router *r)
-{
-    return r->base;
-}
-
-size_t router_max_message(struct router *r)
-{
-    return r->opts.max_message;
-}
-
-unsigned router_session_count(const struct router *r)
-{
-    return (unsigned)r->nsessions;
-}
-
-struct chain *router_chain(struct router *r)
-{
-    return r->chain;
-}
 
 /*
  * An event to the negotiated clients that take it, recorded once.  QEMU's
@@ -147,12 +109,11 @@ void router_save_state(struct router *r)
     json_object_put(state);
 }
 
-bool router_set_state(struct router *r, const char *path, char **error)
+void router_set_state(struct router *r, const char *path)
 {
     json_object *saved, *chain;
     char *problem = NULL;
 
-    (void)error;
     r->state = statefile_new(path);
     saved = statefile_load(r->state, &problem);
     if (problem) {
@@ -171,7 +132,6 @@ bool router_set_state(struct router *r, const char *path, char **error)
         log_info("loaded the state saved in %s", path);
     }
     json_object_put(saved);
-    return true;
 }
 
 static void chain_event(void *opaque, const char *name, json_object *data)
@@ -199,19 +159,17 @@ static const struct chain_hooks router_chain_hooks = {
     .new_overlay = chain_new_overlay,
 };
 
+static void read_schema_if_confined(struct router *r);
+
 void router_set_policy(struct router *r, struct policy *p)
 {
     policy_free(r->policy);
     r->policy = p;
     /* replicas a new policy asks for start now (when QEMU is there) */
     if (r->up && upstream_is_ready(r->up) && r->chain) {
+        read_schema_if_confined(r);
         auto_mirror_connect(&r->cmd_env);
     }
-}
-
-const struct policy *router_policy(struct router *r)
-{
-    return r->policy;
 }
 
 static void enable_listeners(struct router *r, bool on)
@@ -296,12 +254,49 @@ static void seeded(void *opaque)
     }
 }
 
-/* QEMU is there: learn its disks first, then let clients in, so nobody
- * can ask for a chain before the proxy knows it. */
+/* QEMU's schema, for the commands a path policy must refuse because
+ * nobody declared where they point. */
+static void schema_read(void *opaque, const struct upstream_reply *reply)
+{
+    struct router *r = opaque;
+    json_object *ret = upstream_reply_return(reply);
+
+    r->schema_asked = false;
+    if (!ret) {
+        if (!reply->lost) {
+            log_warn("QEMU's schema could not be read: commands no table "
+                     "declares pass the path policy unchecked");
+        }
+        return;
+    }
+    qemu_schema_free(r->schema);
+    r->schema = qemu_schema_new(ret);
+}
+
+static void read_schema_if_confined(struct router *r)
+{
+    if (policy_confines_places(r->policy) && !r->schema && !r->schema_asked
+        && r->up && upstream_is_ready(r->up)) {
+        r->schema_asked = true;
+        upstream_send_internal(r->up, qmp_command("query-qmp-schema", NULL),
+                               schema_read, r);
+    }
+}
+
+static const char *undeclared_place(void *opaque, const char *command)
+{
+    struct router *r = opaque;
+    return qemu_schema_place_argument(r->schema, command);
+}
+
+/* QEMU is there: learn its disks first (and its schema, under a path
+ * policy), then let clients in, so nobody can ask for a chain before the
+ * proxy knows it. */
 static void on_ready(void *opaque)
 {
     struct router *r = opaque;
 
+    read_schema_if_confined(r);
     chain_seed(r->chain, seeded, r);
 }
 
@@ -487,146 +482,14 @@ static void session_closed(void *opaque, struct session *s)
 
 /* ---- commands ------------------------------------------------------ */
 
-static void forward_slot_gone(void *opaque, struct slot *slot)
-{
-    struct forward *f = opaque;
-    (void)slot;
-    f->slot = NULL;
-}
-
-/*
- * query-commands is the one reply the proxy extends: its own commands are
- * added to QEMU's list, so clients that probe for them find them.
- */
-static char *extend_commands(const struct upstream_reply *reply, size_t *len)
-{
-    const struct js_member *ret = js_text_member(reply->text, "return");
-    struct strbuf sb = STRBUF_INIT;
-    size_t close;
-    bool empty;
-
-    if (!ret || reply->raw[ret->value_end - 1] != ']') {
-        return NULL;
-    }
-    close = ret->value_end - 1;
-    empty = reply->raw[ret->value_start + 1] == ']';
-    strbuf_add(&sb, reply->raw, close);
-    for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
-        if (!(*e)->claims) {  /* QEMU lists its own names */
-            strbuf_addf(&sb, "%s{\"name\": \"%s\"}", empty ? "" : ", ",
-                        (*e)->name);
-            empty = false;
-        }
-    }
-    strbuf_add(&sb, reply->raw + close, reply->len - close);
-    return strbuf_detach(&sb, len);
-}
-
-static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
-{
-    struct forward *f = opaque;
-    struct router *r = f->router;
-
-    if (f->slot) {
-        /* answered or never will be: the slot must not point at us */
-        slot_release(f->slot);
-    }
-    if (!reply->lost) {
-        if (f->slot) {
-            struct slot *slot = f->slot;
-            char *extended = NULL;
-            size_t len = reply->len;
-            if (f->extend_commands && reply->kind == QMP_RETURN) {
-                extended = extend_commands(reply, &len);
-            }
-            session_reply(slot->session, slot, extended ? extended
-                                                        : reply->raw,
-                          len, TLOG_FROM_QEMU, (int64_t)reply->latency_us);
-            free(extended);
-        }
-        if (f->command) {
-            chain_observe(r->chain, f->command, f->args, f->client,
-                          reply->kind == QMP_RETURN);
-        }
-        if (f->fdname && reply->kind == QMP_RETURN) {
-            if (f->kept_fd >= 0) {
-                fdstore_put(f->fdname, f->kept_fd);
-                f->kept_fd = -1;
-            } else {
-                fdstore_close(f->fdname);  /* closefd */
-            }
-        }
-    }
-    if (f->kept_fd >= 0) {
-        close(f->kept_fd);
-    }
-    free(f->fdname);
-    free(f->command);
-    json_object_put(f->args);
-    free(f);
-}
-
-/* As it is, to QEMU: the exact bytes, the fds with them. */
-static enum route_result pass_through(struct router *r, struct session *s,
-                                      struct slot *slot,
-                                      struct client_cmd *cmd, bool granted)
-{
-    struct forward *f;
-    char *echo_id = NULL;
-
-    if (!cmd->req.oob && !granted && !upstream_has_room(r->up)) {
-        return ROUTE_NEED_ROOM;
-    }
-    if (cmd->req.oob && cmd->req.has_id) {
-        struct strbuf sb = STRBUF_INIT;
-        qjson_write(&sb, cmd->req.id);
-        echo_id = strbuf_detach(&sb, NULL);
-    }
-    f = xcalloc(1, sizeof(*f));
-    f->router = r;
-    f->slot = slot;
-    f->client = session_id(s);
-    if (chain_watches(cmd->req.command)) {
-        f->command = xstrdup(cmd->req.command);
-        f->args = json_object_get(cmd->req.args);
-    }
-    /* only for clients that asked: QEMU's list is what QEMU would say */
-    f->extend_commands = (session_extras(s) & SESSION_EXTRA_COMMANDS)
-        && !strcmp(cmd->req.command, "query-commands");
-    f->kept_fd = -1;
-    /* a command that uses a getfd descriptor (migrate "fd:NAME", say) makes
-     * QEMU close it when done: the proxy's copy must not keep a pipe open */
-    if (cmd->req.args && strcmp(cmd->req.command, "getfd")) {
-        fdstore_forget_used(cmd->req.args);
-    }
-    /* getfd/closefd: keep a duplicate by name, for RHEL's reopen witness */
-    if (cmd->req.args && (!strcmp(cmd->req.command, "getfd")
-                          || !strcmp(cmd->req.command, "closefd"))) {
-        json_object *name;
-        if (json_object_object_get_ex(cmd->req.args, "fdname", &name)
-            && json_object_is_type(name, json_type_string)) {
-            f->fdname = xstrdup(json_object_get_string(name));
-            if (!strcmp(cmd->req.command, "getfd") && cmd->nfds > 0) {
-                f->kept_fd = fcntl(cmd->fds[0], F_DUPFD_CLOEXEC, 0);
-            }
-        }
-    }
-    slot_claim(slot, f, forward_slot_gone);
-    if (!strcmp(cmd->req.command, "quit")) {
-        upstream_quiesce(r->up);
-    }
-    upstream_send(r->up, cmd->raw, cmd->len, cmd->fds, cmd->nfds,
-                  cmd->req.oob, cmd->has_id_member ? &cmd->id_member : NULL,
-                  echo_id, on_forward_reply, f);
-    cmd->nfds = 0;  /* they travel with the command now */
-    free(echo_id);
-    return ROUTE_DONE;
-}
-
 static void run_settled(void *opaque)
 {
     struct cmd_call *call = opaque;
-    call->entry->exec(call, call->args);
+    json_object *args = call->args;
+
+    call->args = NULL;
+    cmd_call_run(call, args);
+    json_object_put(args);
 }
 
 /* One of the proxy's own commands: check the arguments, run it.  If it
@@ -637,7 +500,6 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     struct cmd_call *call = cmd_call_new(&r->cmd_env, e, slot, session_id(s),
                                          session_listener(s),
                                          cmd->req.has_id, cmd->req.id);
-    bool answered = false;
     char *err;
 
     if (cmd->req.oob) {
@@ -652,15 +514,15 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
         return;
     }
     slot_claim(slot, call, cmd_call_slot_gone);
-    call->answered = &answered;
     if (e->settle_chain) {
+        /* runs once the model has QEMU's answer to everything before;
+         * the router's hold on the call passes to run_settled */
         call->args = json_object_get(cmd->req.args);
+        session_set_barrier(s, slot);
         chain_settle(r->chain, run_settled, call);
-    } else {
-        e->exec(call, cmd->req.args);
+        return;
     }
-    if (!answered) {
-        call->answered = NULL;
+    if (!cmd_call_run(call, cmd->req.args)) {
         session_set_barrier(s, slot);
     }
 }
@@ -687,7 +549,7 @@ static enum route_result route(void *opaque, struct session *s,
     const struct cmd_entry *e;
     char *why = policy_check_request(r->policy, session_listener(s),
                                      cmd->req.command, cmd->req.args,
-                                     cmd_locations);
+                                     &r->locations);
 
     if (why) {
         refuse(r, s, slot, cmd, why);
@@ -700,7 +562,7 @@ static enum route_result route(void *opaque, struct session *s,
         run_own(r, s, slot, e, cmd);
         return ROUTE_DONE;
     }
-    return pass_through(r, s, slot, cmd, granted);
+    return forward_command(&r->cmd_env, s, slot, cmd, granted);
 }
 
 static const struct policy *policy_in_force(void *opaque)
@@ -742,9 +604,18 @@ struct router *router_new(struct event_base *base, struct trafficlog *tl,
         .base = base, .policy = policy_in_force, .save_state = save_state,
         .broadcast_event = broadcast_event, .opaque = r,
     };
+    r->locations = (struct location_lookup){
+        .declared = cmd_locations, .undeclared = undeclared_place,
+        .opaque = r,
+    };
     r->exit_check = event_new(base, -1, 0, check_exit, r);
     r->exit_deadline = evtimer_new(base, exit_deadline, r);
     return r;
+}
+
+struct chain *router_chain(struct router *r)
+{
+    return r->chain;
 }
 
 static void create_chain(struct router *r)

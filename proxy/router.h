@@ -34,8 +34,9 @@ void router_free(struct router *r);
 extern const struct upstream_callbacks router_upstream_callbacks;
 void router_set_upstream(struct router *r, struct upstream *up);
 /* Keep the model in this state file (loaded now, saved on every change).
- * Returns false, with *error set, only if the file cannot be used at all. */
-bool router_set_state(struct router *r, const char *path, char **error);
+ * A file that is not a complete state is set aside (and said so), never
+ * trusted: the proxy then starts from QEMU alone. */
+void router_set_state(struct router *r, const char *path);
 /* extras: enum session_extras for every client of this listener. */
 void router_add_listener(struct router *r, struct listener *l,
                          unsigned extras);
@@ -54,8 +55,6 @@ void router_on_exit(struct router *r, void (*fn)(void *opaque, int status),
 /* SIGTERM/SIGINT: stop accepting, deliver what is queued, then exit 0. */
 void router_shutdown(struct router *r);
 
-unsigned router_session_count(const struct router *r);
-struct chain *router_chain(struct router *r);
 /* An event of the proxy's own, in QEMU's form, to every negotiated client. */
 void router_broadcast_event(struct router *r, const char *name,
                             json_object *data);
@@ -64,6 +63,7 @@ void router_save_state(struct router *r);
 /* Use this policy (ownership taken; NULL: none), replacing the one in
  * force; operations already running are not disturbed. */
 void router_set_policy(struct router *r, struct policy *p);
-const struct policy *router_policy(struct router *r);
+/* The chain model this router feeds (the unit tests read it). */
+struct chain *router_chain(struct router *r);
 
 #endif

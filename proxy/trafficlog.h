@@ -3,7 +3,8 @@
  * (time, direction, client, message, latency), written to a file by a
  * writer thread so that a slow disk never stalls the event loop (a full
  * buffer loses lines, counted and reported), and copied live to tap
- * observers.
+ * observers.  Recording copies the message; the writer formats and writes
+ * it within a few milliseconds (see docs/DESIGN.md, "The traffic log").
  */
 #ifndef QMPROXY_TRAFFICLOG_H
 #define QMPROXY_TRAFFICLOG_H
@@ -26,7 +27,9 @@ enum tlog_from { TLOG_FROM_CLIENT, TLOG_FROM_QEMU, TLOG_FROM_PROXY };
 struct tlog_entry {
     enum tlog_dir dir;
     enum tlog_from from;
-    const char *kind;         /* "command", "reply", "event", "greeting"... */
+    /* "command", "reply", "event", "greeting"...: a string literal, as
+     * the writer thread formats the line later */
+    const char *kind;
     unsigned client;          /* 0: qmproxy's own conversation with QEMU */
     bool broadcast;           /* an event to every client: no client */
     const char *raw;          /* the message bytes */

@@ -95,8 +95,10 @@ struct upstream_request *upstream_send(struct upstream *up, const char *data,
                                        bool oob, const struct js_member *id,
                                        const char *echo_id,
                                        upstream_reply_fn fn, void *opaque);
-/* The proxy's own command; goes ahead of clients' waiting commands.
- * When QEMU is not there, fn is called at once with a lost reply. */
+/* The proxy's own command: sent at once when there is room, else it
+ * takes every few places in the window among clients' waiting commands.
+ * When QEMU is not there, fn gets a lost reply, from the loop (never
+ * inside this call). */
 struct upstream_request *upstream_send_internal(struct upstream *up,
                                                 json_object *cmd,
                                                 upstream_reply_fn fn,
@@ -109,8 +111,5 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
  * as lost.
  */
 void upstream_quiesce(struct upstream *up);
-/* The owner is gone: the reply will be read and dropped. */
-void upstream_request_abandon(struct upstream_request *req);
-uint64_t upstream_request_written_us(const struct upstream_request *req);
 
 #endif

@@ -23,6 +23,17 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 
+# QEMU 10.0 beside Debian 12's 7.2, unpacked into a private prefix: the
+# integration tests run against both (set QMPROXY_SKIP_QEMU10=1 to skip)
+if [ -z "${QMPROXY_SKIP_QEMU10:-}" ]; then
+  qemu10_bin=$(contrib/qemu10.sh)
+  cmake_args+=(-DQMPROXY_QEMU10_BIN="$qemu10_bin")
+  # and libvirt 11.3 driving it, in a mount namespace of its own (root)
+  if [ "$(id -u)" -eq 0 ] && contrib/libvirt11.sh setup >/dev/null; then
+    cmake_args+=(-DQMPROXY_LIBVIRT11=ON)
+  fi
+fi
+
 cmake -S . -B "$build" "${cmake_args[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 ctest --test-dir "$build" --output-on-failure --timeout 1200

@@ -35,7 +35,7 @@ static void started(struct op *op, bool ok)
     step_wait_ready(op, op_ready_or_rollback);
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     const char *mode = qapi_get_str(a, "mode", "absolute-paths");
     const char *target = qapi_get_str(a, "target", NULL);
@@ -56,7 +56,7 @@ static void exec(struct cmd_call *call, json_object *a)
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
         free(err);
-        return;
+        return CMD_RETURN_NORMAL;
     }
     op = op_new("block-copy", NULL, call->client, call);
     d = op_add_disk(op, disk);
@@ -72,6 +72,7 @@ static void exec(struct cmd_call *call, json_object *a)
     }
     op_set_state(op, OP_RUNNING);
     step_start_mirrors(op, started);
+    return CMD_RETURN_WAIT;
 }
 
 static const struct location locations[] = {

@@ -25,7 +25,7 @@ static const struct qapi_member args[] = {
     { NULL, 0, false, NULL, NULL, NULL },
 };
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     json_object *enable, *ret = json_object_new_object();
     json_object *list = json_object_new_array();
@@ -45,7 +45,7 @@ static void exec(struct cmd_call *call, json_object *a)
         json_object_put(ret);
         json_object_put(list);
         cmd_error(call, QMP_GENERIC_ERROR, "the client has gone");
-        return;
+        return CMD_RETURN_NORMAL;
     }
     session_enable_extras(call->slot->session, want);
     now = session_extras(call->slot->session);
@@ -56,7 +56,7 @@ static void exec(struct cmd_call *call, json_object *a)
         json_object_array_add(list, json_object_new_string("commands"));
     }
     json_object_object_add(ret, "enabled", list);
-    cmd_return(call, ret);
+    return cmd_return(call, ret);
 }
 
 const struct cmd_entry cmd_capabilities_entry = {

@@ -4,6 +4,7 @@
  */
 #include "op.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,35 +12,88 @@
 #include "jsonobj.h"
 #include "util.h"
 
+/*
+ * A disk's members, in the order clients see them: one table for what is
+ * shown, what is saved and what is loaded, so the three cannot drift.
+ */
+enum field_type { FIELD_STR, FIELD_INT, FIELD_BOOL };
+
+static const struct disk_field {
+    const char *key;
+    enum field_type type;
+    size_t offset;
+    bool internal;   /* only in the state file */
+    bool with_job;   /* only while the disk has a job */
+} disk_fields[] = {
+#define F(key, type, member, internal, with_job) \
+    { key, type, offsetof(struct op_disk, member), internal, with_job }
+    F("snapshot-file", FIELD_STR, snapshot_file, false, false),
+    F("mirror-file", FIELD_STR, mirror_file, false, false),
+    F("format", FIELD_STR, format, false, false),
+    F("job", FIELD_STR, job, false, false),
+    F("offset", FIELD_INT, offset, false, true),
+    F("len", FIELD_INT, len, false, true),
+    F("job-status", FIELD_STR, job_status, false, false),
+    F("error", FIELD_STR, job_error, false, false),
+    F("note", FIELD_STR, note, false, false),
+    F("mode", FIELD_STR, mode, true, false),
+    F("sync", FIELD_STR, sync, true, false),
+    F("speed", FIELD_INT, speed, true, false),
+    F("old-top-file", FIELD_STR, old_top_file, true, false),
+    F("old-top-node", FIELD_STR, old_top_node, true, false),
+    F("new-top-node", FIELD_STR, new_top_node, true, false),
+    F("own-job", FIELD_BOOL, own_job, true, false),
+    F("manual-finalize", FIELD_BOOL, manual_finalize, true, false),
+    F("ready", FIELD_BOOL, ready, true, false),
+#undef F
+};
+
+#define FIELD(d, f, T) ((T *)((char *)(d) + (f)->offset))
+
 static json_object *disk_json(const struct op_disk *d, bool internal)
 {
     json_object *o = json_object_new_object();
 
     jobj_add_str(o, "disk", d->disk);
     jobj_add_str(o, "state", op_disk_state_name(d->state));
-    jobj_add_str(o, "snapshot-file", d->snapshot_file);
-    jobj_add_str(o, "mirror-file", d->mirror_file);
-    jobj_add_str(o, "format", d->format);
-    jobj_add_str(o, "job", d->job);
-    if (d->job) {
-        json_object_object_add(o, "offset", json_object_new_int64(d->offset));
-        json_object_object_add(o, "len", json_object_new_int64(d->len));
-    }
-    jobj_add_str(o, "job-status", d->job_status);
-    jobj_add_str(o, "error", d->job_error);
-    jobj_add_str(o, "note", d->note);
-    if (internal) {
-        jobj_add_str(o, "mode", d->mode);
-        jobj_add_str(o, "sync", d->sync);
-        json_object_object_add(o, "speed", json_object_new_int64(d->speed));
-        jobj_add_str(o, "old-top-file", d->old_top_file);
-        jobj_add_str(o, "old-top-node", d->old_top_node);
-        jobj_add_str(o, "new-top-node", d->new_top_node);
-        jobj_add_bool(o, "own-job", d->own_job);
-        jobj_add_bool(o, "manual-finalize", d->manual_finalize);
-        jobj_add_bool(o, "ready", d->ready);
+    for (size_t i = 0; i < sizeof(disk_fields) / sizeof(*disk_fields); i++) {
+        const struct disk_field *f = &disk_fields[i];
+        if ((f->internal && !internal) || (f->with_job && !d->job)) {
+            continue;
+        }
+        switch (f->type) {
+        case FIELD_STR:
+            jobj_add_str(o, f->key, *FIELD(d, f, char *const));
+            break;
+        case FIELD_INT:
+            json_object_object_add(o, f->key, json_object_new_int64(
+                                       *FIELD(d, f, const int64_t)));
+            break;
+        case FIELD_BOOL:
+            jobj_add_bool(o, f->key, *FIELD(d, f, const bool));
+            break;
+        }
     }
     return o;
+}
+
+static void disk_load(struct op_disk *d, json_object *saved)
+{
+    op_disk_state_from_name(jobj_str(saved, "state"), &d->state);
+    for (size_t i = 0; i < sizeof(disk_fields) / sizeof(*disk_fields); i++) {
+        const struct disk_field *f = &disk_fields[i];
+        switch (f->type) {
+        case FIELD_STR:
+            str_set(FIELD(d, f, char *), jobj_str(saved, f->key));
+            break;
+        case FIELD_INT:
+            *FIELD(d, f, int64_t) = jobj_int(saved, f->key, 0);
+            break;
+        case FIELD_BOOL:
+            *FIELD(d, f, bool) = jobj_bool(saved, f->key, false);
+            break;
+        }
+    }
 }
 
 static json_object *op_json(const struct op *op, bool internal)
@@ -117,25 +171,7 @@ void ops_load(json_object *saved)
             json_object *ds = json_object_array_get_idx(disks, k);
             struct op_disk *d = op_add_disk(op, jobj_str(ds, "disk")
                                                 ? jobj_str(ds, "disk") : "?");
-            op_disk_state_from_name(jobj_str(ds, "state"), &d->state);
-            str_set(&d->snapshot_file, jobj_str(ds, "snapshot-file"));
-            str_set(&d->mirror_file, jobj_str(ds, "mirror-file"));
-            str_set(&d->format, jobj_str(ds, "format"));
-            str_set(&d->job, jobj_str(ds, "job"));
-            str_set(&d->job_status, jobj_str(ds, "job-status"));
-            str_set(&d->job_error, jobj_str(ds, "error"));
-            str_set(&d->note, jobj_str(ds, "note"));
-            str_set(&d->mode, jobj_str(ds, "mode"));
-            str_set(&d->sync, jobj_str(ds, "sync"));
-            str_set(&d->old_top_file, jobj_str(ds, "old-top-file"));
-            str_set(&d->old_top_node, jobj_str(ds, "old-top-node"));
-            str_set(&d->new_top_node, jobj_str(ds, "new-top-node"));
-            d->speed = jobj_int(ds, "speed", 0);
-            d->offset = jobj_int(ds, "offset", 0);
-            d->len = jobj_int(ds, "len", 0);
-            d->own_job = jobj_bool(ds, "own-job", false);
-            d->manual_finalize = jobj_bool(ds, "manual-finalize", false);
-            d->ready = jobj_bool(ds, "ready", false);
+            disk_load(d, ds);
         }
     }
 }

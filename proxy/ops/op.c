@@ -266,21 +266,21 @@ bool ops_busy_disk(const char *disk, const struct op **by)
     return false;
 }
 
-struct op *op_find_snapshot(struct cmd_call *call, const char *name)
+char *op_find_snapshot(const char *name, struct op **found)
 {
     struct op *op = op_find(name);
 
     if (!op) {
-        cmd_error(call, QMP_GENERIC_ERROR, "No operation named '%s' (see "
-                  "qmproxy-query-operations)", name);
-        return NULL;
+        return xasprintf("No operation named '%s' (see "
+                         "qmproxy-query-operations)", name);
     }
-    if (strcmp(op->type, "snapshot-mirror") && strcmp(op->type, "transaction")) {
-        cmd_error(call, QMP_GENERIC_ERROR, "operation %s is a %s, not a "
-                  "snapshot with copies", name, op->type);
-        return NULL;
+    if (strcmp(op->type, "snapshot-mirror")
+        && strcmp(op->type, "transaction")) {
+        return xasprintf("operation %s is a %s, not a snapshot with copies",
+                         name, op->type);
     }
-    return op;
+    *found = op;
+    return NULL;
 }
 
 struct op *op_owning_job(const char *job, int *index)

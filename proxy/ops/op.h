@@ -180,9 +180,9 @@ void op_watch(struct op *op);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
 bool ops_busy_disk(const char *disk, const struct op **by);
-/* The snapshot-with-copies operation a command names, or NULL after
- * answering call with what is wrong. */
-struct op *op_find_snapshot(struct cmd_call *call, const char *name);
+/* The snapshot-with-copies operation a command names: NULL and *found
+ * set, or what is wrong (owned). */
+char *op_find_snapshot(const char *name, struct op **found);
 /* The unfinished operation whose disk runs this job (and which disk). */
 struct op *op_owning_job(const char *job, int *index);
 

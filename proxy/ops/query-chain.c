@@ -50,7 +50,7 @@ static void answer(void *opaque)
     free(q);
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     struct chain *c = call->env->chain;
     const char *disk = qapi_get_str(a, "disk", NULL);
@@ -70,13 +70,14 @@ static void exec(struct cmd_call *call, json_object *a)
                   names.buf ? names.buf : "none");
         strbuf_release(&names);
         json_object_put(all);
-        return;
+        return CMD_RETURN_NORMAL;
     }
     q = xcalloc(1, sizeof(*q));
     q->call = call;
     q->disk = disk ? xstrdup(chain_disk_name(c, disk)) : NULL;
     q->xml = !strcmp(qapi_get_str(a, "format", "json"), "xml");
     chain_refresh(c, answer, q);
+    return CMD_RETURN_WAIT;
 }
 
 const struct cmd_entry cmd_query_chain_entry = {

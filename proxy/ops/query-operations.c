@@ -11,15 +11,15 @@ static const struct qapi_member args[] = {
     { NULL, 0, false, NULL, NULL, NULL },
 };
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
 
     if (name && !op_find(name)) {
         cmd_error(call, QMP_GENERIC_ERROR, "No operation named '%s'", name);
-        return;
+        return CMD_RETURN_NORMAL;
     }
-    cmd_return(call, ops_to_json(name));
+    return cmd_return(call, ops_to_json(name));
 }
 
 const struct cmd_entry cmd_query_operations_entry = {

@@ -137,13 +137,14 @@ fail:
     }
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     start(call, qapi_get_str(a, "disk", NULL), qapi_get_str(a, "file", NULL),
           -1);
+    return CMD_RETURN_WAIT;
 }
 
-static void exec_rhel(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec_rhel(struct cmd_call *call, json_object *a)
 {
     const char *witness = qapi_get_str(a, "witness", NULL);
     int fd = -1;
@@ -153,12 +154,13 @@ static void exec_rhel(struct cmd_call *call, json_object *a)
         if (kept < 0) {
             cmd_error(call, QMP_GENERIC_ERROR, "witness '%s' names no file "
                       "descriptor passed with getfd", witness);
-            return;
+            return CMD_RETURN_NORMAL;
         }
         fd = dup(kept);
     }
     start(call, qapi_get_str(a, "device", NULL),
           qapi_get_str(a, "new-image-file", NULL), fd);
+    return CMD_RETURN_WAIT;
 }
 
 static const struct location locations[] = {

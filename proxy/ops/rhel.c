@@ -83,7 +83,7 @@ static void mirror_reply(void *opaque, const struct upstream_reply *r)
     free(f);
 }
 
-static void exec_mirror(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec_mirror(struct cmd_call *call, json_object *a)
 {
     struct forwarded *f = xcalloc(1, sizeof(*f));
     json_object *cmd;
@@ -93,6 +93,7 @@ static void exec_mirror(struct cmd_call *call, json_object *a)
     cmd = qmp_command("drive-mirror", json_object_get(f->args));
     upstream_send_internal(call->env->up, cmd, mirror_reply, f);
     json_object_put(cmd);
+    return CMD_RETURN_WAIT;
 }
 
 static const struct location mirror_locations[] = {
@@ -189,7 +190,7 @@ static void transaction_done(struct op *op, int disk, bool ok,
     step_start_mirrors(op, transaction_mirrors);
 }
 
-static void exec_transaction(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec_transaction(struct cmd_call *call, json_object *a)
 {
     struct chain *c = call->env->chain;
     json_object *actions, *standard = json_object_new_array();
@@ -258,14 +259,14 @@ static void exec_transaction(struct cmd_call *call, json_object *a)
         op_fail(op, "%s", err);
         cmd_error(call, QMP_GENERIC_ERROR, "%s", err);
         free(err);
-        return;
+        return CMD_RETURN_NORMAL;
     }
     op->call = call;
     op_set_state(op, OP_RUNNING);
     if (json_object_array_length(standard) == 0) {
         json_object_put(standard);
         transaction_done(op, -1, true, NULL, NULL);
-        return;
+        return CMD_RETURN_WAIT;
     }
     json_object *targs = json_object_new_object();
     json_object *props;
@@ -274,6 +275,7 @@ static void exec_transaction(struct cmd_call *call, json_object *a)
         json_object_object_add(targs, "properties", json_object_get(props));
     }
     op_qmp(op, qmp_command("transaction", targs), transaction_done, -1);
+    return CMD_RETURN_WAIT;
 }
 
 const struct cmd_entry cmd_rhel_transaction_entry = {

@@ -26,20 +26,19 @@ static void aborted(struct op *op, bool ok)
     }
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
-    struct op *op = op_find_snapshot(call, name);
-    char *refused;
+    struct op *op = NULL;
+    char *refused = op_find_snapshot(name, &op);
 
-    if (!op) {
-        return;
+    if (!refused) {
+        refused = op_verb_refused(op, OP_VERB_ABORT);
     }
-    refused = op_verb_refused(op, OP_VERB_ABORT);
     if (refused) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
         free(refused);
-        return;
+        return CMD_RETURN_NORMAL;
     }
     if (op->call) {
         /* the snapshot's own caller is still waiting for READY */
@@ -54,6 +53,7 @@ static void exec(struct cmd_call *call, json_object *a)
     free(op->step_error);
     op->step_error = xstrdup("aborted on request");
     step_rollback(op, aborted);
+    return CMD_RETURN_WAIT;
 }
 
 const struct cmd_entry cmd_snapshot_abort_entry = {

@@ -203,7 +203,7 @@ out:
     return err;
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     json_object *v;
     struct parsed p;
@@ -231,6 +231,7 @@ static void exec(struct cmd_call *call, json_object *a)
         free(p.owned[i]);
     }
     free(p.name);
+    return CMD_RETURN_WAIT;
 }
 
 const struct cmd_entry cmd_snapshot_mirror_xml_entry = {

@@ -129,7 +129,7 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
     step_snapshot(op, snapshotted);
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     json_object *disks;
     struct snapshot_spec specs[64];
@@ -139,7 +139,7 @@ static void exec(struct cmd_call *call, json_object *a)
     n = json_object_array_length(disks);
     if (n > 64) {
         cmd_error(call, QMP_GENERIC_ERROR, "at most 64 disks at once");
-        return;
+        return CMD_RETURN_NORMAL;
     }
     for (size_t i = 0; i < n; i++) {
         json_object *d = json_object_array_get_idx(disks, i);
@@ -153,6 +153,7 @@ static void exec(struct cmd_call *call, json_object *a)
         };
     }
     snapshot_mirror_start(call, qapi_get_str(a, "name", NULL), specs, (int)n);
+    return CMD_RETURN_WAIT;
 }
 
 static const struct location locations[] = {

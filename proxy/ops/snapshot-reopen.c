@@ -50,26 +50,26 @@ static void reopened(struct op *op, bool ok)
     op_fail(op, "%s", op->step_error ? op->step_error : "it failed");
 }
 
-static void exec(struct cmd_call *call, json_object *a)
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
-    struct op *op = op_find_snapshot(call, name);
-    char *refused;
+    struct op *op = NULL;
+    char *refused = op_find_snapshot(name, &op);
     bool to_mirror = !strcmp(qapi_get_str(a, "target", "mirror"), "mirror");
 
-    if (!op) {
-        return;
+    if (!refused) {
+        refused = op_verb_refused(op, OP_VERB_REOPEN);
     }
-    refused = op_verb_refused(op, OP_VERB_REOPEN);
     if (refused) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
         free(refused);
-        return;
+        return CMD_RETURN_NORMAL;
     }
     op->busy_with = "reopen";
     op->call = call;
     op_set_state(op, OP_PIVOTING);
     step_reopen(op, to_mirror, reopened);
+    return CMD_RETURN_WAIT;
 }
 
 const struct cmd_entry cmd_snapshot_reopen_entry = {

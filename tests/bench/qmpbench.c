@@ -7,7 +7,11 @@
  *
  *   qmpbench --target direct=/path/qmp.sock --target proxy=/path/p.sock
  *            [--count 20000] [--command '{"execute": "query-version"}']
- *            [--pipeline DEPTH]
+ *            [--pipeline DEPTH] [--seconds S]
+ *
+ * --seconds bounds a pipelined run in time: no command is sent after S
+ * seconds, the ones in flight are awaited, and "commands" says how many
+ * were done.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +36,8 @@ struct target {
     uint64_t *lat;
     size_t nlat;
     double throughput;
+    size_t done;        /* pipelined: commands answered */
+    double seconds;     /* pipelined: time spent */
 };
 
 static uint64_t now_ns(void)
@@ -131,11 +137,13 @@ int main(int argc, char **argv)
         { "pipeline", required_argument, NULL, 'p' },
         { "warmup", required_argument, NULL, 'w' },
         { "oob", no_argument, NULL, 'o' },
+        { "seconds", required_argument, NULL, 's' },
         { NULL, 0, NULL, 0 },
     };
     struct target targets[MAX_TARGETS];
     int ntargets = 0, c;
     size_t count = 20000, warmup = 200, pipeline = 0;
+    double seconds = 0;
     const char *command = "{\"execute\": \"query-version\"}";
 
     memset(targets, 0, sizeof(targets));
@@ -157,6 +165,7 @@ int main(int argc, char **argv)
         case 'p': pipeline = strtoull(optarg, NULL, 10); break;
         case 'w': warmup = strtoull(optarg, NULL, 10); break;
         case 'o': negotiate_oob = true; break;
+        case 's': seconds = strtod(optarg, NULL); break;
         default: die("usage", "see the comment at the top of qmpbench.c");
         }
     }
@@ -186,22 +195,31 @@ int main(int argc, char **argv)
     } else {
         /* keep DEPTH commands in flight; rounds alternate the targets */
         size_t rounds = 5, per_round = count / rounds;
+        uint64_t end = seconds > 0
+            ? now_ns() + (uint64_t)(seconds * 1e9) : UINT64_MAX;
         for (size_t r = 0; r < rounds; r++) {
             for (int i = 0; i < ntargets; i++) {
                 struct target *t = &targets[(r + (size_t)i) % (size_t)ntargets];
-                size_t sent = 0, done = 0;
+                size_t sent = 0, done = 0, limit = per_round;
                 uint64_t t0 = now_ns();
-                while (done < per_round) {
-                    while (sent < per_round && sent - done < pipeline) {
+                while (done < limit) {
+                    while (sent < limit && sent - done < pipeline) {
                         send_all(t, command, clen);
                         sent++;
                     }
                     read_reply(t);
                     done++;
+                    if ((done & 255) == 0 && now_ns() > end) {
+                        limit = sent;  /* out of time: await what is sent */
+                    }
                 }
-                t->throughput += (double)per_round
-                    / ((double)(now_ns() - t0) / 1e9) / (double)rounds;
+                t->done += done;
+                t->seconds += (double)(now_ns() - t0) / 1e9;
             }
+        }
+        for (int i = 0; i < ntargets; i++) {
+            targets[i].throughput = (double)targets[i].done
+                / targets[i].seconds;
         }
     }
 
@@ -209,8 +227,8 @@ int main(int argc, char **argv)
         struct target *t = &targets[i];
         if (pipeline) {
             printf("{\"target\": \"%s\", \"pipeline\": %zu, \"commands\": %zu, "
-                   "\"per_second\": %.0f}\n", t->name, pipeline, count,
-                   t->throughput);
+                   "\"per_second\": %.0f, \"seconds\": %.3f}\n", t->name,
+                   pipeline, t->done, t->throughput, t->seconds);
             continue;
         }
         qsort(t->lat, t->nlat, sizeof(uint64_t), cmp_u64);

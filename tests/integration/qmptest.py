@@ -26,6 +26,24 @@ QEMU_IO = shutil.which("qemu-io") or "qemu-io"
 
 TIMEOUT = float(os.environ.get("QMPTEST_TIMEOUT", "20"))
 
+
+def qemu_version():
+    """The QEMU these tests run against, as its -version says."""
+    out = subprocess.run([QEMU_BIN, "-version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "unknown QEMU at %s" % QEMU_BIN
+
+
+_announced = False
+
+
+def announce_qemu():
+    """Say once, on stderr, which QEMU a test run used (bisecting)."""
+    global _announced
+    if not _announced:
+        _announced = True
+        import sys
+        print("qmptest: %s (%s)" % (qemu_version(), QEMU_BIN), file=sys.stderr)
+
 SHAPES = ("none", "q35")
 
 
@@ -66,6 +84,7 @@ class QEMU:
             if not os.path.exists(img):
                 qemu_img("create", "-q", "-f", "qcow2", img, disk_size)
             self.images.append(img)
+        announce_qemu()
         args = [QEMU_BIN, "-nodefaults", "-display", "none", "-no-user-config"]
         if shape == "none":
             args += ["-M", "none"]

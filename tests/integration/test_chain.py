@@ -221,6 +221,24 @@ class Jobs(ChainTestCase):
         self.assertEqual([l["file"] for l in after["chain"]], [dest_snap, dest_base])
         self.assertNotIn("mirror", after)
 
+    def test_blockdev_mirror_onto_nodes_named_by_reference(self):
+        """libvirt's block copy: the copy's storage node, then a format node
+        whose file names it, then blockdev-mirror onto the format node."""
+        target = os.path.join(self.workdir, "copy.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", target, "64M")
+        self.c.ok("blockdev-add", {"driver": "file", "filename": target,
+                                   "node-name": "libvirt-6-storage"})
+        self.c.ok("blockdev-add", {"driver": "qcow2", "file": "libvirt-6-storage",
+                                   "node-name": "libvirt-6-format"})
+        device = self.dev() if self.shape == "q35" else qemu_chain(self.c)[2]
+        self.c.ok("blockdev-mirror", {"job-id": "copy", "device": device,
+                                      "target": "libvirt-6-format", "sync": "full"})
+        self.wait_job_event("BLOCK_JOB_READY", "copy")
+        m = proxy_chain(self.c)["mirror"]
+        self.assertEqual((m["file"], m["format"], m["ready"]), (target, "qcow2", "yes"))
+        self.c.ok("block-job-cancel", {"device": "copy"})
+        self.wait_job_event("BLOCK_JOB_COMPLETED", "copy")
+
     def test_cancelled_ready_mirror_leaves_chain(self):
         s1 = self.snapshot()
         target = os.path.join(self.workdir, "copy.qcow2")
@@ -334,9 +352,11 @@ class Persistence(ChainTestCase):
         self.assertEqual(files, [s2, s1, self.qemu.images[0]])
         wait_for(lambda: "while qmproxy was away, the chain of disk disk0 changed"
                  in self.proxy.read_stderr(), what="the log line")
-        events = [json.loads(l) for l in open(self.tlog) if "QMPROXY_CHAIN_CHANGED" in l]
-        ev = [e for e in events if e["msg"]["data"].get("reason") == "changed-while-away"]
-        self.assertTrue(ev, events)
+        # the writer thread writes the line within milliseconds, not at once
+        def away_events():
+            events = [json.loads(l) for l in open(self.tlog) if "QMPROXY_CHAIN_CHANGED" in l]
+            return [e for e in events if e["msg"]["data"].get("reason") == "changed-while-away"]
+        ev = wait_for(away_events, what="the changed-while-away event in the traffic log")
         self.assertEqual(ev[0]["msg"]["data"]["before"], "%s <- %s" % (s1, self.qemu.images[0]))
 
     def test_corrupt_state_file_set_aside(self):

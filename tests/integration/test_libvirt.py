@@ -21,6 +21,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -120,9 +121,43 @@ def qmproxy_pids(private):
         and "unix:" + private in a) if alive(p)]
 
 
-def guard_pids(private):
-    return [p for p in find_processes(
-        lambda a: "--qmproxy-guard" in a and private in a) if alive(p)]
+def unix_socket_of(pid, fd):
+    """(path, listening) of the Unix socket that is descriptor fd of the
+    process, or None if it is none."""
+    try:
+        link = os.readlink("/proc/%d/fd/%d" % (pid, fd))
+    except OSError:
+        return None
+    m = re.fullmatch(r"socket:\[(\d+)\]", link)
+    if not m:
+        return None
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 7 and parts[6] == m[1]:
+                # flags 0x10000: __SO_ACCEPTCON, a listening socket
+                return (parts[7] if len(parts) >= 8 else None,
+                        bool(int(parts[3], 16) & 0x10000))
+    return None
+
+
+def held_fds(pid):
+    """{descriptor: what it is (socket:[inode], pipe:[inode], a path)}"""
+    held = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            held[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    return held
+
+
+def monitor_fd(args):
+    """The descriptor of libvirt's monitor chardev (fd=N) on a command line."""
+    chardev = [a for a in args if a.startswith("socket,id=charmonitor,")]
+    assert len(chardev) == 1, args
+    return int(re.search(r"(?:^|,)fd=(\d+)(?:,|$)", chardev[0])[1])
 
 
 def unix_sockets_named(paths):
@@ -157,6 +192,36 @@ def image_backing(path):
 
 def write_base_pattern(path, pattern, offset):
     run([QEMU_IO, "-f", "qcow2", "-c", "write -P 0x%02x %d %d" % (pattern, offset, CHUNK), path])
+
+
+def wrapper_emulator(folder, traffic_dir, qmproxy_args, extra_conf=""):
+    """The <emulator> for domains behind qmproxy: the wrapper under a name
+    of its own in folder, so that its configuration (<emulator path>.conf,
+    written here) is this run's.  qmproxy_args: the QMPROXY_ARGS array's
+    contents, in shell syntax; extra_conf: more lines for the file."""
+    emulator = os.path.join(folder, "qemu-qmproxy")
+    os.symlink(WRAPPER, emulator)
+    with open(emulator + ".conf", "w") as f:
+        f.write("# qmproxy's libvirt test\n"
+                "QEMU=%s\n" % shlex.quote(os.path.abspath(QEMU_BIN)) +
+                "QMPROXY=%s\n" % shlex.quote(os.path.abspath(QMPROXY)) +
+                'QMPROXY_TRAFFIC_LOG=%s/"$DOMAIN_NAME".jsonl\n' % shlex.quote(traffic_dir) +
+                "QMPROXY_ARGS=(%s)\n" % qmproxy_args + extra_conf)
+    return emulator
+
+
+def forget_capabilities(emulator):
+    """libvirt caches what it probed per emulator path: forget this one."""
+    if not os.path.isdir(CAPS_CACHE):
+        return
+    for name in os.listdir(CAPS_CACHE):
+        path = os.path.join(CAPS_CACHE, name)
+        try:
+            with open(path, errors="replace") as f:
+                if "<emulator>%s</emulator>" % emulator in f.read():
+                    os.unlink(path)
+        except OSError:
+            pass
 
 
 class LibvirtSetup:
@@ -445,7 +510,7 @@ class Domain:
         return qmproxy_pids(self.private)
 
     def destroy_and_check(self):
-        """virsh destroy: QEMU, qmproxy, the guard and every socket gone."""
+        """virsh destroy: QEMU, qmproxy and every socket gone."""
         pid, private, monitor, home = self.qemu_pid, self.private, self.monitor, self.home
         proxies = self.proxies()
         self.test.assertEqual(len(proxies), 1, "one qmproxy for the domain")
@@ -453,7 +518,6 @@ class Domain:
         wait_for(lambda: not alive(pid), timeout=30, what="QEMU to end")
         wait_for(lambda: not any(alive(p) for p in proxies), timeout=15,
                  what="qmproxy to end with QEMU")
-        wait_for(lambda: not guard_pids(private), timeout=15, what="the guard to end")
         wait_for(lambda: not os.path.exists(home), timeout=15,
                  what="libvirt to remove %s" % home)
         self.test.assertEqual(unix_sockets_named({private, monitor}), [],
@@ -473,6 +537,15 @@ class Domain:
         """Whatever happened, leave no domain running."""
         if self.qemu_pid and alive(self.qemu_pid):
             self.virsh("destroy", self.name, check=False)
+
+
+def runs_qemu(exe):
+    """Is exe (a process's /proc/PID/exe) QEMU_BIN?  QEMU_BIN may itself be
+    a script that execs the emulator, as contrib/qemu10.sh's is."""
+    exe = os.path.realpath(exe)
+    return exe == os.path.realpath(QEMU_BIN) or (
+        os.path.basename(exe) == "qemu-system-x86_64"
+        and open(QEMU_BIN, "rb").read(2) == b"#!")
 
 
 def traffic(path):
@@ -508,32 +581,15 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="qmproxy-libvirt-", dir=os.environ.get("QMPTEST_TMP"))
         os.chmod(cls.tmp, 0o755)   # a libvirtd configured otherwise may run QEMU as another user
         cls.traffic_dir = os.path.join(cls.tmp, "traffic")
-        # The <emulator>: the wrapper under a name of its own, so that its
-        # configuration (<emulator path>.conf) is this run's
-        cls.emulator = os.path.join(cls.tmp, "qemu-qmproxy")
-        os.symlink(WRAPPER, cls.emulator)
-        with open(cls.emulator + ".conf", "w") as f:
-            f.write("# qmproxy's libvirt test\n"
-                    "QEMU=%s\n" % shlex.quote(os.path.abspath(QEMU_BIN)) +
-                    "QMPROXY=%s\n" % shlex.quote(os.path.abspath(QMPROXY)) +
-                    'QMPROXY_TRAFFIC_LOG=%s/"$DOMAIN_NAME".jsonl\n' % shlex.quote(cls.traffic_dir) +
-                    'QMPROXY_ARGS=(-v --state "$DOMAIN_DIR/qmproxy.state")\n')
+        cls.emulator = wrapper_emulator(cls.tmp, cls.traffic_dir,
+                                        '-v --state "$DOMAIN_DIR/qmproxy.state"')
 
     @classmethod
     def tearDownClass(cls):
         try:
             cls.libvirt.stop()
         finally:
-            # libvirt caches what it probed per emulator path: forget ours
-            if os.path.isdir(CAPS_CACHE):
-                for name in os.listdir(CAPS_CACHE):
-                    path = os.path.join(CAPS_CACHE, name)
-                    try:
-                        with open(path, errors="replace") as f:
-                            if "<emulator>%s</emulator>" % cls.emulator in f.read():
-                                os.unlink(path)
-                    except OSError:
-                        pass
+            forget_capabilities(cls.emulator)
             if os.environ.get("QMPTEST_KEEP"):
                 print("kept", cls.tmp)
             else:
@@ -583,10 +639,12 @@ class LibvirtThroughQmproxy(unittest.TestCase):
 
         # libvirt's pid is QEMU's (the wrapper exec'd it); qmproxy beside it
         exe = os.readlink("/proc/%d/exe" % dom.qemu_pid)
-        self.assertEqual(os.path.realpath(exe), os.path.realpath(QEMU_BIN))
+        self.assertTrue(runs_qemu(exe), exe)
         args = proc_cmdline(dom.qemu_pid)
-        self.assertIn("socket,id=charmonitor,path=%s,server=on,wait=off" % dom.private, args)
-        self.assertFalse([a for a in args if "charmonitor" in a and "fd=" in a])
+        # QEMU's command line is libvirt's; its monitor descriptor is the
+        # private socket qmproxy made, listening, not libvirt's
+        self.assertEqual(unix_socket_of(dom.qemu_pid, monitor_fd(args)),
+                         (dom.private, True))
         proxies = dom.proxies()
         self.assertEqual(len(proxies), 1)
         pargs = proc_cmdline(proxies[0])
@@ -912,13 +970,18 @@ class WrapperAlone(unittest.TestCase):
                        QMPROXY_TRAFFIC_LOG='%s/"$DOMAIN_NAME-$DOMAIN_UUID".jsonl' % traffic_log,
                        QMPROXY_ARGS="(-v)")
         lsock, path = self.listening_socket()
+        # another descriptor for QEMU alone, as libvirt passes tap devices
+        # or a restore stream: qmproxy must not keep it
+        other_r, other_w = os.pipe()
+        self.addCleanup(os.close, other_r)
+        self.addCleanup(os.close, other_w)
         uuid = "c7a5fdbd-cdaf-9455-926a-d65c16db1809"
+        chardev = "socket,id=charmonitor,fd=%d,server=on,wait=off" % lsock.fileno()
         p = self.wrapper(["-name", "guest=a,,b,debug-threads=on", "-uuid", uuid, "-S",
                           "-M", "none", "-display", "none", "-nodefaults",
-                          "-chardev", "socket,id=charmonitor,fd=%d,server=on,wait=off"
-                          % lsock.fileno(),
+                          "-chardev", chardev,
                           "-mon", "chardev=charmonitor,id=monitor,mode=control"],
-                         pass_fds=[lsock.fileno()])
+                         pass_fds=[lsock.fileno(), other_w])
         # like libvirt: connect at once, before QEMU or qmproxy are up
         client = QMPClient(path)
         self.addCleanup(client.close)
@@ -927,20 +990,28 @@ class WrapperAlone(unittest.TestCase):
         self.assertEqual(client.ok("query-status")["status"], "prelaunch")
 
         private = os.path.join(self.dir, PRIVATE_SOCKET)
-        self.assertEqual(os.path.realpath(os.readlink("/proc/%d/exe" % p.pid)),
-                         os.path.realpath(QEMU_BIN), "the wrapper did not exec QEMU")
-        self.assertIn("socket,id=charmonitor,path=%s,server=on,wait=off" % private,
-                      proc_cmdline(p.pid))
+        exe = os.readlink("/proc/%d/exe" % p.pid)
+        self.assertTrue(runs_qemu(exe), "the wrapper did not exec QEMU: %s runs" % exe)
+        # QEMU's command line as libvirt wrote it, its descriptor the
+        # private socket, listening
+        self.assertIn(chardev, proc_cmdline(p.pid))
+        self.assertEqual(unix_socket_of(p.pid, lsock.fileno()), (private, True))
         proxies = qmproxy_pids(private)
         self.assertEqual(len(proxies), 1)
         with open("/proc/%d/stat" % proxies[0]) as f:
             self.assertEqual(int(f.read().rsplit(")", 1)[1].split()[1]), p.pid,
                              "qmproxy is not QEMU's child")
-        # only qmproxy accepts on libvirt's socket: QEMU does not hold it
-        inode = os.fstat(lsock.fileno()).st_ino
-        held = {os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
-                for fd in os.listdir("/proc/%d/fd" % p.pid)}
-        self.assertNotIn("socket:[%d]" % inode, held)
+        # only qmproxy accepts on libvirt's socket: QEMU does not hold it;
+        # and qmproxy holds neither QEMU's socket nor what was QEMU's alone
+        qemu_held = held_fds(p.pid)
+        qemu_fds, proxy_fds = set(qemu_held.values()), set(held_fds(proxies[0]).values())
+        libvirt_sock = "socket:[%d]" % os.fstat(lsock.fileno()).st_ino
+        other = "pipe:[%d]" % os.fstat(other_w).st_ino
+        self.assertNotIn(libvirt_sock, qemu_fds)
+        self.assertIn(libvirt_sock, proxy_fds)
+        self.assertIn(other, qemu_fds)
+        self.assertNotIn(other, proxy_fds)
+        self.assertNotIn(qemu_held[lsock.fileno()], proxy_fds)
         # the configuration saw the domain's name (commas undoubled) and uuid
         # (the log is written by a thread of its own: wait for the line)
         log_path = os.path.join(traffic_log, "a,b-%s.jsonl" % uuid)
@@ -954,7 +1025,50 @@ class WrapperAlone(unittest.TestCase):
         self.assertTrue(client.at_eof(10))
         p.wait(15)
         wait_for(lambda: not qmproxy_pids(private), timeout=15, what="qmproxy to end")
-        wait_for(lambda: not guard_pids(private), timeout=15, what="the guard to end")
+        self.check_sanitizers()
+
+    def test_qmproxy_is_connected_before_qemu_runs(self):
+        """The private socket exists, listening, before QEMU starts, and
+        qmproxy's connection waits in it: nothing polls for QEMU's socket.
+        The stand-in QEMU waits for a go file, then execs the real QEMU."""
+        go = os.path.join(self.dir, "go")
+        late = os.path.join(self.dir, "late-qemu")
+        with open(late, "w") as f:
+            f.write('#!/bin/bash\n'
+                    'for ((i = 0; i < 3000; i++)); do [ -e %s ] && break; sleep 0.01; done\n'
+                    'exec %s "$@"\n' % (shlex.quote(go), shlex.quote(QEMU_BIN)))
+        os.chmod(late, 0o755)
+        self.configure(QEMU=shlex.quote(late), QMPROXY=shlex.quote(os.path.abspath(QMPROXY)),
+                       QMPROXY_ARGS="(-v)")
+        lsock, path = self.listening_socket()
+        p = self.wrapper(["-name", "guest=late", "-S", "-M", "none", "-display", "none",
+                          "-nodefaults", "-chardev",
+                          "socket,id=charmonitor,fd=%d,server=on,wait=off" % lsock.fileno(),
+                          "-mon", "chardev=charmonitor,id=monitor,mode=control"],
+                         pass_fds=[lsock.fileno()])
+        private = os.path.join(self.dir, PRIVATE_SOCKET)
+        wait_for(lambda: "connected to QEMU at unix:%s" % private in self.read_output(),
+                 what="qmproxy to connect")
+        # connected, and QEMU has not even started (the process that
+        # becomes QEMU gets the socket as its descriptor a moment after
+        # the fork, hence the wait)
+        wait_for(lambda: unix_socket_of(p.pid, lsock.fileno()) == (private, True),
+                 what="the private socket as the monitor descriptor")
+        self.assertFalse(os.path.exists(go))
+        self.assertNotEqual(os.path.realpath(os.readlink("/proc/%d/exe" % p.pid)),
+                            os.path.realpath(QEMU_BIN))
+        client = QMPClient(path, read_greeting=False)
+        self.addCleanup(client.close)
+        with open(go, "w"):
+            pass
+        self.assertIn(b'"QMP"', client.read_line())
+        client.negotiate()
+        self.assertEqual(client.ok("query-status")["status"], "prelaunch")
+        self.assertNotIn("could not reach", self.read_output())
+        client.send({"execute": "quit"})
+        self.assertEqual(client.read_reply(), {"return": {}})
+        p.wait(15)
+        wait_for(lambda: not qmproxy_pids(private), timeout=15, what="qmproxy to end")
         self.check_sanitizers()
 
     def test_qmproxy_ends_when_qemu_does_not_start(self):
@@ -967,12 +1081,23 @@ class WrapperAlone(unittest.TestCase):
                          pass_fds=[lsock.fileno()])
         self.assertEqual(p.wait(30), 1)
         private = os.path.join(self.dir, PRIVATE_SOCKET)
-        # without the guard qmproxy would wait its 60 s for QEMU's socket
-        started = time.monotonic()
+        # only QEMU held the private socket: its end resets qmproxy's
+        # waiting connection, and qmproxy does not wait its 60 s
         wait_for(lambda: not qmproxy_pids(private), timeout=10,
                  what="qmproxy to end when QEMU failed")
-        self.assertLess(time.monotonic() - started, 10)
-        wait_for(lambda: not guard_pids(private), timeout=10, what="the guard to end")
+        self.check_sanitizers()
+
+    def test_qmproxy_ends_when_qemu_cannot_be_executed(self):
+        self.configure(QEMU=shlex.quote(os.path.join(self.dir, "no-such-qemu")),
+                       QMPROXY=shlex.quote(os.path.abspath(QMPROXY)))
+        lsock, _ = self.listening_socket()
+        p = self.wrapper(["-name", "guest=f", "-chardev",
+                          "socket,id=charmonitor,fd=%d,server=on,wait=off" % lsock.fileno()],
+                         pass_fds=[lsock.fileno()])
+        self.assertNotEqual(p.wait(30), 0)
+        self.assertIn("cannot execute", self.read_output())
+        wait_for(lambda: not qmproxy_pids(os.path.join(self.dir, PRIVATE_SOCKET)),
+                 timeout=10, what="qmproxy to end when QEMU could not be executed")
         self.check_sanitizers()
 
     def test_refuses_a_monitor_it_cannot_serve(self):

@@ -6,6 +6,7 @@ and --check-policy."""
 import glob
 import json
 import os
+import socket
 import signal
 import subprocess
 import threading
@@ -200,6 +201,74 @@ class Paths(ProxyTestCase):
             self.assertIn("not allowed by policy", r["error"]["desc"], cmd)
         self.assertEqual(os.listdir(self.outside), [])
         self.assertEqual(qemu_chain(c)[0], self.qemu.images)
+
+    def test_dangling_symlinks_refused(self):
+        """A link in an allowed folder whose target does not exist yet:
+        QEMU would create the file where it points."""
+        c = self.client()
+        os.symlink(self.outside + "/snap.qcow2", self.allowed + "/dangling.qcow2")
+        os.symlink("../outside/not-yet", self.allowed + "/dangling-dir")
+        os.symlink(self.outside + "/created.img", self.allowed + "/create.img")
+        r = self.snap(c, self.allowed + "/dangling.qcow2")
+        self.assertIn("that is %s/snap.qcow2" % self.outside, r["error"]["desc"])
+        r = self.snap(c, self.allowed + "/dangling-dir/x.qcow2")
+        self.assertIn("is not allowed by policy", r["error"]["desc"])
+        r = c.cmd("blockdev-create", {"job-id": "mk", "options": {
+            "driver": "file", "filename": self.allowed + "/create.img", "size": 1048576}})
+        self.assertIn("that is %s/created.img" % self.outside, r["error"]["desc"])
+        self.assertEqual(os.listdir(self.outside), [])
+
+    def test_network_children_confined(self):
+        """An NBD server in a forbidden folder (QEMU connected to it), and
+        protocols the policy does not allow."""
+        c = self.client()
+        sock = os.path.join(self.outside, "x.sock")
+        lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        lsock.bind(sock)
+        lsock.listen(1)
+        lsock.settimeout(0.5)
+        self.addCleanup(lsock.close)
+        r = c.cmd("blockdev-add", {"driver": "nbd", "node-name": "remote", "export": "e",
+                                   "server": {"type": "unix", "path": sock}})
+        self.assertIn("the NBD server unix:%s is not allowed" % sock, r["error"]["desc"])
+        with self.assertRaises(socket.timeout):
+            lsock.accept()   # QEMU never heard of it
+        for args, words in [
+                ({"driver": "ssh", "node-name": "s", "server": {"host": "169.254.9.9"},
+                  "path": "/x"}, '<allow protocol="ssh"/>'),
+                ({"driver": "raw", "node-name": "r", "file": {
+                    "driver": "nbd", "server": {"type": "inet", "host": "169.254.9.9",
+                                                "port": "10809"}}}, "tcp:169.254.9.9:10809")]:
+            r = c.cmd("blockdev-add", args)
+            self.assertIn(words, r["error"]["desc"])
+        r = c.cmd("nbd-server-start", {"addr": {"type": "unix", "data": {
+            "path": os.path.join(self.outside, "server.sock")}}})
+        self.assertIn("not allowed by policy", r["error"]["desc"])
+        r = c.cmd("migrate", {"uri": "exec:touch %s/pwned" % self.outside})
+        self.assertIn('<allow protocol="exec"/>', r["error"]["desc"])
+        self.assertEqual(sorted(os.listdir(self.outside)), ["x.sock"])
+        # a server in an allowed folder is fine: QEMU gets to try
+        r = c.cmd("nbd-server-start", {"addr": {"type": "unix", "data": {
+            "path": os.path.join(self.allowed, "server.sock")}}})
+        self.assertEqual(r, {"return": {}})
+
+    def test_commands_nobody_declared(self):
+        """Under a path policy, a command that can name a place and that
+        nobody declared is refused (read from QEMU's own schema); so is HMP,
+        which can name anything."""
+        c = self.client()
+        r = c.cmd("human-monitor-command", {"command-line": "info status"})
+        self.assertIn("can name any file, socket or program", r["error"]["desc"])
+        r = c.cmd("display-update", {"type": "vnc", "addresses": [
+            {"type": "inet", "host": "169.254.9.9", "port": "5900"}]})
+        self.assertIn("can name a place outside QEMU (its argument addresses.", r["error"]["desc"])
+        r = c.cmd("blockdev-reopen", {"options": [{"driver": "qcow2", "node-name": "x",
+                                                   "file": {"driver": "file",
+                                                            "filename": self.outside + "/r"}}]})
+        self.assertIn("not allowed by policy", r["error"]["desc"])
+        # what names no place is untouched
+        self.assertIn("status", c.ok("query-status"))
+        self.assertTrue(c.ok("qom-list", {"path": "/machine"}))
 
     def test_allowed_paths_work(self):
         c = self.client()

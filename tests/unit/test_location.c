@@ -14,11 +14,14 @@
 #include "util.h"
 
 static char *collect(void *opaque, const struct location *loc,
-                     const char *key, const char *value)
+                     const char *key, json_object *value)
 {
     struct strbuf *sb = opaque;
     (void)loc;
-    strbuf_addf(sb, "%s=%s;", key ? key : "", value);
+    if (json_object_is_type(value, json_type_string)) {
+        strbuf_addf(sb, "%s=%s;", key ? key : "",
+                    json_object_get_string(value));
+    }
     return NULL;
 }
 

@@ -46,11 +46,13 @@ static void teardown(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+static const struct location_lookup lookup = { .declared = cmd_locations };
+
 static void allowed(struct policy *p, const char *listener, const char *cmd,
                     const char *args_json)
 {
     json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
-    char *why = policy_check_request(p, listener, cmd, args, cmd_locations);
+    char *why = policy_check_request(p, listener, cmd, args, &lookup);
     ck_assert_msg(!why, "%s refused: %s", cmd, why);
     json_object_put(args);
 }
@@ -59,7 +61,7 @@ static void refused(struct policy *p, const char *listener, const char *cmd,
                     const char *args_json, const char *words)
 {
     json_object *args = args_json ? json_tokener_parse(args_json) : NULL;
-    char *why = policy_check_request(p, listener, cmd, args, cmd_locations);
+    char *why = policy_check_request(p, listener, cmd, args, &lookup);
     ck_assert_msg(why && strstr(why, words), "%s: got %s", cmd,
                   why ? why : "(allowed)");
     free(why);
@@ -131,12 +133,144 @@ START_TEST(test_paths_resolved)
         free(why);
         free(bad[i]);
     }
+    /* symlinks whose targets do not exist yet: QEMU would create the
+     * file where they point (the dangling-link hole) */
+    char *l1 = xasprintf("%s/dangling.qcow2", allowed_dir);
+    char *t1 = xasprintf("%s/created-there.qcow2", outside);
+    char *l2 = xasprintf("%s/dangling-dir", allowed_dir);
+    char *l3 = xasprintf("%s/relative.qcow2", allowed_dir);
+    char *l4 = xasprintf("%s/loop1", allowed_dir);
+    char *l5 = xasprintf("%s/loop2", allowed_dir);
+    char *l6 = xasprintf("%s/inside.qcow2", allowed_dir);
+    ck_assert_int_eq(symlink(t1, l1), 0);
+    ck_assert_int_eq(symlink("../out/not-yet", l2), 0);
+    ck_assert_int_eq(symlink("../out/r.qcow2", l3), 0);
+    ck_assert_int_eq(symlink(l5, l4), 0);
+    ck_assert_int_eq(symlink(l4, l5), 0);
+    ck_assert_int_eq(symlink("new/../a-sibling.qcow2", l6), 0);
+    char *dangling[] = { xstrdup(l1), xasprintf("%s/x.qcow2", l2),
+                         xstrdup(l3), xasprintf("%s/y", l4),
+                         xasprintf("%s/sub/../dangling.qcow2", allowed_dir) };
+    for (int i = 0; i < 5; i++) {
+        char *why = policy_check_path(p, "f", dangling[i]);
+        ck_assert_msg(why != NULL, "%s allowed", dangling[i]);
+        free(why);
+        free(dangling[i]);
+    }
+    /* a link that stays inside is fine */
+    char *why = policy_check_path(p, "f", l6);
+    ck_assert_msg(!why, "%s: %s", l6, why);
+    free(l1); free(t1); free(l2); free(l3); free(l4); free(l5); free(l6);
+
     /* blockdev-add: any filename inside */
     char *args = xasprintf("{\"driver\": \"qcow2\", \"file\": {\"driver\": "
                            "\"file\", \"filename\": \"%s/x\"}}", outside);
     refused(p, "default", "blockdev-add", args, "is not allowed by policy");
     free(args);
     policy_free(p);
+}
+END_TEST
+
+/* Every place a block node, an NBD URI, a socket or a URI can point. */
+START_TEST(test_endpoints)
+{
+    char body[1024];
+    struct policy *p;
+    char *allowed_dir = xasprintf("%s/in", dir);
+    char *sock_ok = xasprintf("%s/exports/vm.sock", dir);
+    char *args;
+
+    ck_assert_int_eq(mkdir(allowed_dir, 0700), 0);
+    snprintf(body, sizeof(body),
+             "<paths><allow dir='%s'/><allow nbd='unix:%s'/>"
+             "<allow nbd='tcp:169.254.7.2:10809'/><allow protocol='https'/>"
+             "</paths>", allowed_dir, sock_ok);
+    p = load(body);
+
+    /* NBD nodes by their server */
+    args = xasprintf("{\"driver\": \"nbd\", \"node-name\": \"n\", "
+                     "\"server\": {\"type\": \"unix\", \"path\": "
+                     "\"%s/forbidden/x.sock\"}, \"export\": \"e\"}", dir);
+    refused(p, "default", "blockdev-add", args, "NBD server unix:");
+    free(args);
+    args = xasprintf("{\"driver\": \"nbd\", \"node-name\": \"n\", "
+                     "\"server\": {\"type\": \"unix\", \"path\": "
+                     "\"%s\"}}", sock_ok);
+    allowed(p, "default", "blockdev-add", args);
+    free(args);
+    args = xasprintf("{\"driver\": \"nbd\", \"node-name\": \"n\", "
+                     "\"server\": {\"type\": \"unix\", \"path\": "
+                     "\"%s/a.sock\"}}", allowed_dir);
+    allowed(p, "default", "blockdev-add", args);  /* in an allowed folder */
+    free(args);
+    allowed(p, "default", "blockdev-add",
+            "{\"driver\": \"raw\", \"node-name\": \"r\", \"file\": "
+            "{\"driver\": \"nbd\", \"server\": {\"type\": \"inet\", "
+            "\"host\": \"169.254.7.2\", \"port\": \"10809\"}}}");
+    refused(p, "default", "blockdev-add",
+            "{\"driver\": \"raw\", \"node-name\": \"r\", \"file\": "
+            "{\"driver\": \"nbd\", \"server\": {\"type\": \"inet\", "
+            "\"host\": \"169.254.7.3\", \"port\": \"10809\"}}}",
+            "tcp:169.254.7.3:10809");
+    /* other protocols: refused unless allowed; unknown drivers refused */
+    refused(p, "default", "blockdev-add",
+            "{\"driver\": \"ssh\", \"node-name\": \"s\", \"server\": "
+            "{\"host\": \"h\"}, \"path\": \"/x\"}",
+            "<allow protocol=\"ssh\"/>");
+    allowed(p, "default", "blockdev-add",
+            "{\"driver\": \"https\", \"node-name\": \"h\", \"url\": "
+            "\"https://169.254.7.9/x.img\"}");
+    refused(p, "default", "blockdev-add",
+            "{\"driver\": \"frobnicate\", \"node-name\": \"f\"}",
+            "does not know where it reaches");
+    refused(p, "default", "blockdev-create",
+            "{\"job-id\": \"j\", \"options\": {\"driver\": \"ssh\", "
+            "\"location\": {\"server\": {\"host\": \"h\"}, "
+            "\"path\": \"/x\"}, \"size\": 1}}", "ssh");
+    /* URIs where a file goes */
+    allowed(p, "default", "drive-mirror",
+            "{\"device\": \"d\", \"target\": "
+            "\"nbd://169.254.7.2:10809/exp\", \"sync\": \"full\"}");
+    /* NBD's default port is the allowed one */
+    allowed(p, "default", "drive-mirror",
+            "{\"device\": \"d\", \"target\": "
+            "\"nbd://169.254.7.2/exp\", \"sync\": \"full\"}");
+    refused(p, "default", "drive-mirror",
+            "{\"device\": \"d\", \"target\": "
+            "\"nbd://169.254.7.2:10810/exp\", \"sync\": \"full\"}",
+            "tcp:169.254.7.2:10810");
+    args = xasprintf("{\"device\": \"d\", \"target\": \"nbd+unix:///e?"
+                     "socket=%s\", \"sync\": \"full\"}", sock_ok);
+    allowed(p, "default", "drive-mirror", args);
+    free(args);
+    refused(p, "default", "drive-mirror",
+            "{\"device\": \"d\", \"target\": \"nbd:unix:/tmp/x.sock\", "
+            "\"sync\": \"full\"}", "unix:/tmp/x.sock");
+    refused(p, "default", "drive-mirror",
+            "{\"device\": \"d\", \"target\": \"json:{\\\"driver\\\": "
+            "\\\"ssh\\\"}\", \"sync\": \"full\"}", "ssh");
+    refused(p, "default", "drive-mirror",
+            "{\"device\": \"d\", \"target\": \"gopher://x\", "
+            "\"sync\": \"full\"}", "does not know the protocol gopher");
+    /* sockets QEMU listens on, and migration */
+    refused(p, "default", "nbd-server-start",
+            "{\"addr\": {\"type\": \"unix\", \"data\": {\"path\": "
+            "\"/tmp/elsewhere.sock\"}}}", "unix:/tmp/elsewhere.sock");
+    refused(p, "default", "migrate", "{\"uri\": \"exec:cat > /etc/x\"}",
+            "<allow protocol=\"exec\"/>");
+    allowed(p, "default", "migrate", "{\"uri\": \"fd:migrate\"}");
+    refused(p, "default", "migrate", "{\"uri\": \"tcp:169.254.7.2:4444\"}",
+            "tcp");
+    refused(p, "default", "dump-guest-memory",
+            "{\"paging\": false, \"protocol\": \"file:/etc/dump\"}",
+            "images may be created or opened only under");
+    refused(p, "default", "object-add",
+            "{\"qom-type\": \"memory-backend-file\", \"id\": \"m\", "
+            "\"size\": 1, \"mem-path\": \"/dev/shm/x\"}",
+            "mem-path");
+    policy_free(p);
+    free(allowed_dir);
+    free(sock_ok);
 }
 END_TEST
 
@@ -148,6 +282,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_roles_first_match);
     tcase_add_test(tc, test_paths_resolved);
+    tcase_add_test(tc, test_endpoints);
     suite_add_tcase(s, tc);
     return s;
 }
