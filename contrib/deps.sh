@@ -15,6 +15,9 @@ QMPROXY_DEPS=(
   tmux graphviz bash-completion
   # libFuzzer targets (tests/fuzz/run.sh): clang and its libFuzzer
   clang libfuzzer-14-dev
+  # QEMU's own iotests (tests/iotests): the suite comes from Debian's
+  # source package (dpkg-source)
+  dpkg-dev xz-utils
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients

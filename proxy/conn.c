@@ -47,6 +47,7 @@ struct conn {
     const struct conn_callbacks *cb;
     void *opaque;
     bool reading, closing, dead, discard;
+    bool read_eof;           /* the peer half-closed; writing goes on */
     int busy;                /* inside a callback: defer freeing */
     bool free_when_idle;
 };
@@ -124,7 +125,7 @@ static bool write_failed(struct conn *c, const char *why)
         close_fds(m->fds, m->nfds);
         free(m);
     }
-    if (c->closing) {
+    if (c->closing || c->read_eof) {
         conn_shut(c, c->write_error);
         return false;
     }
@@ -263,7 +264,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->busy++;
-    if (n > 0 || msg.msg_controllen > 0) {
+    /* after a failed recvmsg (ECONNRESET) the control buffer holds
+     * nothing the kernel wrote: never walk it then */
+    if (n >= 0 && (n > 0 || msg.msg_controllen > 0)) {
         struct cmsghdr *cm;
         for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
@@ -280,6 +283,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     }
     if (n > 0 && !c->dead) {
         c->input->commit(c->stream, (size_t)n);
+    } else if (n == 0 && c->cb->eof && !c->write_dead) {
+        /* the peer sent all it will, but may still read what is due */
+        c->read_eof = true;
+        conn_pause_read(c);
+        c->cb->eof(c->opaque);
     } else if (n == 0) {
         conn_shut(c, c->write_error);
     } else if (n < 0) {
@@ -388,7 +396,8 @@ void conn_pause_read(struct conn *c)
 
 void conn_resume_read(struct conn *c)
 {
-    if (!c->reading && !c->dead && !c->closing && (c->stream || c->discard)) {
+    if (!c->reading && !c->dead && !c->closing && !c->read_eof
+        && (c->stream || c->discard)) {
         event_add(c->rev, NULL);
         c->reading = true;
     }

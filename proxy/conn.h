@@ -30,6 +30,10 @@ struct conn_callbacks {
     void (*closed)(void *opaque, const char *why);
     /* The output queue dropped to empty (optional). */
     void (*drained)(void *opaque);
+    /* End of file while writing still works (optional): the peer shut
+     * down its sending side and may still read.  Reading stops; the owner
+     * closes when it has answered.  Without it, end of file closes. */
+    void (*eof)(void *opaque);
 };
 
 #define CONN_MAX_FDS 16

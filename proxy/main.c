@@ -604,11 +604,6 @@ static void teardown(struct qmproxy *q)
         listener_free(q->listeners[i]);
     }
     free(q->listeners);
-    if (q->sigterm) {
-        event_free(q->sigterm);
-        event_free(q->sigint);
-        event_free(q->sighup);
-    }
     upstream_free(q->up);
     router_free(q->router);
     trafficlog_flush(q->tlog, 5000);
@@ -617,6 +612,14 @@ static void teardown(struct qmproxy *q)
         tap_free(q->taps[i]);
     }
     free(q->taps);
+    /* Last: freeing them gives the signals back their default action, and
+     * a SIGTERM must not kill the process while it writes out the traffic
+     * log (up to 5 s); until then libevent's handler only notes it. */
+    if (q->sigterm) {
+        event_free(q->sigterm);
+        event_free(q->sigint);
+        event_free(q->sighup);
+    }
     if (q->base) {
         event_base_free(q->base);
     }

@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -46,6 +47,7 @@ struct session {
     struct event *resume_ev;   /* parse what was left buffered */
     struct event *pump_ev;     /* go on after a barrier, from the loop */
     bool input_stopped;        /* the jsonstream holds unparsed bytes */
+    bool eof;                  /* the client sent all it will */
     unsigned extras;           /* enum session_extras */
 };
 
@@ -60,6 +62,7 @@ static const struct qapi_member qmp_capabilities_args[] = {
 
 static void session_close(struct session *s, const char *why);
 static void pump(struct session *s, bool granted);
+static void end_if_answered(struct session *s);
 
 unsigned session_id(const struct session *s)
 {
@@ -190,6 +193,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
         s->input_stopped = !s->closed;
     }
     update_reading(s);
+    end_if_answered(s);
 }
 
 void slot_claim(struct slot *slot, void *owner,
@@ -268,12 +272,13 @@ void session_reply(struct session *s, struct slot *slot, const char *raw,
             s->barrier = NULL;
         }
     }
-    if (was_barrier && !s->closed) {
+    if ((was_barrier || (!s->oob && s->nqueued)) && !s->closed) {
         /* the next command runs from the loop, not inside whatever just
          * answered this one (an operation's callback, say) */
         event_active(s->pump_ev, 0, 0);
     }
     update_reading(s);
+    end_if_answered(s);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)
@@ -353,6 +358,17 @@ static struct slot *first_queued(struct session *s)
     return NULL;
 }
 
+/*
+ * QEMU reads a client that did not negotiate oob one command at a time:
+ * the next is read only once the reply to the previous one is written.
+ * So does the proxy, or what QEMU does for the next command (its messages
+ * on stderr, a file it writes) could come before the reply to this one.
+ */
+static bool may_forward(struct session *s, struct slot *slot)
+{
+    return s->oob || slot == TAILQ_FIRST(&s->slots);
+}
+
 static void pump(struct session *s, bool granted)
 {
     struct slot *slot;
@@ -360,7 +376,7 @@ static void pump(struct session *s, bool granted)
     /* a client that does not read its replies gets no new ones */
     while (!s->closed && !s->finishing && !s->barrier
            && conn_output_pending(s->conn) < OUTPUT_SOFT_LIMIT
-           && (slot = first_queued(s))) {
+           && (slot = first_queued(s)) && may_forward(s, slot)) {
         if (route(s, slot, granted) == ROUTE_NEED_ROOM) {
             break;
         }
@@ -552,6 +568,7 @@ static bool on_text(void *opaque, const struct js_text *t)
     s->queued_bytes += cmd->len;
     if (s->nqueued > 1 || s->barrier || s->waiter.queued
         || conn_output_pending(s->conn) >= OUTPUT_SOFT_LIMIT
+        || !may_forward(s, slot)
         || route(s, slot, false) == ROUTE_NEED_ROOM) {
         /* it waits its turn: keep its own copy of the bytes */
         slot->cmd.raw_owned = xmalloc(slot->cmd.len);
@@ -592,6 +609,32 @@ static void on_closed(void *opaque, const char *why)
     session_close(s, why);
 }
 
+/*
+ * A client that shuts down its sending side after its last command (a
+ * here-document on -qmp stdio, socat) still gets every reply, as QEMU's
+ * own monitor answers what it read before end of file.  Then a socket is
+ * closed, as QEMU closes its socket chardev; standard input ending is not
+ * the end of a stdio client, which QEMU goes on sending events to.
+ */
+static void end_if_answered(struct session *s)
+{
+    if (s->eof && !s->closed && TAILQ_EMPTY(&s->slots) && !s->input_stopped) {
+        conn_close_after_flush(s->conn, 5000);
+    }
+}
+
+static void on_eof(void *opaque)
+{
+    struct session *s = opaque;
+    struct stat st;
+
+    if (fstat(conn_fd(s->conn), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+        return;   /* reading has stopped; the output stays open */
+    }
+    s->eof = true;
+    end_if_answered(s);
+}
+
 static void on_drained(void *opaque)
 {
     struct session *s = opaque;
@@ -618,6 +661,7 @@ static const struct conn_callbacks session_conn_cb = {
     .fds = on_fds,
     .closed = on_closed,
     .drained = on_drained,
+    .eof = on_eof,
 };
 
 static void reap(evutil_socket_t fd, short what, void *arg)

@@ -165,6 +165,11 @@ void rig_up(struct rig *r)
 
 int rig_client(struct rig *r)
 {
+    return rig_client_caps(r, false);
+}
+
+int rig_client_caps(struct rig *r, bool oob)
+{
     int fd = rig_unix_connect(r->proxy_path);
     char *s, *greeting;
     size_t len;
@@ -176,7 +181,9 @@ int rig_client(struct rig *r)
     ck_assert_str_eq(s, greeting);
     free(greeting);
     free(s);
-    rig_send(fd, "{\"execute\": \"qmp_capabilities\"}");
+    rig_send(fd, oob ? "{\"execute\": \"qmp_capabilities\", \"arguments\": "
+                       "{\"enable\": [\"oob\"]}}"
+                     : "{\"execute\": \"qmp_capabilities\"}");
     rig_expect(r, fd, "{\"return\": {}}\r\n");
     return fd;
 }

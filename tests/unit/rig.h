@@ -7,6 +7,7 @@
 #ifndef QMPROXY_TEST_RIG_H
 #define QMPROXY_TEST_RIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -40,6 +41,9 @@ void rig_down(struct rig *r);
 void rig_spin(struct rig *r, int ms);
 /* A negotiated client of the proxy. */
 int rig_client(struct rig *r);
+/* oob: negotiate it (a client without oob has one command at a time in
+ * QEMU's hands, as QEMU reads it; with oob several) */
+int rig_client_caps(struct rig *r, bool oob);
 int rig_unix_connect(const char *path);
 /* Whatever is readable on fd now (empty when nothing); owned. */
 char *rig_drain(int fd);

@@ -26,16 +26,20 @@ START_TEST(test_local_reply_waits_its_turn)
     rig_send(c, "{\"execute\":\"a\",\"id\":1}garbage {\"execute\":\"c\","
                 "\"id\":3}");
     rig_spin(&r, 20);
-    /* QEMU got exactly the two commands, byte for byte, not the garbage */
+    /* QEMU got a, byte for byte; c waits for the replies before it, as
+     * QEMU itself reads a client without oob one command at a time */
     up = rig_drain(r.qemu);
-    ck_assert_str_eq(up, "{\"execute\":\"a\",\"id\":1}{\"execute\":\"c\","
-                         "\"id\":3}");
+    ck_assert_str_eq(up, "{\"execute\":\"a\",\"id\":1}");
     free(up);
     rig_expect(&r, c, "");  /* the error must not overtake a's reply */
     rig_send(r.qemu, "{\"return\": \"A\", \"id\": 1}\r\n");
     rig_expect(&r, c, "{\"return\": \"A\", \"id\": 1}\r\n"
                   "{\"error\": {\"class\": \"GenericError\", \"desc\": "
                   "\"JSON parse error, invalid keyword 'garbage'\"}}\r\n");
+    /* then c, never the garbage */
+    up = rig_drain(r.qemu);
+    ck_assert_str_eq(up, "{\"execute\":\"c\",\"id\":3}");
+    free(up);
     rig_send(r.qemu, "{\"return\": \"C\", \"id\": 3}\r\n");
     rig_expect(&r, c, "{\"return\": \"C\", \"id\": 3}\r\n");
     close(c);
@@ -62,15 +66,20 @@ START_TEST(test_fifo_routing_between_clients)
     rig_spin(&r, 10);
     rig_send(y, "{\"execute\":\"q\",\"id\":\"same\"}");
     rig_spin(&r, 20);
+    /* each client's second command waits for the reply to its first */
     up = rig_drain(r.qemu);
-    ck_assert_str_eq(up, "{\"execute\":\"q\"}{\"execute\":\"q\"}"
-                         "{\"execute\":\"q\",\"id\":\"same\"}"
-                         "{\"execute\":\"q\",\"id\":\"same\"}");
+    ck_assert_str_eq(up, "{\"execute\":\"q\"}{\"execute\":\"q\"}");
     free(up);
     /* an event in the middle goes to both */
     rig_send(r.qemu, "{\"return\": 1}\r\n{\"timestamp\": {\"seconds\": 1, "
                      "\"microseconds\": 2}, \"event\": \"STOP\"}\r\n"
-                     "{\"return\": 2}\r\n{\"return\": 3, \"id\": \"same\"}\r\n"
+                     "{\"return\": 2}\r\n");
+    rig_spin(&r, 20);
+    up = rig_drain(r.qemu);
+    ck_assert_str_eq(up, "{\"execute\":\"q\",\"id\":\"same\"}"
+                         "{\"execute\":\"q\",\"id\":\"same\"}");
+    free(up);
+    rig_send(r.qemu, "{\"return\": 3, \"id\": \"same\"}\r\n"
                      "{\"return\": 4, \"id\": \"same\"}\r\n");
     rig_spin(&r, 20);
     char *gx = rig_drain(x), *gy = rig_drain(y);
