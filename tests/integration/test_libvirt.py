@@ -687,13 +687,21 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         self.assertIn("block.0.rd.reqs", fields)
         self.assertIn("block.0.allocation", fields)
 
-        # libvirt's whole conversation went through qmproxy
-        log = self.traffic(dom)
+        # libvirt's whole conversation went through qmproxy (the log is
+        # written by a thread of its own: wait for the last replies)
+        names = ("query-block", "query-qmp-schema", "stop", "cont",
+                 "query-blockstats", "human-monitor-command")
+
+        def logged():
+            log = self.traffic(dom)
+            return log if all(client_commands(log, n)
+                              and reply_to(log, client_commands(log, n)[-1])
+                              for n in names) else None
+        log = wait_for(logged, what="libvirt's commands and replies in the traffic log")
         cmds = client_commands(log)
         self.assertEqual(cmds[0]["msg"], {"execute": "qmp_capabilities", "id": "libvirt-1"})
         self.assertTrue(all(str(c["msg"].get("id", "")).startswith("libvirt-") for c in cmds))
-        for name in ("query-block", "query-qmp-schema", "stop", "cont",
-                     "query-blockstats", "human-monitor-command"):
+        for name in names:
             sent = client_commands(log, name)
             self.assertTrue(sent, "no %s in the traffic log" % name)
             reply = reply_to(log, sent[-1])
