@@ -47,41 +47,28 @@ python3 contrib/qmpclient.py "$work/qmproxy.sock" \
   '{"execute": "human-monitor-command", "arguments": {"command-line": "info block"}}' \
   '{"execute": "no-such-command", "id": 7}' | cut -c1-160
 
-echo "== the proxy tracks the backing chain: a snapshot, then the chain as libvirt XML"
-python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
-  "{\"execute\": \"blockdev-snapshot-sync\", \"arguments\": {\"node-name\": \"fmt0\", \"snapshot-file\": \"$work/snap1.qcow2\", \"snapshot-node-name\": \"snap1\"}}" \
-  '{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0"}}' | cut -c1-220
-python3 - "$work/qmproxy.sock" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rb")
-f.readline(); s.sendall(b'{"execute": "qmp_capabilities"}'); f.readline()
-s.sendall(b'{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0", "format": "xml"}}')
-print(json.loads(f.readline())["return"])
-PY
+ctl() { "$root/build/qmproxyctl" -s "$work/qmproxy.sock" "$@"; }
+
+echo "== the proxy tracks the backing chain: a snapshot, then the chain (qmproxyctl)"
+ctl exec blockdev-snapshot-sync node-name=fmt0 snapshot-file="$work/snap1.qcow2" snapshot-node-name=snap1
+ctl chain disk0
+echo "-- the same as libvirt's <disk> XML:"
+ctl chain --xml disk0
 
 echo "== the RFC's mirrored live migration: snapshot-with-mirror, then reopen onto the copy"
-echo "   (--extras: this client asks for the proxy's QMPROXY_OPERATION events;"
-echo "    a client that does not ask sees only what QEMU itself sends)"
+echo "   (a client that does not ask for the proxy's events, with"
+echo "    qmproxy-capabilities, sees only what QEMU itself sends)"
 mkdir -p "$work/dest"
-python3 contrib/qmpclient.py --quiet-greeting --extras "$work/qmproxy.sock" \
-  "{\"execute\": \"qmproxy-snapshot-mirror\", \"arguments\": {\"name\": \"move\", \"disks\": [{\"disk\": \"disk0\", \"snapshot-file\": \"$work/snap2.qcow2\", \"mirror-file\": \"$work/dest/snap2.qcow2\"}]}}" \
-  '{"execute": "human-monitor-command", "arguments": {"command-line": "qemu-io -d /machine/peripheral/disk0/virtio-backend \"write -P 0x5a 0 1M\""}}' \
-  '{"execute": "qmproxy-snapshot-reopen", "arguments": {"name": "move", "target": "mirror"}}' \
-  '{"execute": "qmproxy-query-operations", "arguments": {"name": "move"}}' \
-  | grep -v '"event": "JOB_STATUS_CHANGE"' | cut -c1-200
+ctl snapshot-mirror --name move --disk disk0 --snapshot "$work/snap2.qcow2" --mirror "$work/dest/snap2.qcow2" --wait
+ctl exec human-monitor-command command-line='qemu-io -d /machine/peripheral/disk0/virtio-backend "write -P 0x5a 0 1M"' | cut -c1-120
+ctl snapshot-reopen move --to mirror
+ctl ops move
 echo "-- the chain of disk0 now, active layer first (QEMU writes to dest/):"
-python3 - "$work/qmproxy.sock" <<'PY'
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rb")
-f.readline(); s.sendall(b'{"execute": "qmp_capabilities"}'); f.readline()
-s.sendall(b'{"execute": "qmproxy-query-chain", "arguments": {"disk": "disk0"}}')
-while True:
-    m = json.loads(f.readline())
-    if "return" in m:
-        break
-for layer in m["return"][0]["chain"]:
-    print("   ", layer["file"])
-PY
+ctl chain disk0
+
+echo "== the same operation in raw QMP, for scripts (this client asks for the proxy's extras)"
+python3 contrib/qmpclient.py --quiet-greeting --extras "$work/qmproxy.sock" \
+  '{"execute": "qmproxy-query-operations", "arguments": {"name": "move"}}' | cut -c1-200
 
 echo "== a second client at the same time gets its own replies"
 python3 contrib/qmpclient.py --quiet-greeting "$work/qmproxy.sock" \
