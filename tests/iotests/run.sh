@@ -257,7 +257,8 @@ again=()
 for i in "${proxied_set[@]}"; do
   d=$work/proxied/${run_fmt[i]}-${run_name[i]//\//_}
   if [ "$(verdict_of proxied "$i")" = fail ] &&
-     ! grep -qE "sanitizer|exited|outlived" "$d/result" 2>/dev/null; then
+     ! grep -qE "sanitizer report|qmproxy [^ ]+ exited|qmproxy outlived" \
+       "$d/result" 2>/dev/null; then
     again+=("$i")
   fi
 done
