@@ -294,6 +294,7 @@ static void load_roles(struct policy *p, xmlNodePtr roles, struct errors *e)
 
 static void load_listeners(struct policy *p, xmlNodePtr ls, struct errors *e)
 {
+    free(p->default_role);  /* a second <listeners>: the last one says */
     p->default_role = prop(ls, "default-role");
     if (p->default_role && !find_role(p, p->default_role)) {
         add_error(e, (int)xmlGetLineNo(ls), "default-role '%s' is no role "
