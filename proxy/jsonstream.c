@@ -126,16 +126,7 @@ char *jsonstream_reserve(struct jsonstream *js, size_t min, size_t *avail)
     if (keep > 0 && (js->cap - js->len < min || keep == js->len)) {
         shift(js, keep);
     }
-    if (js->cap - js->len < min) {
-        size_t cap = js->cap ? js->cap : 4096;
-        while (cap - js->len < min) {
-            cap *= 2;
-        }
-        js->buf = xrealloc(js->buf, cap);
-        js->cap = cap;
-    }
-    *avail = js->cap - js->len;
-    return js->buf + js->len;
+    return buf_room(&js->buf, &js->cap, js->len, min, avail);
 }
 
 /* Give back what one huge message needed as soon as little of it is

@@ -51,16 +51,7 @@ char *linestream_reserve(struct linestream *ls, size_t min, size_t *avail)
         ls->cap = KEEP_CAPACITY / 2;
         ls->buf = xrealloc(ls->buf, ls->cap);
     }
-    if (ls->cap - ls->len < min) {
-        size_t cap = ls->cap ? ls->cap : 4096;
-        while (cap - ls->len < min) {
-            cap *= 2;
-        }
-        ls->buf = xrealloc(ls->buf, cap);
-        ls->cap = cap;
-    }
-    *avail = ls->cap - ls->len;
-    return ls->buf + ls->len;
+    return buf_room(&ls->buf, &ls->cap, ls->len, min, avail);
 }
 
 static bool is_space(char c)

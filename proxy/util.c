@@ -314,3 +314,18 @@ bool write_all(int fd, const void *buf, size_t len)
     }
     return true;
 }
+
+char *buf_room(char **buf, size_t *cap, size_t len, size_t min,
+               size_t *avail)
+{
+    if (*cap - len < min) {
+        size_t grown = *cap ? *cap : 4096;
+        while (grown - len < min) {
+            grown *= 2;
+        }
+        *buf = xrealloc(*buf, grown);
+        *cap = grown;
+    }
+    *avail = *cap - len;
+    return *buf + len;
+}

@@ -58,4 +58,10 @@ int fd_set_nonblock_cloexec(int fd);
 /* Write all of buf to a blocking fd (used only outside the event loop). */
 bool write_all(int fd, const void *buf, size_t len);
 
+/* Room for at least min more bytes after the len held in *buf (of *cap
+ * bytes, grown by doubling from 4 KiB): where they go, *avail of them.
+ * The one growth rule of the stream buffers. */
+char *buf_room(char **buf, size_t *cap, size_t len, size_t min,
+               size_t *avail);
+
 #endif
