@@ -16,7 +16,7 @@ import tempfile
 import threading
 import unittest
 
-from qmptest import QEMU, QMPClient, QMPROXY, TIMEOUT, wait_for
+from qmptest import BUILD, QEMU, QMPClient, QMPROXY, TIMEOUT, wait_for
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 # bounds of every wait below: messages, not seconds
@@ -373,6 +373,78 @@ class SocketActivation(ServiceTestCase):
         self.assertEqual(proxy.wait(15), 1)
         self.assertIn("named 'qmproxy@vm1.socket'", self.stderr())
         self.assertIn("FileDescriptorName=", self.stderr())
+
+
+def unit_file(name):
+    """A unit as built (or installed: QMPROXY_UNIT_DIR), as {key: [values]}."""
+    unit_dir = os.environ.get("QMPROXY_UNIT_DIR", os.path.join(BUILD, "systemd"))
+    out = {}
+    with open(os.path.join(unit_dir, name)) as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith(("#", "[")) and "=" in line:
+                k, v = line.split("=", 1)
+                out.setdefault(k, []).append(v)
+    return out
+
+
+def expand_exec(line, env):
+    """ExecStart='s variables as systemd expands them: ${VAR} is one
+    word, $VAR alone as a word splits at whitespace (systemd.service(5))."""
+    words = []
+    for word in line.split():
+        if word.startswith("${") and word.endswith("}"):
+            words.append(env.get(word[2:-1], ""))
+        elif word.startswith("$") and not word.startswith("$$"):
+            words += env.get(word[1:], "").split()
+        else:
+            words.append(word)
+    return words
+
+
+@unittest.skipUnless(SOCKET_ACTIVATE, "systemd-socket-activate is not installed")
+class UnitCommandLine(ServiceTestCase):
+    """The command line of qmproxy@vm1.service with an instance
+    configuration in the form of the shipped example, run the way
+    qmproxy@vm1.socket runs it (its ListenStream moved into the test's
+    folder, its FileDescriptorName kept)."""
+
+    def test_the_units_command_line_serves(self):
+        qemu = self.start_qemu()
+        service = unit_file("qmproxy@.service")
+        sock = unit_file("qmproxy@.socket")
+        self.assertEqual(service["Type"], ["notify"])
+        self.assertEqual(service["ExecReload"], ["/bin/kill -HUP $MAINPID"])
+        listen = os.path.join(self.workdir, os.path.basename(
+            sock["ListenStream"][0].replace("%i", "vm1")))
+        conf = {"QMPROXY_UPSTREAM": "unix:" + qemu.monitors[0],
+                "QMPROXY_LISTEN": "systemd",
+                "QMPROXY_OPTIONS": "--reconnect --state %s/vm1.state "
+                                   "--traffic-log %s/vm1.jsonl"
+                                   % (self.workdir, self.workdir)}
+        argv = expand_exec(service["ExecStart"][0].replace("%i", "vm1"), conf)
+        self.assertTrue(argv[0].endswith("/qmproxy"), argv)
+        argv[0] = QMPROXY
+        p = subprocess.Popen(
+            [SOCKET_ACTIVATE, "-l", listen,
+             "--fdname=" + sock["FileDescriptorName"][0],
+             "-E", "NOTIFY_SOCKET=" + self.notify_path] + argv,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.stderr_path, "ab"))
+        self.addCleanup(lambda: (p.poll() is None and p.terminate(), p.wait(15)))
+        wait_for(lambda: os.path.exists(listen), what="the socket")
+        c = QMPClient(listen)
+        self.addCleanup(c.close)
+        c.negotiate()
+        self.assertIn("status", c.ok("query-status"))
+        self.notes.until(lambda m: "READY" in m, "READY=1")
+        p.send_signal(signal.SIGHUP)
+        self.notes.until(lambda m: "RELOADING" in m, "RELOADING=1")
+        self.notes.until(lambda m: "READY" in m, "READY=1 after reload")
+        p.terminate()
+        self.assertEqual(p.wait(15), 0)
+        with open(os.path.join(self.workdir, "vm1.jsonl")) as f:
+            self.assertIn("query-status", f.read())
 
 
 if __name__ == "__main__":
