@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct sdnotify {
     struct event *retry;
     char *pending[SDNOTIFY_BACKLOG];
     size_t npending;
+    bool backed_up;   /* said so in the log, until it drains */
 };
 
 static bool send_now(struct sdnotify *n, const char *msg)
@@ -65,8 +67,21 @@ static void flush_pending(struct sdnotify *n)
     n->npending -= done;
     if (n->npending) {
         struct timeval tv = { 0, SDNOTIFY_RETRY_MS * 1000 };
+        if (!n->backed_up) {
+            n->backed_up = true;
+            log_info("the service manager's socket %s is full: "
+                     "notifications wait", n->display);
+        }
         evtimer_add(n->retry, &tv);
+    } else if (n->backed_up) {
+        n->backed_up = false;
+        log_info("the service manager takes notifications again");
     }
+}
+
+static bool is_status_only(const char *msg)
+{
+    return !strncmp(msg, "STATUS=", 7) && !strchr(msg, '\n');
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)
@@ -92,6 +107,22 @@ void sdnotify_send(struct sdnotify *n, const char *fmt, ...)
         abort();
     }
     va_end(ap);
+    /* While the manager is not reading: a ping already waiting says
+     * what another would, and a newer status replaces an older one, so
+     * what must not be lost (READY=1, STOPPING=1) keeps its place. */
+    for (size_t i = 0; i < n->npending; i++) {
+        bool same_ping = !strcmp(msg, "WATCHDOG=1")
+                         && !strcmp(n->pending[i], msg);
+        bool newer_status = is_status_only(msg)
+                            && is_status_only(n->pending[i]);
+        if (same_ping || newer_status) {
+            free(n->pending[i]);
+            memmove(&n->pending[i], &n->pending[i + 1],
+                    sizeof(*n->pending) * (n->npending - i - 1));
+            n->npending--;
+            break;
+        }
+    }
     if (n->npending == SDNOTIFY_BACKLOG) {
         log_warn("the service manager is not reading its notifications: "
                  "dropping '%s'", n->pending[0]);

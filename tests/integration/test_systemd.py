@@ -259,6 +259,26 @@ class Notify(ServiceTestCase):
         self.notes.until(lambda m: "STOPPING" in m, "STOPPING=1")
         self.assertEqual(proxy.wait(15), 0)
 
+    def test_a_manager_that_does_not_read(self):
+        # pings every millisecond into a socket nobody reads: the proxy's
+        # sends fail with EAGAIN, yet it serves on, and once the manager
+        # reads again READY=1 and the latest status still arrive
+        qemu = self.start_qemu()
+        self.start_proxy(qemu.monitors[0], ["--listen", "unix:" + self.listen],
+                         env={"WATCHDOG_USEC": "2000"})
+        wait_for(lambda: "is full: notifications wait" in self.stderr(),
+                 what="the notification socket to fill")
+        c = QMPClient(self.listen)
+        self.addCleanup(c.close)
+        c.negotiate()
+        self.assertIn("status", c.ok("query-status"))
+        self.notes.until(lambda m: "READY" in m, "READY=1")
+        self.notes.until(lambda m: "1 client," in m.get("STATUS", ""),
+                         "STATUS= with the client")
+        wait_for(lambda: "takes notifications again" in self.stderr(),
+                 what="the backlog to drain")
+        self.assertNotIn("dropping", self.stderr())
+
     def test_abstract_notify_socket(self):
         name = "qmproxy-test-%d" % os.getpid()
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -359,6 +379,15 @@ class SocketActivation(ServiceTestCase):
         proxy = self.start_proxy(qemu.monitors[0], ["--listen", "systemd"])
         self.assertEqual(proxy.wait(15), 1)
         self.assertIn("--listen systemd: no sockets were passed", self.stderr())
+
+    def test_sockets_of_another_process(self):
+        # LISTEN_PID names someone else: a parent's sockets, not ours
+        qemu = self.start_qemu()
+        proxy = self.start_proxy(qemu.monitors[0], ["--listen", "systemd"],
+                                 env={"LISTEN_PID": "1", "LISTEN_FDS": "1"})
+        self.assertEqual(proxy.wait(15), 1)
+        self.assertIn("the passed sockets are not this process's (LISTEN_PID=1",
+                      self.stderr())
 
     def test_a_name_the_policy_cannot_use(self):
         qemu = self.start_qemu()
