@@ -24,7 +24,7 @@ QMPROXY_DEPS=(
   # man pages (scdoc builds them, mandoc lints them, man renders them);
   # systemd for systemd-analyze and systemd-socket-activate (the units'
   # tests; no systemd as PID 1 needed); the .deb (contrib/build-deb.sh)
-  scdoc mandoc man-db systemd debhelper lintian fakeroot
+  scdoc mandoc man-db systemd debhelper lintian
 )
 
 missing_deps() {
