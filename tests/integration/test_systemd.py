@@ -72,6 +72,17 @@ class ServiceTestCase(unittest.TestCase):
         self.addCleanup(self.notes.close)
         self.listen = os.path.join(self.workdir, "proxy.sock")
         self.stderr_path = os.path.join(self.workdir, "proxy.stderr")
+        # after every proxy has stopped (cleanups run last first)
+        self.addCleanup(self.check_sanitizers)
+
+    def check_sanitizers(self):
+        if not os.path.exists(self.stderr_path):
+            return
+        text = self.stderr()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:", ": bug: "):
+            if marker in text:
+                raise AssertionError("qmproxy sanitizer report:\n" + text[-6000:])
 
     def start_qemu(self):
         q = QEMU(self.workdir, monitors=1)
@@ -454,12 +465,14 @@ class UnitCommandLine(ServiceTestCase):
         argv = expand_exec(service["ExecStart"][0].replace("%i", "vm1"), conf)
         self.assertTrue(argv[0].endswith("/qmproxy"), argv)
         argv[0] = QMPROXY
+        err = open(self.stderr_path, "ab")
+        self.addCleanup(err.close)
         p = subprocess.Popen(
             [SOCKET_ACTIVATE, "-l", listen,
              "--fdname=" + sock["FileDescriptorName"][0],
              "-E", "NOTIFY_SOCKET=" + self.notify_path] + argv,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(self.stderr_path, "ab"))
+            stderr=err)
         self.addCleanup(lambda: (p.poll() is None and p.terminate(), p.wait(15)))
         wait_for(lambda: os.path.exists(listen), what="the socket")
         c = QMPClient(listen)
