@@ -131,9 +131,13 @@ void sdnotify_send(struct sdnotify *n, const char *fmt, ...)
                 sizeof(*n->pending) * (SDNOTIFY_BACKLOG - 1));
         n->npending--;
     }
-    /* in order: behind what is already waiting */
+    /* in order: behind what is already waiting; while something waits
+     * the socket is full, and the retry timer tries again, not every new
+     * message (a failing send costs as much as one that works) */
     n->pending[n->npending++] = msg;
-    flush_pending(n);
+    if (n->npending == 1) {
+        flush_pending(n);
+    }
 }
 
 /* Parse a decimal environment variable; false if unset or not a number. */

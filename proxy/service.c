@@ -3,6 +3,7 @@
  */
 #include "service.h"
 
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,14 @@
 #include "sdnotify.h"
 #include "util.h"
 
+/* STATUS= is for people (systemctl status): a change is told at most
+ * this long after it happened, and a burst of changes (clients coming and
+ * going by the thousand) costs one message, not one each. */
+#define SERVICE_STATUS_DELAY_MS 100
+
 struct service {
     struct sdnotify *notify;
+    struct event *status_timer;
     struct router *router;
     char *upstream;
     bool ready_sent, stopping_sent;
@@ -38,35 +45,53 @@ static char *status_text(struct service *s)
                      st.operations == 1 ? "" : "s");
 }
 
-/* STATUS= when it changed, and READY=1 the first time clients are let
- * in. */
-static void tell(struct service *s)
+/* STATUS= if it changed since last told. */
+static void tell_status(struct service *s)
 {
     char *status = status_text(s);
-    struct router_status st;
 
-    router_status(s->router, &st);
-    if (st.exiting) {
-        service_stopping(s);
-    } else if (st.serving && !s->ready_sent) {
-        s->ready_sent = true;
-        sdnotify_send(s->notify, "READY=1\nSTATUS=%s", status);
-        log_info("told the service manager: ready (%s)", status);
-    } else if (!s->last_status || strcmp(status, s->last_status)) {
+    if (!s->last_status || strcmp(status, s->last_status)) {
         sdnotify_send(s->notify, "STATUS=%s", status);
     }
     free(s->last_status);
     s->last_status = status;
 }
 
+static void on_status_timer(evutil_socket_t fd, short what, void *arg)
+{
+    tell_status(arg);
+}
+
+/* READY=1 the first time clients are let in, STOPPING=1 on the way out,
+ * both at once; other changes a little later (SERVICE_STATUS_DELAY_MS). */
 static void on_serving(void *opaque, bool serving)
 {
-    tell(opaque);
+    struct service *s = opaque;
+    struct router_status st;
+
+    router_status(s->router, &st);
+    if (st.exiting) {
+        service_stopping(s);
+    } else if (serving && !s->ready_sent) {
+        char *status = status_text(s);
+        s->ready_sent = true;
+        sdnotify_send(s->notify, "READY=1\nSTATUS=%s", status);
+        log_info("told the service manager: ready (%s)", status);
+        free(s->last_status);
+        s->last_status = status;
+    } else {
+        tell_status(s);
+    }
 }
 
 static void on_changed(void *opaque)
 {
-    tell(opaque);
+    struct service *s = opaque;
+
+    if (!evtimer_pending(s->status_timer, NULL)) {
+        struct timeval tv = { 0, SERVICE_STATUS_DELAY_MS * 1000 };
+        evtimer_add(s->status_timer, &tv);
+    }
 }
 
 static const struct router_observer service_observer = {
@@ -87,6 +112,7 @@ struct service *service_new(struct event_base *base, struct router *r,
     s->notify = notify;
     s->router = r;
     s->upstream = xstrdup(upstream);
+    s->status_timer = evtimer_new(base, on_status_timer, s);
     router_set_observer(r, &service_observer, s);
     if (sdnotify_watchdog_usec(notify)) {
         log_info("the service manager's watchdog: a ping every %llu ms",
@@ -141,6 +167,7 @@ void service_free(struct service *s)
         return;
     }
     router_set_observer(s->router, NULL, NULL);
+    event_free(s->status_timer);
     sdnotify_free(s->notify);
     free(s->upstream);
     free(s->last_status);
