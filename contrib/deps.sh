@@ -21,6 +21,10 @@ QMPROXY_DEPS=(
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  # man pages (scdoc builds them, mandoc lints them, man renders them);
+  # systemd for systemd-analyze and systemd-socket-activate (the units'
+  # tests; no systemd as PID 1 needed); the .deb (contrib/build-deb.sh)
+  scdoc mandoc man-db systemd debhelper lintian
 )
 
 missing_deps() {

@@ -6,7 +6,14 @@
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+#include <stdbool.h>
+
 void log_set_level(enum log_level level);
+/* Start every line with syslog's "<N>" priority (for journald), without
+ * the time stamp journald adds itself. */
+void log_set_priority_prefix(bool on);
+/* Whether standard error is journald's stream (JOURNAL_STREAM matches). */
+bool log_stderr_is_journal(void);
 enum log_level log_get_level(void);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -17,6 +17,8 @@
 #include "log.h"
 #include "policy.h"
 #include "router.h"
+#include "sdlisten.h"
+#include "service.h"
 #include "session.h"
 #include "tap.h"
 #include "trafficlog.h"
@@ -44,6 +46,7 @@ struct options {
     char *state;
     char *policy;
     int verbosity;
+    bool log_priorities;
     int exec_fd;        /* --exec-upstream N, or -1 */
     char **exec_argv;   /* what follows it: the program serving --upstream */
 };
@@ -57,6 +60,7 @@ struct qmproxy {
     size_t nlisteners;
     struct tap **taps;
     size_t ntaps;
+    struct service *service;   /* NULL unless run by a service manager */
     struct event *sigterm, *sigint, *sighup;
     int exit_status;
     const char *policy_path;
@@ -66,13 +70,13 @@ static void usage(FILE *out)
 {
     fprintf(out,
 "Usage: qmproxy --upstream unix:PATH|PATH|tcp:HOST:PORT\n"
-"               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
+"               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N|systemd  (repeatable)\n"
 "               --client [NAME=]fd:N|stdio|unix:PATH|tcp:HOST:PORT\n"
 "               [--extras NAME] [--pretty NAME]\n"
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
-"               [-v] [--version] [--help]\n"
+"               [-v] [--log-priorities] [--version] [--help]\n"
 "               [--exec-upstream N -- PROGRAM [ARGS...]]\n"
 "       qmproxy --check-policy FILE\n"
 "\n"
@@ -81,7 +85,9 @@ static void usage(FILE *out)
 "\n"
 "  --upstream ADDR      QEMU's QMP socket (waited for up to --connect-timeout)\n"
 "  --listen ADDR        where clients connect; fd:N adopts an inherited\n"
-"                       listening socket (as libvirt passes one)\n"
+"                       listening socket (as libvirt passes one); systemd\n"
+"                       the sockets of socket activation (LISTEN_FDS), named\n"
+"                       for the policy by LISTEN_FDNAMES\n"
 "  --client ADDR        a client given rather than accepted: fd:N an\n"
 "                       already connected socket, stdio the standard input\n"
 "                       and output, unix:/tcp: a client listening for the\n"
@@ -117,7 +123,14 @@ static void usage(FILE *out)
 "                       proxy runs on in a child, connected at once, and ends\n"
 "                       if PROGRAM cannot run or ends before accepting it\n"
 "                       (--connect-timeout unused, --reconnect refused)\n"
-"  -v                   more diagnostics on stderr (-vv: debug)\n");
+"  -v                   more diagnostics on stderr (-vv: debug)\n"
+"  --log-priorities     start diagnostics with syslog's <N> priority, as\n"
+"                       journald reads them (automatic when standard error\n"
+"                       is the journal: JOURNAL_STREAM)\n"
+"\n"
+"Under systemd (NOTIFY_SOCKET): READY=1 once QEMU's greeting is read and\n"
+"clients are let in, STATUS= with clients and operations, WATCHDOG=1 every\n"
+"half WATCHDOG_USEC, RELOADING=1/READY=1 around SIGHUP, STOPPING=1.\n");
 }
 
 static void push(char ***list, size_t *n, const char *s)
@@ -131,7 +144,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
            OPT_CHECK_POLICY, OPT_EXEC_UPSTREAM, OPT_VERSION, OPT_HELP,
-           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY };
+           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY, OPT_LOG_PRIORITIES };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -148,6 +161,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "policy", required_argument, NULL, OPT_POLICY },
         { "check-policy", required_argument, NULL, OPT_CHECK_POLICY },
         { "exec-upstream", required_argument, NULL, OPT_EXEC_UPSTREAM },
+        { "log-priorities", no_argument, NULL, OPT_LOG_PRIORITIES },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
@@ -251,6 +265,9 @@ static bool parse_options(int argc, char **argv, struct options *o)
         case 'v':
             o->verbosity++;
             break;
+        case OPT_LOG_PRIORITIES:
+            o->log_priorities = true;
+            break;
         case OPT_VERSION:
             printf("qmproxy %s\n", QMPROXY_VERSION);
             exit(0);
@@ -297,6 +314,42 @@ static bool parse_options(int argc, char **argv, struct options *o)
                     "would share standard output; log to a file\n");
             return false;
         }
+    }
+    return true;
+}
+
+/*
+ * --listen systemd: the sockets systemd passed (socket activation), each
+ * becoming a --listen NAME=fd:N with its LISTEN_FDNAMES name, in place.
+ */
+static bool take_systemd_listeners(struct options *o)
+{
+    for (size_t i = 0; i < o->nlisten; i++) {
+        struct sdlisten_socket *socks;
+        char *error = NULL;
+        size_t n;
+
+        if (strcmp(o->listen[i], "systemd")) {
+            continue;
+        }
+        socks = sdlisten_take(&n, &error);
+        if (!socks) {
+            fprintf(stderr, "qmproxy: --listen systemd: %s\n", error);
+            free(error);
+            return false;
+        }
+        free(o->listen[i]);
+        o->listen = xrealloc(o->listen,
+                             sizeof(*o->listen) * (o->nlisten + n - 1));
+        memmove(&o->listen[i + n], &o->listen[i + 1],
+                sizeof(*o->listen) * (o->nlisten - i - 1));
+        for (size_t k = 0; k < n; k++) {
+            o->listen[i + k] = xasprintf("%s=fd:%d", socks[k].name,
+                                         socks[k].fd);
+        }
+        o->nlisten += n - 1;
+        i += n - 1;
+        sdlisten_free(socks, n);
     }
     return true;
 }
@@ -435,6 +488,7 @@ static void exec_upstream(const struct options *o)
 static void on_exit_requested(void *opaque, int status)
 {
     struct qmproxy *q = opaque;
+    service_stopping(q->service);
     q->exit_status = status;
     event_base_loopexit(q->base, NULL);
 }
@@ -445,6 +499,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
 
     if (sig == SIGHUP) {
+        const char *outcome = "traffic log reopened";
+        service_reloading(q->service);
         log_info("SIGHUP: reopening the traffic log");
         trafficlog_reopen(q->tlog);
         if (q->policy_path) {
@@ -456,14 +512,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                           "force stays:\n%s", errors);
                 trafficlog_note(q->tlog, "policy-refused", errors);
                 free(errors);
+                outcome = "the new policy was refused, the old one stays";
             } else {
                 log_warn("SIGHUP: policy %s reloaded", q->policy_path);
                 trafficlog_note(q->tlog, "policy-reloaded", q->policy_path);
                 router_set_policy(q->router, p);
+                outcome = "policy reloaded";
             }
         }
+        service_reloaded(q->service, outcome);
         return;
     }
+    service_stopping(q->service);
     router_shutdown(q->router);
 }
 
@@ -512,6 +572,12 @@ static bool setup(struct qmproxy *q, const struct options *o)
     q->up = upstream_new(q->base, &addr, &router_upstream_callbacks,
                          q->router, q->tlog);
     address_clear(&addr);
+    q->service = service_new(q->base, q->router, o->upstream, &error);
+    if (error) {
+        fprintf(stderr, "qmproxy: %s\n", error);
+        free(error);
+        return false;
+    }
     router_set_upstream(q->router, q->up);
     if (o->policy) {
         struct policy *p = policy_load(o->policy, &error);
@@ -604,6 +670,7 @@ static void teardown(struct qmproxy *q)
         listener_free(q->listeners[i]);
     }
     free(q->listeners);
+    service_free(q->service);
     upstream_free(q->up);
     router_free(q->router);
     trafficlog_flush(q->tlog, 5000);
@@ -663,6 +730,10 @@ int main(int argc, char **argv)
         free_options(&o);
         return 2;
     }
+    if (!take_systemd_listeners(&o)) {
+        free_options(&o);
+        return 1;
+    }
     if (o.exec_fd >= 0) {
         exec_upstream(&o);
         /* connect once: the connection is in QEMU's backlog already, or
@@ -671,6 +742,7 @@ int main(int argc, char **argv)
     }
     log_set_level(o.verbosity >= 2 ? LOG_DEBUG
                   : o.verbosity == 1 ? LOG_INFO : LOG_WARN);
+    log_set_priority_prefix(o.log_priorities || log_stderr_is_journal());
     signal(SIGPIPE, SIG_IGN);
     /* Blocks of 1 MiB and more (a huge message, its copies) are mapped on
      * their own, so freeing them gives the memory back; a fixed threshold

@@ -54,6 +54,9 @@ struct router {
     struct qemu_schema *schema;   /* read only under a path policy */
     bool schema_asked;
     struct location_lookup locations;
+    bool serving;
+    const struct router_observer *observer;
+    void *observer_opaque;
 };
 
 
@@ -172,11 +175,39 @@ void router_set_policy(struct router *r, struct policy *p)
     }
 }
 
+static void notify_changed(struct router *r)
+{
+    if (r->observer && r->observer->changed) {
+        r->observer->changed(r->observer_opaque);
+    }
+}
+
 static void enable_listeners(struct router *r, bool on)
 {
     for (size_t i = 0; i < r->nlisteners; i++) {
         listener_enable(r->listeners[i], on);
     }
+    if (r->serving != on) {
+        r->serving = on;
+        if (r->observer && r->observer->serving) {
+            r->observer->serving(r->observer_opaque, on);
+        }
+    }
+}
+
+void router_set_observer(struct router *r, const struct router_observer *o,
+                         void *opaque)
+{
+    r->observer = o;
+    r->observer_opaque = opaque;
+}
+
+void router_status(const struct router *r, struct router_status *st)
+{
+    st->serving = r->serving;
+    st->exiting = r->exiting;
+    st->clients = r->nsessions;
+    st->operations = ops_count_active();
 }
 
 /* ---- exiting ------------------------------------------------------- */
@@ -410,6 +441,7 @@ static void add_session(struct router *r, int rfd, int wfd,
     log_info("client %u connected on %s", session_id(s), display);
     greeting = upstream_greeting(r->up, &len);
     session_start(s, greeting, len, upstream_oob_offered(r->up));
+    notify_changed(r);
 }
 
 void router_accept(void *opaque, struct listener *l, int fd)
@@ -476,6 +508,7 @@ static void session_closed(void *opaque, struct session *s)
             break;
         }
     }
+    notify_changed(r);
     if (r->exiting) {
         event_active(r->exit_check, 0, 0);
     }
@@ -580,6 +613,9 @@ static void broadcast_event(void *opaque, const char *name,
                             json_object *data)
 {
     router_broadcast_event(opaque, name, data);
+    if (!strcmp(name, "QMPROXY_OPERATION")) {
+        notify_changed(opaque);   /* an operation began, moved or ended */
+    }
 }
 
 static const struct session_hooks router_session_hooks = {

@@ -120,6 +120,16 @@ bool op_is_final(enum op_state s)
     return s == OP_PIVOTED || s == OP_ABORTED || s == OP_FAILED;
 }
 
+size_t ops_count_active(void)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < op_reg.nops; i++) {
+        n += !op_is_final(op_reg.ops[i]->state);
+    }
+    return n;
+}
+
 struct chain *op_chain(void)
 {
     return op_reg.env->chain;

@@ -11,6 +11,7 @@
 #define QMPROXY_OP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <json-c/json.h>
 
@@ -151,6 +152,8 @@ void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);
 struct op *op_find(const char *name);
+/* How many operations have not ended (the service status). */
+size_t ops_count_active(void);
 /* Is this name free for a new operation? */
 bool op_name_free(const char *name);
 struct op_disk *op_add_disk(struct op *op, const char *disk);
