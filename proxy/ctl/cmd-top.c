@@ -350,26 +350,19 @@ static int exec(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "n:", longopts, NULL)) != -1) {
         switch (opt) {
-        case 't': tap = optarg; break;
         case 'i':
             interval = strtod(optarg, &end);
             if (*end || interval < 0.1) {
                 return ctl_usage(&ctl_top_entry);
             }
             break;
-        case 'n':
-            count = strtol(optarg, &end, 10);
-            if (*end || count <= 0) {
+        default:
+            if (!ctl_tap_option(opt, &tap, &count)) {
                 return ctl_usage(&ctl_top_entry);
             }
-            break;
-        default: return ctl_usage(&ctl_top_entry);
         }
     }
-    if (optind != argc) {
-        return ctl_usage(&ctl_top_entry);
-    }
-    if (!(t = ctl_tap_open(tap, &rc))) {
+    if (!(t = ctl_tap_open(&ctl_top_entry, argc, tap, &rc))) {
         return rc;
     }
     in_place = isatty(STDOUT_FILENO) && count < 0 && !ctl_opt.json;

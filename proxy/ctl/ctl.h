@@ -165,6 +165,7 @@ int ctl_show_reply(json_object *reply);
 /* ---- the traffic tap (tapstream.c) --------------------------------- */
 
 struct ctl_tap;
+struct ctl_entry;
 
 /* One line of the tap, with the command a reply answers. */
 struct ctl_tap_msg {
@@ -183,7 +184,14 @@ struct ctl_tap_msg {
 
 /* --tap, else $QMPROXY_TAP, else -s. */
 const char *ctl_tap_socket(void);
-struct ctl_tap *ctl_tap_open(const char *spec, int *exit_code);
+/* The options every tap reader (watch, top) takes, from its getopt loop:
+ * --tap SOCKET ('t') and --count N ('n', a whole number above 0).  False
+ * for any other option or a bad count. */
+bool ctl_tap_option(int opt, const char **tap, long *count);
+/* Once a tap reader's options are read: no argument may be left (else
+ * its usage), then the tap opened.  NULL with *exit_code set. */
+struct ctl_tap *ctl_tap_open(const struct ctl_entry *e, int argc,
+                             const char *spec, int *exit_code);
 void ctl_tap_close(struct ctl_tap *t);
 /* As ctl_read; *m is cleared with ctl_tap_msg_clear. */
 int ctl_tap_next(struct ctl_tap *t, uint64_t deadline, struct ctl_tap_msg *m);
