@@ -465,8 +465,8 @@ static bool takes_fds(const struct qmp_request *req)
 
 static void take_fds(struct session *s, struct client_cmd *cmd)
 {
-    if (!takes_fds(&cmd->req)) {
-        return;
+    if (!s->npending_fds || !takes_fds(&cmd->req)) {
+        return;  /* most commands: nothing is waiting, nothing to look up */
     }
     memcpy(cmd->fds, s->pending_fds, sizeof(int) * (size_t)s->npending_fds);
     cmd->nfds = s->npending_fds;
@@ -534,7 +534,6 @@ static bool on_text(void *opaque, const struct js_text *t)
     cmd->value = json_object_get(t->value);
     cmd->raw = t->raw;
     cmd->len = t->len;
-    cmd->received_us = now_monotonic_us();
     if (id) {
         cmd->has_id_member = true;
         cmd->id_member = *id;

@@ -62,7 +62,6 @@ struct client_cmd {
     struct js_member id_member;  /* where the id sits in raw */
     int fds[CONN_MAX_FDS];     /* owned until forwarded */
     int nfds;
-    uint64_t received_us;
 };
 
 enum slot_state {

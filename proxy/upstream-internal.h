@@ -27,7 +27,7 @@ struct upstream_request {
     upstream_reply_fn fn;
     void *opaque;
     uint64_t written_us;
-    bool oob, internal;
+    bool internal;
     char *oob_id;        /* owned: the proxy's id, as JSON text */
     char *client_id;     /* owned: the id QEMU would echo; NULL: none */
     char *queued;        /* owned: internal command waiting for room */

@@ -392,7 +392,6 @@ struct upstream_request *upstream_send(struct upstream *up, const char *data,
     }
     /* exec-oob: its reply may overtake, so it travels under our own id */
     struct strbuf sb = STRBUF_INIT;
-    req->oob = true;
     req->client_id = echo_id ? xstrdup(echo_id) : NULL;
     req->oob_id = xasprintf(OOB_ID_PREFIX "%08x-%u\"", up->oob_tag,
                             ++up->oob_counter);

@@ -42,7 +42,6 @@ struct stats {
     struct op_row *ops;
     size_t nops;
     long total, errors, window, nevents;
-    uint64_t started_us;
 };
 
 static struct row *row_of(struct table *t, const char *name)
@@ -369,7 +368,7 @@ static int exec(int argc, char **argv)
     if (in_place) {
         fputs("\033[?25l", stdout);   /* no cursor while redrawing */
     }
-    st.started_us = last = now_monotonic_us();
+    last = now_monotonic_us();
     next = last + (uint64_t)(interval * 1e6);
     for (;;) {
         struct ctl_tap_msg m;

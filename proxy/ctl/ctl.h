@@ -203,7 +203,6 @@ struct ctl_entry {
     const char *name;
     const char *usage;    /* arguments, after the name */
     const char *summary;  /* one line */
-    bool needs_proxy;     /* qmproxy's own commands */
     bool no_monitor;      /* does not talk to a QMP monitor (-s optional) */
     /* argv[0] is the command's name; returns the exit code */
     int (*exec)(int argc, char **argv);
