@@ -30,7 +30,8 @@ struct upstream_request {
     bool internal;
     char *oob_id;        /* owned: the proxy's id, as JSON text */
     char *client_id;     /* owned: the id QEMU would echo; NULL: none */
-    char *queued;        /* owned: internal command waiting for room */
+    char *queued;        /* owned: bytes not written yet (the proxy's
+                          * command waiting for room, or the held one) */
     size_t queued_len;
     int fds[CONN_MAX_FDS];  /* owned while held: they go with queued */
     int nfds;
