@@ -75,11 +75,6 @@ const char *session_listener(const struct session *s)
     return s->listener;
 }
 
-bool session_negotiated(const struct session *s)
-{
-    return s->negotiated;
-}
-
 unsigned session_extras(const struct session *s)
 {
     return s->extras;
@@ -384,11 +379,6 @@ static void pump(struct session *s, bool granted)
         granted = false;
     }
     update_reading(s);
-}
-
-void session_pump(struct session *s)
-{
-    pump(s, false);
 }
 
 static void on_room(void *opaque)

@@ -98,8 +98,6 @@ int ctl_call(struct ctl_client *c, const char *name, json_object *args,
 /* Same, without printing an error: *reply is the whole reply. */
 int ctl_call_quiet(struct ctl_client *c, const char *name, json_object *args,
                    json_object **reply);
-/* Events kept while waiting (borrowed array, may be emptied by taking). */
-json_object *ctl_take_event(struct ctl_client *c);
 
 /* ---- output (output.c) --------------------------------------------- */
 
