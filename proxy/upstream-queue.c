@@ -73,7 +73,7 @@ static void deliver(struct upstream *up, struct upstream_request *req,
 
     if (req->internal) {
         upstream_log(up, TLOG_OUT, TLOG_FROM_QEMU, "reply", raw, len,
-                    (int64_t)r.latency_us);
+                     (int64_t)r.latency_us);
     }
     if (req->fn) {
         req->fn(req->opaque, &r);
@@ -229,6 +229,20 @@ static void write_request(struct upstream *up, struct upstream_request *req,
     conn_write_fds(up->conn, data, len, fds, nfds);
 }
 
+/* A request whose bytes waited (the proxy's own for room, a client's with
+ * descriptors for the FIFO to empty): written now, descriptors and all. */
+static void write_queued(struct upstream *up, struct upstream_request *req)
+{
+    char *data = req->queued;
+    int nfds = req->nfds;
+
+    req->queued = NULL;
+    req->nfds = 0;   /* they go with the bytes now */
+    /* a failed write closes the connection and frees req */
+    write_request(up, req, data, req->queued_len, req->fds, nfds);
+    free(data);
+}
+
 void upstream_send_negotiation(struct upstream *up, const char *cmd,
                                upstream_reply_fn fn, void *opaque)
 {
@@ -292,13 +306,8 @@ void upstream_pump(struct upstream *up)
         && TAILQ_FIRST(&up->fifo) == up->held) {
         /* every earlier command answered: its descriptors are its own */
         struct upstream_request *req = up->held;
-        char *data = req->queued;
-        int nfds = req->nfds;
         up->held = NULL;
-        req->queued = NULL;
-        req->nfds = 0;
-        write_request(up, req, data, req->queued_len, req->fds, nfds);
-        free(data);
+        write_queued(up, req);
     }
     while (up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
            && !up->held) {
@@ -307,18 +316,13 @@ void upstream_pump(struct upstream *up)
         struct upstream_waiter *w = TAILQ_FIRST(&up->waiters);
 
         if (req && (!w || up->client_turns >= INTERNAL_TURN_EVERY)) {
-            /* a failed write closes the connection and frees req */
-            char *data = req->queued;
-            size_t len = req->queued_len;
             up->client_turns = 0;
-            req->queued = NULL;
             TAILQ_REMOVE(&up->internal, req, link);
             TAILQ_INSERT_TAIL(&up->fifo, req, link);
             up->inflight++;
-            upstream_log(up, TLOG_IN, TLOG_FROM_PROXY, "command", data, len,
-                        -1);
-            write_request(up, req, data, len, NULL, 0);
-            free(data);
+            upstream_log(up, TLOG_IN, TLOG_FROM_PROXY, "command", req->queued,
+                         req->queued_len, -1);
+            write_queued(up, req);
             continue;
         }
         if (!w) {
