@@ -1,12 +1,12 @@
 /*
- * fuzz_chain: the chain model (proxy/chain.c, chain-observe.c,
- * chain-export.c) reconciled from QEMU's replies, driven without a socket
- * (fuzz_upstream.h answers the model's questions).
+ * fuzz_chain: the chain model (proxy/chain*.c) reconciled from QEMU's
+ * replies, driven without a socket (fuzz_upstream.h answers the model's
+ * questions).
  *
  * Input: lines, each an action:
  *   R<line>            QEMU writes this line: an event goes where the
  *                      router sends events, anything else (but a greeting)
- *                      answers the oldest question, as upstream.c does
+ *                      answers the oldest question, as upstream-queue.c does
  *   L                  the oldest question is lost
  *   C<command> <0|1><args>  a client's command passed and QEMU answered
  *                      (1) or refused (0) it

@@ -5,7 +5,7 @@
  * upstream_send_internal(); the targets that include this header are
  * linked with -Wl,--wrap=upstream_send_internal, so the model's questions
  * land in a FIFO here and the target answers them, in order as QEMU does,
- * with lines of its choosing (delivered the way upstream.c delivers a
+ * with lines of its choosing (delivered the way upstream-queue.c delivers a
  * reply: QEMU's bytes, their members, a lazily parsed value) or as lost.
  * The router's side is here too: chain hooks that check what they are
  * given.  Include it in one file of a target only.
@@ -82,7 +82,7 @@ static bool fake_answer(const char *line, size_t len)
     linestream_scan_members(&t);
     kind = qmp_classify(&t);
     struct upstream_reply r = {
-        /* upstream.c hands on whatever answers the head, as its kind */
+        /* upstream-queue.c hands on whatever answers the head, as its kind */
         .kind = kind, .raw = line, .len = len, .text = &t,
         .value_cache = &cache,
     };
