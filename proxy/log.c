@@ -41,11 +41,6 @@ void log_set_level(enum log_level level)
     current = level;
 }
 
-enum log_level log_get_level(void)
-{
-    return current;
-}
-
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = { "error", "warning", "info",

@@ -14,7 +14,6 @@ void log_set_level(enum log_level level);
 void log_set_priority_prefix(bool on);
 /* Whether standard error is journald's stream (JOURNAL_STREAM matches). */
 bool log_stderr_is_journal(void);
-enum log_level log_get_level(void);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

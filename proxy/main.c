@@ -550,7 +550,6 @@ static bool setup(struct qmproxy *q, const struct options *o)
     struct router_options ro = {
         .max_message = o->max_message,
         .reconnect = o->reconnect,
-        .connect_timeout_ms = o->connect_timeout_s * 1000,
     };
     struct address addr;
     char *error = NULL;

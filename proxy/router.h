@@ -24,7 +24,6 @@ struct upstream;
 struct router_options {
     size_t max_message;   /* per-message token size cap */
     bool reconnect;       /* keep listening when QEMU goes away */
-    int connect_timeout_ms;
 };
 
 struct router *router_new(struct event_base *base, struct trafficlog *tl,

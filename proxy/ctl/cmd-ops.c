@@ -202,6 +202,5 @@ const struct ctl_entry ctl_ops_entry = {
     .name = "ops",
     .usage = "[NAME] [--follow]",
     .summary = "the proxy's operations; --follow prints each change",
-    .needs_proxy = true,
     .exec = exec,
 };

@@ -26,6 +26,9 @@ extern struct op_registry op_reg;
 
 struct chain *op_chain(void);
 bool op_is_final(enum op_state s);
+/* Whether the operation's state machine lets it move from one to the
+ * other (the transition table, op.c). */
+bool op_may_become(enum op_state from, enum op_state to);
 bool op_state_from_name(const char *name, enum op_state *s);
 bool op_disk_state_from_name(const char *name, enum op_disk_state *s);
 /* Answer the caller, last: answering lets the client's next command run. */

@@ -157,17 +157,25 @@ size_t ops_count_active(void);
 /* Is this name free for a new operation? */
 bool op_name_free(const char *name);
 struct op_disk *op_add_disk(struct op *op, const char *disk);
+/* NULL when a client may now ask verb of op; else why not (owned). */
+char *op_verb_refused(const struct op *op, enum op_verb verb);
+
+/* op-announce.c */
+
 /* Move to s (or announce again, s being the state it is in), by the
  * transition table; an illegal move is a bug, logged as one. */
 void op_set_state(struct op *op, enum op_state s);
-/* NULL when a client may now ask verb of op; else why not (owned). */
-char *op_verb_refused(const struct op *op, enum op_verb verb);
-/* Finish: answer the caller (with ret, or the error), announce. */
+/* Finish: move to final (announced, saved), then answer the caller with
+ * the operation as qmproxy-query-operations shows it. */
 void op_succeed(struct op *op, enum op_state final);
+/* Fail: the error with where every disk stands, announced, and the
+ * caller answered with it as a GenericError. */
 void op_fail(struct op *op, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* One line per disk: where each stands now. */
 char *op_disks_summary(const struct op *op);
+
+/* op-json.c */
 
 json_object *op_to_json(const struct op *op);
 json_object *ops_to_json(const char *name);

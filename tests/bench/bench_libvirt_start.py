@@ -49,24 +49,6 @@ from qmptest import BUILD, QEMU, QEMU_BIN, QEMU_IMG, Proxy, wait_for  # noqa: E4
 QMPBENCH = os.path.join(BUILD, "tests", "bench", "qmpbench")
 RELAYFLOOR = os.path.join(BUILD, "tests", "bench", "relayfloor")
 
-DOMAIN_XML = """<domain type='qemu'>
-  <name>%(name)s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>%(emulator)s</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='%(disk)s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-"""
-
-
 NAMESPACE_MARK = "QMPROXY_BENCH_PRIVATE_LIBVIRT"
 PRIVATE_DIRS = ("/run", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
 
@@ -210,7 +192,7 @@ class Bench:
             tl.run([QEMU_IMG, "create", "-q", "-f", "qcow2", disk, "64M"])
             xml = os.path.join(work, name + ".xml")
             with open(xml, "w") as f:
-                f.write(DOMAIN_XML % {"name": name, "emulator": emulator, "disk": disk})
+                f.write(tl.domain_xml(name, emulator, disk, machine="q35"))
             virsh("destroy", name, check=False)     # leftovers of an aborted run
             virsh("undefine", name, check=False)
             virsh("define", xml)

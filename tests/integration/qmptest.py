@@ -145,12 +145,12 @@ class Proxy:
     """qmproxy in front of a QEMU monitor socket."""
 
     def __init__(self, workdir, upstream, listen=None, args=(), env=None,
-                 name="proxy", wait=True, pass_fds=()):
+                 name="proxy", wait=True, pass_fds=(), binary=None):
         self.workdir = workdir
         self.listen = listen or os.path.join(workdir, "%s.sock" % name)
         self.stderr_path = os.path.join(workdir, "%s.stderr" % name)
         self.stderr = open(self.stderr_path, "ab")
-        cmd = [QMPROXY, "--upstream", "unix:" + upstream, "-v"]
+        cmd = [binary or QMPROXY, "--upstream", "unix:" + upstream, "-v"]
         if listen is not False:
             cmd += ["--listen", "unix:" + self.listen]
         cmd += list(args)

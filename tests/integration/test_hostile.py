@@ -1015,7 +1015,7 @@ class FdPassing(HostileBase):
         takes the descriptor in with the first byte of the second, and
         the first getfd gets it.  Not fixed: the proxy would have to hold
         a command that carries descriptors until QEMU has answered every
-        earlier one (upstream.c); see the report of issue 12.  Stops at
+        earlier one (upstream-queue.c); see the report of issue 12.  Stops at
         the first wrong answer (seen in ~7% of the rounds here)."""
         a, b = self.hostile(), self.hostile()
         t0 = time.monotonic()
