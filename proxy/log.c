@@ -66,3 +66,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
     }
     fprintf(stderr, "%s qmproxy %s: %s\n", when, names[level], line);
 }
+
+void log_startup(const char *fmt, ...)
+{
+    va_list ap;
+
+    if (priority_prefix) {
+        fputs("<3>", stderr);
+    }
+    fputs("qmproxy: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}

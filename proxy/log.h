@@ -17,6 +17,11 @@ bool log_stderr_is_journal(void);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* What stops the proxy before its loop runs (a bad option, a socket that
+ * cannot be made): "qmproxy: ..." on stderr, as a command-line tool says
+ * it, with the error priority in front when the journal reads stderr. */
+void log_startup(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

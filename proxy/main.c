@@ -199,7 +199,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             o->socket_mode = (int)strtol(optarg, &end, 8);
             if (errno || *end || o->socket_mode < 0
                 || o->socket_mode > 07777) {
-                fprintf(stderr, "qmproxy: --socket-mode wants an octal mode "
+                log_startup("--socket-mode wants an octal mode "
                         "such as 0600, not '%s'\n", optarg);
                 return false;
             }
@@ -215,7 +215,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             errno = 0;
             o->connect_timeout_s = (int)strtol(optarg, &end, 10);
             if (errno || *end || o->connect_timeout_s < 0) {
-                fprintf(stderr, "qmproxy: --connect-timeout wants a number "
+                log_startup("--connect-timeout wants a number "
                         "of seconds, not '%s'\n", optarg);
                 return false;
             }
@@ -225,7 +225,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             o->max_message = strtoull(optarg, &end, 10);
             if (errno || *end || o->max_message < 1024
                 || o->max_message > JSONSTREAM_MAX_TOKEN_SIZE) {
-                fprintf(stderr, "qmproxy: --max-message wants a byte count "
+                log_startup("--max-message wants a byte count "
                         "between 1024 and %zu, not '%s'\n",
                         (size_t)JSONSTREAM_MAX_TOKEN_SIZE, optarg);
                 return false;
@@ -235,7 +235,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             errno = 0;
             long n = strtol(optarg, &end, 10);
             if (errno || *end || end == optarg || n < 3 || n > 65535) {
-                fprintf(stderr, "qmproxy: --exec-upstream wants a descriptor "
+                log_startup("--exec-upstream wants a descriptor "
                         "number of 3 or more, not '%s'\n", optarg);
                 return false;
             }
@@ -282,27 +282,27 @@ static bool parse_options(int argc, char **argv, struct options *o)
     }
     if (o->exec_fd >= 0) {
         if (optind >= argc) {
-            fprintf(stderr, "qmproxy: --exec-upstream wants the program to "
+            log_startup("--exec-upstream wants the program to "
                     "run after '--'\n");
             return false;
         }
         if (o->reconnect) {
-            fprintf(stderr, "qmproxy: --reconnect cannot be used with "
+            log_startup("--reconnect cannot be used with "
                     "--exec-upstream (nobody would make the socket again)\n");
             return false;
         }
         o->exec_argv = argv + optind;
     } else if (optind < argc) {
-        fprintf(stderr, "qmproxy: unexpected argument '%s'\n", argv[optind]);
+        log_startup("unexpected argument '%s'\n", argv[optind]);
         return false;
     }
     if (!o->upstream) {
-        fprintf(stderr, "qmproxy: --upstream is required (QEMU's QMP "
+        log_startup("--upstream is required (QEMU's QMP "
                 "socket, e.g. --upstream unix:/run/qemu/vm1.qmp)\n");
         return false;
     }
     if (!o->nlisten && !o->nclients) {
-        fprintf(stderr, "qmproxy: at least one --listen is required (where "
+        log_startup("at least one --listen is required (where "
                 "clients connect, e.g. --listen unix:/run/qmproxy/vm1.sock)"
                 ", or a --client\n");
         return false;
@@ -310,7 +310,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
     for (size_t i = 0; i < o->nclients; i++) {
         if (o->traffic_log && !strcmp(o->traffic_log, "-")
             && strstr(o->clients[i], "stdio")) {
-            fprintf(stderr, "qmproxy: --client stdio and --traffic-log - "
+            log_startup("--client stdio and --traffic-log - "
                     "would share standard output; log to a file\n");
             return false;
         }
@@ -334,7 +334,7 @@ static bool take_systemd_listeners(struct options *o)
         }
         socks = sdlisten_take(&n, &error);
         if (!socks) {
-            fprintf(stderr, "qmproxy: --listen systemd: %s\n", error);
+            log_startup("--listen systemd: %s\n", error);
             free(error);
             return false;
         }
@@ -425,23 +425,23 @@ static void exec_upstream(const struct options *o)
     pid_t pid;
 
     if ((error = address_parse(o->upstream, 0, &addr))) {
-        fprintf(stderr, "qmproxy: --upstream %s\n", error);
+        log_startup("--upstream %s\n", error);
         exit(1);
     }
     if (addr.kind != ADDR_UNIX) {
-        fprintf(stderr, "qmproxy: --exec-upstream needs a unix: --upstream, "
+        log_startup("--exec-upstream needs a unix: --upstream, "
                 "not %s\n", o->upstream);
         exit(1);
     }
     fd = listener_unix_socket(addr.path, o->socket_mode, &error);
     if (fd < 0) {
-        fprintf(stderr, "qmproxy: --exec-upstream: %s\n", error);
+        log_startup("--exec-upstream: %s\n", error);
         exit(1);
     }
     address_clear(&addr);
     pid = fork();
     if (pid < 0) {
-        fprintf(stderr, "qmproxy: fork: %s\n", strerror(errno));
+        log_startup("fork: %s\n", strerror(errno));
         exit(1);
     }
     if (pid == 0) {
@@ -467,7 +467,7 @@ static void exec_upstream(const struct options *o)
     free(keep);
     if (fd != o->exec_fd) {
         if (dup2(fd, o->exec_fd) < 0) {
-            fprintf(stderr, "qmproxy: dup2 to %d: %s\n", o->exec_fd,
+            log_startup("dup2 to %d: %s\n", o->exec_fd,
                     strerror(errno));
             _exit(1);
         }
@@ -480,7 +480,7 @@ static void exec_upstream(const struct options *o)
         fcntl(o->exec_fd, F_SETFL, flags & ~O_NONBLOCK);
     }
     execvp(o->exec_argv[0], o->exec_argv);
-    fprintf(stderr, "qmproxy: cannot execute %s: %s\n", o->exec_argv[0],
+    log_startup("cannot execute %s: %s\n", o->exec_argv[0],
             strerror(errno));
     _exit(127);
 }
@@ -556,7 +556,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
 
     q->tlog = trafficlog_new(q->base, o->traffic_log, 0, &error);
     if (!q->tlog) {
-        fprintf(stderr, "qmproxy: %s\n", error);
+        log_startup("%s\n", error);
         free(error);
         return false;
     }
@@ -564,7 +564,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     router_on_exit(q->router, on_exit_requested, q);
 
     if ((error = address_parse(o->upstream, 0, &addr))) {
-        fprintf(stderr, "qmproxy: --upstream %s\n", error);
+        log_startup("--upstream %s\n", error);
         free(error);
         return false;
     }
@@ -573,7 +573,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     address_clear(&addr);
     q->service = service_new(q->base, q->router, o->upstream, &error);
     if (error) {
-        fprintf(stderr, "qmproxy: %s\n", error);
+        log_startup("%s\n", error);
         free(error);
         return false;
     }
@@ -581,7 +581,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
     if (o->policy) {
         struct policy *p = policy_load(o->policy, &error);
         if (!p) {
-            fprintf(stderr, "qmproxy: --policy %s is not valid:\n%s",
+            log_startup("--policy %s is not valid:\n%s",
                     o->policy, error);
             free(error);
             return false;
@@ -598,7 +598,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
         struct listener *l;
         if ((error = address_parse(o->listen[i], ADDRESS_ALLOW_NAME
                                    | ADDRESS_ALLOW_FD, &addr))) {
-            fprintf(stderr, "qmproxy: --listen %s\n", error);
+            log_startup("--listen %s\n", error);
             free(error);
             return false;
         }
@@ -606,7 +606,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
                          q->router, &error);
         address_clear(&addr);
         if (!l) {
-            fprintf(stderr, "qmproxy: --listen %s: %s\n", o->listen[i],
+            log_startup("--listen %s: %s\n", o->listen[i],
                     error);
             free(error);
             return false;
@@ -621,13 +621,13 @@ static bool setup(struct qmproxy *q, const struct options *o)
         if ((error = address_parse(o->clients[i], ADDRESS_ALLOW_NAME
                                    | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO,
                                    &addr))) {
-            fprintf(stderr, "qmproxy: --client %s\n", error);
+            log_startup("--client %s\n", error);
             free(error);
             return false;
         }
         extras = extras_for(o, addr.name);
         if (!router_add_client(q->router, &addr, extras, &error)) {
-            fprintf(stderr, "qmproxy: --client %s: %s\n", o->clients[i],
+            log_startup("--client %s: %s\n", o->clients[i],
                     error);
             free(error);
             address_clear(&addr);
@@ -638,14 +638,14 @@ static bool setup(struct qmproxy *q, const struct options *o)
     for (size_t i = 0; i < o->ntaps; i++) {
         struct tap *t;
         if ((error = address_parse(o->taps[i], 0, &addr))) {
-            fprintf(stderr, "qmproxy: --tap %s\n", error);
+            log_startup("--tap %s\n", error);
             free(error);
             return false;
         }
         t = tap_new(q->base, &addr, o->socket_mode, &error);
         address_clear(&addr);
         if (!t) {
-            fprintf(stderr, "qmproxy: --tap %s: %s\n", o->taps[i], error);
+            log_startup("--tap %s: %s\n", o->taps[i], error);
             free(error);
             return false;
         }
@@ -725,6 +725,8 @@ int main(int argc, char **argv)
     struct qmproxy q = { 0 };
     int status;
 
+    /* complaints about the command line reach the journal as errors too */
+    log_set_priority_prefix(log_stderr_is_journal());
     if (!parse_options(argc, argv, &o)) {
         free_options(&o);
         return 2;
@@ -750,7 +752,7 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     q.base = event_base_new();
     if (!q.base) {
-        fprintf(stderr, "qmproxy: cannot create the event loop\n");
+        log_startup("cannot create the event loop\n");
         return 1;
     }
     if (!setup(&q, &o)) {

@@ -349,6 +349,26 @@ class Journal(ServiceTestCase):
         proxy.wait(15)
         self.assertRegex(self.stderr(), r"^\d{4}-\d\d-\d\dT.* qmproxy info: ")
 
+    def test_journal_gets_startup_errors_as_errors(self):
+        # a start that fails on its command line, before any logging is
+        # set up, still says so at the journal's error priority
+        qemu = self.start_qemu()
+        open(self.stderr_path, "ab").close()
+        st = os.stat(self.stderr_path)
+        proxy = self.start_proxy(qemu.monitors[0], ["--listen", "unix:" + self.listen,
+                                                    "--max-message", "lots"],
+                                 env={"JOURNAL_STREAM": "%d:%d" % (st.st_dev, st.st_ino)})
+        self.assertEqual(proxy.wait(15), 2)
+        self.assertTrue(self.stderr().startswith("<3>qmproxy: --max-message wants"),
+                        self.stderr()[:300])
+        # outside the journal, as a command-line tool says it
+        os.unlink(self.stderr_path)
+        proxy = self.start_proxy(qemu.monitors[0], ["--listen", "unix:" + self.listen,
+                                                    "--max-message", "lots"])
+        self.assertEqual(proxy.wait(15), 2)
+        self.assertTrue(self.stderr().startswith("qmproxy: --max-message wants"),
+                        self.stderr()[:300])
+
 
 @unittest.skipUnless(SOCKET_ACTIVATE, "systemd-socket-activate is not installed")
 class SocketActivation(ServiceTestCase):
