@@ -30,6 +30,7 @@ static const struct disk_field {
     F("snapshot-file", FIELD_STR, snapshot_file, false, false),
     F("mirror-file", FIELD_STR, mirror_file, false, false),
     F("format", FIELD_STR, format, false, false),
+    F("mirror-format", FIELD_STR, mirror_format, false, false),
     F("job", FIELD_STR, job, false, false),
     F("offset", FIELD_INT, offset, false, true),
     F("len", FIELD_INT, len, false, true),

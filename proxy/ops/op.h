@@ -77,6 +77,8 @@ struct op_disk {
     char *snapshot_file;   /* NULL: no snapshot step */
     char *mirror_file;     /* NULL: no copy */
     char *format;          /* of the snapshot and the copy */
+    char *mirror_format;   /* of the copy, when not format's (an NBD
+                            * export of a snapshot's copy: raw) */
     char *mode;            /* the copy: existing | absolute-paths */
     char *sync;            /* the copy: top | full */
     int64_t speed;
@@ -130,6 +132,14 @@ struct op {
 char *op_check_disk(const char *name, const char **resolved);
 char *op_check_new_file(const char *what, const char *path);
 char *op_check_existing_file(const char *what, const char *path);
+/*
+ * A copy's target (canonical, see nbd-target.h): a file is checked as new
+ * or existing by *mode (NULL: absolute-paths); an NBD export is an image
+ * made beforehand on the receiving side (QEMU cannot create one over NBD),
+ * so its mode is existing, and another mode asked for is refused.  *mode
+ * is set to the mode to use.
+ */
+char *op_check_target(const char *what, const char *target, const char **mode);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {

@@ -73,7 +73,8 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         json_object_object_add(a, "device", json_object_new_string(device));
         json_object_object_add(a, "target",
                                json_object_new_string(d->mirror_file));
-        jobj_add_str(a, "format", d->format);
+        jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
+                                                   : d->format);
         json_object_object_add(a, "sync", json_object_new_string(
                                    d->sync ? d->sync : "top"));
         json_object_object_add(a, "mode", json_object_new_string(

@@ -1,0 +1,308 @@
+"""The operations with their copy on another host: qmproxy-block-copy,
+qmproxy-snapshot-mirror and qmproxy-snapshot-mirror-xml onto an NBD export
+served by qemu-storage-daemon on a second "host" (network namespaces made
+by hosts.py, link-local addresses), then reopen onto the export (QEMU then
+runs on the other host's image) or abort.  The destination image is
+created on the receiving host by the test, as the receiving side's tooling
+would.  Data written before and during each copy (qemu-io through
+human-monitor-command) is compared with `qemu-img compare` against the
+source, and data written after the reopen is read back on the receiving
+host.  Also: bad targets get a clear error, and a policy that does not name
+the NBD server refuses the copy."""
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import hosts
+from qmptest import Proxy, QMPClient, QEMU_IMG, qemu_img, wait_for
+from test_chain import qemu_chain
+
+MiB = 1 << 20
+SIZE = "64M"
+
+
+class RemoteTestCase(unittest.TestCase):
+    """A source host (QEMU and qmproxy) and a destination host
+    (qemu-storage-daemon serving the images it made)."""
+
+    proxy_args = ("--extras", "default")
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="qmptest-remote-",
+                                        dir=os.environ.get("QMPTEST_TMP"))
+        self.addCleanup(shutil.rmtree, self.workdir, ignore_errors=True)
+        self.src = os.path.join(self.workdir, "src")
+        self.dest = os.path.join(self.workdir, "dest")
+        os.makedirs(self.src)
+        os.makedirs(self.dest)
+        self.hosts = hosts.Hosts(2)
+        self.addCleanup(self.hosts.close)
+        self.source, self.target = self.hosts[0], self.hosts[1]
+        self.qemu = self.source.qemu(self.workdir, image_dir=self.src)
+        self.addCleanup(self.qemu.stop)
+        self.image = self.qemu.images[0]
+        self.proxy = self.start_proxy(self.proxy_args)
+        self.c = QMPClient(self.proxy.listen)
+        self.addCleanup(self.c.close)
+        self.c.negotiate()
+
+    def start_proxy(self, args):
+        p = self.source.proxy(self.workdir, self.qemu.monitors[0], args=args)
+        self.addCleanup(p.stop)
+        return p
+
+    # ---- the receiving host's side ----
+
+    def make_dest(self, name, backing=None):
+        """An image made on the receiving host (never by the sender)."""
+        path = os.path.join(self.dest, name)
+        args = ["qemu-img", "create", "-q", "-f", "qcow2"]
+        if backing:
+            args += ["-b", backing, "-F", "qcow2"]
+        self.target.run(args + [path, SIZE])
+        return path
+
+    def serve(self, exports, **kw):
+        qsd = self.target.storage_daemon(self.workdir, exports, **kw)
+        self.addCleanup(qsd.kill)
+        return qsd
+
+    # ---- the guest's view ----
+
+    def write(self, pattern, offset, size=MiB):
+        out = self.qemu.io(self.c, 0, "write -P 0x%02x %d %d" % (pattern, offset, size))
+        self.assertNotIn("error", out.lower(), out)
+
+    def check(self, pattern, offset, size=MiB):
+        out = self.qemu.io(self.c, 0, "read -P 0x%02x %d %d" % (pattern, offset, size))
+        self.assertNotIn("fail", out.lower(), out)
+
+    def flush(self):
+        self.qemu.io(self.c, 0, "flush")
+
+    def top(self):
+        return qemu_chain(self.c, 0)[0][0]
+
+    def op(self, name=None):
+        ops = self.c.ok("qmproxy-query-operations", {"name": name} if name else {})
+        return ops[-1]
+
+    def compare(self, source_image, uri):
+        """qemu-img compare of a (no longer used) source image with the
+        export, run on the receiving host."""
+        r = self.target.run(["qemu-img", "compare", "-U", "-f", "qcow2",
+                             "-F", "raw", source_image, uri], check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def read_on_target(self, uri, pattern, offset, size=MiB):
+        out = self.target.run(["qemu-io", "-f", "raw", "-c", "read -P 0x%02x %d %d"
+                               % (pattern, offset, size), uri]).stdout
+        self.assertNotIn("fail", out.lower(), out)
+        self.assertIn("read %d/%d bytes" % (size, size), out)
+
+
+class BlockCopy(RemoteTestCase):
+
+    def start_copy(self, target, **kw):
+        args = {"disk": "disk0", "target": target}
+        args.update(kw)
+        return self.c.cmd("qmproxy-block-copy", args)
+
+    def test_copy_to_export_then_reopen_runs_on_it(self):
+        self.write(0x11, 0)
+        dest = self.make_dest("disk0.qcow2")
+        qsd = self.serve({"disk0": dest})
+        uri = qsd.uri("disk0")
+        r = self.start_copy(uri)
+        self.assertIn("return", r)
+        op = self.op()
+        self.assertEqual(op["state"], "ready")
+        self.assertEqual(op["disks"][0]["mirror-file"], uri)
+        self.assertEqual(op["disks"][0]["format"], "raw")
+        self.write(0x22, 4 * MiB)                 # during the copy
+        self.c.ok("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(self.top(), uri)         # QEMU runs on the export
+        self.compare(self.image, uri)
+        self.check(0x11, 0)
+        self.check(0x22, 4 * MiB)
+        self.write(0x33, 8 * MiB)                 # after: on the other host
+        self.read_on_target(uri, 0x33, 8 * MiB)
+        self.read_on_target(uri, 0x22, 4 * MiB)
+        self.assertEqual(self.op()["state"], "pivoted")
+
+    def test_structured_target_over_unix_socket_then_drop(self):
+        self.write(0x44, 0)
+        dest = self.make_dest("disk0.qcow2")
+        sock = os.path.join(self.dest, "nbd.sock")
+        qsd = self.serve({"d0": dest}, unix_socket=sock)
+        r = self.start_copy({"server": {"type": "unix", "path": sock},
+                             "export": "d0"})
+        self.assertIn("return", r)
+        uri = "nbd+unix:///d0?socket=%s" % sock
+        self.assertEqual(qsd.uri("d0"), uri)
+        self.assertEqual(self.op()["disks"][0]["mirror-file"], uri)
+        self.write(0x55, 2 * MiB)
+        self.flush()
+        # the copy has everything so far
+        wait_for(lambda: self.target.run(
+            ["qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw",
+             self.image, uri], check=False).returncode == 0,
+            what="the export to match the source")
+        # abort: drop the copy, stay on the source image
+        self.c.ok("qmproxy-reopen", {"disk": "disk0", "file": self.image})
+        self.assertEqual(self.top(), self.image)
+        self.write(0x66, 6 * MiB)
+        self.check(0x55, 2 * MiB)
+        out = self.target.run(["qemu-io", "-f", "raw", "-c",
+                               "read -P 0x66 %d %d" % (6 * MiB, MiB), uri],
+                              check=False).stdout
+        self.assertIn("Pattern verification failed", out)
+
+    def test_bad_targets_refused_with_what_to_fix(self):
+        cases = [
+            ("nbd://:10809/x", "names no host"),
+            ("nbd://169.254.77.2:99999/x", "not a port number"),
+            ("nbd://169.254.77.2:10809/x?a=b", "takes no query"),
+            ("nbd+unix:///x", "socket=PATH"),
+            ("nbd+unix:///x?socket=rel.sock", "must be an absolute path"),
+            ({"export": "x"}, "needs 'server'"),
+            ({"server": {"type": "inet", "host": "169.254.77.2"}},
+             "needs 'host' and 'port'"),
+            ({"server": {"type": "unix", "path": "/x"}, "bogus": 1},
+             "unknown member 'bogus'"),
+            ({"driver": "file", "filename": "/x"}, "only an NBD export"),
+            (42, "expected: string or object"),
+        ]
+        for target, words in cases:
+            r = self.start_copy(target)
+            self.assertEqual(r["error"]["class"], "GenericError", (target, r))
+            self.assertIn(words, r["error"]["desc"], target)
+            self.assertIn("nothing was done", r["error"]["desc"], target)
+        r = self.start_copy("nbd://169.254.77.2:10809/x", mode="absolute-paths")
+        self.assertIn("use mode 'existing'", r["error"]["desc"])
+        self.assertEqual(self.c.ok("qmproxy-query-operations"), [])
+        self.assertEqual(self.top(), self.image)
+
+    def test_export_not_there_fails_cleanly(self):
+        # nothing listens on the destination host
+        r = self.start_copy("nbd://%s:10809/none" % self.target.addr)
+        self.assertIn("error", r)
+        self.assertIn("refused", r["error"]["desc"])
+        self.assertEqual(self.top(), self.image)
+        self.write(0x77, 0)
+
+
+class SnapshotMirror(RemoteTestCase):
+    """The RFC's mirrored snapshot, its copy on another host.  The older
+    layers are on the receiving host before the copy starts (copied there
+    while the guest is quiet): the export serves the whole disk once QEMU
+    reopens onto it."""
+
+    def prepare_target(self):
+        self.write(0x11, 0)
+        self.flush()
+        base = os.path.join(self.dest, "base.qcow2")
+        # the receiving host copies the older layer (read over the shared
+        # file system here; over any transport in real life)
+        self.target.run(["qemu-img", "convert", "-U", "-O", "qcow2",
+                         self.image, base])
+        return self.make_dest("snap.qcow2", backing=base)
+
+    def test_structured_target_reopen_onto_mirror(self):
+        snap = self.prepare_target()
+        qsd = self.serve({"snap": snap})
+        uri = qsd.uri("snap")
+        local = os.path.join(self.src, "snap.qcow2")
+        self.c.ok("qmproxy-snapshot-mirror", {"name": "move", "disks": [
+            {"disk": "disk0", "snapshot-file": local,
+             "mirror-file": {"server": {"type": "inet",
+                                        "host": self.target.addr,
+                                        "port": "10809"},
+                             "export": "snap"}}]})
+        op = self.op("move")
+        self.assertEqual(op["state"], "ready")
+        self.assertEqual(op["disks"][0]["mirror-file"], uri)
+        self.assertEqual(op["disks"][0]["mirror-format"], "raw")
+        self.write(0x22, 4 * MiB)
+        self.c.ok("qmproxy-snapshot-reopen", {"name": "move", "target": "mirror"})
+        self.assertEqual(self.op("move")["state"], "pivoted")
+        self.assertEqual(self.top(), uri)
+        self.compare(local, uri)                   # with its backing file
+        self.write(0x33, 8 * MiB)
+        self.read_on_target(uri, 0x33, 8 * MiB)
+        self.read_on_target(uri, 0x11, 0)
+
+    def test_xml_unix_uri_then_abort(self):
+        snap = self.prepare_target()
+        sock = os.path.join(self.dest, "nbd.sock")
+        qsd = self.serve({"snap": snap}, unix_socket=sock)
+        local = os.path.join(self.src, "snap.qcow2")
+        xml = ("<domainsnapshot><name>away</name><disks>"
+               "<disk name='disk0' snapshot='external'><source file='%s'/>"
+               "<mirror file='%s'/></disk></disks></domainsnapshot>"
+               % (local, qsd.uri("snap")))
+        self.c.ok("qmproxy-snapshot-mirror-xml", {"xml": xml})
+        self.assertEqual(self.op("away")["state"], "ready")
+        self.assertEqual(self.top(), local)
+        self.write(0x22, 4 * MiB)
+        self.c.ok("qmproxy-snapshot-abort", {"name": "away"})
+        self.assertEqual(self.op("away")["state"], "aborted")
+        self.assertEqual(self.top(), self.image)   # back on its image
+        self.check(0x11, 0)
+        self.check(0x22, 4 * MiB)                  # folded back
+
+
+class Policy(RemoteTestCase):
+    """A restricted listener may name only the NBD servers the policy
+    allows, however it names them."""
+
+    def start_proxy(self, args):
+        path = os.path.join(self.workdir, "policy.xml")
+        with open(path, "w") as f:
+            f.write('<?xml version="1.0"?>\n<policy><paths>'
+                    '<allow dir="%s"/><allow nbd="tcp:169.254.77.2:10809"/>'
+                    '</paths></policy>\n' % self.src)
+        return super().start_proxy(tuple(args) + ("--policy", path))
+
+    def test_only_allowed_servers(self):
+        dest = self.make_dest("disk0.qcow2")
+        sock = os.path.join(self.dest, "nbd.sock")
+        self.serve({"disk0": dest})
+        refused = [
+            {"disk": "disk0", "target": "nbd://169.254.77.2:10810/disk0"},
+            {"disk": "disk0", "target": "nbd://169.254.77.3/disk0"},
+            {"disk": "disk0", "target": "nbd+unix:///disk0?socket=%s" % sock},
+            {"disk": "disk0", "target": {"server": {"type": "unix", "path": sock},
+                                         "export": "disk0"}},
+            {"disk": "disk0", "target": {"server": {"type": "inet",
+                                                    "host": "169.254.77.2",
+                                                    "port": "10810"},
+                                         "export": "disk0"}},
+        ]
+        for args in refused:
+            r = self.c.cmd("qmproxy-block-copy", args)
+            self.assertEqual(r["error"]["class"], "GenericError", args)
+            self.assertIn("is not allowed by policy", r["error"]["desc"], args)
+            self.assertIn("<allow nbd=", r["error"]["desc"], args)
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"disks": [
+            {"disk": "disk0", "snapshot-file": os.path.join(self.src, "s.qcow2"),
+             "mirror-file": {"server": {"type": "unix", "path": sock},
+                             "export": "disk0"}}]})
+        self.assertIn("is not allowed by policy", r["error"]["desc"])
+        xml = ("<domainsnapshot><disks><disk name='disk0'><source file='%s'/>"
+               "<mirror file='nbd+unix:///disk0?socket=%s'/></disk></disks>"
+               "</domainsnapshot>" % (os.path.join(self.src, "s.qcow2"), sock))
+        r = self.c.cmd("qmproxy-snapshot-mirror-xml", {"xml": xml})
+        self.assertIn("is not allowed by policy", r["error"]["desc"])
+        self.assertEqual(self.top(), self.image)
+        # the allowed one, by URI and by structure
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0", "target": {
+            "server": {"type": "inet", "host": "169.254.77.2", "port": "10809"},
+            "export": "disk0"}})
+        self.c.ok("qmproxy-reopen", {"disk": "disk0", "file": self.image})
+
+
+if __name__ == "__main__":
+    unittest.main()
