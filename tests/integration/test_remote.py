@@ -160,6 +160,28 @@ class BlockCopy(RemoteTestCase):
                               check=False).stdout
         self.assertIn("Pattern verification failed", out)
 
+    def test_storage_daemon_killed_while_ready(self):
+        """The receiving side goes away: the copy fails, the guest stays on
+        its own image with all its data, the operation says so."""
+        self.write(0x11, 0)
+        dest = self.make_dest("disk0.qcow2")
+        qsd = self.serve({"disk0": dest})
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0", "target": qsd.uri("disk0")})
+        qsd.kill()
+        # the mirror writes through to the target, and fails there
+        for i in range(8):
+            self.write(0x20 + i, i * MiB)
+            if self.op()["state"] == "failed":
+                break
+        wait_for(lambda: self.op()["state"] == "failed", what="the copy to fail")
+        op = self.op()
+        self.assertIn("disk0", op["error"])
+        self.assertEqual(self.top(), self.image)
+        for i in range(8):
+            self.check(0x20 + i, i * MiB)
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0", "target":
+                                         os.path.join(self.src, "again.qcow2")})
+
     def test_bad_targets_refused_with_what_to_fix(self):
         cases = [
             ("nbd://:10809/x", "names no host"),
