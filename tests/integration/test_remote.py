@@ -16,9 +16,10 @@ import tempfile
 import unittest
 
 import hosts
-from qmptest import Proxy, QMPClient, QEMU_IMG, qemu_img, wait_for
+from qmptest import BUILD, QMPClient, wait_for
 from test_chain import qemu_chain
 
+QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
 MiB = 1 << 20
 SIZE = "64M"
 
@@ -159,6 +160,43 @@ class BlockCopy(RemoteTestCase):
                                "read -P 0x66 %d %d" % (6 * MiB, MiB), uri],
                               check=False).stdout
         self.assertIn("Pattern verification failed", out)
+
+    def test_destination_qemu_serves_qmproxyctl_copies(self):
+        """The other server: the destination QEMU's own NBD server
+        (nbd-server-start, block-export-add), driven with qmproxyctl."""
+        self.write(0x12, 0)
+        destdir = os.path.join(self.workdir, "destvm")
+        os.makedirs(os.path.join(destdir, "img"))
+        dest = os.path.join(destdir, "img", "disk0.qcow2")
+        self.target.run(["qemu-img", "create", "-q", "-f", "qcow2", dest, "64M"])
+        qd = self.target.qemu(destdir, image_dir=os.path.join(destdir, "img"),
+                              monitors=1)
+        self.addCleanup(qd.stop)
+        d = QMPClient(qd.monitors[0])
+        self.addCleanup(d.close)
+        d.negotiate()
+        d.ok("nbd-server-start", {"addr": {"type": "inet", "data": {
+            "host": self.target.addr, "port": "10809"}}})
+        node = d.ok("query-block")[0]["inserted"]["node-name"]
+        d.ok("block-export-add", {"type": "nbd", "id": "e0", "node-name": node,
+                                  "name": "vda", "writable": True})
+        uri = "nbd://%s:10809/vda" % self.target.addr
+        env = dict(os.environ, NO_COLOR="1")
+        r = subprocess.run([QMPROXYCTL, "-s", self.proxy.listen, "block-copy",
+                            "disk0", uri, "--wait"], capture_output=True,
+                           text=True, timeout=120, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.write(0x23, 3 * MiB)
+        r = subprocess.run([QMPROXYCTL, "-s", self.proxy.listen, "reopen",
+                            "disk0"], capture_output=True, text=True,
+                           timeout=120, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.top(), uri)
+        self.compare(self.image, uri)
+        self.write(0x34, 5 * MiB)
+        # the destination QEMU sees the guest's writes in its own disk
+        out = d.hmp('qemu-io disk0 "read -P 0x34 %d %d"' % (5 * MiB, MiB))
+        self.assertNotIn("fail", out.lower(), out)
 
     def test_storage_daemon_killed_while_ready(self):
         """The receiving side goes away: the copy fails, the guest stays on
