@@ -21,6 +21,9 @@ QMPROXY_DEPS=(
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  # the tests across hosts: network namespaces (ip netns), and the
+  # certificates of NBD over TLS (certtool)
+  iproute2 gnutls-bin
 )
 
 missing_deps() {

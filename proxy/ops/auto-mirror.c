@@ -28,6 +28,7 @@
 #include "chain.h"
 #include "cmd.h"
 #include "log.h"
+#include "nbd-target.h"
 #include "op.h"
 #include "policy.h"
 #include "spawn.h"
@@ -112,7 +113,7 @@ static void watch(struct op *op)
         failed(a, d->job_error ? d->job_error : "the copy ended");
     } else {
         const char *top = chain_top_file(a->env->chain, d->disk);
-        d->state = top && !strcmp(top, d->mirror_file) ? DISK_PIVOTED
+        d->state = nbd_target_names(top, d->mirror_file) ? DISK_PIVOTED
                                                        : DISK_COPY_DROPPED;
         op_set_state(op, OP_PIVOTED);
     }

@@ -311,6 +311,37 @@ static char *parse_string(const char *what, const char *s,
                      "nbd+unix:///EXPORT?socket=PATH)", what, s);
 }
 
+static bool same(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+bool nbd_target_names(const char *top, const char *target)
+{
+    struct nbd_target a = { 0 }, b = { 0 };
+    char *ea, *eb;
+    bool r;
+
+    if (!top || !target) {
+        return false;
+    }
+    if (!strcmp(top, target)) {
+        return true;
+    }
+    if (!nbd_target_is(top) || !nbd_target_is(target)) {
+        return false;
+    }
+    ea = parse_string("top", top, &a);
+    eb = parse_string("target", target, &b);
+    r = !ea && !eb && same(a.host, b.host) && same(a.port, b.port)
+        && same(a.socket, b.socket) && same(a.export, b.export);
+    free(ea);
+    free(eb);
+    nbd_target_release(&a);
+    nbd_target_release(&b);
+    return r;
+}
+
 char *nbd_target_resolve_string(const char *what, const char *target,
                                 char **out)
 {

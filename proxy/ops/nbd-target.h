@@ -25,6 +25,14 @@ bool nbd_target_is(const char *target);
  * the argument in the error.
  */
 char *nbd_target_resolve(const char *what, json_object *target, char **out);
+/*
+ * Does QEMU's name for a disk's top image (from the chain model) name this
+ * copy's target?  The same string, or the same NBD server and export:
+ * QEMU names an export by its URI even when it was opened with TLS options
+ * that the target's json:{} form keeps.
+ */
+bool nbd_target_names(const char *top, const char *target);
+
 /* The same for a target given as a string (a path, or an NBD URI). */
 char *nbd_target_resolve_string(const char *what, const char *target,
                                 char **out);

@@ -10,6 +10,7 @@
 #include "op-internal.h"
 #include "chain.h"
 #include "log.h"
+#include "nbd-target.h"
 #include "util.h"
 
 /* ---- endings --------------------------------------------------------- */
@@ -57,7 +58,7 @@ static void watch_ready(struct op *op)
         if (d->done) {
             const char *top = chain_top_file(op_chain(), d->disk);
             d->own_job = false;
-            d->state = top && !strcmp(top, d->mirror_file)
+            d->state = nbd_target_names(top, d->mirror_file)
                 ? DISK_PIVOTED : DISK_COPY_DROPPED;
             str_setf(&d->note, "runs on %s (done by another client)",
                  top ? top : "?");
@@ -143,7 +144,7 @@ void ops_resume(void)
                 continue;
             }
             lost = true;
-            if (top && !strcmp(top, d->mirror_file)) {
+            if (nbd_target_names(top, d->mirror_file)) {
                 d->state = DISK_PIVOTED;
                 str_setf(&d->note, "runs on %s (pivoted while the proxy was "
                      "away)", top);

@@ -120,15 +120,16 @@ class Host:
         return p
 
     def storage_daemon(self, workdir, exports, port=10809, unix_socket=None,
-                       extra_args=(), name="qsd"):
+                       extra_args=(), name="qsd", tls_creds=None):
         """qemu-storage-daemon serving images over NBD from this host.
 
         exports: {export-name: image path} (qcow2 images, writable
         exports).  It listens on this host's address and port (TCP), or on
         unix_socket.  Returns a StorageDaemon once it has started
-        serving."""
+        serving.  tls_creds: the id of a tls-creds-x509 object (given in
+        extra_args) the NBD server then requires."""
         return StorageDaemon(self, workdir, exports, port, unix_socket,
-                             extra_args, name)
+                             extra_args, name, tls_creds)
 
     def link_down(self):
         """Cut this host off the link (its port on the switch goes down):
@@ -172,7 +173,7 @@ class StorageDaemon:
     monitor (socket in workdir) for whatever else a test needs."""
 
     def __init__(self, host, workdir, exports, port, unix_socket, extra_args,
-                 name):
+                 name, tls_creds=None):
         self.host = host
         self.port = port
         self.unix_socket = unix_socket
@@ -183,7 +184,10 @@ class StorageDaemon:
             addr = "addr.type=unix,addr.path=%s" % unix_socket
         else:
             addr = "addr.type=inet,addr.host=%s,addr.port=%d" % (host.addr, port)
-        args = [QSD, "--chardev", "socket,id=m,path=%s,server=on,wait=off"
+        if tls_creds:
+            addr += ",tls-creds=%s" % tls_creds
+        # objects (extra_args) first: the NBD server may name them
+        args = [QSD] + list(extra_args) + ["--chardev", "socket,id=m,path=%s,server=on,wait=off"
                 % self.monitor, "--monitor", "chardev=m",
                 "--nbd-server", addr, "--pidfile", self.pidfile]
         for i, (export, image) in enumerate(sorted(exports.items())):
@@ -193,7 +197,6 @@ class StorageDaemon:
                      % (i, i),
                      "--export", "type=nbd,id=e%d,node-name=n%d,name=%s,"
                      "writable=on" % (i, i, export)]
-        args += list(extra_args)
         self.log = open(self.log_path, "ab")
         host.files.append(self.log)
         self.proc = host.popen(args, stdout=self.log, stderr=subprocess.STDOUT)

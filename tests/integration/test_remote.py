@@ -16,6 +16,7 @@ import tempfile
 import unittest
 
 import hosts
+import tlscerts
 from qmptest import BUILD, QMPClient, wait_for
 from test_chain import qemu_chain
 
@@ -252,6 +253,110 @@ class BlockCopy(RemoteTestCase):
         self.assertIn("refused", r["error"]["desc"])
         self.assertEqual(self.top(), self.image)
         self.write(0x77, 0)
+
+
+class Tls(RemoteTestCase):
+    """NBD over TLS: the receiving side's server takes only clients whose
+    certificate its CA signed, and the sender checks the server's."""
+
+    def saved_state(self):
+        try:
+            with open(self.state) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def start_proxy(self, args):
+        self.state = os.path.join(self.workdir, "state.json")
+        return super().start_proxy(tuple(args) + ("--state", self.state))
+
+    def setUp(self):
+        super().setUp()
+        tls = os.path.join(self.workdir, "tls")
+        ca = tlscerts.CA(os.path.join(tls, "ca"))
+        self.server_creds = ca.issue(os.path.join(tls, "server"), "server",
+                                     ip=self.target.addr)
+        self.client_creds = ca.issue(os.path.join(tls, "client"), "client")
+        other = tlscerts.CA(os.path.join(tls, "other-ca"), name="someone else")
+        self.wrong_creds = other.issue(os.path.join(tls, "wrong"), "client")
+        self.dest_image = self.make_dest("disk0.qcow2")
+        self.qsd = self.serve({"disk0": self.dest_image}, extra_args=[
+            "--object", "tls-creds-x509,id=tls0,endpoint=server,dir=%s"
+            % self.server_creds], tls_creds="tls0")
+
+    def creds(self, id, folder):
+        self.c.ok("object-add", {"qom-type": "tls-creds-x509", "id": id,
+                                 "dir": folder, "endpoint": "client"})
+
+    def target_with(self, creds):
+        t = {"server": {"type": "inet", "host": self.target.addr,
+                        "port": "10809"}, "export": "disk0"}
+        if creds:
+            t["tls-creds"] = creds
+        return t
+
+    def test_copy_over_tls_then_reopen(self):
+        self.creds("tls0", self.client_creds)
+        self.write(0x11, 0)
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0",
+                                         "target": self.target_with("tls0")})
+        mirror = self.op()["disks"][0]["mirror-file"]
+        self.assertTrue(mirror.startswith("json:"), mirror)
+        self.assertIn('"tls-creds":"tls0"', mirror)
+        self.write(0x22, 4 * MiB)
+        self.c.ok("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(self.op()["state"], "pivoted")
+        self.assertNotEqual(self.top(), self.image)
+        self.write(0x33, 8 * MiB)
+        self.check(0x22, 4 * MiB)
+        # read back on the receiving host, in its image
+        self.flush()          # through the export, into the image
+        self.qsd.kill()
+        out = self.target.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                               "read -P 0x33 %d %d" % (8 * MiB, MiB), "-c",
+                               "read -P 0x22 %d %d" % (4 * MiB, MiB), "-c",
+                               "read -P 0x11 0 %d" % MiB, self.dest_image]).stdout
+        self.assertNotIn("fail", out.lower(), out)
+
+    def test_pivot_while_the_proxy_was_away_is_recognised(self):
+        """QEMU names the export by its URI, without the TLS options the
+        operation's target keeps: a restarted qmproxy still knows the disk
+        runs on its copy."""
+        self.creds("tls0", self.client_creds)
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0",
+                                         "target": self.target_with("tls0")})
+        job = self.op()["disks"][0]["job"]
+        wait_for(lambda: '"ready"' in self.saved_state(), what="saved ready")
+        self.c.close()
+        self.proxy.proc.kill()
+        self.proxy.proc.wait()
+        os.unlink(self.proxy.listen)
+        other = QMPClient(self.qemu.monitors[1])
+        self.addCleanup(other.close)
+        other.negotiate()
+        other.ok("block-job-complete", {"device": job})
+        other.wait_event("BLOCK_JOB_PENDING")
+        other.ok("job-finalize", {"id": job})
+        other.wait_event("BLOCK_JOB_COMPLETED")
+        self.proxy = self.start_proxy(self.proxy_args)
+        self.c = QMPClient(self.proxy.listen)
+        self.addCleanup(self.c.close)
+        self.c.negotiate()
+        op = self.op()
+        self.assertEqual(op["disks"][0]["state"], "pivoted", op)
+        self.assertIn("pivoted while the proxy was away", op["disks"][0]["note"])
+        self.assertEqual(self.top(), "nbd://%s:10809/disk0" % self.target.addr)
+
+    def test_wrong_certificate_refused(self):
+        self.creds("bad", self.wrong_creds)
+        self.write(0x11, 0)
+        for creds in ("bad", None):
+            r = self.c.cmd("qmproxy-block-copy", {
+                "disk": "disk0", "target": self.target_with(creds)})
+            self.assertEqual(r["error"]["class"], "GenericError", r)
+            self.assertIn("was refused", r["error"]["desc"])
+            self.assertEqual(self.top(), self.image)
+        self.check(0x11, 0)
 
 
 class SnapshotMirror(RemoteTestCase):
