@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import hosts
@@ -253,6 +254,65 @@ class BlockCopy(RemoteTestCase):
         self.assertIn("refused", r["error"]["desc"])
         self.assertEqual(self.top(), self.image)
         self.write(0x77, 0)
+
+
+class Faults(RemoteTestCase):
+    """The network and the receiving side misbehave during a copy."""
+
+    def test_link_down_for_seconds_mid_copy(self):
+        """A short outage mid-copy: TCP and QEMU's NBD client ride it out,
+        the copy completes, and it holds everything written meanwhile."""
+        for i in range(8):
+            self.write(0x40 + i, i * MiB)
+        dest = self.make_dest("disk0.qcow2")
+        qsd = self.serve({"disk0": dest})
+        uri = qsd.uri("disk0")
+        other = QMPClient(self.proxy.listen)
+        self.addCleanup(other.close)
+        other.negotiate()
+        # slow enough to be mid-copy when the link goes (the speed counts
+        # the whole 64 MiB disk, unallocated parts too: about 8 s)
+        other.send({"execute": "qmproxy-block-copy", "arguments": {
+            "disk": "disk0", "target": uri, "speed": 8 * MiB}})
+        wait_for(lambda: self.c.ok("qmproxy-query-operations")
+                 and self.op()["state"] == "mirroring", what="the copy to run")
+        self.target.link_down()
+        try:
+            # the fault lasts a few seconds; the guest writes all along
+            for i in range(3):
+                self.write(0x50 + i, (16 + i) * MiB)
+                time.sleep(1)
+            self.assertNotEqual(self.op()["state"], "failed")
+        finally:
+            self.target.link_up()
+        other.sock.settimeout(120)    # the rest of the copy, then ready
+        r = other.read_reply()
+        self.assertIn("return", r, r)
+        self.write(0x60, 24 * MiB)
+        self.c.ok("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(self.top(), uri)
+        self.compare(self.image, uri)
+
+    def test_storage_daemon_restarted_with_reconnect_delay(self):
+        """The receiving side's daemon restarts while the copy is ready:
+        with reconnect-delay (QEMU's NBD reconnect, given through the
+        target) the copy waits for it and carries on."""
+        self.write(0x11, 0)
+        dest = self.make_dest("disk0.qcow2")
+        qsd = self.serve({"disk0": dest})
+        uri = qsd.uri("disk0")
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0", "target": {
+            "server": {"type": "inet", "host": self.target.addr, "port": "10809"},
+            "export": "disk0", "reconnect-delay": 30}})
+        qsd.stop()
+        self.write(0x22, 2 * MiB)            # dirty while the server is gone
+        self.assertEqual(self.op()["state"], "ready")
+        qsd = self.serve({"disk0": dest})
+        self.write(0x33, 4 * MiB)
+        self.c.ok("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(self.op()["state"], "pivoted")
+        self.assertEqual(self.top(), uri)
+        self.compare(self.image, uri)
 
 
 class Tls(RemoteTestCase):
