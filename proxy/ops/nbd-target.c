@@ -31,6 +31,15 @@ static void nbd_target_release(struct nbd_target *t)
     json_object_put(t->extras);
 }
 
+/* An empty export name is no export name (QEMU's reading of a URI). */
+static void no_empty_export(struct nbd_target *t)
+{
+    if (t->export && !t->export[0]) {
+        free(t->export);
+        t->export = NULL;
+    }
+}
+
 static bool all_digits(const char *s, size_t n)
 {
     if (!n) {
@@ -227,13 +236,19 @@ static char *canonical(const struct nbd_target *t)
     char *s;
 
     if (!t->extras) {
+        /* QEMU leaves out the export when there is none (the server's
+         * default), slash included */
+        const char *open = strchr(t->host ? t->host : "", ':') ? "[" : "";
+        const char *close = open[0] ? "]" : "";
         if (t->socket) {
-            return xasprintf("nbd+unix:///%s?socket=%s",
-                             t->export ? t->export : "", t->socket);
+            return t->export
+                ? xasprintf("nbd+unix:///%s?socket=%s", t->export, t->socket)
+                : xasprintf("nbd+unix://?socket=%s", t->socket);
         }
-        return xasprintf(strchr(t->host, ':') ? "nbd://[%s]:%s/%s"
-                                              : "nbd://%s:%s/%s",
-                         t->host, t->port, t->export ? t->export : "");
+        return t->export
+            ? xasprintf("nbd://%s%s%s:%s/%s", open, t->host, close, t->port,
+                        t->export)
+            : xasprintf("nbd://%s%s%s:%s", open, t->host, close, t->port);
     }
     o = json_object_new_object();
     server = json_object_new_object();
@@ -333,6 +348,8 @@ bool nbd_target_names(const char *top, const char *target)
     }
     ea = parse_string("top", top, &a);
     eb = parse_string("target", target, &b);
+    no_empty_export(&a);
+    no_empty_export(&b);
     r = !ea && !eb && same(a.host, b.host) && same(a.port, b.port)
         && same(a.socket, b.socket) && same(a.export, b.export);
     free(ea);
@@ -373,6 +390,7 @@ char *nbd_target_resolve(const char *what, json_object *target, char **out)
                         "server and export)", what);
     }
     if (!err) {
+        no_empty_export(&t);
         *out = canonical(&t);
     }
     nbd_target_release(&t);

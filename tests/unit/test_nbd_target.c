@@ -50,12 +50,15 @@ START_TEST(test_uris_become_qemus_name)
     CANONICAL("\"nbd://169.254.1.2:10810/vda\"", "nbd://169.254.1.2:10810/vda");
     CANONICAL("\"nbd://169.254.1.2/vda\"", "nbd://169.254.1.2:10809/vda");
     CANONICAL("\"nbd+tcp://h:1/e\"", "nbd://h:1/e");
-    CANONICAL("\"nbd://h:1\"", "nbd://h:1/");
+    CANONICAL("\"nbd://h:1\"", "nbd://h:1");
+    CANONICAL("\"nbd://h:1/\"", "nbd://h:1");
     CANONICAL("\"nbd://[fe80::1]:10809/e\"", "nbd://[fe80::1]:10809/e");
     CANONICAL("\"nbd+unix:///e?socket=/run/n.sock\"",
               "nbd+unix:///e?socket=/run/n.sock");
     CANONICAL("\"nbd+unix://?socket=/run/n.sock\"",
-              "nbd+unix:///?socket=/run/n.sock");
+              "nbd+unix://?socket=/run/n.sock");
+    CANONICAL("\"nbd+unix:///?socket=/run/n.sock\"",
+              "nbd+unix://?socket=/run/n.sock");
     CANONICAL("\"nbd:h:10809:exportname=e\"", "nbd://h:10809/e");
     CANONICAL("\"nbd:unix:/run/n.sock:exportname=e\"",
               "nbd+unix:///e?socket=/run/n.sock");
@@ -67,7 +70,9 @@ START_TEST(test_objects_and_json)
     CANONICAL("{\"server\": {\"type\": \"inet\", \"host\": \"h\", "
               "\"port\": \"7\"}, \"export\": \"e\"}", "nbd://h:7/e");
     CANONICAL("{\"driver\": \"nbd\", \"server\": {\"type\": \"unix\", "
-              "\"path\": \"/s\"}}", "nbd+unix:///?socket=/s");
+              "\"path\": \"/s\"}}", "nbd+unix://?socket=/s");
+    CANONICAL("{\"server\": {\"type\": \"unix\", \"path\": \"/s\"}, "
+              "\"export\": \"\"}", "nbd+unix://?socket=/s");
     /* options that matter keep the json: form, written in one order */
     CANONICAL("{\"tls-creds\": \"t\", \"export\": \"e\", \"server\": "
               "{\"port\": \"7\", \"host\": \"h\", \"type\": \"inet\"}}",
@@ -131,6 +136,7 @@ START_TEST(test_top_names_its_copy)
 
     ck_assert(nbd_target_names("nbd://h:7/e", tls));
     ck_assert(nbd_target_names("nbd://h:7/e", "nbd://h:7/e"));
+    ck_assert(nbd_target_names("nbd://h:7", "nbd://h:7/"));
     ck_assert(nbd_target_names("/a.qcow2", "/a.qcow2"));
     ck_assert(!nbd_target_names("nbd://h:7/other", tls));
     ck_assert(!nbd_target_names("nbd://h:8/e", tls));
