@@ -18,7 +18,7 @@ import unittest
 
 import hosts
 import tlscerts
-from qmptest import BUILD, QMPClient, wait_for
+from qmptest import BUILD, QMPROXY, QMPClient, wait_for
 from test_chain import qemu_chain
 
 QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
@@ -477,6 +477,60 @@ class SnapshotMirror(RemoteTestCase):
         self.assertEqual(self.top(), self.image)   # back on its image
         self.check(0x11, 0)
         self.check(0x22, 4 * MiB)                  # folded back
+
+
+class Replica(RemoteTestCase):
+    """The policy's on="connect" rule keeps a replica on another host: its
+    target names the NBD server, the receiving side exports DISK-replica."""
+
+    def start_proxy(self, args):
+        # the receiving side first: its export is there when qmproxy starts
+        self.replica = self.make_dest("disk0-replica.qcow2")
+        self.qsd = self.serve({"disk0-replica": self.replica})
+        path = os.path.join(self.workdir, "policy.xml")
+        with open(path, "w") as f:
+            f.write('<?xml version="1.0"?>\n<policy><mirroring>'
+                    '<rule name="away" disks="disk0" on="connect" '
+                    'target="nbd://%s"/></mirroring></policy>\n'
+                    % self.target.addr)
+        return super().start_proxy(tuple(args) + ("--policy", path))
+
+    def test_replica_on_another_host(self):
+        uri = "nbd://%s:10809/disk0-replica" % self.target.addr
+        wait_for(lambda: self.c.ok("qmproxy-query-operations")
+                 and self.op()["state"] == "ready", what="the replica")
+        op = self.op()
+        self.assertEqual(op["type"], "auto-mirror")
+        self.assertEqual(op["rule"], "away")
+        self.assertEqual(op["disks"][0]["mirror-file"], uri)
+        self.assertEqual(op["disks"][0]["format"], "raw")
+        for i in range(4):
+            self.write(0x70 + i, i * 3 * MiB)
+        self.flush()
+        # the replica follows the writes (the mirror copies them at once)
+        wait_for(lambda: self.target.run(
+            ["qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw",
+             self.image, uri], check=False).returncode == 0,
+            what="the replica to match the disk")
+        self.assertEqual(self.top(), self.image)   # the guest stays home
+
+    def test_bad_rules_refused_with_line(self):
+        def check(rule):
+            path = os.path.join(self.workdir, "bad.xml")
+            with open(path, "w") as f:
+                f.write('<?xml version="1.0"?>\n<policy><mirroring>\n%s\n'
+                        '</mirroring></policy>\n' % rule)
+            r = subprocess.run([QMPROXY, "--check-policy", path],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            return r.stdout + r.stderr
+        out = check('<rule name="r" disks="d*" on="snapshot" target="nbd://h"/>')
+        self.assertIn("bad.xml:3: rule 'r': an NBD server as the target takes "
+                      "a replica of the whole disk", out)
+        out = check('<rule name="r" disks="d*" on="connect" target="nbd://h/vda"/>')
+        self.assertIn("names an export (vda)", out)
+        out = check('<rule name="r" disks="d*" on="connect" target="nbd://:5"/>')
+        self.assertIn("names no host", out)
 
 
 class Policy(RemoteTestCase):

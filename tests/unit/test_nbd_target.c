@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/nbd-target.h"
+#include "nbd-target.h"
 
 /* The canonical form of a target written as JSON text (NULL: refused,
  * and then *err holds the reason). */
@@ -146,6 +146,31 @@ START_TEST(test_top_names_its_copy)
 }
 END_TEST
 
+START_TEST(test_export_on_a_server)
+{
+    char *out, *err;
+
+    err = nbd_target_export_on("target", "nbd://h", "d-replica", &out);
+    ck_assert_ptr_null(err);
+    ck_assert_str_eq(out, "nbd://h:10809/d-replica");
+    free(out);
+    err = nbd_target_export_on("target", "nbd+unix://?socket=/s", "d", &out);
+    ck_assert_ptr_null(err);
+    ck_assert_str_eq(out, "nbd+unix:///d?socket=/s");
+    free(out);
+    err = nbd_target_export_on("target", "nbd://h:1/vda", "d", &out);
+    ck_assert_ptr_nonnull(strstr(err, "names an export (vda)"));
+    ck_assert_ptr_null(out);
+    free(err);
+    err = nbd_target_export_on("target", "/srv/replicas", "d", &out);
+    ck_assert_ptr_nonnull(strstr(err, "is not an NBD server"));
+    free(err);
+    err = nbd_target_export_on("target", "nbd://:1", "d", &out);
+    ck_assert_ptr_nonnull(strstr(err, "names no host"));
+    free(err);
+}
+END_TEST
+
 static Suite *nbd_target_suite(void)
 {
     Suite *s = suite_create("nbd-target");
@@ -156,6 +181,7 @@ static Suite *nbd_target_suite(void)
     tcase_add_test(tc, test_paths_pass_through);
     tcase_add_test(tc, test_mistakes_say_what_to_write);
     tcase_add_test(tc, test_top_names_its_copy);
+    tcase_add_test(tc, test_export_on_a_server);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -33,6 +33,14 @@ char *nbd_target_resolve(const char *what, json_object *target, char **out);
  */
 bool nbd_target_names(const char *top, const char *target);
 
+/*
+ * An NBD server named without an export (nbd://HOST[:PORT],
+ * nbd+unix://?socket=PATH, as a policy rule names where replicas go), with
+ * export: the target's canonical name in *out (owned), or why not.
+ */
+char *nbd_target_export_on(const char *what, const char *server,
+                           const char *export, char **out);
+
 /* The same for a target given as a string (a path, or an NBD URI). */
 char *nbd_target_resolve_string(const char *what, const char *target,
                                 char **out);

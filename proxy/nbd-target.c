@@ -331,6 +331,30 @@ static bool same(const char *a, const char *b)
     return a == b || (a && b && !strcmp(a, b));
 }
 
+char *nbd_target_export_on(const char *what, const char *server,
+                           const char *export, char **out)
+{
+    struct nbd_target t = { 0 };
+    char *err;
+
+    *out = NULL;
+    err = nbd_target_is(server) ? parse_string(what, server, &t)
+        : xasprintf("%s '%s' is not an NBD server (nbd://HOST[:PORT] or "
+                    "nbd+unix://?socket=PATH)", what, server);
+    no_empty_export(&t);
+    if (!err && t.export) {
+        err = xasprintf("%s '%s' names an export (%s); name the server "
+                        "only: each disk's copy has an export of its own "
+                        "(%s)", what, server, t.export, export);
+    }
+    if (!err) {
+        t.export = xstrdup(export);
+        *out = canonical(&t);
+    }
+    nbd_target_release(&t);
+    return err;
+}
+
 bool nbd_target_names(const char *top, const char *target)
 {
     struct nbd_target a = { 0 }, b = { 0 };
