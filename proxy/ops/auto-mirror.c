@@ -107,6 +107,9 @@ static void watch(struct op *op)
     if (op->state != OP_READY || !(d->failed || d->done)) {
         return;
     }
+    if (!d->failed && op_wait_for_model(op)) {
+        return;   /* pivoted or dropped: QEMU's next answer says */
+    }
     op->check = NULL;
     d->own_job = false;
     if (d->failed) {

@@ -30,6 +30,30 @@ static void rolled_back(struct op *op, bool ok)
  * disk it touched is rolled back), as a failure before it would have; one
  * that someone else completed has pivoted.
  */
+static void model_settled(void *opaque)
+{
+    struct op *op = opaque;
+
+    op->awaiting_model = false;
+    if (op->check) {
+        op->model_settled = true;
+        op->check(op);
+        op->model_settled = false;
+    }
+}
+
+bool op_wait_for_model(struct op *op)
+{
+    if (op->model_settled) {
+        return false;
+    }
+    if (!op->awaiting_model) {
+        op->awaiting_model = true;
+        chain_settle(op_chain(), model_settled, op);
+    }
+    return true;
+}
+
 static void watch_ready(struct op *op)
 {
     bool all_pivoted = true;
@@ -56,7 +80,11 @@ static void watch_ready(struct op *op)
             return;
         }
         if (d->done) {
-            const char *top = chain_top_file(op_chain(), d->disk);
+            const char *top;
+            if (op_wait_for_model(op)) {
+                return;   /* judged once QEMU's answer is in */
+            }
+            top = chain_top_file(op_chain(), d->disk);
             d->own_job = false;
             d->state = nbd_target_names(top, d->mirror_file)
                 ? DISK_PIVOTED : DISK_COPY_DROPPED;

@@ -120,6 +120,11 @@ struct op {
     bool step_failed;
     char *step_error;
     void (*check)(struct op *op);               /* after each job event */
+    /* check() runs with the chain model settled (QEMU's answer to every
+     * event so far): a job another client completed has pivoted or not
+     * only in QEMU's next answer */
+    bool model_settled;
+    bool awaiting_model;
     void (*next)(struct op *op, bool ok);       /* when the step ends */
     struct op *parent;     /* a reopen of a snapshot's disks updates it */
     const char *busy_with; /* a command acting on it ("reopen", "abort") */
@@ -187,6 +192,10 @@ void ops_resume(void);
 void ops_upstream_lost(void);
 /* A ready operation watches its copies again (after a refused reopen). */
 void op_watch(struct op *op);
+/* Whether a job someone else ended pivoted is known only once the chain
+ * model has QEMU's next answer: true when check() must wait for it (it
+ * runs again then, once). */
+bool op_wait_for_model(struct op *op);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
 bool ops_busy_disk(const char *disk, const struct op **by);

@@ -407,6 +407,27 @@ class Tls(RemoteTestCase):
         self.assertIn("pivoted while the proxy was away", op["disks"][0]["note"])
         self.assertEqual(self.top(), "nbd://%s:10809/disk0" % self.target.addr)
 
+    def test_pivot_by_another_client_is_recognised(self):
+        """Another monitor completes the copy: the operation sees the disk
+        pivoted once QEMU's next answer is in (not the model's guess from
+        before it)."""
+        self.creds("tls0", self.client_creds)
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0",
+                                         "target": self.target_with("tls0")})
+        job = self.op()["disks"][0]["job"]
+        other = QMPClient(self.qemu.monitors[1])
+        self.addCleanup(other.close)
+        other.negotiate()
+        other.ok("block-job-complete", {"device": job})
+        other.wait_event("BLOCK_JOB_PENDING")
+        other.ok("job-finalize", {"id": job})
+        other.wait_event("BLOCK_JOB_COMPLETED")
+        wait_for(lambda: self.op()["state"] != "ready", what="the operation to end")
+        op = self.op()
+        self.assertEqual(op["state"], "pivoted", op)
+        self.assertEqual(op["disks"][0]["state"], "pivoted", op)
+        self.assertEqual(self.top(), "nbd://%s:10809/disk0" % self.target.addr)
+
     def test_wrong_certificate_refused(self):
         self.creds("bad", self.wrong_creds)
         self.write(0x11, 0)
