@@ -222,6 +222,29 @@ class BlockCopy(RemoteTestCase):
         self.c.ok("qmproxy-block-copy", {"disk": "disk0", "target":
                                          os.path.join(self.src, "again.qcow2")})
 
+    def test_receiving_side_gone_longer_than_reconnect_delay(self):
+        """Past the budget the target gave QEMU (reconnect-delay), the copy
+        fails cleanly: the guest stays on its image with all its data."""
+        self.write(0x11, 0)
+        dest = self.make_dest("disk0.qcow2")
+        qsd = self.serve({"disk0": dest})
+        self.c.ok("qmproxy-block-copy", {"disk": "disk0", "target": {
+            "server": {"type": "inet", "host": self.target.addr, "port": "10809"},
+            "export": "disk0", "reconnect-delay": 1}})
+        qsd.stop()
+        for i in range(20):
+            self.write(0x30 + i % 8, (i % 8) * MiB)
+            if self.op()["state"] == "failed":
+                break
+            time.sleep(0.5)
+        wait_for(lambda: self.op()["state"] == "failed", timeout=60,
+                 what="the copy to fail")
+        self.assertIn("failed after it was ready", self.op()["error"])
+        self.assertEqual(self.top(), self.image)
+        self.check(0x30 + 19 % 8, (19 % 8) * MiB) if i == 19 else None
+        out = self.qemu.io(self.c, 0, "read 0 %d" % (8 * MiB))
+        self.assertNotIn("error", out.lower(), out)
+
     def test_bad_targets_refused_with_what_to_fix(self):
         cases = [
             ("nbd://:10809/x", "names no host"),
@@ -313,6 +336,61 @@ class Faults(RemoteTestCase):
         self.assertEqual(self.op()["state"], "pivoted")
         self.assertEqual(self.top(), uri)
         self.compare(self.image, uri)
+
+
+class Restart(RemoteTestCase):
+    """The sending side's qmproxy killed while a copy to another host is
+    ready, and started again with its --state: the operation carries on."""
+
+    def start_proxy(self, args):
+        self.state = os.path.join(self.workdir, "state.json")
+        return super().start_proxy(tuple(args) + ("--state", self.state))
+
+    def saved(self):
+        try:
+            with open(self.state) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def test_ready_copy_to_export_survives_a_restart(self):
+        self.write(0x11, 0)
+        snap_base = os.path.join(self.dest, "base.qcow2")
+        self.flush()
+        self.target.run(["qemu-img", "convert", "-U", "-O", "qcow2", self.image,
+                         snap_base])
+        snap = self.make_dest("snap.qcow2", backing=snap_base)
+        qsd = self.serve({"snap": snap})
+        uri = qsd.uri("snap")
+        local = os.path.join(self.src, "snap.qcow2")
+        self.c.ok("qmproxy-snapshot-mirror", {"name": "move", "disks": [
+            {"disk": "disk0", "snapshot-file": local, "mirror-file": uri}]})
+        wait_for(lambda: '"ready"' in self.saved(), what="saved ready")
+        self.c.close()
+        self.proxy.proc.kill()
+        self.proxy.proc.wait()
+        os.unlink(self.proxy.listen)
+        self.write_direct(0x22, 4 * MiB)           # while qmproxy is away
+        self.proxy = self.start_proxy(self.proxy_args)
+        self.c = QMPClient(self.proxy.listen)
+        self.addCleanup(self.c.close)
+        self.c.negotiate()
+        op = self.op("move")
+        self.assertEqual(op["state"], "ready", op)
+        self.assertEqual(op["disks"][0]["mirror-format"], "raw")
+        self.c.ok("qmproxy-snapshot-reopen", {"name": "move", "target": "mirror"})
+        self.assertEqual(self.top(), uri)
+        self.compare(local, uri)
+        self.check(0x22, 4 * MiB)
+
+    def write_direct(self, pattern, offset, size=MiB):
+        d = QMPClient(self.qemu.monitors[1])
+        try:
+            d.negotiate()
+            out = self.qemu.io(d, 0, "write -P 0x%02x %d %d" % (pattern, offset, size))
+            self.assertNotIn("error", out.lower(), out)
+        finally:
+            d.close()
 
 
 class Tls(RemoteTestCase):
