@@ -97,6 +97,11 @@ struct op_disk {
     bool plain_job;        /* job-id and finalizing left to QEMU's defaults
                             * (RHEL-era clients name jobs by device) */
     bool manual_finalize;  /* the job waits in PENDING for job-finalize */
+    /* a ready copy's lag (op-lag.c): bytes QEMU has yet to copy, and
+     * when it was last seen with none */
+    bool lag_known;
+    int64_t lag_bytes;
+    uint64_t in_sync_at_us;   /* monotonic; 0: not seen in sync */
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -183,6 +188,11 @@ char *op_disks_summary(const struct op *op);
 
 json_object *op_to_json(const struct op *op);
 json_object *ops_to_json(const char *name);
+/* Read every ready copy's lag from the chain model (refreshed from QEMU
+ * by the caller). */
+void ops_observe_lag(void);
+/* A copy just reported ready: it is in sync now. */
+void op_disk_in_sync(struct op_disk *d);
 json_object *ops_save(void);
 void ops_load(json_object *saved);
 /* After QEMU is known again (a restart): carry on or report failure. */

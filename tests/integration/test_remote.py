@@ -614,6 +614,36 @@ class Replica(RemoteTestCase):
             what="the replica to match the disk")
         self.assertEqual(self.top(), self.image)   # the guest stays home
 
+    def test_lag_shown_while_the_link_is_down(self):
+        """The replica's lag (bytes not copied yet, seconds since it was in
+        sync) in qmproxy-query-operations: nothing while in sync, growing
+        while the receiving host is cut off, nothing again once caught
+        up."""
+        uri = "nbd://%s:10809/disk0-replica" % self.target.addr
+        wait_for(lambda: self.c.ok("qmproxy-query-operations")
+                 and self.op()["state"] == "ready", what="the replica")
+        disk = self.op()["disks"][0]
+        self.assertEqual((disk["lag-bytes"], disk["lag-seconds"]), (0, 0), disk)
+        self.target.link_down()
+        try:
+            self.write(0x81, 0, 4 * MiB)
+            wait_for(lambda: self.op()["disks"][0]["lag-bytes"] > 0,
+                     what="the lag to show")
+            disk = self.op()["disks"][0]
+            self.assertGreater(disk["lag-seconds"], 0, disk)
+            self.assertLessEqual(disk["lag-bytes"], 4 * MiB, disk)
+            self.assertEqual(self.op()["state"], "ready")
+        finally:
+            self.target.link_up()
+        wait_for(lambda: self.op()["disks"][0]["lag-bytes"] == 0, timeout=120,
+                 interval=0.2, what="the replica to catch up")
+        self.assertEqual(self.op()["disks"][0]["lag-seconds"], 0)
+        self.flush()
+        wait_for(lambda: self.target.run(
+            ["qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw",
+             self.image, uri], check=False).returncode == 0,
+            what="the replica to match the disk")
+
     def test_bad_rules_refused_with_line(self):
         def check(rule):
             path = os.path.join(self.workdir, "bad.xml")
