@@ -632,6 +632,10 @@ class Replica(RemoteTestCase):
             disk = self.op()["disks"][0]
             self.assertGreater(disk["lag-seconds"], 0, disk)
             self.assertLessEqual(disk["lag-bytes"], 4 * MiB, disk)
+            out = subprocess.run([QMPROXYCTL, "-s", self.proxy.listen, "ops"],
+                                 capture_output=True, text=True, timeout=60,
+                                 env=dict(os.environ, NO_COLOR="1")).stdout
+            self.assertRegex(out, r"disk0 ready \d+% lag \d+\.\d MiB for \d+\.\d s", out)
             self.assertEqual(self.op()["state"], "ready")
         finally:
             self.target.link_up()
