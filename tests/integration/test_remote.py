@@ -52,9 +52,48 @@ class RemoteTestCase(unittest.TestCase):
         self.c.negotiate()
 
     def start_proxy(self, args):
-        p = self.source.proxy(self.workdir, self.qemu.monitors[0], args=args)
+        # every qmproxy of a test keeps its state in the same file
+        self.state = os.path.join(self.workdir, "state.json")
+        p = self.source.proxy(self.workdir, self.qemu.monitors[0],
+                              args=tuple(args) + ("--state", self.state))
         self.addCleanup(p.stop)
         return p
+
+    def saved_state(self):
+        try:
+            with open(self.state) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def kill_proxy(self):
+        """qmproxy killed outright, once it has saved a ready operation."""
+        wait_for(lambda: '"ready"' in self.saved_state(), what="saved ready")
+        self.c.close()
+        self.proxy.proc.kill()
+        self.proxy.proc.wait()
+        os.unlink(self.proxy.listen)
+
+    def restart_proxy(self):
+        self.proxy = self.start_proxy(self.proxy_args)
+        self.c = QMPClient(self.proxy.listen)
+        self.addCleanup(self.c.close)
+        self.c.negotiate()
+
+    def other_monitor(self):
+        """A client of QEMU's other monitor, not through qmproxy."""
+        other = QMPClient(self.qemu.monitors[1])
+        self.addCleanup(other.close)
+        other.negotiate()
+        return other
+
+    def complete_elsewhere(self, job):
+        """Another client pivots the copy (completes and finalizes it)."""
+        other = self.other_monitor()
+        other.ok("block-job-complete", {"device": job})
+        other.wait_event("BLOCK_JOB_PENDING")
+        other.ok("job-finalize", {"id": job})
+        other.wait_event("BLOCK_JOB_COMPLETED")
 
     # ---- the receiving host's side ----
 
@@ -343,17 +382,6 @@ class Restart(RemoteTestCase):
     """The sending side's qmproxy killed while a copy to another host is
     ready, and started again with its --state: the operation carries on."""
 
-    def start_proxy(self, args):
-        self.state = os.path.join(self.workdir, "state.json")
-        return super().start_proxy(tuple(args) + ("--state", self.state))
-
-    def saved(self):
-        try:
-            with open(self.state) as f:
-                return f.read()
-        except OSError:
-            return ""
-
     def test_ready_copy_to_export_survives_a_restart(self):
         self.write(0x11, 0)
         snap_base = os.path.join(self.dest, "base.qcow2")
@@ -366,16 +394,11 @@ class Restart(RemoteTestCase):
         local = os.path.join(self.src, "snap.qcow2")
         self.c.ok("qmproxy-snapshot-mirror", {"name": "move", "disks": [
             {"disk": "disk0", "snapshot-file": local, "mirror-file": uri}]})
-        wait_for(lambda: '"ready"' in self.saved(), what="saved ready")
-        self.c.close()
-        self.proxy.proc.kill()
-        self.proxy.proc.wait()
-        os.unlink(self.proxy.listen)
-        self.write_direct(0x22, 4 * MiB)           # while qmproxy is away
-        self.proxy = self.start_proxy(self.proxy_args)
-        self.c = QMPClient(self.proxy.listen)
-        self.addCleanup(self.c.close)
-        self.c.negotiate()
+        self.kill_proxy()
+        out = self.qemu.io(self.other_monitor(), 0, "write -P 0x22 %d %d"
+                           % (4 * MiB, MiB))       # while qmproxy is away
+        self.assertNotIn("error", out.lower(), out)
+        self.restart_proxy()
         op = self.op("move")
         self.assertEqual(op["state"], "ready", op)
         self.assertEqual(op["disks"][0]["mirror-format"], "raw")
@@ -384,30 +407,11 @@ class Restart(RemoteTestCase):
         self.compare(local, uri)
         self.check(0x22, 4 * MiB)
 
-    def write_direct(self, pattern, offset, size=MiB):
-        d = QMPClient(self.qemu.monitors[1])
-        try:
-            d.negotiate()
-            out = self.qemu.io(d, 0, "write -P 0x%02x %d %d" % (pattern, offset, size))
-            self.assertNotIn("error", out.lower(), out)
-        finally:
-            d.close()
 
 
 class Tls(RemoteTestCase):
     """NBD over TLS: the receiving side's server takes only clients whose
     certificate its CA signed, and the sender checks the server's."""
-
-    def saved_state(self):
-        try:
-            with open(self.state) as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def start_proxy(self, args):
-        self.state = os.path.join(self.workdir, "state.json")
-        return super().start_proxy(tuple(args) + ("--state", self.state))
 
     def setUp(self):
         super().setUp()
@@ -465,22 +469,9 @@ class Tls(RemoteTestCase):
         self.c.ok("qmproxy-block-copy", {"disk": "disk0",
                                          "target": self.target_with("tls0")})
         job = self.op()["disks"][0]["job"]
-        wait_for(lambda: '"ready"' in self.saved_state(), what="saved ready")
-        self.c.close()
-        self.proxy.proc.kill()
-        self.proxy.proc.wait()
-        os.unlink(self.proxy.listen)
-        other = QMPClient(self.qemu.monitors[1])
-        self.addCleanup(other.close)
-        other.negotiate()
-        other.ok("block-job-complete", {"device": job})
-        other.wait_event("BLOCK_JOB_PENDING")
-        other.ok("job-finalize", {"id": job})
-        other.wait_event("BLOCK_JOB_COMPLETED")
-        self.proxy = self.start_proxy(self.proxy_args)
-        self.c = QMPClient(self.proxy.listen)
-        self.addCleanup(self.c.close)
-        self.c.negotiate()
+        self.kill_proxy()
+        self.complete_elsewhere(job)
+        self.restart_proxy()
         op = self.op()
         self.assertEqual(op["disks"][0]["state"], "pivoted", op)
         self.assertIn("pivoted while the proxy was away", op["disks"][0]["note"])
@@ -493,14 +484,7 @@ class Tls(RemoteTestCase):
         self.creds("tls0", self.client_creds)
         self.c.ok("qmproxy-block-copy", {"disk": "disk0",
                                          "target": self.target_with("tls0")})
-        job = self.op()["disks"][0]["job"]
-        other = QMPClient(self.qemu.monitors[1])
-        self.addCleanup(other.close)
-        other.negotiate()
-        other.ok("block-job-complete", {"device": job})
-        other.wait_event("BLOCK_JOB_PENDING")
-        other.ok("job-finalize", {"id": job})
-        other.wait_event("BLOCK_JOB_COMPLETED")
+        self.complete_elsewhere(self.op()["disks"][0]["job"])
         wait_for(lambda: self.op()["state"] != "ready", what="the operation to end")
         op = self.op()
         self.assertEqual(op["state"], "pivoted", op)
