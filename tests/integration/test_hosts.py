@@ -60,6 +60,22 @@ class Harness(unittest.TestCase):
         self.assertTrue(names)
         self.assertFalse(names & namespaces())
 
+    def test_namespaces_of_a_killed_run_are_swept(self):
+        """A run killed outright leaves its namespaces; the next run deletes
+        those whose process is gone, and only those."""
+        dead = next(pid for pid in range(4194000, 4194300)
+                    if not os.path.exists("/proc/%d" % pid))
+        stale = "%s%dx0dead" % (hosts.PREFIX, dead)
+        mine = "%s%dx999live" % (hosts.PREFIX, os.getpid())
+        for ns in (stale, mine):
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", mine])
+        self.addCleanup(subprocess.run, ["ip", "netns", "del", stale],
+                        capture_output=True)
+        hosts.sweep_stale()
+        self.assertNotIn(stale, namespaces())
+        self.assertIn(mine, namespaces())
+
     def test_storage_daemon_serves_across_hosts(self):
         work = tempfile.mkdtemp(prefix="qmptest-hosts-")
         self.addCleanup(subprocess.run, ["rm", "-rf", work])
