@@ -144,6 +144,10 @@ static char *parse_legacy(const char *what, const char *uri,
         t->export = xstrdup(name + 12);
     }
     if (!strncmp(rest, "unix:", 5)) {
+        if (len <= 5) {
+            return xasprintf("%s '%s': expected nbd:unix:SOCKET (or, better, "
+                             "nbd+unix:///EXPORT?socket=SOCKET)", what, uri);
+        }
         t->socket = xstrndup(rest + 5, len - 5);
         return check_socket_path(what, t->socket);
     }

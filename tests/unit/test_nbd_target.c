@@ -112,6 +112,8 @@ START_TEST(test_mistakes_say_what_to_write)
     REFUSED("\"nbd+unix://host/e?socket=/a\"", "names no host");
     REFUSED("\"nbd+unix:///e?socket=rel\"", "absolute path");
     REFUSED("\"nbd:h\"", "expected nbd:HOST:PORT");
+    REFUSED("\"nbd:unix:\"", "expected nbd:unix:SOCKET");
+    REFUSED("\"nbd:unix:exportname=e\"", "expected nbd:unix:SOCKET");
     REFUSED("{}", "needs 'server'");
     REFUSED("{\"server\": \"h:1\"}", "needs 'server'");
     REFUSED("{\"server\": {\"type\": \"inet\", \"host\": \"h\", \"port\": 7}}",
