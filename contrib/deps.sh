@@ -25,6 +25,9 @@ QMPROXY_DEPS=(
   # systemd for systemd-analyze and systemd-socket-activate (the units'
   # tests; no systemd as PID 1 needed); the .deb (contrib/build-deb.sh)
   scdoc mandoc man-db systemd debhelper lintian
+  # the tests across hosts: network namespaces (ip netns), and the
+  # certificates of NBD over TLS (certtool)
+  iproute2 gnutls-bin
 )
 
 missing_deps() {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "jsonobj.h"
+#include "nbd-target.h"
 #include "policy-internal.h"
 #include "util.h"
 
@@ -421,6 +422,28 @@ static void load_mirroring(struct policy *p, xmlNodePtr m, struct errors *e)
         rule->format = prop(r, "format");
         if (!rule->format) {
             rule->format = xstrdup("qcow2");
+        }
+        if (nbd_target_is(rule->target)) {
+            char *err = NULL, *server = NULL;
+            if (rule->on != MIRROR_ON_CONNECT) {
+                err = xstrdup("an NBD server as the target takes a replica "
+                              "of the whole disk (on=\"connect\"): a "
+                              "snapshot's copy needs an overlay made "
+                              "beforehand on the receiving side, which "
+                              "cannot know of the snapshot");
+            } else if (rule->precreate) {
+                err = xstrdup("precreate=\"yes\" needs a folder: the "
+                              "receiving side makes the images it exports");
+            } else {
+                err = nbd_target_export_on("target", rule->target,
+                                           "DISK-replica", &server);
+            }
+            free(server);
+            if (err) {
+                add_error(e, (int)xmlGetLineNo(r), "rule '%s': %s",
+                          rule->name, err);
+                free(err);
+            }
         }
         if (p->has_paths) {
             char *err = policy_check_path(p, "target", rule->target);

@@ -318,6 +318,19 @@ const char *chain_job_status(const struct chain *c, const char *disk)
     return j ? j->status : NULL;
 }
 
+bool chain_job_progress(const struct chain *c, const char *disk,
+                        int64_t *offset, int64_t *len)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+
+    if (!j) {
+        return false;
+    }
+    *offset = j->offset;
+    *len = j->len;
+    return true;
+}
+
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation)
 {

@@ -340,7 +340,11 @@ static void job_completed(struct chain *c, struct job *j)
     if (!d) {
         return;
     }
-    if (same(j->type, "mirror") && j->pivot_requested) {
+    if (same(j->type, "mirror") && j->pivot_requested && !j->target_file) {
+        /* a job found after a restart whose target nobody told us: no
+         * guess; QEMU's next answer (the completion schedules one) says */
+        d->uncertain = true;
+    } else if (same(j->type, "mirror") && j->pivot_requested) {
         /* the copy is the disk now: its backing is the old backing for a
          * top-only copy QEMU created, nothing for a full one, and whatever
          * the image says for an existing one */

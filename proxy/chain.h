@@ -91,6 +91,9 @@ bool chain_job_manual_finalize(const struct chain *c, const char *disk);
 /* The id of the job running on disk, or NULL. */
 const char *chain_job_id(const struct chain *c, const char *disk);
 const char *chain_job_status(const struct chain *c, const char *disk);
+/* The progress QEMU last reported for the job on disk (false: no job). */
+bool chain_job_progress(const struct chain *c, const char *disk,
+                        int64_t *offset, int64_t *len);
 /* Who started a job (client number, 0 for the proxy) and for what. */
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation);

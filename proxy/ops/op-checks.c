@@ -15,6 +15,7 @@
 
 #include "op-internal.h"
 #include "chain.h"
+#include "nbd-target.h"
 #include "util.h"
 
 char *op_check_disk(const char *name, const char **resolved)
@@ -92,6 +93,25 @@ char *op_check_existing_file(const char *what, const char *path)
                          strerror(errno));
     }
     return NULL;
+}
+
+char *op_check_target(const char *what, const char *target, const char **mode)
+{
+    if (nbd_target_is(target)) {
+        if (*mode && strcmp(*mode, "existing")) {
+            return xasprintf("%s %s is an NBD export, which QEMU cannot "
+                             "create: create the image on the receiving "
+                             "side, export it, and use mode 'existing' (the "
+                             "default for NBD targets)", what, target);
+        }
+        *mode = "existing";
+        return NULL;
+    }
+    if (!*mode) {
+        *mode = "absolute-paths";
+    }
+    return strcmp(*mode, "existing") ? op_check_new_file(what, target)
+                                     : op_check_existing_file(what, target);
 }
 
 /*

@@ -101,6 +101,7 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
         }
     } else if (!strcmp(name, "BLOCK_JOB_READY")) {
         d->ready = true;
+        op_disk_in_sync(d);
     } else if (!strcmp(name, "BLOCK_JOB_PENDING")) {
         d->pending = true;
     } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {

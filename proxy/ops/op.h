@@ -78,6 +78,8 @@ struct op_disk {
     char *snapshot_file;   /* NULL: no snapshot step */
     char *mirror_file;     /* NULL: no copy */
     char *format;          /* of the snapshot and the copy */
+    char *mirror_format;   /* of the copy, when not format's (an NBD
+                            * export of a snapshot's copy: raw) */
     char *mode;            /* the copy: existing | absolute-paths */
     char *sync;            /* the copy: top | full */
     int64_t speed;
@@ -96,6 +98,11 @@ struct op_disk {
     bool plain_job;        /* job-id and finalizing left to QEMU's defaults
                             * (RHEL-era clients name jobs by device) */
     bool manual_finalize;  /* the job waits in PENDING for job-finalize */
+    /* a ready copy's lag (op-lag.c): bytes QEMU has yet to copy, and
+     * when it was last seen with none */
+    bool lag_known;
+    int64_t lag_bytes;
+    uint64_t in_sync_at_us;   /* monotonic; 0: not seen in sync */
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -119,6 +126,11 @@ struct op {
     bool step_failed;
     char *step_error;
     void (*check)(struct op *op);               /* after each job event */
+    /* check() runs with the chain model settled (QEMU's answer to every
+     * event so far): a job another client completed has pivoted or not
+     * only in QEMU's next answer */
+    bool model_settled;
+    bool awaiting_model;
     void (*next)(struct op *op, bool ok);       /* when the step ends */
     struct op *parent;     /* a reopen of a snapshot's disks updates it */
     const char *busy_with; /* a command acting on it ("reopen", "abort") */
@@ -131,6 +143,14 @@ struct op {
 char *op_check_disk(const char *name, const char **resolved);
 char *op_check_new_file(const char *what, const char *path);
 char *op_check_existing_file(const char *what, const char *path);
+/*
+ * A copy's target (canonical, see nbd-target.h): a file is checked as new
+ * or existing by *mode (NULL: absolute-paths); an NBD export is an image
+ * made beforehand on the receiving side (QEMU cannot create one over NBD),
+ * so its mode is existing, and another mode asked for is refused.  *mode
+ * is set to the mode to use.
+ */
+char *op_check_target(const char *what, const char *target, const char **mode);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {
@@ -179,6 +199,11 @@ char *op_disks_summary(const struct op *op);
 
 json_object *op_to_json(const struct op *op);
 json_object *ops_to_json(const char *name);
+/* Read every ready copy's lag from the chain model (refreshed from QEMU
+ * by the caller). */
+void ops_observe_lag(void);
+/* A copy just reported ready: it is in sync now. */
+void op_disk_in_sync(struct op_disk *d);
 json_object *ops_save(void);
 void ops_load(json_object *saved);
 /* After QEMU is known again (a restart): carry on or report failure. */
@@ -188,6 +213,10 @@ void ops_resume(void);
 void ops_upstream_lost(void);
 /* A ready operation watches its copies again (after a refused reopen). */
 void op_watch(struct op *op);
+/* Whether a job someone else ended pivoted is known only once the chain
+ * model has QEMU's next answer: true when check() must wait for it (it
+ * runs again then, once). */
+bool op_wait_for_model(struct op *op);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
 bool ops_busy_disk(const char *disk, const struct op **by);

@@ -73,7 +73,13 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         json_object_object_add(a, "device", json_object_new_string(device));
         json_object_object_add(a, "target",
                                json_object_new_string(d->mirror_file));
-        jobj_add_str(a, "format", d->format);
+        /* json:{} options name their driver (an NBD export with TLS:
+         * the nbd node itself, raw data); a format beside them would be
+         * laid over them and lack its "file" */
+        if (strncmp(d->mirror_file, "json:", 5)) {
+            jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
+                                                       : d->format);
+        }
         json_object_object_add(a, "sync", json_object_new_string(
                                    d->sync ? d->sync : "top"));
         json_object_object_add(a, "mode", json_object_new_string(

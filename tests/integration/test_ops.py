@@ -331,6 +331,25 @@ class AbortAndCopy(OpsTestCase):
         self.check(0, 0x91, 0, MiB)
         self.check(0, 0x92, MiB, MiB)
 
+    def test_block_copy_completed_by_another_client(self):
+        """Another monitor pivots the copy: the operation says pivoted once
+        QEMU's answer is in, not "copy dropped" from the model's view
+        before it (and does not stay ready forever)."""
+        target = os.path.join(self.dest, "copy.qcow2")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target})
+        job = r["return"]["disks"][0]["job"]
+        other = self.direct()
+        other.ok("block-job-complete", {"device": job})
+        other.wait_event("BLOCK_JOB_PENDING")
+        other.ok("job-finalize", {"id": job})
+        other.wait_event("BLOCK_JOB_COMPLETED")
+        name = r["return"]["name"]
+        wait_for(lambda: self.op(name)["state"] != "ready", what="the operation to end")
+        op = self.op(name)
+        self.assertEqual(op["state"], "pivoted", op)
+        self.assertEqual(op["disks"][0]["state"], "pivoted", op)
+        self.assertEqual(qemu_chain(self.c)[0][0], target)
+
     def test_block_copy_shallow_keeps_backing(self):
         snap = os.path.join(self.src, "top.qcow2")
         args = {"snapshot-file": snap, "format": "qcow2"}
