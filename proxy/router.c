@@ -380,7 +380,7 @@ static void observe_event(struct router *r, const char *raw, size_t len,
     n = m->value_end - m->value_start - 2;
     memcpy(name, text->raw + m->value_start + 1, n);
     name[n] = 0;
-    if (!chain_watches_event(name)) {
+    if (!chain_watches_event(name) && !ops_watch_event(name)) {
         return;
     }
     tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);

@@ -1,0 +1,57 @@
+/*
+ * qmproxy-migrate-cancel: stop a qmproxy-migrate before its switch-over.
+ * The migration and the copies are cancelled, the source runs on as
+ * before; the destination is left to whoever prepared it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "migrate.h"
+#include "op.h"
+#include "qmp.h"
+#include "util.h"
+
+static const struct qapi_member args[] = {
+    { "name", QAPI_STR, false, NULL, NULL, NULL },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
+static enum cmd_retval exec(struct cmd_call *call, json_object *a)
+{
+    const char *name = qapi_get_str(a, "name", NULL);
+    struct op *op = op_find(name);
+    char *refused = NULL;
+
+    if (!op) {
+        refused = xasprintf("No operation named '%s' (see "
+                            "qmproxy-query-operations)", name);
+    } else if (strcmp(op->type, "migrate")) {
+        refused = xasprintf("operation %s is a %s, not a migration", name,
+                            op->type);
+    } else {
+        refused = op_verb_refused(op, OP_VERB_MIGRATE_CANCEL);
+    }
+    if (refused) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
+        free(refused);
+        return CMD_RETURN_NORMAL;
+    }
+    if (op->call) {
+        /* qmproxy-migrate's own caller is still waiting */
+        struct cmd_call *waiting = op->call;
+        op->call = NULL;
+        cmd_error(waiting, QMP_GENERIC_ERROR, "migration %s was cancelled "
+                  "by qmproxy-migrate-cancel; the source runs on", name);
+    }
+    op->call = call;
+    migrate_cancel(op);
+    return CMD_RETURN_WAIT;
+}
+
+const struct cmd_entry cmd_migrate_cancel_entry = {
+    .name = "qmproxy-migrate-cancel",
+    .args = args,
+    .exec = exec,
+    .settle_chain = true,
+};
