@@ -57,6 +57,8 @@ static const struct qapi_member args[] = {
     { "disks", QAPI_LIST, false, NULL, NULL, &disk_element },
     { "source", QAPI_ENUM, true, source_endings, NULL, NULL },
     { "tls-creds", QAPI_STR, true, NULL, NULL, NULL },
+    /* bytes per second for each disk's copy (0: as fast as it goes) */
+    { "speed", QAPI_INT, true, NULL, NULL, NULL },
     { NULL, 0, false, NULL, NULL, NULL },
 };
 
@@ -410,6 +412,9 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     if (!err) {
         err = check_uri(uri);
     }
+    if (!err && qapi_get_int(a, "speed", 0) < 0) {
+        err = xstrdup("speed must not be negative");
+    }
     if (!err) {
         err = check_disks(disks, resolved, targets, &n);
     }
@@ -436,6 +441,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         d->format = xstrdup("raw");   /* the export serves the guest's data */
         d->mode = xstrdup("existing");
         d->sync = xstrdup("full");
+        d->speed = qapi_get_int(a, "speed", 0);
     }
     op_set_state(op, OP_RUNNING);
     step_start_mirrors(op, copies_started);

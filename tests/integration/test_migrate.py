@@ -1,0 +1,267 @@
+"""Live migration with storage (qmproxy-migrate) between two "hosts"
+(network namespaces made by hosts.py, link-local addresses): a source QEMU
+with two disks behind qmproxy, a destination QEMU started with
+`-incoming defer` behind its own qmproxy, prepared by the test through
+that qmproxy as a management tool would (images of the right size made on
+the destination host, nbd-server-start, writable block-export-add,
+migrate-incoming).  Data written on the source before and during the
+copies (qemu-io through human-monitor-command) is read back on the
+destination after the switch-over, and each destination image is compared
+(`qemu-img compare`) with the source's image as the source left it when it
+stopped.  Also: cancel before the switch-over, the destination killed in
+the middle of the copies, and requests refused with what to fix."""
+import os
+import select
+import shutil
+import tempfile
+import unittest
+
+import hosts
+from qmptest import QMPClient, wait_for
+
+MiB = 1 << 20
+SIZE = "64M"
+DISKS = 2
+MIGRATION_PORT = 4444
+NBD_PORT = 10809
+# the copies are slowed so that the guest's writes land while they run
+# (each write is checked to have been made before the copies were ready)
+SLOW = 8 * MiB
+
+
+class MigrateTestCase(unittest.TestCase):
+
+    def setUp(self):
+        self.workdir = tempfile.mkdtemp(prefix="qmptest-migrate-",
+                                        dir=os.environ.get("QMPTEST_TMP"))
+        self.addCleanup(shutil.rmtree, self.workdir, ignore_errors=True)
+        self.srcdir = os.path.join(self.workdir, "src")
+        self.destdir = os.path.join(self.workdir, "dest")
+        os.makedirs(os.path.join(self.srcdir, "img"))
+        os.makedirs(os.path.join(self.destdir, "img"))
+        self.hosts = hosts.Hosts(2)
+        self.addCleanup(self.hosts.close)
+        self.source, self.target = self.hosts[0], self.hosts[1]
+        self.qemu = self.source.qemu(self.srcdir, disks=DISKS,
+                                     disk_size=SIZE,
+                                     image_dir=os.path.join(self.srcdir, "img"))
+        self.addCleanup(self.qemu.stop)
+        self.proxy = self.source.proxy(self.srcdir, self.qemu.monitors[0])
+        self.addCleanup(self.proxy.stop)
+        self.c = self.client(self.proxy.listen)
+        self.writer = self.client(self.proxy.listen)
+        self.start_destination()
+
+    def client(self, path):
+        c = QMPClient(path)
+        self.addCleanup(c.close)
+        c.negotiate()
+        return c
+
+    # ---- the destination: prepared as libvirt prepares it ----
+
+    def start_destination(self):
+        """Images of the source's size made on the destination host, a
+        QEMU waiting for its state (-incoming defer), its own qmproxy."""
+        for i in range(DISKS):
+            self.target.run(["qemu-img", "create", "-q", "-f", "qcow2",
+                             self.dest_image(i), SIZE])
+        self.dest_qemu = self.target.qemu(
+            self.destdir, disks=DISKS, disk_size=SIZE, monitors=1,
+            image_dir=os.path.join(self.destdir, "img"),
+            extra_args=("-incoming", "defer"))
+        self.addCleanup(self.dest_qemu.stop)
+        self.dest_proxy = self.target.proxy(self.destdir,
+                                            self.dest_qemu.monitors[0])
+        self.addCleanup(self.dest_proxy.stop)
+        self.d = self.client(self.dest_proxy.listen)
+
+    def dest_image(self, i):
+        return os.path.join(self.destdir, "img", "disk%d.qcow2" % i)
+
+    def prepare_destination(self):
+        self.d.ok("nbd-server-start", {"addr": {"type": "inet", "data": {
+            "host": self.target.addr, "port": str(NBD_PORT)}}})
+        for i, dev in enumerate(self.d.ok("query-block")):
+            self.d.ok("block-export-add", {
+                "type": "nbd", "id": "e%d" % i, "writable": True,
+                "node-name": dev["inserted"]["node-name"],
+                "name": dev["device"]})
+        self.d.ok("migrate-incoming", {"uri": self.uri()})
+
+    def clean_destination(self):
+        """What the caller does after a cancel or a failure."""
+        for i in range(DISKS):
+            self.d.ok("block-export-del", {"id": "e%d" % i})
+        self.d.ok("nbd-server-stop")
+
+    def uri(self):
+        return "tcp:%s:%d" % (self.target.addr, MIGRATION_PORT)
+
+    def export(self, i):
+        return "nbd://%s:%d/disk%d" % (self.target.addr, NBD_PORT, i)
+
+    def migrate_args(self, **kw):
+        args = {"name": "move", "uri": self.uri(),
+                "disks": [{"disk": "disk%d" % i, "target": self.export(i)}
+                          for i in range(DISKS)]}
+        args.update(kw)
+        return args
+
+    # ---- the guest's view ----
+
+    def write(self, i, pattern, offset, size=MiB):
+        out = self.qemu.io(self.writer, i, "write -P 0x%02x %d %d"
+                           % (pattern, offset, size))
+        self.assertNotIn("error", out.lower(), out)
+
+    def read_on_destination(self, i, pattern, offset, size=MiB):
+        out = self.d.hmp('qemu-io disk%d "read -P 0x%02x %d %d"'
+                         % (i, pattern, offset, size))
+        self.assertNotIn("fail", out.lower(), out)
+
+    def op_state(self):
+        ops = self.writer.ok("qmproxy-query-operations", {"name": "move"})
+        return ops[-1]["state"]
+
+    def write_while_copying(self, limit=12):
+        """Writes while the copies run: each counts only if the copies
+        were still not ready after it (the source cannot have stopped).
+        Returns the writes made, [(disk, pattern, offset)]."""
+        made = []
+        for n in range(limit):
+            disk, pattern, offset = n % DISKS, 0x40 + n, (8 + n) * MiB
+            if self.op_state() not in ("running", "mirroring"):
+                break
+            self.write(disk, pattern, offset)
+            state = self.op_state()
+            self.assertIn(state, ("running", "mirroring", "ready"),
+                          "a write raced the switch-over: slow the copies")
+            made.append((disk, pattern, offset))
+            if state != "mirroring":
+                break
+        return made
+
+    def reply_pending(self, client, timeout=0):
+        return bool(client.buf) or bool(
+            select.select([client.sock], [], [], timeout)[0])
+
+    def source_status(self):
+        return self.writer.ok("query-status")["status"]
+
+    def source_jobs(self):
+        return self.writer.ok("query-block-jobs")
+
+
+class Migrate(MigrateTestCase):
+
+    def test_vm_and_disks_move_with_writes_during_the_copies(self):
+        for i in range(DISKS):
+            self.write(i, 0x11 + i, 0)
+            self.write(i, 0x21 + i, 40 * MiB)
+        self.prepare_destination()
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.migrate_args(speed=SLOW)})
+        during = self.write_while_copying()
+        self.assertTrue(during, "no write landed while the copies ran")
+        reply = self.c.read_reply()
+        self.assertIn("return", reply, reply)
+        self.assertEqual(reply["return"]["state"], "migrated", reply)
+        # the source quits once the destination has the VM
+        self.qemu.proc.wait(60)
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        for i in range(DISKS):
+            r = self.target.run(["qemu-img", "compare", "-U", "-f", "qcow2",
+                                 "-F", "qcow2", self.qemu.images[i],
+                                 self.dest_image(i)], check=False)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.read_on_destination(i, 0x11 + i, 0)
+            self.read_on_destination(i, 0x21 + i, 40 * MiB)
+        for disk, pattern, offset in during:
+            self.read_on_destination(disk, pattern, offset)
+        # the destination's disks are its own now: it writes to them
+        out = self.d.hmp('qemu-io disk0 "write -P 0x77 0 1M"')
+        self.assertNotIn("error", out.lower(), out)
+
+    def test_source_left_paused_when_asked(self):
+        self.write(0, 0x31, 0)
+        self.prepare_destination()
+        op = self.c.ok("qmproxy-migrate", self.migrate_args(source="pause"))
+        self.assertEqual(op["state"], "migrated")
+        self.assertEqual(self.source_status(), "postmigrate")
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        self.read_on_destination(0, 0x31, 0)
+
+    def test_cancel_before_the_switch_over(self):
+        self.write(0, 0x51, 0)
+        tops = [dev["inserted"]["file"] for dev in self.writer.ok("query-block")]
+        self.prepare_destination()
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.migrate_args(speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        op = self.writer.ok("qmproxy-migrate-cancel", {"name": "move"})
+        self.assertEqual(op["state"], "aborted", op)
+        reply = self.c.read_reply()
+        self.assertIn("cancelled", reply["error"]["desc"], reply)
+        # the source runs on as before: its disks, no jobs left
+        self.assertEqual(self.source_status(), "running")
+        self.assertEqual(self.source_jobs(), [])
+        self.assertEqual([dev["inserted"]["file"]
+                          for dev in self.writer.ok("query-block")], tops)
+        self.write(0, 0x52, MiB)
+        # the destination is the caller's to clean up
+        self.clean_destination()
+        refused = self.writer.cmd("qmproxy-migrate-cancel", {"name": "move"})
+        self.assertIn("aborted", refused["error"]["desc"])
+
+    def test_destination_killed_during_the_copies(self):
+        self.write(0, 0x61, 0)
+        self.prepare_destination()
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.migrate_args(speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        self.dest_qemu.proc.kill()
+        self.dest_qemu.proc.wait(10)
+        reply = self.c.read_reply()
+        desc = reply["error"]["desc"]
+        self.assertIn("the copy of disk", desc)
+        self.assertIn("the source runs as before", desc)
+        ops = self.writer.ok("qmproxy-query-operations", {"name": "move"})
+        self.assertEqual(ops[-1]["state"], "failed")
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.write(0, 0x62, MiB)
+
+
+class Refused(MigrateTestCase):
+
+    def test_bad_requests_say_what_to_fix(self):
+        cases = [
+            (self.migrate_args(uri="169.254.77.2:4444"),
+             "not a migration URI"),
+            (self.migrate_args(disks=[]), "no disks given"),
+            (self.migrate_args(disks=[{"disk": "disk0",
+                                       "target": "/tmp/x.qcow2"}]),
+             "not an NBD export"),
+            (self.migrate_args(disks=[{"disk": "nope",
+                                       "target": self.export(0)}]),
+             "nope"),
+            (self.migrate_args(disks=[{"disk": "disk0",
+                                       "target": self.export(0)}] * 2),
+             "named twice"),
+            (self.migrate_args(speed=-1), "speed"),
+        ]
+        for args, words in cases:
+            r = self.c.cmd("qmproxy-migrate", args)
+            self.assertEqual(r["error"]["class"], "GenericError", r)
+            self.assertIn(words, r["error"]["desc"])
+            self.assertIn("nothing was done", r["error"]["desc"])
+        self.assertEqual(self.source_status(), "running")
+        r = self.c.cmd("qmproxy-migrate-cancel", {"name": "nothing"})
+        self.assertIn("No operation named", r["error"]["desc"])
+
+
+if __name__ == "__main__":
+    unittest.main()
