@@ -210,7 +210,7 @@ extern const struct ctl_entry ctl_exec_entry, ctl_chain_entry,
     ctl_snapshot_mirror_entry, ctl_snapshot_mirror_xml_entry,
     ctl_block_copy_entry, ctl_reopen_entry, ctl_snapshot_reopen_entry,
     ctl_abort_entry, ctl_ops_entry, ctl_policy_entry, ctl_watch_entry,
-    ctl_top_entry, ctl_shell_entry;
+    ctl_top_entry, ctl_shell_entry, ctl_migrate_entry;
 
 extern const struct ctl_entry *const ctl_table[];
 const struct ctl_entry *ctl_find(const char *name);
