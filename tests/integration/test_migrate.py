@@ -11,13 +11,15 @@ destination after the switch-over, and each destination image is compared
 stopped.  Also: cancel before the switch-over, the destination killed in
 the middle of the copies, and requests refused with what to fix."""
 import os
-import select
 import shutil
+import subprocess
 import tempfile
 import unittest
 
 import hosts
-from qmptest import QMPClient, wait_for
+from qmptest import BUILD, QMPClient, wait_for
+
+QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
 
 MiB = 1 << 20
 SIZE = "64M"
@@ -49,6 +51,8 @@ class MigrateTestCase(unittest.TestCase):
         self.proxy = self.source.proxy(self.srcdir, self.qemu.monitors[0])
         self.addCleanup(self.proxy.stop)
         self.c = self.client(self.proxy.listen)
+        # progress: the proxy's own events
+        self.c.ok("qmproxy-capabilities", {"enable": ["events"]})
         self.writer = self.client(self.proxy.listen)
         self.start_destination()
 
@@ -142,10 +146,6 @@ class MigrateTestCase(unittest.TestCase):
                 break
         return made
 
-    def reply_pending(self, client, timeout=0):
-        return bool(client.buf) or bool(
-            select.select([client.sock], [], [], timeout)[0])
-
     def source_status(self):
         return self.writer.ok("query-status")["status"]
 
@@ -167,6 +167,14 @@ class Migrate(MigrateTestCase):
         reply = self.c.read_reply()
         self.assertIn("return", reply, reply)
         self.assertEqual(reply["return"]["state"], "migrated", reply)
+        # progress as it went, in the operations' events
+        states = [ev["data"]["state"] for ev in self.c.events
+                  if ev["event"] == "QMPROXY_OPERATION"
+                  and ev["data"]["name"] == "move"]
+        for state in ("mirroring", "ready", "migrating", "switching",
+                      "migrated"):
+            self.assertIn(state, states)
+        self.assertEqual(states[-1], "migrated")
         # the source quits once the destination has the VM
         self.qemu.proc.wait(60)
         wait_for(lambda: self.d.ok("query-status")["status"] == "running",
@@ -184,11 +192,17 @@ class Migrate(MigrateTestCase):
         out = self.d.hmp('qemu-io disk0 "write -P 0x77 0 1M"')
         self.assertNotIn("error", out.lower(), out)
 
-    def test_source_left_paused_when_asked(self):
+    def test_qmproxyctl_migrate_leaves_the_source_paused_when_asked(self):
         self.write(0, 0x31, 0)
         self.prepare_destination()
-        op = self.c.ok("qmproxy-migrate", self.migrate_args(source="pause"))
-        self.assertEqual(op["state"], "migrated")
+        r = subprocess.run(
+            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
+            + ["disk%d=%s" % (i, self.export(i)) for i in range(DISKS)]
+            + ["--pause-source", "--name", "move", "--wait"],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, NO_COLOR="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(self.op_state(), "migrated")
         self.assertEqual(self.source_status(), "postmigrate")
         wait_for(lambda: self.d.ok("query-status")["status"] == "running",
                  what="the destination to run")
