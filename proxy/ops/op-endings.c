@@ -154,6 +154,15 @@ void ops_resume(void)
         if (op_is_final(op->state)) {
             continue;
         }
+        if (!strcmp(op->type, "migrate")) {
+            /* the migration's own state (its URI, QEMU's status) is not
+             * saved: say where it stood rather than guess */
+            op_fail(op, "qmproxy restarted while the migration was %s; see "
+                    "query-migrate and query-block-jobs on the source (its "
+                    "copies may still run: block-job-cancel them, and "
+                    "migrate_cancel, to go back)", op_state_name(op->state));
+            continue;
+        }
         for (int k = 0; k < op->ndisks; k++) {
             struct op_disk *d = &op->disks[k];
             const char *job = chain_job_id(op_chain(), d->disk);
