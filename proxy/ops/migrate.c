@@ -456,6 +456,8 @@ void migrate_cancel(struct op *op)
 }
 
 static const struct location locations[] = {
+    /* judged as QEMU's migrate uri is (exec: runs a program) */
+    { "uri", LOCATION_URI },
     { "disks.*.target", LOCATION_FILE },
     { "disks.*.target.server", LOCATION_SOCKET },
     { NULL, LOCATION_FILE },

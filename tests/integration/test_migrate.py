@@ -276,6 +276,32 @@ class Refused(MigrateTestCase):
         r = self.c.cmd("qmproxy-migrate-cancel", {"name": "nothing"})
         self.assertIn("No operation named", r["error"]["desc"])
 
+    def test_policy_judges_the_uri_and_the_exports(self):
+        """A restricted listener (on QEMU's second monitor) may name only
+        the NBD servers and migration transports its policy allows."""
+        policy = os.path.join(self.workdir, "policy.xml")
+        outside = os.path.join(self.workdir, "outside")
+        os.makedirs(outside)
+        with open(policy, "w") as f:
+            f.write('<?xml version="1.0"?>\n<policy><paths>'
+                    '<allow dir="%s"/><allow nbd="tcp:%s:%d"/>'
+                    '</paths></policy>\n' % (self.srcdir, self.target.addr,
+                                             NBD_PORT))
+        restricted = self.source.proxy(self.srcdir, self.qemu.monitors[1],
+                                       name="restricted",
+                                       args=("--policy", policy))
+        self.addCleanup(restricted.stop)
+        c = self.client(restricted.listen)
+        r = c.cmd("qmproxy-migrate", self.migrate_args(
+            uri="exec:touch %s/pwned" % outside))
+        self.assertIn('<allow protocol="exec"/>', r["error"]["desc"])
+        r = c.cmd("qmproxy-migrate", self.migrate_args(disks=[
+            {"disk": "disk0", "target": "nbd://%s:10810/disk0"
+             % self.target.addr}]))
+        self.assertIn("is not allowed by policy", r["error"]["desc"])
+        self.assertEqual(os.listdir(outside), [])
+        self.assertEqual(self.source_status(), "running")
+
 
 if __name__ == "__main__":
     unittest.main()
