@@ -83,7 +83,7 @@ class MigrateTestCase(unittest.TestCase):
     def dest_image(self, i):
         return os.path.join(self.destdir, "img", "disk%d.qcow2" % i)
 
-    def prepare_destination(self):
+    def prepare_destination(self, incoming=True):
         self.d.ok("nbd-server-start", {"addr": {"type": "inet", "data": {
             "host": self.target.addr, "port": str(NBD_PORT)}}})
         for i, dev in enumerate(self.d.ok("query-block")):
@@ -91,7 +91,8 @@ class MigrateTestCase(unittest.TestCase):
                 "type": "nbd", "id": "e%d" % i, "writable": True,
                 "node-name": dev["inserted"]["node-name"],
                 "name": dev["device"]})
-        self.d.ok("migrate-incoming", {"uri": self.uri()})
+        if incoming:
+            self.d.ok("migrate-incoming", {"uri": self.uri()})
 
     def clean_destination(self):
         """What the caller does after a cancel or a failure."""
@@ -247,6 +248,21 @@ class Migrate(MigrateTestCase):
         self.assertEqual(self.source_status(), "running")
         wait_for(lambda: self.source_jobs() == [], what="no jobs left")
         self.write(0, 0x62, MiB)
+
+    def test_migration_failing_after_the_copies_undoes_them(self):
+        """The copies ready, the VM state has nowhere to go (the
+        destination never called migrate-incoming): QEMU's migration
+        fails, the copies are cancelled, the source runs on."""
+        self.write(0, 0x71, 0)
+        self.prepare_destination(incoming=False)
+        r = self.c.cmd("qmproxy-migrate", self.migrate_args())
+        desc = r["error"]["desc"]
+        self.assertIn("the migration to %s failed" % self.uri(), desc)
+        self.assertIn("the source runs as before", desc)
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.write(0, 0x72, MiB)
+        self.clean_destination()
 
 
 class Refused(MigrateTestCase):
