@@ -209,6 +209,20 @@ static void copies_completed(struct op *op, bool ok)
 
 /* ---- migrating ----------------------------------------------------- */
 
+static void migration_ended(struct op *op, int i, bool ok, json_object *ret,
+                            const char *error)
+{
+    struct migration *m = mig_of(op);
+    const char *reason = ok ? jobj_str(ret, "error-desc") : NULL;
+    char *why;
+    (void)i;
+    (void)error;
+    why = xasprintf("the migration to %s %s in QEMU%s%s", m->uri,
+                    m->status, reason ? ": " : "", reason ? reason : "");
+    undo(op, why);
+    free(why);
+}
+
 static void on_vm_event(struct op *op, const char *name, json_object *data)
 {
     struct migration *m = mig_of(op);
@@ -225,11 +239,10 @@ static void on_vm_event(struct op *op, const char *name, json_object *data)
         completed(op);
     } else if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
         if (op->state == OP_MIGRATING || op->state == OP_SWITCHING) {
-            char *why = xasprintf("the migration to %s %s in QEMU (see "
-                                  "query-migrate on the source)", m->uri,
-                                  st);
-            undo(op, why);
-            free(why);
+            /* QEMU's reason first, then the undo */
+            op->vm_event = NULL;
+            op_qmp(op, qmp_command("query-migrate", NULL), migration_ended,
+                   -1);
         }
     }
 }

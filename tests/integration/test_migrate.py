@@ -17,6 +17,7 @@ import tempfile
 import unittest
 
 import hosts
+import tlscerts
 from qmptest import BUILD, QMPClient, wait_for
 
 QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
@@ -83,9 +84,14 @@ class MigrateTestCase(unittest.TestCase):
     def dest_image(self, i):
         return os.path.join(self.destdir, "img", "disk%d.qcow2" % i)
 
-    def prepare_destination(self, incoming=True):
-        self.d.ok("nbd-server-start", {"addr": {"type": "inet", "data": {
-            "host": self.target.addr, "port": str(NBD_PORT)}}})
+    def prepare_destination(self, incoming=True, tls_creds=None):
+        start = {"addr": {"type": "inet", "data": {
+            "host": self.target.addr, "port": str(NBD_PORT)}}}
+        if tls_creds:
+            # the same credentials for the NBD server and the migration
+            start["tls-creds"] = tls_creds
+            self.d.ok("migrate-set-parameters", {"tls-creds": tls_creds})
+        self.d.ok("nbd-server-start", start)
         for i, dev in enumerate(self.d.ok("query-block")):
             self.d.ok("block-export-add", {
                 "type": "nbd", "id": "e%d" % i, "writable": True,
@@ -263,6 +269,61 @@ class Migrate(MigrateTestCase):
         wait_for(lambda: self.source_jobs() == [], what="no jobs left")
         self.write(0, 0x72, MiB)
         self.clean_destination()
+
+
+class Tls(MigrateTestCase):
+    """The copies and the VM state over TLS: the destination's NBD server
+    and its incoming migration take only what its CA signed."""
+
+    def setUp(self):
+        super().setUp()
+        tls = os.path.join(self.workdir, "tls")
+        ca = tlscerts.CA(os.path.join(tls, "ca"))
+        server = ca.issue(os.path.join(tls, "server"), "server",
+                          ip=self.target.addr)
+        client = ca.issue(os.path.join(tls, "client"), "client")
+        other = tlscerts.CA(os.path.join(tls, "other-ca"), name="someone else")
+        wrong = other.issue(os.path.join(tls, "wrong"), "client")
+        self.d.ok("object-add", {"qom-type": "tls-creds-x509", "id": "tls0",
+                                 "dir": server, "endpoint": "server",
+                                 "verify-peer": True})
+        for id, folder in (("tls0", client), ("bad", wrong)):
+            self.c.ok("object-add", {"qom-type": "tls-creds-x509", "id": id,
+                                     "dir": folder, "endpoint": "client"})
+        self.prepare_destination(tls_creds="tls0")
+
+    def tls_args(self, creds):
+        """The copies with the right certificate; the migration with
+        creds."""
+        return self.migrate_args(**{"tls-creds": creds}, disks=[
+            {"disk": "disk%d" % i, "target": {
+                "server": {"type": "inet", "host": self.target.addr,
+                           "port": str(NBD_PORT)},
+                "export": "disk%d" % i, "tls-creds": "tls0"}}
+            for i in range(DISKS)])
+
+    def test_migration_over_tls(self):
+        self.write(0, 0x81, 0)
+        self.write(1, 0x82, 2 * MiB)
+        op = self.c.ok("qmproxy-migrate", self.tls_args("tls0"))
+        self.assertEqual(op["state"], "migrated")
+        self.qemu.proc.wait(60)
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        self.read_on_destination(0, 0x81, 0)
+        self.read_on_destination(1, 0x82, 2 * MiB)
+
+    def test_migration_with_a_certificate_the_destination_refuses(self):
+        self.write(0, 0x91, 0)
+        r = self.c.cmd("qmproxy-migrate", self.tls_args("bad"))
+        desc = r["error"]["desc"]
+        self.assertIn("the migration to %s failed" % self.uri(), desc)
+        # QEMU's own reason, as query-migrate gives it
+        self.assertIn("certificate", desc.lower())
+        self.assertIn("the source runs as before", desc)
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.write(0, 0x92, MiB)
 
 
 class Refused(MigrateTestCase):
