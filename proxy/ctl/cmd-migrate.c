@@ -25,17 +25,14 @@ static int exec(int argc, char **argv)
     json_object *disks;
     bool wait = false;
     int opt;
-    int64_t speed;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (opt) {
         case 'b':
-            if (!ctl_parse_size(optarg, &speed)) {
-                ctl_error("--speed %s: bytes per second (64M, 1G...)", optarg);
+            if (!ctl_add_speed(args, optarg)) {
                 goto usage;
             }
-            json_object_object_add(args, "speed", json_object_new_int64(speed));
             break;
         case 'p': jobj_add_str(args, "source", "pause"); break;
         case 't': jobj_add_str(args, "tls-creds", optarg); break;

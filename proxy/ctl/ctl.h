@@ -152,6 +152,9 @@ int ctl_run_operation(const char *command, json_object *args,
                       const struct ctl_op_wait *w, bool wait);
 /* 64M, 1.5G, 1048576, 10MiB -> bytes; false when it is not a size. */
 bool ctl_parse_size(const char *s, int64_t *out);
+/* --speed B: the "speed" member of obj, in bytes per second; false (said
+ * on stderr) when B is not a size. */
+bool ctl_add_speed(json_object *obj, const char *arg);
 
 /* ---- exec's pieces, for other commands (cmd-exec.c) ----------------- */
 

@@ -37,14 +37,11 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         free(refused);
         return CMD_RETURN_NORMAL;
     }
-    if (op->call) {
-        /* qmproxy-migrate's own caller is still waiting */
-        struct cmd_call *waiting = op->call;
-        op->call = NULL;
-        cmd_error(waiting, QMP_GENERIC_ERROR, "migration %s was cancelled "
-                  "by qmproxy-migrate-cancel; the source runs on", name);
-    }
-    op->call = call;
+    refused = xasprintf("migration %s was cancelled by "
+                        "qmproxy-migrate-cancel; the source runs on", name);
+    /* qmproxy-migrate's own caller is still waiting */
+    op_take_over_call(op, call, refused);
+    free(refused);
     migrate_cancel(op);
     return CMD_RETURN_WAIT;
 }

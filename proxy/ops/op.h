@@ -199,6 +199,11 @@ void op_succeed(struct op *op, enum op_state final);
  * caller answered with it as a GenericError. */
 void op_fail(struct op *op, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A command that takes an operation over (an abort, a cancel) becomes the
+ * caller to answer; the operation's own caller, if still waiting, is
+ * answered now with the error why. */
+void op_take_over_call(struct op *op, struct cmd_call *call,
+                       const char *why);
 /* One line per disk: where each stands now. */
 char *op_disks_summary(const struct op *op);
 
