@@ -57,6 +57,10 @@ static const struct qapi_member args[] = {
     { "disks", QAPI_LIST, false, NULL, NULL, &disk_element },
     { "source", QAPI_ENUM, true, source_endings, NULL, NULL },
     { "tls-creds", QAPI_STR, true, NULL, NULL, NULL },
+    /* the guest's writes wait until they reach the destination too
+     * (copy-mode write-blocking, libvirt's synchronous writes): less to
+     * drain at the switch-over, slower writes meanwhile */
+    { "synchronous-writes", QAPI_BOOL, true, NULL, NULL, NULL },
     /* bytes per second for each disk's copy (0: as fast as it goes) */
     { "speed", QAPI_INT, true, NULL, NULL, NULL },
     { NULL, 0, false, NULL, NULL, NULL },
@@ -455,6 +459,9 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         d->mode = xstrdup("existing");
         d->sync = xstrdup("full");
         d->speed = qapi_get_int(a, "speed", 0);
+        if (qapi_get_bool(a, "synchronous-writes", false)) {
+            d->copy_mode = xstrdup("write-blocking");
+        }
     }
     op_set_state(op, OP_RUNNING);
     step_start_mirrors(op, copies_started);

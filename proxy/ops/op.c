@@ -165,6 +165,7 @@ static void disk_clear(struct op_disk *d)
     free(d->mirror_file);
     free(d->format);
     free(d->mirror_format);
+    free(d->copy_mode);
     free(d->mode);
     free(d->sync);
     free(d->old_top_file);

@@ -87,6 +87,9 @@ struct op_disk {
                             * export of a snapshot's copy: raw) */
     char *mode;            /* the copy: existing | absolute-paths */
     char *sync;            /* the copy: top | full */
+    char *copy_mode;       /* the copy: NULL (background) | write-blocking
+                            * (the guest's writes reach the copy before
+                            * they complete: nothing left to drain) */
     int64_t speed;
     /* what the snapshot replaced, to undo it */
     char *old_top_file, *old_top_node;

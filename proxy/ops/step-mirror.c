@@ -84,6 +84,9 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
                                    d->sync ? d->sync : "top"));
         json_object_object_add(a, "mode", json_object_new_string(
                                    d->mode ? d->mode : "absolute-paths"));
+        if (d->copy_mode) {
+            jobj_add_str(a, "copy-mode", d->copy_mode);
+        }
         if (d->speed > 0) {
             json_object_object_add(a, "speed", json_object_new_int64(d->speed));
         }

@@ -10,6 +10,9 @@ the source stops):
 
   - with storage: qmproxy-migrate, the disk copied to the destination's
     NBD export, the copy completed at the switch-over;
+  - the same with synchronous-writes (copy-mode write-blocking): the
+    guest's writes reach the destination before they complete, so there
+    is nothing left to drain at the switch-over;
   - baseline, measured in the same run: the same VM moved with plain
     `migrate` on shared storage (the destination opens the same image),
     what the downtime is when no disk has to be completed.
@@ -83,7 +86,7 @@ def source_vm(h, work, tag, disk_mib):
     return qemu, proxy, c, image
 
 
-def one_round(h, work, tag, disk_mib, with_storage):
+def one_round(h, work, tag, disk_mib, with_storage, synchronous=False):
     qemu, proxy, c, image = source_vm(h, work, tag, disk_mib)
     ddir = os.path.join(work, "dest-%s" % tag)
     if with_storage:
@@ -115,9 +118,10 @@ def one_round(h, work, tag, disk_mib, with_storage):
     writer.start()
     t0 = time.monotonic()
     if with_storage:
-        reply = c.cmd("qmproxy-migrate", {"uri": uri, "disks": [
-            {"disk": "disk0",
-             "target": "nbd://%s:%d/disk0" % (h[1].addr, NBD_PORT)}]})
+        reply = c.cmd("qmproxy-migrate", {
+            "uri": uri, "synchronous-writes": synchronous, "disks": [
+                {"disk": "disk0",
+                 "target": "nbd://%s:%d/disk0" % (h[1].addr, NBD_PORT)}]})
         assert "return" in reply, reply
     else:
         c.ok("migrate", {"uri": uri})
@@ -148,39 +152,36 @@ def main():
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-migrate-")
     h = hosts.Hosts(2)
-    results = {True: [], False: []}
-    completing = []
+    kinds = (("shared", "shared storage (migrate)"),
+             ("storage", "with storage (qmproxy-migrate)"),
+             ("sync", "with storage, synchronous-writes"))
+    results = {k: [] for k, _ in kinds}
+    completing = {k: [] for k, _ in kinds}
     try:
         for r in range(args.rounds):
-            for with_storage in (False, True):
-                tag = "%d%s" % (r, "s" if with_storage else "b")
+            for kind, label in kinds:
                 downtime, copy_end, total, writes = one_round(
-                    h, work, tag, args.disk_mib, with_storage)
-                results[with_storage].append(downtime)
-                if with_storage:
-                    completing.append(copy_end)
+                    h, work, "%d%s" % (r, kind), args.disk_mib,
+                    kind != "shared", synchronous=kind == "sync")
+                results[kind].append(downtime)
+                completing[kind].append(copy_end)
                 print("round %d, %s: downtime %.1f ms (completing the copy "
                       "%.1f ms of it), whole migration %.2f s, %d writes of "
-                      "1 MiB meanwhile"
-                      % (r + 1, "with storage (qmproxy-migrate)"
-                         if with_storage else "shared storage (migrate)",
-                         downtime * 1000, copy_end * 1000, total, writes),
+                      "1 MiB meanwhile" % (r + 1, label, downtime * 1000,
+                                           copy_end * 1000, total, writes),
                       flush=True)
     finally:
         h.close()
         shutil.rmtree(work, ignore_errors=True)
-    base = statistics.median(results[False])
-    with_storage = statistics.median(results[True])
+    base = statistics.median(results["shared"])
     print("\nDowntime (source STOP to destination RESUME), %d MiB disk, "
           "writes going on, median of %d" % (args.disk_mib, args.rounds))
-    print("  shared storage, plain migrate (baseline): %8.1f ms"
-          % (base * 1000))
-    print("  qmproxy-migrate, disk copied over NBD:    %8.1f ms"
-          % (with_storage * 1000))
-    print("    of which completing the copy (STOP to BLOCK_JOB_COMPLETED): "
-          "%.1f ms" % (statistics.median(completing) * 1000))
-    print("  ratio with storage / baseline: %.2f" % (with_storage / base))
-
+    for kind, label in kinds:
+        med = statistics.median(results[kind])
+        print("  %-34s %8.1f ms  (completing the copy %6.1f ms)  ratio to "
+              "shared storage %.2f" % (label, med * 1000,
+                                       statistics.median(completing[kind])
+                                       * 1000, med / base))
 
 if __name__ == "__main__":
     main()

@@ -222,6 +222,21 @@ class Migrate(MigrateTestCase):
                  what="the destination to run")
         self.read_on_destination(0, 0x31, 0)
 
+    def test_synchronous_writes(self):
+        """copy-mode write-blocking: the guest's writes once the copies
+        are ready reach the destination before they complete."""
+        self.write(0, 0x35, 0, 8 * MiB)
+        self.prepare_destination()
+        op = self.c.ok("qmproxy-migrate", self.migrate_args(
+            **{"synchronous-writes": True}))
+        self.assertEqual(op["state"], "migrated")
+        self.assertEqual([d["copy-mode"] for d in op["disks"]],
+                         ["write-blocking"] * DISKS)
+        self.qemu.proc.wait(60)
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        self.read_on_destination(0, 0x35, 0, 8 * MiB)
+
     def test_cancel_before_the_switch_over(self):
         self.write(0, 0x51, 0)
         tops = [dev["inserted"]["file"] for dev in self.writer.ok("query-block")]
