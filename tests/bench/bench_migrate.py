@@ -17,7 +17,8 @@ the source stops):
     `migrate` on shared storage (the destination opens the same image),
     what the downtime is when no disk has to be completed.
 
-    tests/bench/bench_migrate.py [--disk-mib 1024] [--rounds 3]   (as root)
+    tests/bench/bench_migrate.py [--disk-mib 1024] [--rounds 3]
+                                 [--write-mib-per-s 32]     (as root)
 """
 import argparse
 import os
@@ -45,20 +46,27 @@ def event_time(ev):
 
 class Writer(threading.Thread):
     """Writes 1 MiB at a time all over the disk through the source's own
-    monitor until the source stops (bounded in count and time)."""
+    monitor, rate MiB/s at most (a guest busy writing; one writing as fast
+    as the host allows would keep the copy from ever converging), until
+    the source stops (bounded in count and time)."""
 
-    def __init__(self, monitor, disk_mib):
+    def __init__(self, monitor, disk_mib, rate):
         super().__init__(daemon=True)
         self.c = QMPClient(monitor, timeout=120)
         self.c.negotiate()
         self.disk_mib = disk_mib
+        self.rate = rate
         self.writes = 0
         self.stop = threading.Event()
 
     def run(self):
-        deadline = time.monotonic() + 600
+        start = time.monotonic()
+        deadline = start + 600
         for n in range(1000000):
             if self.stop.is_set() or time.monotonic() > deadline:
+                break
+            ahead = start + n / self.rate - time.monotonic()
+            if ahead > 0 and self.stop.wait(ahead):
                 break
             try:
                 if self.c.ok("query-status")["status"] != "running":
@@ -86,7 +94,7 @@ def source_vm(h, work, tag, disk_mib):
     return qemu, proxy, c, image
 
 
-def one_round(h, work, tag, disk_mib, with_storage, synchronous=False):
+def one_round(h, work, tag, disk_mib, rate, with_storage, synchronous=False):
     qemu, proxy, c, image = source_vm(h, work, tag, disk_mib)
     ddir = os.path.join(work, "dest-%s" % tag)
     if with_storage:
@@ -114,7 +122,7 @@ def one_round(h, work, tag, disk_mib, with_storage, synchronous=False):
         d.ok("block-export-add", {"type": "nbd", "id": "e0", "writable": True,
                                   "node-name": node, "name": "disk0"})
     d.ok("migrate-incoming", {"uri": uri})
-    writer = Writer(qemu.monitors[1], disk_mib)
+    writer = Writer(qemu.monitors[1], disk_mib, rate)
     writer.start()
     t0 = time.monotonic()
     if with_storage:
@@ -149,6 +157,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--disk-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--write-mib-per-s", type=float, default=32)
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-migrate-")
     h = hosts.Hosts(2)
@@ -162,7 +171,7 @@ def main():
             for kind, label in kinds:
                 downtime, copy_end, total, writes = one_round(
                     h, work, "%d%s" % (r, kind), args.disk_mib,
-                    kind != "shared", synchronous=kind == "sync")
+                    args.write_mib_per_s, kind != "shared", synchronous=kind == "sync")
                 results[kind].append(downtime)
                 completing[kind].append(copy_end)
                 print("round %d, %s: downtime %.1f ms (completing the copy "
@@ -175,7 +184,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
     base = statistics.median(results["shared"])
     print("\nDowntime (source STOP to destination RESUME), %d MiB disk, "
-          "writes going on, median of %d" % (args.disk_mib, args.rounds))
+          "%g MiB/s of writes going on, median of %d"
+          % (args.disk_mib, args.write_mib_per_s, args.rounds))
     for kind, label in kinds:
         med = statistics.median(results[kind])
         print("  %-34s %8.1f ms  (completing the copy %6.1f ms)  ratio to "
