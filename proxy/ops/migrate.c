@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "address.h"
 #include "cmd.h"
 #include "jsonobj.h"
 #include "log.h"
@@ -41,8 +42,9 @@ static const char *const source_endings[] = { "quit", "pause", NULL };
 
 static const struct qapi_member disk_members[] = {
     { "disk", QAPI_STR, false, NULL, NULL, NULL },
-    /* the destination's writable export (nbd-target.h's forms) */
-    { "target", QAPI_ANY, false, NULL, NULL, NULL },
+    /* the destination's writable export (nbd-target.h's forms); made by
+     * qmproxy when "destination" is given */
+    { "target", QAPI_ANY, true, NULL, NULL, NULL },
     { NULL, 0, false, NULL, NULL, NULL },
 };
 
@@ -56,6 +58,12 @@ static const struct qapi_member args[] = {
     { "uri", QAPI_STR, false, NULL, NULL, NULL },
     { "disks", QAPI_LIST, false, NULL, NULL, &disk_element },
     { "source", QAPI_ENUM, true, source_endings, NULL, NULL },
+    /* the destination's monitor (its qmproxy's listener), unix:PATH or
+     * tcp:HOST:PORT: qmproxy prepares it, starts it, cleans it up */
+    { "destination", QAPI_STR, true, NULL, NULL, NULL },
+    { "nbd-port", QAPI_STR, true, NULL, NULL, NULL },
+    /* with destination: leave it paused when it has the VM */
+    { "paused", QAPI_BOOL, true, NULL, NULL, NULL },
     { "tls-creds", QAPI_STR, true, NULL, NULL, NULL },
     /* the guest's writes wait until they reach the destination too
      * (copy-mode write-blocking, libvirt's synchronous writes): less to
@@ -73,6 +81,10 @@ struct migration {
     bool quit_source;
     char *status;          /* QEMU's last MIGRATION status */
     bool undoing;          /* cancelled or failed: being undone */
+    struct mig_dest *dest; /* NULL: the caller prepared the destination */
+    bool start_dest;       /* cont it once it has the VM */
+    bool rollback_ok;      /* how the undo went on the source */
+    char *nbd_host, *nbd_port;  /* where the destination serves the disks */
 };
 
 static struct migration *mig_of(struct op *op)
@@ -87,6 +99,9 @@ static void migration_free(void *priv)
     free(m->uri);
     free(m->tls_creds);
     free(m->status);
+    mig_dest_close(m->dest);
+    free(m->nbd_host);
+    free(m->nbd_port);
     free(m);
 }
 
@@ -104,18 +119,46 @@ static void source_ended(struct op *op, int i, bool ok, json_object *ret,
     }
 }
 
+static void finished(struct op *op)
+{
+    struct migration *m = mig_of(op);
+
+    mig_dest_close(m->dest);
+    m->dest = NULL;
+    op_succeed(op, OP_MIGRATED);
+    if (m->quit_source) {
+        /* after the answer: the monitor goes away with QEMU */
+        op_qmp(op, qmp_command("quit", NULL), source_ended, -1);
+    }
+}
+
+static void destination_finished(struct op *op, bool ok, const char *why)
+{
+    if (!ok) {
+        struct migration *m = mig_of(op);
+        mig_dest_close(m->dest);
+        m->dest = NULL;
+        op_fail(op, "the VM's state is on the destination, but finishing "
+                "there failed: %s; the source is left paused", why);
+        return;
+    }
+    finished(op);
+}
+
 static void completed(struct op *op)
 {
+    struct migration *m = mig_of(op);
+
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         d->state = DISK_PIVOTED;
         str_setf(&d->note, "on the destination, at %s", d->mirror_file);
     }
     op->vm_event = NULL;
-    op_succeed(op, OP_MIGRATED);
-    if (mig_of(op)->quit_source) {
-        /* after the answer: the monitor goes away with QEMU */
-        op_qmp(op, qmp_command("quit", NULL), source_ended, -1);
+    if (m->dest) {
+        mig_dest_finish(m->dest, m->start_dest, destination_finished);
+    } else {
+        finished(op);
     }
 }
 
@@ -145,16 +188,43 @@ static void status_read(struct op *op, int i, bool ok, json_object *ret,
     }
 }
 
-static void undone(struct op *op, bool ok)
+static void report_undone(struct op *op, bool dest_ok, const char *why)
 {
-    if (ok && op->busy_with && !strcmp(op->busy_with, "cancel")) {
+    struct migration *m = mig_of(op);
+    bool prepared_here = m->dest != NULL;
+
+    mig_dest_close(m->dest);
+    m->dest = NULL;
+    if (m->rollback_ok && dest_ok && op->busy_with
+        && !strcmp(op->busy_with, "cancel")) {
         op->busy_with = NULL;
         op_succeed(op, OP_ABORTED);
         return;
     }
-    op_fail(op, "%s; the source runs as before; the destination is left "
-            "as it was prepared (quit it or remove its exports)",
-            op->step_error);
+    if (!prepared_here) {
+        op_fail(op, "%s; the source runs as before; the destination is left "
+                "as it was prepared (quit it or remove its exports)",
+                op->step_error);
+    } else if (dest_ok) {
+        op_fail(op, "%s; the source runs as before; the destination's "
+                "exports were removed and its QEMU told to quit",
+                op->step_error);
+    } else {
+        op_fail(op, "%s; the source runs as before; cleaning up the "
+                "destination failed: %s", op->step_error, why);
+    }
+}
+
+static void undone(struct op *op, bool ok)
+{
+    struct migration *m = mig_of(op);
+
+    m->rollback_ok = ok;
+    if (m->dest) {
+        mig_dest_abandon(m->dest, report_undone);
+    } else {
+        report_undone(op, true, NULL);
+    }
 }
 
 static void cancel_sent(struct op *op, int i, bool ok, json_object *ret,
@@ -373,8 +443,8 @@ static char *check_uri(const char *uri)
                      "tcp:HOST:PORT or unix:PATH", uri);
 }
 
-static char *check_disks(json_object *disks, const char **resolved,
-                         char **targets, int *n)
+static char *check_disks(json_object *disks, bool made_here,
+                         const char **resolved, char **targets, int *n)
 {
     size_t count = json_object_array_length(disks);
     char *err = NULL;
@@ -395,10 +465,20 @@ static char *check_disks(json_object *disks, const char **resolved,
                 err = xasprintf("disk %s is named twice", resolved[i]);
             }
         }
-        if (!err) {
+        if (!err && made_here && t) {
+            err = xasprintf("the target of %s is made on the destination "
+                            "by qmproxy: give no target with destination",
+                            resolved[i]);
+        } else if (!err && !made_here && !t) {
+            err = xasprintf("no target for %s: name the destination's "
+                            "export it goes to, or give destination (its "
+                            "monitor) for qmproxy to make the exports",
+                            resolved[i]);
+        }
+        if (!err && !made_here) {
             err = nbd_target_resolve("target", t, &targets[i]);
         }
-        if (!err && !nbd_target_is(targets[i])) {
+        if (!err && !made_here && !nbd_target_is(targets[i])) {
             err = xasprintf("the target of %s is not an NBD export: a "
                             "migration copies each disk to the "
                             "destination's export (nbd://HOST:PORT/EXPORT)",
@@ -409,10 +489,61 @@ static char *check_disks(json_object *disks, const char **resolved,
     return err;
 }
 
+/* The destination's monitor, and the host its NBD server listens on: the
+ * migration URI's (the host the VM state goes to). */
+static char *check_destination(const char *destination, const char *uri,
+                               struct address *addr, char **nbd_host)
+{
+    const char *colon;
+    char *err = address_parse(destination, 0, addr);
+
+    if (err) {
+        char *tmp = xasprintf("destination: %s", err);
+        free(err);
+        return tmp;
+    }
+    colon = strrchr(uri, ':');
+    if (strncmp(uri, "tcp:", 4) || colon == uri + 3 || colon == uri + 4) {
+        return xasprintf("with destination, uri must be tcp:HOST:PORT (the "
+                         "destination's NBD server listens on HOST too), "
+                         "not '%s'", uri);
+    }
+    *nbd_host = xstrndup(uri + 4, (size_t)(colon - (uri + 4)));
+    return NULL;
+}
+
+static void destination_prepared(struct op *op, bool ok, const char *why)
+{
+    if (!ok) {
+        str_set(&op->step_error, why);
+        mig_of(op)->rollback_ok = true;   /* nothing done on the source */
+        mig_dest_abandon(mig_of(op)->dest, report_undone);
+        return;
+    }
+    step_start_mirrors(op, copies_started);
+}
+
+static void destination_opened(struct op *op, bool ok, const char *why)
+{
+    struct migration *m = mig_of(op);
+
+    if (!ok) {
+        mig_dest_close(m->dest);
+        m->dest = NULL;
+        op_fail(op, "%s; nothing was done on either side", why);
+        return;
+    }
+    mig_dest_prepare(m->dest, m->nbd_host, m->nbd_port, m->uri,
+                     destination_prepared);
+}
+
 static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     const char *name = qapi_get_str(a, "name", NULL);
     const char *uri = qapi_get_str(a, "uri", NULL);
+    const char *destination = qapi_get_str(a, "destination", NULL);
+    struct address dest_addr = { 0 };
+    char *nbd_host = NULL;
     const char *resolved[MAX_DISKS];
     char *targets[MAX_DISKS] = { NULL };
     json_object *disks = NULL;
@@ -433,7 +564,10 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         err = xstrdup("speed must not be negative");
     }
     if (!err) {
-        err = check_disks(disks, resolved, targets, &n);
+        err = check_disks(disks, destination != NULL, resolved, targets, &n);
+    }
+    if (!err && destination) {
+        err = check_destination(destination, uri, &dest_addr, &nbd_host);
     }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
@@ -441,6 +575,8 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         for (int i = 0; i < MAX_DISKS; i++) {
             free(targets[i]);
         }
+        address_clear(&dest_addr);
+        free(nbd_host);
         return CMD_RETURN_NORMAL;
     }
     op = op_new("migrate", name, call->client, call);
@@ -464,7 +600,16 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         }
     }
     op_set_state(op, OP_RUNNING);
-    step_start_mirrors(op, copies_started);
+    if (destination) {
+        m->start_dest = !qapi_get_bool(a, "paused", false);
+        m->nbd_host = nbd_host;
+        m->nbd_port = xstrdup(qapi_get_str(a, "nbd-port", "10809"));
+        m->dest = mig_dest_open(call->env->base, &dest_addr, destination, op,
+                                destination_opened);
+        address_clear(&dest_addr);
+    } else {
+        step_start_mirrors(op, copies_started);
+    }
     return CMD_RETURN_WAIT;
 }
 
@@ -478,6 +623,7 @@ void migrate_cancel(struct op *op)
 static const struct location locations[] = {
     /* judged as QEMU's migrate uri is (exec: runs a program) */
     { "uri", LOCATION_URI },
+    { "destination", LOCATION_URI },
     { "disks.*.target", LOCATION_FILE },
     { "disks.*.target.server", LOCATION_SOCKET },
     { NULL, LOCATION_FILE },

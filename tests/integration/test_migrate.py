@@ -27,6 +27,7 @@ SIZE = "64M"
 DISKS = 2
 MIGRATION_PORT = 4444
 NBD_PORT = 10809
+DEST_QMP_PORT = 4445
 # the copies are slowed so that the guest's writes land while they run
 # (each write is checked to have been made before the copies were ready):
 # FILL MiB of data at SLOW bytes/s leave seconds for a dozen writes, and
@@ -68,19 +69,23 @@ class MigrateTestCase(unittest.TestCase):
 
     # ---- the destination: prepared as libvirt prepares it ----
 
-    def start_destination(self):
+    def start_destination(self, prelaunch=False):
         """Images of the source's size made on the destination host, a
-        QEMU waiting for its state (-incoming defer), its own qmproxy."""
+        QEMU waiting for its state (-incoming defer; prelaunch: and -S, as
+        libvirt starts it), its own qmproxy."""
         for i in range(DISKS):
             self.target.run(["qemu-img", "create", "-q", "-f", "qcow2",
                              self.dest_image(i), SIZE])
         self.dest_qemu = self.target.qemu(
             self.destdir, disks=DISKS, disk_size=SIZE, monitors=1,
             image_dir=os.path.join(self.destdir, "img"),
-            extra_args=("-incoming", "defer"))
+            extra_args=("-incoming", "defer") + (("-S",) if prelaunch else ()))
         self.addCleanup(self.dest_qemu.stop)
-        self.dest_proxy = self.target.proxy(self.destdir,
-                                            self.dest_qemu.monitors[0])
+        # its monitor over TCP too, for the source's qmproxy to reach
+        self.dest_monitor = "tcp:%s:%d" % (self.target.addr, DEST_QMP_PORT)
+        self.dest_proxy = self.target.proxy(
+            self.destdir, self.dest_qemu.monitors[0],
+            args=("--listen", self.dest_monitor))
         self.addCleanup(self.dest_proxy.stop)
         self.d = self.client(self.dest_proxy.listen)
 
@@ -291,6 +296,95 @@ class Migrate(MigrateTestCase):
         wait_for(lambda: self.source_jobs() == [], what="no jobs left")
         self.write(0, 0x72, MiB)
         self.clean_destination()
+
+
+class DestinationThroughItsProxy(MigrateTestCase):
+    """"destination" names the destination qmproxy's TCP listener: the
+    source's qmproxy prepares it (NBD server, exports, migrate-incoming),
+    starts it, and cleans it up after a failure."""
+
+    def dest_args(self, **kw):
+        args = {"name": "move", "uri": self.uri(),
+                "destination": self.dest_monitor,
+                "disks": [{"disk": "disk%d" % i} for i in range(DISKS)]}
+        args.update(kw)
+        return args
+
+    def test_prepared_started_and_cleaned_up_by_qmproxy(self):
+        for i in range(DISKS):
+            self.write(i, 0xa1 + i, 0, 4 * MiB)
+        op = self.c.ok("qmproxy-migrate", self.dest_args())
+        self.assertEqual(op["state"], "migrated", op)
+        self.assertEqual([d["mirror-file"] for d in op["disks"]],
+                         [self.export(i) for i in range(DISKS)])
+        self.qemu.proc.wait(60)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        # its exports and NBD server are gone: the VM's disks are its own
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        for i in range(DISKS):
+            self.read_on_destination(i, 0xa1 + i, 0, 4 * MiB)
+            r = self.target.run(["qemu-img", "compare", "-U", "-f", "qcow2",
+                                 "-F", "qcow2", self.qemu.images[i],
+                                 self.dest_image(i)], check=False)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def restart_destination_with_dash_S(self):
+        self.d.close()
+        self.dest_proxy.stop()
+        self.dest_qemu.stop()
+        self.start_destination(prelaunch=True)
+
+    def test_destination_started_with_dash_S_is_continued(self):
+        self.restart_destination_with_dash_S()
+        op = self.c.ok("qmproxy-migrate", self.dest_args())
+        self.assertEqual(op["state"], "migrated", op)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+
+    def test_left_paused_when_asked(self):
+        """paused holds for a destination started with -S: one without
+        starts itself once it has the VM (QEMU's autostart)."""
+        self.restart_destination_with_dash_S()
+        op = self.c.ok("qmproxy-migrate", self.dest_args(paused=True,
+                                                         source="pause"))
+        self.assertEqual(op["state"], "migrated", op)
+        self.assertEqual(self.d.ok("query-status")["status"], "paused")
+        self.assertEqual(self.source_status(), "postmigrate")
+
+    def test_cancel_cleans_up_the_destination(self):
+        self.write(0, 0xb1, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.dest_args(speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        op = self.writer.ok("qmproxy-migrate-cancel", {"name": "move"})
+        self.assertEqual(op["state"], "aborted", op)
+        self.c.read_reply()
+        self.assertEqual(self.source_status(), "running")
+        self.assertEqual(self.source_jobs(), [])
+        # the destination QEMU was told to quit
+        self.dest_qemu.proc.wait(60)
+
+    def test_unreachable_destination(self):
+        r = self.c.cmd("qmproxy-migrate", self.dest_args(
+            destination="tcp:%s:4446" % self.target.addr))
+        desc = r["error"]["desc"]
+        self.assertIn("could not be reached", desc)
+        self.assertIn("nothing was done on either side", desc)
+        self.assertEqual(self.source_status(), "running")
+
+    def test_refused_with_what_to_fix(self):
+        for args, words in [
+                (self.dest_args(disks=[{"disk": "disk0",
+                                        "target": self.export(0)}]),
+                 "give no target with destination"),
+                (self.dest_args(uri="unix:/tmp/x.sock"),
+                 "uri must be tcp:HOST:PORT"),
+                (self.dest_args(destination="bogus:x"), "destination")]:
+            r = self.c.cmd("qmproxy-migrate", args)
+            self.assertIn(words, r["error"]["desc"])
+            self.assertIn("nothing was done", r["error"]["desc"])
+        r = self.c.cmd("qmproxy-migrate", {"uri": self.uri(), "disks": [
+            {"disk": "disk0"}]})
+        self.assertIn("no target for disk0", r["error"]["desc"])
 
 
 class Tls(MigrateTestCase):
