@@ -1,6 +1,7 @@
 /*
- * migrate URI DISK=EXPORT... [--speed B] [--pause-source] [--tls-creds ID]
- *         [--name N] [--wait]
+ * migrate URI DISK[=EXPORT]... [--destination MONITOR [--paused]]
+ *         [--speed B] [--synchronous-writes] [--pause-source]
+ *         [--tls-creds ID] [--name N] [--wait]
  */
 #include "ctl.h"
 
@@ -15,6 +16,9 @@ static int exec(int argc, char **argv)
     static const struct option longopts[] = {
         { "speed", required_argument, NULL, 'b' },
         { "pause-source", no_argument, NULL, 'p' },
+        { "destination", required_argument, NULL, 'd' },
+        { "paused", no_argument, NULL, 'P' },
+        { "synchronous-writes", no_argument, NULL, 'S' },
         { "tls-creds", required_argument, NULL, 't' },
         { "name", required_argument, NULL, 'n' },
         { "wait", no_argument, NULL, 'w' },
@@ -35,6 +39,9 @@ static int exec(int argc, char **argv)
             }
             break;
         case 'p': jobj_add_str(args, "source", "pause"); break;
+        case 'd': jobj_add_str(args, "destination", optarg); break;
+        case 'P': jobj_add_bool(args, "paused", true); break;
+        case 'S': jobj_add_bool(args, "synchronous-writes", true); break;
         case 't': jobj_add_str(args, "tls-creds", optarg); break;
         case 'n': jobj_add_str(args, "name", optarg); w.name = optarg; break;
         case 'w': wait = true; break;
@@ -48,18 +55,23 @@ static int exec(int argc, char **argv)
     disks = json_object_new_array();
     json_object_object_add(args, "disks", disks);
     for (int i = optind + 1; i < argc; i++) {
+        /* DISK=EXPORT, or DISK alone when qmproxy makes the exports
+         * (--destination); what is missing is said by qmproxy-migrate */
         const char *eq = strchr(argv[i], '=');
         json_object *d;
-        if (!eq || eq == argv[i] || !eq[1]) {
+        if (eq == argv[i] || (eq && !eq[1])) {
             ctl_error("%s: write each disk as DISK=EXPORT "
-                      "(disk0=nbd://HOST:PORT/disk0)", argv[i]);
+                      "(disk0=nbd://HOST:PORT/disk0), or DISK with "
+                      "--destination", argv[i]);
             goto usage;
         }
         d = json_object_new_object();
-        json_object_object_add(d, "disk",
-                               json_object_new_string_len(argv[i],
-                                                          (int)(eq - argv[i])));
-        jobj_add_str(d, "target", eq + 1);
+        json_object_object_add(d, "disk", json_object_new_string_len(
+                                   argv[i], eq ? (int)(eq - argv[i])
+                                               : (int)strlen(argv[i])));
+        if (eq) {
+            jobj_add_str(d, "target", eq + 1);
+        }
         json_object_array_add(disks, d);
     }
     return ctl_run_operation("qmproxy-migrate", args, &w, wait);
@@ -70,7 +82,8 @@ usage:
 
 const struct ctl_entry ctl_migrate_entry = {
     .name = "migrate",
-    .usage = "URI DISK=EXPORT... [--speed B] [--pause-source] "
+    .usage = "URI DISK[=EXPORT]... [--destination MONITOR [--paused]] "
+             "[--speed B] [--synchronous-writes] [--pause-source] "
              "[--tls-creds ID] [--name N] [--wait]",
     .summary = "move the VM and its disks to a destination prepared with "
                "-incoming defer and NBD exports",

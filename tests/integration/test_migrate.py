@@ -340,6 +340,22 @@ class DestinationThroughItsProxy(MigrateTestCase):
         self.assertEqual(op["state"], "migrated", op)
         self.assertEqual(self.d.ok("query-status")["status"], "running")
 
+    def test_qmproxyctl(self):
+        self.write(0, 0xc1, 0)
+        r = subprocess.run(
+            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
+            + ["disk%d" % i for i in range(DISKS)]
+            + ["--destination", self.dest_monitor, "--synchronous-writes",
+               "--name", "move", "--wait"],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, NO_COLOR="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("migrated", r.stdout + r.stderr)
+        # the source quit (and its qmproxy let its clients go)
+        self.qemu.proc.wait(60)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        self.read_on_destination(0, 0xc1, 0)
+
     def test_left_paused_when_asked(self):
         """paused holds for a destination started with -S: one without
         starts itself once it has the VM (QEMU's autostart)."""
