@@ -29,6 +29,7 @@ struct mig_dest {
     struct op *op;
     char *display;           /* the address, for messages */
     bool connected, closing;
+    bool gone;               /* its monitor went away: nothing more to ask */
     void (*opened)(struct op *op, bool ok, const char *why);
     /* the phase under way: its commands not yet answered, its first
      * error, what runs when it ends, and the caller's to call then */
@@ -81,7 +82,9 @@ static void on_lost(void *opaque, const char *why)
 {
     struct mig_dest *dest = opaque;
 
-    /* the commands under way are answered as lost; nothing else to do */
+    /* the commands under way are answered as lost; later ones are not
+     * sent (the connection would only be tried again) */
+    dest->gone = true;
     log_info("migration %s: the destination's monitor %s went away: %s",
              dest->op->name, dest->display, why ? why : "?");
 }
@@ -189,8 +192,18 @@ static void dest_call(struct mig_dest *dest, const char *what,
                       json_object *cmd,
                       void (*then)(struct mig_dest *, json_object *))
 {
-    struct dest_call *c = xcalloc(1, sizeof(*c));
+    struct dest_call *c;
 
+    if (dest->gone) {
+        if (!dest->error) {
+            dest->error = xasprintf("%s on the destination was not sent: "
+                                    "its monitor %s went away", what,
+                                    dest->display);
+        }
+        json_object_put(cmd);
+        return;
+    }
+    c = xcalloc(1, sizeof(*c));
     c->dest = dest;
     c->what = xstrdup(what);
     c->then = then;
@@ -266,6 +279,7 @@ void mig_dest_prepare(struct mig_dest *dest, const char *host,
     dest->phase_done = prepare_exports;
     dest_call(dest, "query-block", qmp_command("query-block", NULL),
               devices_read);
+    phase_check(dest);   /* nothing sent: its monitor is gone */
 }
 
 static json_object *id_args(const char *id)
@@ -315,6 +329,7 @@ static void prepare_exports(struct mig_dest *dest, bool ok, const char *why)
     jobj_add_str(a, "uri", dest->uri);
     dest_call(dest, "migrate-incoming", qmp_command("migrate-incoming", a),
               NULL);
+    phase_check(dest);
 }
 
 /* ---- the end -------------------------------------------------------- */
@@ -356,6 +371,7 @@ void mig_dest_finish(struct mig_dest *dest, bool start,
     dest_call(dest, "query-status", qmp_command("query-status", NULL),
               status_read);
     remove_exports(dest);
+    phase_check(dest);
 }
 
 void mig_dest_abandon(struct mig_dest *dest,
@@ -373,4 +389,5 @@ void mig_dest_abandon(struct mig_dest *dest,
     /* as libvirt destroys the destination domain: a QEMU that was waiting
      * for this migration has nothing else to do */
     dest_call(dest, "quit", qmp_command("quit", NULL), NULL);
+    phase_check(dest);
 }

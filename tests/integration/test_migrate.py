@@ -379,6 +379,24 @@ class DestinationThroughItsProxy(MigrateTestCase):
         # the destination QEMU was told to quit
         self.dest_qemu.proc.wait(60)
 
+    def test_destination_killed_mid_copy(self):
+        """The destination's QEMU and qmproxy killed while the copies run:
+        the failure says what became of each side."""
+        self.write(0, 0xd1, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.dest_args(speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        self.dest_qemu.proc.kill()
+        self.dest_proxy.proc.kill()
+        desc = self.c.read_reply()["error"]["desc"]
+        self.assertIn("the copy of disk", desc)
+        self.assertIn("the source runs as before", desc)
+        self.assertIn("cleaning up the destination failed", desc)
+        self.assertIn("went away", desc)
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.write(0, 0xd2, MiB)
+
     def test_unreachable_destination(self):
         r = self.c.cmd("qmproxy-migrate", self.dest_args(
             destination="tcp:%s:4446" % self.target.addr))
