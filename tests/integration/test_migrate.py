@@ -297,6 +297,50 @@ class Migrate(MigrateTestCase):
         self.write(0, 0x72, MiB)
         self.clean_destination()
 
+    def test_source_qmproxy_restarted_mid_copy_undoes_it(self):
+        """The source's qmproxy killed while the copies run and started
+        again with the same --state: it cannot know the migration's
+        destination, so it undoes it; the source runs on, no copy left."""
+        state = os.path.join(self.workdir, "state.json")
+
+        def start_proxy():
+            p = self.source.proxy(self.srcdir, self.qemu.monitors[0],
+                                  name="stateful", args=("--state", state))
+            self.addCleanup(p.stop)
+            return p
+        for x in (self.c, self.writer):
+            x.close()
+        self.proxy.stop()
+        proxy = start_proxy()
+        self.c = self.client(proxy.listen)
+        self.writer = self.client(proxy.listen)
+        self.write(0, 0xe1, 0, 16 * MiB)
+        self.prepare_destination()
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.migrate_args(speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        def saved():
+            try:
+                with open(state) as f:
+                    return '"mirroring"' in f.read()
+            except OSError:
+                return False
+        wait_for(saved, what="the migration saved as mirroring")
+        proxy.proc.kill()
+        proxy.proc.wait(10)
+        os.unlink(proxy.listen)
+        proxy = start_proxy()
+        self.writer = self.client(proxy.listen)
+        wait_for(lambda: self.op_state() == "failed", what="undone")
+        op = self.writer.ok("qmproxy-query-operations", {"name": "move"})[-1]
+        self.assertIn("qmproxy restarted while the migration was mirroring",
+                      op["error"])
+        self.assertIn("the source runs as before", op["error"])
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.write(0, 0xe2, MiB)
+        self.clean_destination()
+
 
 class DestinationThroughItsProxy(MigrateTestCase):
     """"destination" names the destination qmproxy's TCP listener: the
