@@ -214,6 +214,22 @@ static void dest_call(struct mig_dest *dest, const char *what,
 
 /* ---- preparing ------------------------------------------------------ */
 
+/* Whether a qdev path names the device id: "disk0", or QOM's
+ * "/machine/peripheral/disk0" with or without "/virtio-backend". */
+static bool qdev_is(const char *qdev, const char *id)
+{
+    static const char peripheral[] = "/machine/peripheral/";
+    size_t n = strlen(id);
+
+    if (!qdev) {
+        return false;
+    }
+    if (!strncmp(qdev, peripheral, sizeof(peripheral) - 1)) {
+        qdev += sizeof(peripheral) - 1;
+    }
+    return !strncmp(qdev, id, n) && (qdev[n] == 0 || qdev[n] == '/');
+}
+
 /* The destination's node for the disk the source names so: the same
  * device name or qdev id (the VM is started alike on both sides). */
 static const char *dest_node(struct mig_dest *dest, const char *disk)
@@ -229,10 +245,7 @@ static const char *dest_node(struct mig_dest *dest, const char *disk)
         if (!inserted) {
             continue;
         }
-        if ((device && !strcmp(device, disk)) || (qdev && !strcmp(qdev, disk))
-            || (qdev && strlen(qdev) > strlen(disk)
-                && !strcmp(qdev + strlen(qdev) - strlen(disk), disk)
-                && qdev[strlen(qdev) - strlen(disk) - 1] == '/')) {
+        if ((device && !strcmp(device, disk)) || qdev_is(qdev, disk)) {
             return jobj_str(inserted, "node-name");
         }
     }

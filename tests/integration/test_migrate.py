@@ -38,6 +38,8 @@ FILL = 48
 
 class MigrateTestCase(unittest.TestCase):
 
+    shape = "none"     # qmptest.QEMU's: -M none and -drive, or q35
+
     def setUp(self):
         self.workdir = tempfile.mkdtemp(prefix="qmptest-migrate-",
                                         dir=os.environ.get("QMPTEST_TMP"))
@@ -50,6 +52,7 @@ class MigrateTestCase(unittest.TestCase):
         self.addCleanup(self.hosts.close)
         self.source, self.target = self.hosts[0], self.hosts[1]
         self.qemu = self.source.qemu(self.srcdir, disks=DISKS,
+                                     shape=self.shape,
                                      disk_size=SIZE,
                                      image_dir=os.path.join(self.srcdir, "img"))
         self.addCleanup(self.qemu.stop)
@@ -78,6 +81,7 @@ class MigrateTestCase(unittest.TestCase):
                              self.dest_image(i), SIZE])
         self.dest_qemu = self.target.qemu(
             self.destdir, disks=DISKS, disk_size=SIZE, monitors=1,
+            shape=self.shape,
             image_dir=os.path.join(self.destdir, "img"),
             extra_args=("-incoming", "defer") + (("-S",) if prelaunch else ()))
         self.addCleanup(self.dest_qemu.stop)
@@ -463,6 +467,29 @@ class DestinationThroughItsProxy(MigrateTestCase):
         r = self.c.cmd("qmproxy-migrate", {"uri": self.uri(), "disks": [
             {"disk": "disk0"}]})
         self.assertIn("no target for disk0", r["error"]["desc"])
+
+
+class Q35(MigrateTestCase):
+    """A VM as libvirt runs one (q35, -blockdev, virtio-blk, RAM, the
+    firmware running), moved with the destination prepared by qmproxy."""
+
+    shape = "q35"
+
+    def test_running_guest_with_virtio_disks(self):
+        self.writer.ok("cont")
+        for i in range(DISKS):
+            self.write(i, 0xf1 + i, 0, 4 * MiB)
+        op = self.c.ok("qmproxy-migrate", {
+            "name": "move", "uri": self.uri(),
+            "destination": self.dest_monitor,
+            "disks": [{"disk": "disk%d" % i} for i in range(DISKS)]})
+        self.assertEqual(op["state"], "migrated", op)
+        self.qemu.proc.wait(60)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        for i in range(DISKS):
+            out = self.dest_qemu.io(self.d, i, "read -P 0x%02x 0 %d"
+                                    % (0xf1 + i, 4 * MiB))
+            self.assertNotIn("fail", out.lower(), out)
 
 
 class Tls(MigrateTestCase):
