@@ -19,17 +19,12 @@ static const struct qapi_member args[] = {
 
 static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
+    static const char *const migrations[] = { "migrate", NULL };
     const char *name = qapi_get_str(a, "name", NULL);
-    struct op *op = op_find(name);
-    char *refused = NULL;
+    struct op *op = NULL;
+    char *refused = op_find_of_type(name, migrations, "a migration", &op);
 
-    if (!op) {
-        refused = xasprintf("No operation named '%s' (see "
-                            "qmproxy-query-operations)", name);
-    } else if (strcmp(op->type, "migrate")) {
-        refused = xasprintf("operation %s is a %s, not a migration", name,
-                            op->type);
-    } else {
+    if (!refused) {
         refused = op_verb_refused(op, OP_VERB_MIGRATE_CANCEL);
     }
     if (refused) {

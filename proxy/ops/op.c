@@ -297,7 +297,8 @@ bool ops_busy_disk(const char *disk, const struct op **by)
     return false;
 }
 
-char *op_find_snapshot(const char *name, struct op **found)
+char *op_find_of_type(const char *name, const char *const *types,
+                      const char *what, struct op **found)
 {
     struct op *op = op_find(name);
 
@@ -305,13 +306,21 @@ char *op_find_snapshot(const char *name, struct op **found)
         return xasprintf("No operation named '%s' (see "
                          "qmproxy-query-operations)", name);
     }
-    if (strcmp(op->type, "snapshot-mirror")
-        && strcmp(op->type, "transaction")) {
-        return xasprintf("operation %s is a %s, not a snapshot with copies",
-                         name, op->type);
+    for (int k = 0; types[k]; k++) {
+        if (!strcmp(op->type, types[k])) {
+            *found = op;
+            return NULL;
+        }
     }
-    *found = op;
-    return NULL;
+    return xasprintf("operation %s is a %s, not %s", name, op->type, what);
+}
+
+char *op_find_snapshot(const char *name, struct op **found)
+{
+    static const char *const types[] = { "snapshot-mirror", "transaction",
+                                         NULL };
+
+    return op_find_of_type(name, types, "a snapshot with copies", found);
 }
 
 struct op *op_owning_job(const char *job, int *index)

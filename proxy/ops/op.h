@@ -237,6 +237,10 @@ void ops_observe_event(const char *name, json_object *data);
 /* Events of the whole VM an operation may wait for (a migration's). */
 bool ops_watch_event(const char *name);
 bool ops_busy_disk(const char *disk, const struct op **by);
+/* The operation a command names, if of one of types (NULL-ended; what:
+ * how to say them): NULL and *found set, or what is wrong (owned). */
+char *op_find_of_type(const char *name, const char *const *types,
+                      const char *what, struct op **found);
 /* The snapshot-with-copies operation a command names: NULL and *found
  * set, or what is wrong (owned). */
 char *op_find_snapshot(const char *name, struct op **found);
