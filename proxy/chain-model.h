@@ -31,6 +31,7 @@ struct job {
     char *disk;           /* the disk it runs on; NULL if unknown */
     char *status;
     int64_t offset, len;
+    int64_t speed;        /* bytes/s, QEMU's limit (0: none) */
     bool ready;
     char *error;          /* the last error QEMU reported */
     bool active_commit;

@@ -242,6 +242,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
         }
         j->offset = jobj_int(q, "offset", j->offset);
         j->len = jobj_int(q, "len", j->len);
+        j->speed = jobj_int(q, "speed", j->speed);
         j->ready = jobj_bool(q, "ready", j->ready);
         if (jobj_str(q, "error")) {
             str_set(&j->error, jobj_str(q, "error"));

@@ -95,6 +95,19 @@ const char *chain_job_status(const struct chain *c, const char *disk);
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation);
 
+/* For the metrics: the disks and their depth, the jobs as last known. */
+struct chain_job_info {
+    const char *disk;     /* NULL: not known yet */
+    const char *id, *type;
+    long long offset, len, speed;
+    bool ready;
+};
+int chain_disk_count(const struct chain *c);
+/* The i-th disk's name; *depth: the layers of its chain, active included */
+const char *chain_disk_at(const struct chain *c, int i, int *depth);
+int chain_job_count(const struct chain *c);
+void chain_job_at(const struct chain *c, int i, struct chain_job_info *out);
+
 /* Persistence: what only the proxy knows, plus the model. */
 json_object *chain_save(const struct chain *c);
 void chain_load(struct chain *c, json_object *saved);

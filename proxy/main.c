@@ -15,6 +15,8 @@
 
 #include "listener.h"
 #include "log.h"
+#include "metrics-http.h"
+#include "metrics.h"
 #include "policy.h"
 #include "router.h"
 #include "session.h"
@@ -43,6 +45,7 @@ struct options {
     size_t max_message;
     char *state;
     char *policy;
+    char *metrics;      /* --metrics ADDR, or NULL */
     int verbosity;
     int exec_fd;        /* --exec-upstream N, or -1 */
     char **exec_argv;   /* what follows it: the program serving --upstream */
@@ -57,6 +60,8 @@ struct qmproxy {
     size_t nlisteners;
     struct tap **taps;
     size_t ntaps;
+    struct metrics *metrics;
+    struct metrics_http *metrics_http;
     struct event *sigterm, *sigint, *sighup;
     int exit_status;
     const char *policy_path;
@@ -72,6 +77,7 @@ static void usage(FILE *out)
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
+"               [--metrics tcp:HOST:PORT|unix:PATH]\n"
 "               [-v] [--version] [--help]\n"
 "               [--exec-upstream N -- PROGRAM [ARGS...]]\n"
 "       qmproxy --check-policy FILE\n"
@@ -110,6 +116,7 @@ static void usage(FILE *out)
 "                       mirroring (XML, see policy/qmproxy.rng); SIGHUP\n"
 "                       reloads it\n"
 "  --check-policy FILE  validate a policy and exit (0: valid)\n"
+"  --metrics ADDR       serve Prometheus metrics over HTTP (GET /metrics)\n"
 "  --exec-upstream N -- PROGRAM [ARGS...]\n"
 "                       create the --upstream unix:PATH socket, listening, as\n"
 "                       descriptor N (replacing an fd:N listener there) and\n"
@@ -131,7 +138,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
            OPT_CHECK_POLICY, OPT_EXEC_UPSTREAM, OPT_VERSION, OPT_HELP,
-           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY };
+           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY, OPT_METRICS };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -146,6 +153,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "max-message", required_argument, NULL, OPT_MAXMSG },
         { "state", required_argument, NULL, OPT_STATE },
         { "policy", required_argument, NULL, OPT_POLICY },
+        { "metrics", required_argument, NULL, OPT_METRICS },
         { "check-policy", required_argument, NULL, OPT_CHECK_POLICY },
         { "exec-upstream", required_argument, NULL, OPT_EXEC_UPSTREAM },
         { "version", no_argument, NULL, OPT_VERSION },
@@ -235,6 +243,10 @@ static bool parse_options(int argc, char **argv, struct options *o)
         case OPT_POLICY:
             free(o->policy);
             o->policy = xstrdup(optarg);
+            break;
+        case OPT_METRICS:
+            free(o->metrics);
+            o->metrics = xstrdup(optarg);
             break;
         case OPT_CHECK_POLICY: {
             char *errors = NULL;
@@ -485,6 +497,29 @@ static unsigned extras_for(const struct options *o, const char *name)
     return extras;
 }
 
+static bool setup_metrics(struct qmproxy *q, const struct options *o)
+{
+    struct address addr;
+    char *error;
+
+    if ((error = address_parse(o->metrics, 0, &addr))) {
+        fprintf(stderr, "qmproxy: --metrics %s\n", error);
+        free(error);
+        return false;
+    }
+    q->metrics = metrics_new();
+    router_set_metrics(q->router, q->metrics);
+    q->metrics_http = metrics_http_new(q->base, &addr, o->socket_mode,
+                                       q->metrics, &error);
+    address_clear(&addr);
+    if (!q->metrics_http) {
+        fprintf(stderr, "qmproxy: --metrics %s: %s\n", o->metrics, error);
+        free(error);
+        return false;
+    }
+    return true;
+}
+
 static bool setup(struct qmproxy *q, const struct options *o)
 {
     struct router_options ro = {
@@ -526,6 +561,9 @@ static bool setup(struct qmproxy *q, const struct options *o)
     }
     if (o->state) {
         router_set_state(q->router, o->state);
+    }
+    if (o->metrics && !setup_metrics(q, o)) {
+        return false;
     }
 
     /* listeners exist before QEMU is reached; they accept once it is */
@@ -600,12 +638,15 @@ static bool setup(struct qmproxy *q, const struct options *o)
 
 static void teardown(struct qmproxy *q)
 {
+    /* no scrape may read the router while it goes */
+    metrics_http_free(q->metrics_http);
     for (size_t i = 0; i < q->nlisteners; i++) {
         listener_free(q->listeners[i]);
     }
     free(q->listeners);
     upstream_free(q->up);
     router_free(q->router);
+    metrics_free(q->metrics);
     trafficlog_flush(q->tlog, 5000);
     trafficlog_free(q->tlog);
     for (size_t i = 0; i < q->ntaps; i++) {
@@ -651,6 +692,7 @@ static void free_options(struct options *o)
     free(o->traffic_log);
     free(o->state);
     free(o->policy);
+    free(o->metrics);
 }
 
 int main(int argc, char **argv)

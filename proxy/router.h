@@ -63,6 +63,10 @@ void router_save_state(struct router *r);
 /* Use this policy (ownership taken; NULL: none), replacing the one in
  * force; operations already running are not disturbed. */
 void router_set_policy(struct router *r, struct policy *p);
+struct metrics;
+/* Count into this registry (borrowed: it outlives the router) and
+ * report the router's state to it at scrape time. */
+void router_set_metrics(struct router *r, struct metrics *registry);
 /* The chain model this router feeds (the unit tests read it). */
 struct chain *router_chain(struct router *r);
 

@@ -151,6 +151,9 @@ void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);
 struct op *op_find(const char *name);
+/* How many operations the proxy holds in each state (the finished ones
+ * it keeps for clients to look at included), for the metrics. */
+void ops_count_by_state(unsigned counts[OP_STATE__MAX]);
 /* Is this name free for a new operation? */
 bool op_name_free(const char *name);
 struct op_disk *op_add_disk(struct op *op, const char *disk);
