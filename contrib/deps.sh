@@ -21,6 +21,9 @@ QMPROXY_DEPS=(
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  # --metrics: promtool checks a scrape, a real Prometheus scrapes the
+  # proxy in tests/integration/test_metrics.py
+  prometheus
 )
 
 missing_deps() {
