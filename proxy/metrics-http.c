@@ -43,6 +43,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     char *text;
     size_t len;
 
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET
+        && evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          "GET, HEAD");
+        evhttp_send_error(req, 405, "qmproxy's metrics are read with GET");
+        return;
+    }
     if (!path || (strcmp(path, "/metrics") && strcmp(path, "/"))) {
         evhttp_send_error(req, HTTP_NOTFOUND, "qmproxy serves /metrics");
         return;
@@ -76,7 +83,11 @@ struct metrics_http *metrics_http_new(struct event_base *base,
     evhttp_set_timeout(h->http, HTTP_TIMEOUT_S);
     evhttp_set_max_headers_size(h->http, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(h->http, HTTP_MAX_BODY);
-    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    /* the others get 405 from on_request (evhttp would say 501) */
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD
+                               | EVHTTP_REQ_POST | EVHTTP_REQ_PUT
+                               | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS
+                               | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(h->http, on_request, h);
     if (!evhttp_accept_socket_with_handle(h->http, fd)) {
         *error = xstrdup("evhttp cannot accept on the socket");

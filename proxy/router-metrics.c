@@ -13,7 +13,9 @@
 #include "chain.h"
 #include "listener.h"
 #include "cmd.h"
+#include "jsonobj.h"
 #include "metrics.h"
+#include "qmp.h"
 #include "ops/op.h"
 #include "policy.h"
 #include "router-internal.h"
@@ -30,6 +32,7 @@ struct router_metrics {
     struct metric_series *reconnects;
     struct metric_series *client_in, *client_out, *qemu_in, *qemu_out;
     unsigned readies;
+    json_object *qemu_commands;       /* QEMU's names, as keys */
 };
 
 /* QEMU's round trips: from a tenth of a millisecond (a query on an idle
@@ -42,16 +45,18 @@ static const double latency_bounds[] = {
 /*
  * The command label.  Clients may send any name, and each distinct label
  * value is a series kept for ever and written in every scrape, so names
- * are taken only from what exists: the proxy's own commands, and QEMU's,
- * as QEMU itself judges them (a name QEMU answered without
- * CommandNotFound is in its schema).  Anything else is "other".
+ * are taken only from what exists: the proxy's own commands, and QEMU's
+ * (its query-commands, asked once connected; before its answer, a name
+ * QEMU answered without CommandNotFound is in its schema).  Anything else
+ * is "other".
  */
 static bool command_known(struct router_metrics *m, const char *command,
                           const char *outcome, bool from_qemu)
 {
     const char *values[] = { command };
 
-    if (metric_find(m->command_seconds, values)) {
+    if (metric_find(m->command_seconds, values)
+        || json_object_object_get_ex(m->qemu_commands, command, NULL)) {
         return true;
     }
     for (const struct cmd_entry *const *e = cmd_table; *e; e++) {
@@ -111,11 +116,37 @@ void router_metrics_refusal(struct router *r, const char *listener,
     }
 }
 
+static void qemu_commands_read(void *opaque, const struct upstream_reply *reply)
+{
+    struct router_metrics *m = opaque;
+    json_object *list = upstream_reply_return(reply);
+
+    for (size_t i = 0; list && json_object_is_type(list, json_type_array)
+                       && i < json_object_array_length(list); i++) {
+        const char *name = jobj_str(json_object_array_get_idx(list, i),
+                                    "name");
+        if (name) {
+            json_object_object_add(m->qemu_commands, name, NULL);
+        }
+    }
+}
+
 void router_metrics_ready(struct router *r)
 {
-    if (r->metrics && r->metrics->readies++ > 0) {
-        r->metrics->reconnects->value++;
+    struct router_metrics *m = r->metrics;
+    json_object *cmd;
+
+    if (!m) {
+        return;
     }
+    if (m->readies++ > 0) {
+        m->reconnects->value++;
+    }
+    /* a new QEMU may be another version: its own list (kept: a name once
+     * known stays a label, so series do not come and go) */
+    cmd = qmp_command("query-commands", NULL);
+    upstream_send_internal(r->up, cmd, qemu_commands_read, m);
+    json_object_put(cmd);
 }
 
 /* ---- read at scrape time ------------------------------------------- */
@@ -208,11 +239,13 @@ static void collect_chain(struct router *r, struct metrics_out *out)
      * every change, not a query per scrape */
     metrics_out_family(out, "qmproxy_block_job_progress_ratio",
                        "A block job's progress, offset/len as QEMU last "
-                       "reported them.", "gauge");
+                       "reported them (1 for a ready job with nothing to "
+                       "copy).", "gauge");
     for (int i = 0; i < njobs; i++) {
+        /* nothing to copy (len 0) is all copied once QEMU says ready */
         metrics_out_sample(out, jobs[i].len > 0
                            ? (double)jobs[i].offset / (double)jobs[i].len
-                           : 0, "qmproxy_block_job_progress_ratio",
+                           : jobs[i].ready, "qmproxy_block_job_progress_ratio",
                            "disk", jobs[i].disk ? jobs[i].disk : "",
                            "job", jobs[i].id,
                            "type", jobs[i].type ? jobs[i].type : "", NULL);
@@ -273,6 +306,7 @@ void router_set_metrics(struct router *r, struct metrics *registry)
     const char *client[] = { "client" }, *qemu[] = { "qemu" };
 
     m->registry = registry;
+    m->qemu_commands = json_object_new_object();
     m->commands = metrics_counter(registry, "qmproxy_commands_total",
         "Commands clients sent, by name and outcome (return, the error "
         "class, or lost); names neither QEMU nor the proxy knows are "
@@ -318,5 +352,8 @@ void router_metrics_upstream(struct router *r)
 
 void router_metrics_free(struct router_metrics *m)
 {
+    if (m) {
+        json_object_put(m->qemu_commands);
+    }
     free(m);
 }
