@@ -54,12 +54,17 @@ static void on_request(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, HTTP_NOTFOUND, "qmproxy serves /metrics");
         return;
     }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* evhttp would send a body given one: none, and nothing formatted */
+        evhttp_send_reply(req, HTTP_OK, "OK", NULL);
+        return;
+    }
     text = metrics_format(h->metrics, &len);
     body = evbuffer_new();
     /* the text is handed over, not copied */
     evbuffer_add_reference(body, text, len, free_formatted, NULL);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
     evhttp_send_reply(req, HTTP_OK, "OK", body);
     evbuffer_free(body);
 }

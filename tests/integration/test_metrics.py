@@ -224,6 +224,64 @@ class Metrics(ProxyTestCase):
         self.assertGreater(rate, 0)
 
 
+@unittest.skipUnless(PROMTOOL, "needs Debian's prometheus package")
+class MetricsOverUnixAndReconnects(ProxyTestCase):
+    """--metrics unix:PATH, and QEMU going away and coming back."""
+
+    def start_proxy(self, args=None, **kw):
+        self.msock = os.path.join(self.workdir, "metrics.sock")
+        return super().start_proxy(args=["--metrics", "unix:" + self.msock,
+                                         "--reconnect"])
+
+    def scrape(self, method="GET"):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(TIMEOUT)
+        s.connect(self.msock)
+        s.sendall(("%s /metrics HTTP/1.0\r\n\r\n" % method).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head)
+        return head.decode(), body.decode()
+
+    def test_unix_socket_head_and_reconnect(self):
+        self.assertEqual(os.stat(self.msock).st_mode & 0o777, 0o600)
+        head, body = self.scrape("HEAD")
+        self.assertEqual(body, "")
+        c = self.client()
+        c.ok("query-status")
+        c.close()
+        # QEMU goes; the proxy waits for it (--reconnect)
+        self.qemu.stop()
+        wait_for(lambda: value(parse(self.scrape()[1]), "qmproxy_upstream_state",
+                               state="ready") == 0, what="the proxy to see QEMU go")
+        s = parse(self.scrape()[1])
+        self.assertEqual(value(s, "qmproxy_upstream_reconnects_total"), 0)
+        self.assertEqual(value(s, "qmproxy_clients", listener="default"), 0)
+        # and comes back at the same socket
+        from qmptest import QEMU
+        self.qemu = QEMU(self.workdir, disks=self.disks, monitors=self.monitors)
+        self.addCleanup(self.qemu.stop)
+        wait_for(lambda: value(parse(self.scrape()[1]), "qmproxy_upstream_reconnects_total") == 1,
+                 what="the proxy to reconnect")
+        c = self.client()
+        c.ok("query-status")
+        text = self.scrape()[1]
+        s = parse(text)
+        self.assertEqual(value(s, "qmproxy_upstream_state", state="ready"), 1)
+        self.assertEqual(value(s, "qmproxy_commands_total", command="query-status", outcome="return"), 2)
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.proxy.stop()
+        self.assertFalse(os.path.exists(self.msock))
+
+
 class PrometheusServer:
     """Debian's Prometheus, scraping one target every second, its data in
     a temporary directory."""
