@@ -16,7 +16,6 @@ import glob
 import http.client
 import os
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from qmptest import QEMU, QMPClient, Proxy  # noqa: E402
+from test_metrics import free_port  # noqa: E402
 
 DISKS = 16
 CLIENTS = 64
@@ -49,12 +49,6 @@ def cpu_ns(pid):
         except OSError:
             pass  # a thread that just ended
     return total
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def setup(work):
