@@ -213,7 +213,7 @@ static void collect_upstream(struct router *r, struct metrics_out *out)
     metrics_out_family(out, "qmproxy_traffic_log_lost_lines_total",
                        "Traffic log lines lost because its ring was full.",
                        "counter");
-    metrics_out_sample(out, (double)trafficlog_lost_lines(r->tlog),
+    metrics_out_sample(out, r->tlog ? (double)trafficlog_dropped(r->tlog) : 0,
                        "qmproxy_traffic_log_lost_lines_total", NULL);
 }
 

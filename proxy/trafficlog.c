@@ -629,19 +629,6 @@ struct trafficlog *trafficlog_new(struct event_base *base, const char *path,
     return tl;
 }
 
-uint64_t trafficlog_lost_lines(struct trafficlog *tl)
-{
-    uint64_t n;
-
-    if (!tl) {
-        return 0;
-    }
-    pthread_mutex_lock(&tl->mu);
-    n = tl->dropped;
-    pthread_mutex_unlock(&tl->mu);
-    return n;
-}
-
 bool trafficlog_active(const struct trafficlog *tl)
 {
     if (!tl) {

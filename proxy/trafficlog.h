@@ -45,8 +45,6 @@ struct trafficlog *trafficlog_new(struct event_base *base, const char *path,
 void trafficlog_free(struct trafficlog *tl);
 /* Anyone listening?  Callers skip the work when not. */
 bool trafficlog_active(const struct trafficlog *tl);
-/* Lines lost so far (the ring was full), for the metrics. */
-uint64_t trafficlog_lost_lines(struct trafficlog *tl);
 void trafficlog_record(struct trafficlog *tl, const struct tlog_entry *e);
 /* A free-form note from the proxy ({"note": ...}), e.g. lost lines. */
 void trafficlog_note(struct trafficlog *tl, const char *what,
