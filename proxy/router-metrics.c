@@ -33,6 +33,7 @@ struct router_metrics {
     struct metric_series *client_in, *client_out, *qemu_in, *qemu_out;
     unsigned readies;
     json_object *qemu_commands;       /* QEMU's names, as keys */
+    bool refreshing;                  /* jobs' progress asked of QEMU */
 };
 
 /* QEMU's round trips: from a tenth of a millisecond (a query on an idle
@@ -217,6 +218,12 @@ static void collect_upstream(struct router *r, struct metrics_out *out)
                        "qmproxy_traffic_log_lost_lines_total", NULL);
 }
 
+static void jobs_refreshed(void *opaque)
+{
+    struct router_metrics *m = opaque;
+    m->refreshing = false;
+}
+
 static void collect_chain(struct router *r, struct metrics_out *out)
 {
     int ndisks = r->chain ? chain_disk_count(r->chain) : 0;
@@ -235,8 +242,8 @@ static void collect_chain(struct router *r, struct metrics_out *out)
     for (int i = 0; i < njobs; i++) {
         chain_job_at(r->chain, i, &jobs[i]);
     }
-    /* the model's last knowledge: job events and QEMU's answers after
-     * every change, not a query per scrape */
+    /* the model's last knowledge: job events, QEMU's answers after every
+     * change, and the refresh the last scrape asked for (below) */
     metrics_out_family(out, "qmproxy_block_job_progress_ratio",
                        "A block job's progress, offset/len as QEMU last "
                        "reported them (1 for a ready job with nothing to "
@@ -267,6 +274,14 @@ static void collect_chain(struct router *r, struct metrics_out *out)
                            "job", jobs[i].id, NULL);
     }
     free(jobs);
+    /* QEMU sends no event while a job copies, so a running job's progress
+     * would stand still until it is ready: ask QEMU now, without waiting
+     * for the answer (a scrape never waits for QEMU), so the next scrape
+     * has it.  Only while jobs run, one refresh at a time. */
+    if (njobs > 0 && !r->metrics->refreshing && upstream_is_ready(r->up)) {
+        r->metrics->refreshing = true;
+        chain_refresh(r->chain, jobs_refreshed, r->metrics);
+    }
 }
 
 static void collect_operations(struct metrics_out *out)

@@ -668,8 +668,8 @@ void router_free(struct router *r)
     }
     ops_free();
     fdstore_clear();
-    router_metrics_free(r->metrics);
     chain_free(r->chain);
+    router_metrics_free(r->metrics);  /* after: a refresh may wait on it */
     policy_free(r->policy);
     qemu_schema_free(r->schema);
     for (size_t i = 0; i < r->nattaches; i++) {

@@ -147,6 +147,27 @@ class Metrics(ProxyTestCase):
         self.assertIn("# TYPE qmproxy_replica_lag_seconds gauge", text)
         self.assertFalse([k for k in s if k[0] == "qmproxy_replica_lag_seconds"])
 
+    def test_progress_of_a_running_copy_moves(self):
+        c = self.client()
+        self.assertNotIn("error", self.qemu.io(c, 0, "write -P 0x5a 0 %d" % (8 * MiB)))
+        # 2 MiB/s in 256 KiB pieces: QEMU sends no event for the 4 s it
+        # copies, so only the refresh a scrape asks for moves the figure
+        c.ok("drive-mirror", {"device": "disk0", "job-id": "slow", "sync": "full",
+                              "target": os.path.join(self.workdir, "slow.qcow2"),
+                              "format": "qcow2", "speed": 2 * MiB, "buf-size": 256 * 1024})
+        seen = []
+
+        def two_steps_under_1():
+            p = value(parse(self.scrape()), "qmproxy_block_job_progress_ratio",
+                      disk="disk0", job="slow", type="mirror")
+            if p is not None and 0 < p < 1 and (not seen or p > seen[-1]):
+                seen.append(p)
+            return len(seen) >= 2
+        wait_for(two_steps_under_1, interval=0.2, what="the copy's progress to move")
+        self.assertEqual(value(parse(self.scrape()), "qmproxy_block_job_speed_bytes_per_second",
+                               disk="disk0", job="slow"), 2 * MiB)
+        c.ok("block-job-cancel", {"device": "slow", "force": True})
+
     def test_client_bytes_are_exact(self):
         before = parse(self.scrape())
         c = QMPClient(self.proxy.listen)
