@@ -89,6 +89,8 @@ struct chain {
     int nwaiters;
     struct waiter *next_waiters;   /* asked for while one was running */
     int nnext_waiters;
+    struct waiter *progress_waiters;  /* for chain_refresh_progress */
+    int nprogress_waiters;
     bool seeded;
     json_object *loaded;           /* a saved model to compare, first time */
 };
@@ -119,6 +121,8 @@ struct disk *ch_find_disk(const struct chain *c, const char *any);
 struct job *ch_find_job(const struct chain *c, const char *id);
 struct job *ch_disk_job(const struct chain *c, const struct disk *d);
 void ch_remove_job(struct chain *c, struct job *j);
+/* What QEMU's query-block-jobs says of j (one element of its answer). */
+void ch_job_progress(struct job *j, json_object *q);
 struct job *ch_add_job(struct chain *c, const char *id);
 int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);

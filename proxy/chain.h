@@ -59,6 +59,11 @@ void chain_observe_event(struct chain *c, const char *name,
 void chain_reconcile(struct chain *c);
 /* Refresh job progress from QEMU, then call done (for queries). */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque);
+/* Ask QEMU for the jobs' progress alone (query-block-jobs: offset, len,
+ * speed, ready), lighter than a reconciliation, then call done; jobs
+ * QEMU adds or drops are left to the reconciliations. */
+void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
+                            void *opaque);
 /* Call done once no reconciliation is under way or due: the model then
  * holds QEMU's answer to everything done so far. */
 void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque);

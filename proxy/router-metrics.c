@@ -280,7 +280,7 @@ static void collect_chain(struct router *r, struct metrics_out *out)
      * has it.  Only while jobs run, one refresh at a time. */
     if (njobs > 0 && !r->metrics->refreshing && upstream_is_ready(r->up)) {
         r->metrics->refreshing = true;
-        chain_refresh(r->chain, jobs_refreshed, r->metrics);
+        chain_refresh_progress(r->chain, jobs_refreshed, r->metrics);
     }
 }
 
