@@ -128,7 +128,7 @@ char *policy_explain_command(const struct policy *p, const char *listener,
 char *policy_rule_id(const struct policy *p, const char *listener,
                      const char *command)
 {
-    const struct role *role = find_role(p, role_of(p, listener));
+    const struct role *role = p ? find_role(p, role_of(p, listener)) : NULL;
     int i;
 
     if (!role) {
