@@ -86,6 +86,7 @@ void ch_job_free(struct job *j)
     free(j->error);
     free(j->target_file);
     free(j->target_format);
+    free(j->target_node);
     free(j->mode);
     free(j->sync);
     free(j->base_file);
@@ -306,6 +307,24 @@ const char *chain_mirror_mode(const struct chain *c, const char *disk)
 {
     struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j && same(j->type, "mirror") ? j->mode : NULL;
+}
+
+const char *chain_mirror_target_node(const struct chain *c, const char *disk)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_node : NULL;
+}
+
+const char *chain_mirror_target_format(const struct chain *c, const char *disk)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_format : NULL;
+}
+
+bool chain_disk_is_blockdev(const struct chain *c, const char *disk)
+{
+    struct disk *d = ch_find_disk(c, disk);
+    return d && !(d->device && d->device[0]);
 }
 
 bool chain_job_manual_finalize(const struct chain *c, const char *disk)

@@ -95,6 +95,9 @@ struct op_disk {
     bool plain_job;        /* job-id and finalizing left to QEMU's defaults
                             * (RHEL-era clients name jobs by device) */
     bool manual_finalize;  /* the job waits in PENDING for job-finalize */
+    json_object *pending_args; /* blockdev-mirror's, until its node is added */
+    char *copy_node;       /* the copy's own node (QEMU 10's way), while a
+                            * reopen may still have to delete it */
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
