@@ -291,6 +291,18 @@ int chain_layer_count(const struct chain *c, const char *disk)
     return d ? d->nlayers : 0;
 }
 
+const char *chain_layer_node_of_file(const struct chain *c, const char *disk,
+                                     const char *file)
+{
+    struct disk *d = ch_find_disk(c, disk);
+    for (int i = 0; d && file && i < d->nlayers; i++) {
+        if (same(d->layers[i].file, file)) {
+            return d->layers[i].node_name;
+        }
+    }
+    return NULL;
+}
+
 const char *chain_layer_file(const struct chain *c, const char *disk, int i)
 {
     struct disk *d = ch_find_disk(c, disk);

@@ -81,6 +81,9 @@ const char *chain_top_node(const struct chain *c, const char *disk);
 /* The "device" argument QEMU's block commands take for this disk. */
 const char *chain_job_device(const struct chain *c, const char *disk);
 int chain_layer_count(const struct chain *c, const char *disk);
+/* The node-name of the disk's layer on file, or NULL. */
+const char *chain_layer_node_of_file(const struct chain *c, const char *disk,
+                                     const char *file);
 const char *chain_layer_file(const struct chain *c, const char *disk, int i);
 /* The file a copy (a mirror job) on disk writes to, or NULL. */
 const char *chain_mirror_file(const struct chain *c, const char *disk);

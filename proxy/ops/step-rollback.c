@@ -42,8 +42,17 @@ static void rollback_commit(struct op *op, int i)
     json_object_object_add(a, "job-id", json_object_new_string(d->undo_job));
     json_object_object_add(a, "device", json_object_new_string(
                                chain_job_device(op_chain(), d->disk)));
-    /* by file: a node-name may have changed since, a file has not */
-    json_object_object_add(a, "base", json_object_new_string(d->old_top_file));
+    /* the layer on the old top's file, by its node-name as it is now (a
+     * node-name may have changed since, a file has not): "base" by file
+     * is deprecated since QEMU 3.1 (still in 10.0); kept for a layer the
+     * model cannot name */
+    const char *base = chain_layer_node_of_file(op_chain(), d->disk,
+                                                d->old_top_file);
+    if (base) {
+        jobj_add_str(a, "base-node", base);
+    } else {
+        jobj_add_str(a, "base", d->old_top_file);
+    }
     d->rollback = ROLLBACK_COMMITTING;
     op_qmp(op, qmp_command("block-commit", a), rollback_cmd_done, i);
 }

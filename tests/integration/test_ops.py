@@ -308,6 +308,12 @@ class Failures(OpsTestCase):
         self.assertIn("s0.qcow2 was created and is no longer used", desc)
         self.assert_untouched()
         self.check(0, 0x61, 0, MiB)
+        # the undo is an active commit onto the old top, named by its
+        # node-name (block-commit's "base" is deprecated since QEMU 3.1)
+        commits = wait_for(lambda: [m["arguments"] for m in self.own_commands()
+                                    if m["execute"] == "block-commit"] or None,
+                           what="block-commit in the traffic log")
+        self.assertTrue(all("base-node" in a and "base" not in a for a in commits), commits)
 
     def test_target_write_errors(self):
         conf = os.path.join(self.workdir, "blkdebug.conf")
