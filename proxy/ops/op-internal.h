@@ -55,5 +55,8 @@ bool op_blockdev_way(const char *disk, const char *mode, const char *target,
 /* The node-names of such a copy, its file and the backing given it:
  * derived from the job id, so a restarted proxy finds them again. */
 char *op_copy_node(const char *job, char which);
+/* The node of the disk's copy when it was made that way (owned), else
+ * NULL (drive-mirror, or a client's own blockdev-mirror). */
+char *op_copy_target(const struct op_disk *d);
 
 #endif

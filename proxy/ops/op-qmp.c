@@ -91,6 +91,26 @@ char *op_copy_node(const char *job, char which)
     return xasprintf("%s%c", job, which);
 }
 
+char *op_copy_target(const struct op_disk *d)
+{
+    const char *node;
+    char *ours;
+
+    if (!d->job) {
+        return NULL;
+    }
+    ours = op_copy_node(d->job, 't');
+    node = chain_mirror_target_node(op_chain(), d->disk);
+    /* the job QEMU runs says so; or this operation started it that way
+     * (the job may already be gone) */
+    if ((node && !strcmp(node, ours))
+        || op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
+        return ours;
+    }
+    free(ours);
+    return NULL;
+}
+
 json_object *op_job_args(const char *key, const char *id)
 {
     json_object *a = json_object_new_object();

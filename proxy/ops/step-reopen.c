@@ -18,7 +18,6 @@
 #include "util.h"
 
 static void reopen_finish(struct op *op);
-static char *own_copy_node(const struct op_disk *d);
 static void give_copy_its_backing(struct op *op, int i);
 static void end_copy(struct op *op, int i);
 
@@ -205,20 +204,6 @@ static void end_copy(struct op *op, int i)
            reopen_cmd_done, i);
 }
 
-/* The copy's node-name when this proxy made it QEMU 10's way, else NULL
- * (drive-mirror, or a client's own blockdev-mirror). Owned. */
-static char *own_copy_node(const struct op_disk *d)
-{
-    const char *node = chain_mirror_target_node(op_chain(), d->disk);
-    char *ours = op_copy_node(d->job, 't');
-
-    if (!node || strcmp(node, ours)) {
-        free(ours);
-        return NULL;
-    }
-    return ours;
-}
-
 static void backing_given(struct op *op, int i, bool ok, json_object *ret,
                           const char *error)
 {
@@ -332,7 +317,8 @@ void step_reopen(struct op *op, bool to_mirror,
         struct op_disk *d = &op->disks[i];
         op_reset_job_facts(d);
         d->state = DISK_REOPENING;
-        str_set(&d->copy_node, own_copy_node(d));
+        free(d->copy_node);
+        d->copy_node = op_copy_target(d);
         if (to_mirror && d->copy_node) {
             give_copy_its_backing(op, i);
         } else {

@@ -30,6 +30,13 @@ static void rollback_cmd_done(struct op *op, int i, bool ok,
     rollback_check(op);
 }
 
+static void copy_node_deleted(struct op *op, int i, bool ok,
+                              json_object *ret, const char *error)
+{
+    (void)i; (void)ok; (void)ret; (void)error;  /* best effort */
+    rollback_check(op);
+}
+
 static void rollback_commit(struct op *op, int i)
 {
     struct op_disk *d = &op->disks[i];
@@ -79,6 +86,13 @@ static void rollback_disk(struct op *op, int i)
             return;  /* not gone yet */
         }
         d->own_job = false;
+        if (d->copy_node) {
+            op_qmp(op, qmp_command("blockdev-del",
+                                   op_job_args("node-name", d->copy_node)),
+                   copy_node_deleted, i);
+            str_set(&d->copy_node, NULL);
+            return;  /* back here when QEMU has answered */
+        }
         if (d->snapshot_file && top && !strcmp(top, d->snapshot_file)) {
             rollback_commit(op, i);
             return;
@@ -161,7 +175,12 @@ void step_rollback(struct op *op, void (*next)(struct op *, bool))
     op->next = next;
     op->check = rollback_check;
     for (int i = 0; i < op->ndisks; i++) {
-        op->disks[i].rollback = ROLLBACK_START;
+        struct op_disk *d = &op->disks[i];
+        d->rollback = ROLLBACK_START;
+        /* a copy made QEMU 10's way leaves its node behind: it is deleted
+         * once the job is gone (else QEMU keeps the image open) */
+        free(d->copy_node);
+        d->copy_node = op_copy_target(d);
     }
     rollback_check(op);
 }

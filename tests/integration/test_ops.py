@@ -257,6 +257,30 @@ class ExistingCopyDropped(OpsTestCase):
         self.assertFalse([n for n in nodes if n and n.startswith(job)], nodes)
         self.assertEqual(self.c.ok("query-block-jobs"), [])
 
+    def test_abort_existing_copy(self):
+        # no backing: the image can be written alone once QEMU lets go
+        dest_snap = os.path.join(self.dest, "snap0.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", dest_snap, "64M")
+        before = qemu_chain(self.c)[0]
+        r = self.snapshot_mirror("undo", [0], **{"mirror-mode": "existing"})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        job = r["return"]["disks"][0]["job"]
+        r = self.c.cmd("qmproxy-snapshot-abort", {"name": "undo"})
+        self.assertEqual(r["return"]["state"], "aborted", r)
+        self.assertEqual(qemu_chain(self.c)[0], before)
+        # (the log lags a little: wait for the commit, sent after the delete)
+        names = wait_for(lambda: [m["execute"] for m in self.own_commands()]
+                         if "block-commit" in [m["execute"] for m in self.own_commands()]
+                         else None, what="block-commit in the traffic log")
+        # the copy's node went with the rollback (QEMU 10's way only)
+        self.assertEqual("blockdev-del" in names, self.blockdev_way(), names)
+        nodes = [n.get("node-name") for n in self.c.ok("query-named-block-nodes")]
+        self.assertFalse([n for n in nodes if n and n.startswith(job)], nodes)
+        # and QEMU no longer holds the copy's image: it can be written
+        out = subprocess.run([QEMU_IO, "-c", "write 0 512", dest_snap],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
 
 @for_each_shape
 class Failures(OpsTestCase):
