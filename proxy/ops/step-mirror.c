@@ -72,8 +72,8 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
     step_maybe_over(op);
 }
 
-/* The copy's node is there: start the job on it (the arguments wait in
- * the op's private list, keyed by disk). */
+/* The copy's node is there: start the job on it (its arguments waited in
+ * d->pending_args). */
 static void target_added(struct op *op, int i, bool ok, json_object *ret,
                          const char *error)
 {
@@ -100,7 +100,9 @@ static void start_blockdev_mirror(struct op *op, int i, json_object *a)
     json_object *add = json_object_new_object(), *file;
     char *node = op_copy_node(d->job, 't'), *file_node = op_copy_node(d->job, 'f');
 
-    jobj_add_str(add, "driver", d->format ? d->format : "qcow2");
+    /* no format given: the image's, as drive-mirror would have probed */
+    jobj_add_str(add, "driver", d->format ? d->format
+                                          : op_image_format(d->mirror_file));
     jobj_add_str(add, "node-name", node);
     file = json_object_new_object();
     jobj_add_str(file, "driver", "file");
