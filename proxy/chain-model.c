@@ -78,6 +78,7 @@ void ch_job_free(struct job *j)
     free(j->error);
     free(j->target_file);
     free(j->target_format);
+    free(j->target_node);
     free(j->mode);
     free(j->sync);
     free(j->base_file);
@@ -282,6 +283,18 @@ int chain_layer_count(const struct chain *c, const char *disk)
     return d ? d->nlayers : 0;
 }
 
+const char *chain_layer_node_of_file(const struct chain *c, const char *disk,
+                                     const char *file)
+{
+    struct disk *d = ch_find_disk(c, disk);
+    for (int i = 0; d && file && i < d->nlayers; i++) {
+        if (same(d->layers[i].file, file)) {
+            return d->layers[i].node_name;
+        }
+    }
+    return NULL;
+}
+
 const char *chain_layer_file(const struct chain *c, const char *disk, int i)
 {
     struct disk *d = ch_find_disk(c, disk);
@@ -298,6 +311,24 @@ const char *chain_mirror_mode(const struct chain *c, const char *disk)
 {
     struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j && same(j->type, "mirror") ? j->mode : NULL;
+}
+
+const char *chain_mirror_target_node(const struct chain *c, const char *disk)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_node : NULL;
+}
+
+const char *chain_mirror_target_format(const struct chain *c, const char *disk)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_format : NULL;
+}
+
+bool chain_disk_is_blockdev(const struct chain *c, const char *disk)
+{
+    struct disk *d = ch_find_disk(c, disk);
+    return d && !(d->device && d->device[0]);
 }
 
 bool chain_job_manual_finalize(const struct chain *c, const char *disk)

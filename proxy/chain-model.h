@@ -36,6 +36,7 @@ struct job {
     bool active_commit;
     char *target_file;    /* mirror: the copy; active commit: the base */
     char *target_format;
+    char *target_node;    /* blockdev-mirror: the node-name of the copy */
     char *mode, *sync;
     char *base_file;      /* commit/stream: down to here */
     char *top_file;       /* intermediate commit: from here */

@@ -142,6 +142,7 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         str_set(&j->target_file, added && jobj_str(added, "file")
                                  ? jobj_str(added, "file") : node);
         str_set(&j->target_format, added ? jobj_str(added, "format") : NULL);
+        str_set(&j->target_node, node);
         str_set(&j->mode, "existing");
     } else {
         char *plain = ch_plain_filename(jobj_str(a, "target"));

@@ -17,6 +17,7 @@
 #include "ops/auto-mirror.h"
 #include "ops/op.h"
 #include "policy.h"
+#include "qemu-guards.h"
 #include "qemu-schema.h"
 #include "session.h"
 #include "statefile.h"
@@ -561,7 +562,7 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     }
 }
 
-/* The policy said no: QEMU never sees it. */
+/* The policy said no, or QEMU would abort on it: QEMU never sees it. */
 static void refuse(struct router *r, struct session *s, struct slot *slot,
                    struct client_cmd *cmd, const char *why)
 {
@@ -585,6 +586,9 @@ static enum route_result route(void *opaque, struct session *s,
                                      cmd->req.command, cmd->req.args,
                                      &r->locations);
 
+    if (!why) {
+        why = qemu_guard_check(cmd->req.command, cmd->req.args);
+    }
     if (why) {
         refuse(r, s, slot, cmd, why);
         free(why);

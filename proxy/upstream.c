@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "jsonobj.h"
 #include "linestream.h"
 #include "address.h"
 #include "log.h"
@@ -191,7 +192,7 @@ static void handle_greeting(struct upstream *up, const char *raw, size_t len)
 {
     json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
     json_object *g = json_tokener_parse_ex(tok, raw, (int)len);
-    json_object *qmp, *caps;
+    json_object *qmp, *caps, *ver;
     const char *cmd;
 
     json_tokener_free(tok);
@@ -210,6 +211,13 @@ static void handle_greeting(struct upstream *up, const char *raw, size_t len)
                 up->oob_offered = true;
             }
         }
+    }
+    up->qemu_version = 0;
+    if (json_object_object_get_ex(g, "QMP", &qmp)
+        && json_object_object_get_ex(qmp, "version", &ver)
+        && json_object_object_get_ex(ver, "qemu", &ver)) {
+        up->qemu_version = (int)jobj_int(ver, "major", 0) * 100
+                         + (int)jobj_int(ver, "minor", 0);
     }
     json_object_put(g);
     upstream_log(up, TLOG_OUT, TLOG_FROM_QEMU, "greeting", raw, len, -1);
@@ -355,6 +363,11 @@ const char *upstream_greeting(const struct upstream *up, size_t *len)
 {
     *len = up->greeting_len;
     return up->greeting;
+}
+
+int upstream_qemu_version(const struct upstream *up)
+{
+    return up->qemu_version;
 }
 
 bool upstream_oob_offered(const struct upstream *up)

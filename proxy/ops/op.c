@@ -163,6 +163,8 @@ static void disk_clear(struct op_disk *d)
     free(d->undo_job);
     free(d->job_status);
     free(d->job_error);
+    json_object_put(d->pending_args);
+    free(d->copy_node);
     free(d->note);
 }
 

@@ -103,6 +103,9 @@ struct op_disk {
     bool lag_known;
     int64_t lag_bytes;
     uint64_t in_sync_at_us;   /* monotonic; 0: not seen in sync */
+    json_object *pending_args; /* blockdev-mirror's, until its node is added */
+    char *copy_node;       /* the copy's own node (QEMU 10's way), while a
+                            * reopen may still have to delete it */
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
