@@ -2,6 +2,10 @@
 # qmproxy on a throwaway VM: installs what is missing (Debian packages, as
 # root), builds, starts a small QEMU with qmproxy in front of it, talks to
 # QEMU through the proxy, shows the traffic log, and cleans up.
+#
+#   QMPROXY_PREFIX=/usr contrib/demo.sh
+# runs the installed qmproxy and qmproxyctl (PREFIX/sbin, PREFIX/bin, as
+# the Debian package puts them) instead of building the tree.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -9,10 +13,18 @@ cd "$root"
 . contrib/deps.sh
 ensure_deps
 
-echo "== building"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
-qmproxy=$root/build/qmproxy
+if [ -n "${QMPROXY_PREFIX:-}" ]; then
+  qmproxy=$QMPROXY_PREFIX/sbin/qmproxy
+  qmproxyctl=$QMPROXY_PREFIX/bin/qmproxyctl
+  echo "== the installed qmproxy: $qmproxy ($("$qmproxy" --version))"
+  [ -x "$qmproxyctl" ] || { echo "no $qmproxyctl" >&2; exit 1; }
+else
+  echo "== building"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build -j "$(nproc)" >/dev/null
+  qmproxy=$root/build/qmproxy
+  qmproxyctl=$root/build/qmproxyctl
+fi
 
 work=$(mktemp -d /tmp/qmproxy-demo.XXXXXX)
 qemu_pid= proxy_pid=
@@ -47,7 +59,7 @@ python3 contrib/qmpclient.py "$work/qmproxy.sock" \
   '{"execute": "human-monitor-command", "arguments": {"command-line": "info block"}}' \
   '{"execute": "no-such-command", "id": 7}' | cut -c1-160
 
-ctl() { "$root/build/qmproxyctl" -s "$work/qmproxy.sock" "$@"; }
+ctl() { "$qmproxyctl" -s "$work/qmproxy.sock" "$@"; }
 
 echo "== the proxy tracks the backing chain: a snapshot, then the chain (qmproxyctl)"
 ctl exec blockdev-snapshot-sync node-name=fmt0 snapshot-file="$work/snap1.qcow2" snapshot-node-name=snap1

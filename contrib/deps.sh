@@ -21,6 +21,13 @@ QMPROXY_DEPS=(
   # real libvirt for tests/integration/test_libvirt.py, started there
   # without systemd (not libvirt-daemon-system: it pulls in systemd)
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+  # man pages (scdoc builds them, mandoc lints them, man renders them);
+  # systemd for systemd-analyze and systemd-socket-activate (the units'
+  # tests; no systemd as PID 1 needed); the .deb (contrib/build-deb.sh)
+  scdoc mandoc man-db systemd debhelper lintian
+  # the tests across hosts: network namespaces (ip netns), and the
+  # certificates of NBD over TLS (certtool)
+  iproute2 gnutls-bin
   # --metrics: promtool checks a scrape, a real Prometheus scrapes the
   # proxy in tests/integration/test_metrics.py
   prometheus

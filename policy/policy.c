@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "jsonobj.h"
+#include "nbd-target.h"
 #include "policy-internal.h"
 #include "util.h"
 
@@ -262,6 +263,20 @@ static bool is(xmlNodePtr n, const char *name)
     return n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
 }
 
+/* n or the first sibling after it that is a <name> element; NULL: none
+ * (text, comments and other elements are passed over). */
+static xmlNodePtr next_element(xmlNodePtr n, const char *name)
+{
+    while (n && !is(n, name)) {
+        n = n->next;
+    }
+    return n;
+}
+
+#define FOR_EACH_ELEMENT(var, parent, name)                              \
+    for (xmlNodePtr var = next_element((parent)->children, name); var;   \
+         var = next_element(var->next, name))
+
 static void add_builtin_roles(struct policy *p)
 {
     static const char *const queries[] = { "query-*", "qmproxy-query-*" };
@@ -281,12 +296,9 @@ static void add_builtin_roles(struct policy *p)
 
 static void load_roles(struct policy *p, xmlNodePtr roles, struct errors *e)
 {
-    for (xmlNodePtr r = roles->children; r; r = r->next) {
+    FOR_EACH_ELEMENT(r, roles, "role") {
         struct role *role;
         char *def;
-        if (!is(r, "role")) {
-            continue;
-        }
         char *name = prop(r, "name");
         if (find_role(p, name)) {
             add_error(e, (int)xmlGetLineNo(r), "role '%s' is %s", name,
@@ -328,10 +340,7 @@ static void load_listeners(struct policy *p, xmlNodePtr ls, struct errors *e)
                   "(roles: full, monitor, and those under <roles>)",
                   p->default_role);
     }
-    for (xmlNodePtr l = ls->children; l; l = l->next) {
-        if (!is(l, "listener")) {
-            continue;
-        }
+    FOR_EACH_ELEMENT(l, ls, "listener") {
         char *name = prop(l, "name"), *role = prop(l, "role");
         for (int i = 0; i < p->nlisteners; i++) {
             if (!strcmp(p->listeners[i].listener, name)) {
@@ -354,11 +363,8 @@ static void load_listeners(struct policy *p, xmlNodePtr ls, struct errors *e)
 static void load_paths(struct policy *p, xmlNodePtr paths, struct errors *e)
 {
     p->has_paths = true;
-    for (xmlNodePtr a = paths->children; a; a = a->next) {
+    FOR_EACH_ELEMENT(a, paths, "allow") {
         char real[PATH_MAX];
-        if (!is(a, "allow")) {
-            continue;
-        }
         char *dir = prop(a, "dir"), *nbd = prop(a, "nbd");
         char *protocol = prop(a, "protocol");
         if (dir) {
@@ -405,12 +411,9 @@ static int int_prop(xmlNodePtr n, const char *name, int dflt)
 
 static void load_mirroring(struct policy *p, xmlNodePtr m, struct errors *e)
 {
-    for (xmlNodePtr r = m->children; r; r = r->next) {
+    FOR_EACH_ELEMENT(r, m, "rule") {
         struct policy_mirror_rule *rule;
         char *v;
-        if (!is(r, "rule")) {
-            continue;
-        }
         p->mirrors = xrealloc(p->mirrors, sizeof(*p->mirrors)
                               * (size_t)(p->nmirrors + 1));
         rule = &p->mirrors[p->nmirrors++];
@@ -446,6 +449,28 @@ static void load_mirroring(struct policy *p, xmlNodePtr m, struct errors *e)
         rule->format = prop(r, "format");
         if (!rule->format) {
             rule->format = xstrdup("qcow2");
+        }
+        if (nbd_target_is(rule->target)) {
+            char *err = NULL, *server = NULL;
+            if (rule->on != MIRROR_ON_CONNECT) {
+                err = xstrdup("an NBD server as the target takes a replica "
+                              "of the whole disk (on=\"connect\"): a "
+                              "snapshot's copy needs an overlay made "
+                              "beforehand on the receiving side, which "
+                              "cannot know of the snapshot");
+            } else if (rule->precreate) {
+                err = xstrdup("precreate=\"yes\" needs a folder: the "
+                              "receiving side makes the images it exports");
+            } else {
+                err = nbd_target_export_on("target", rule->target,
+                                           "DISK-replica", &server);
+            }
+            free(server);
+            if (err) {
+                add_error(e, (int)xmlGetLineNo(r), "rule '%s': %s",
+                          rule->name, err);
+                free(err);
+            }
         }
         if (p->has_paths) {
             char *err = policy_check_path(p, "target", rule->target);
@@ -514,10 +539,8 @@ struct policy *policy_load(const char *path, char **errors)
         add_builtin_roles(p);
         root = xmlDocGetRootElement(doc);
         /* roles first: listeners refer to them; paths before mirroring */
-        for (xmlNodePtr n = root->children; n; n = n->next) {
-            if (is(n, "roles")) {
-                load_roles(p, n, &e);
-            }
+        FOR_EACH_ELEMENT(n, root, "roles") {
+            load_roles(p, n, &e);
         }
         for (xmlNodePtr n = root->children; n; n = n->next) {
             if (is(n, "listeners")) {
@@ -526,10 +549,8 @@ struct policy *policy_load(const char *path, char **errors)
                 load_paths(p, n, &e);
             }
         }
-        for (xmlNodePtr n = root->children; n; n = n->next) {
-            if (is(n, "mirroring")) {
-                load_mirroring(p, n, &e);
-            }
+        FOR_EACH_ELEMENT(n, root, "mirroring") {
+            load_mirroring(p, n, &e);
         }
         if (!p->nlisteners && !p->default_role) {
             /* a policy without listeners constrains paths or mirroring

@@ -27,7 +27,9 @@ struct policy_mirror_rule {
     char *name;
     char *disks;            /* glob over disk names */
     enum mirror_trigger on;
-    char *target;           /* the directory copies go to */
+    char *target;           /* the directory copies go to, or an NBD
+                             * server (its exports are named after the
+                             * disks: DISK-replica) */
     bool pivot_when_ready;
     bool retry;             /* on-error="retry" */
     int64_t speed;

@@ -29,6 +29,11 @@ static bool valid_name(const char *s, size_t n)
     return true;
 }
 
+bool address_valid_name(const char *name)
+{
+    return valid_name(name, strlen(name));
+}
+
 char *address_parse(const char *spec, unsigned allow, struct address *out)
 {
     const char *eq = strchr(spec, '=');

@@ -28,6 +28,9 @@ enum {
 /* Parses spec into out; NULL, or what is wrong with it (owned). */
 char *address_parse(const char *spec, unsigned allow, struct address *out);
 void address_clear(struct address *a);
+/* Whether name can name a listener or client (NAME=): letters, digits,
+ * '-' and '_'. */
+bool address_valid_name(const char *name);
 /* "unix:/path" etc., owned. */
 char *address_format(const struct address *a);
 

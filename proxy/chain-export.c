@@ -277,6 +277,7 @@ json_object *chain_save(const struct chain *c)
         jobj_add_str(s, "disk", j->disk);
         jobj_add_str(s, "target-file", j->target_file);
         jobj_add_str(s, "target-format", j->target_format);
+        jobj_add_str(s, "target-node", j->target_node);
         jobj_add_str(s, "mode", j->mode);
         jobj_add_str(s, "sync", j->sync);
         jobj_add_bool(s, "active-commit", j->active_commit);

@@ -1,9 +1,9 @@
 /*
  * chain-model: what the chain modules share and nothing else includes: the
- * model's structures and the helpers chain.c (the model, asking QEMU),
- * chain-reconcile.c (QEMU's answers made into the model), chain-observe.c
- * (what passes through) and chain-export.c (JSON, XML, the saved form) all
- * use.
+ * model's structures and the helpers chain-model.c (the model), chain.c
+ * (asking QEMU), chain-reconcile.c (QEMU's answers made into the model),
+ * chain-observe.c (what passes through) and chain-export.c (JSON, XML,
+ * the saved form) all use.
  */
 #ifndef QMPROXY_CHAIN_MODEL_H
 #define QMPROXY_CHAIN_MODEL_H
@@ -37,6 +37,7 @@ struct job {
     bool active_commit;
     char *target_file;    /* mirror: the copy; active commit: the base */
     char *target_format;
+    char *target_node;    /* blockdev-mirror: the node-name of the copy */
     char *mode, *sync;
     char *base_file;      /* commit/stream: down to here */
     char *top_file;       /* intermediate commit: from here */
@@ -105,7 +106,7 @@ static inline bool same(const char *a, const char *b)
     return a && b && !strcmp(a, b);
 }
 
-/* chain.c: the model itself */
+/* chain-model.c: the model itself */
 
 /*
  * QEMU names an image it opened with options by its options
@@ -128,6 +129,9 @@ int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);
 void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
+
+/* chain.c: asking QEMU */
+
 /* Ask QEMU for the truth soon (coalesced). */
 void ch_schedule(struct chain *c);
 

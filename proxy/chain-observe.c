@@ -142,6 +142,7 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         str_set(&j->target_file, added && jobj_str(added, "file")
                                  ? jobj_str(added, "file") : node);
         str_set(&j->target_format, added ? jobj_str(added, "format") : NULL);
+        str_set(&j->target_node, node);
         str_set(&j->mode, "existing");
     } else {
         char *plain = ch_plain_filename(jobj_str(a, "target"));
@@ -340,7 +341,11 @@ static void job_completed(struct chain *c, struct job *j)
     if (!d) {
         return;
     }
-    if (same(j->type, "mirror") && j->pivot_requested) {
+    if (same(j->type, "mirror") && j->pivot_requested && !j->target_file) {
+        /* a job found after a restart whose target nobody told us: no
+         * guess; QEMU's next answer (the completion schedules one) says */
+        d->uncertain = true;
+    } else if (same(j->type, "mirror") && j->pivot_requested) {
         /* the copy is the disk now: its backing is the old backing for a
          * top-only copy QEMU created, nothing for a full one, and whatever
          * the image says for an existing one */

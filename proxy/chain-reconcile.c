@@ -314,6 +314,7 @@ static void restore_saved_jobs(struct chain *c, json_object *jobs)
         str_set(&j->operation, jobj_str(s, "operation"));
         str_set(&j->target_file, jobj_str(s, "target-file"));
         str_set(&j->target_format, jobj_str(s, "target-format"));
+        str_set(&j->target_node, jobj_str(s, "target-node"));
         str_set(&j->mode, jobj_str(s, "mode"));
         str_set(&j->sync, jobj_str(s, "sync"));
         j->active_commit = jobj_bool(s, "active-commit", false);

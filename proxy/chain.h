@@ -86,16 +86,28 @@ const char *chain_top_node(const struct chain *c, const char *disk);
 /* The "device" argument QEMU's block commands take for this disk. */
 const char *chain_job_device(const struct chain *c, const char *disk);
 int chain_layer_count(const struct chain *c, const char *disk);
+/* The node-name of the disk's layer on file, or NULL. */
+const char *chain_layer_node_of_file(const struct chain *c, const char *disk,
+                                     const char *file);
 const char *chain_layer_file(const struct chain *c, const char *disk, int i);
 /* The file a copy (a mirror job) on disk writes to, or NULL. */
 const char *chain_mirror_file(const struct chain *c, const char *disk);
 /* How that copy's target was opened: "existing" or "absolute-paths". */
 const char *chain_mirror_mode(const struct chain *c, const char *disk);
+/* The copy's node-name and format when it was started with blockdev-mirror
+ * (its target a node of its own); NULL for drive-mirror. */
+const char *chain_mirror_target_node(const struct chain *c, const char *disk);
+const char *chain_mirror_target_format(const struct chain *c, const char *disk);
+/* Was the disk defined with -blockdev (no legacy drive name)? */
+bool chain_disk_is_blockdev(const struct chain *c, const char *disk);
 /* Does the job on disk wait for job-finalize (auto-finalize false)? */
 bool chain_job_manual_finalize(const struct chain *c, const char *disk);
 /* The id of the job running on disk, or NULL. */
 const char *chain_job_id(const struct chain *c, const char *disk);
 const char *chain_job_status(const struct chain *c, const char *disk);
+/* The progress QEMU last reported for the job on disk (false: no job). */
+bool chain_job_progress(const struct chain *c, const char *disk,
+                        int64_t *offset, int64_t *len);
 /* Who started a job (client number, 0 for the proxy) and for what. */
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation);

@@ -88,6 +88,8 @@ struct cmd_call {
     json_object *args;        /* owned: kept while it waits to run */
 };
 
+/* cmd.c, above the commands: the table and finding an entry in it. */
+
 /* Every command the proxy answers itself, NULL-terminated. */
 extern const struct cmd_entry *const cmd_table[];
 /* One of the proxy's own commands by name (not a claiming entry). */
@@ -96,6 +98,8 @@ const struct cmd_entry *cmd_find(const char *name);
 const struct location *cmd_locations(const char *name);
 /* The proxy's handler for this request, or NULL to pass it to QEMU. */
 const struct cmd_entry *cmd_for_request(const char *name, json_object *args);
+
+/* cmd-call.c, below the commands: a call's life and its answer. */
 
 /* Answer with a return value (ownership taken; NULL means {}). */
 enum cmd_retval cmd_return(struct cmd_call *call, json_object *ret);

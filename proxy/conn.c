@@ -413,11 +413,6 @@ void conn_count_bytes(struct conn *c, double *in, double *out)
     c->bytes_out = out;
 }
 
-bool conn_is_reading(const struct conn *c)
-{
-    return c->reading;
-}
-
 void conn_write_fds(struct conn *c, const void *data, size_t len,
                     const int *fds, int nfds)
 {
@@ -479,11 +474,6 @@ void conn_write(struct conn *c, const void *data, size_t len)
 size_t conn_output_pending(const struct conn *c)
 {
     return evbuffer_get_length(c->out);
-}
-
-bool conn_is_open(const struct conn *c)
-{
-    return !c->dead && !c->closing;
 }
 
 void conn_close_after_flush(struct conn *c, int timeout_ms)

@@ -57,14 +57,12 @@ void conn_read_discard(struct conn *c);
 void conn_count_bytes(struct conn *c, double *in, double *out);
 void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
-bool conn_is_reading(const struct conn *c);
 
 /* Queue bytes; fds (owned by the conn from now on) travel with them. */
 void conn_write(struct conn *c, const void *data, size_t len);
 void conn_write_fds(struct conn *c, const void *data, size_t len,
                     const int *fds, int nfds);
 size_t conn_output_pending(const struct conn *c);
-bool conn_is_open(const struct conn *c);
 /* Refuse further input; close once the output queue is empty or after
  * timeout_ms, then call closed(). */
 void conn_close_after_flush(struct conn *c, int timeout_ms);

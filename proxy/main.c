@@ -19,6 +19,8 @@
 #include "metrics.h"
 #include "policy.h"
 #include "router.h"
+#include "sdlisten.h"
+#include "service.h"
 #include "session.h"
 #include "tap.h"
 #include "trafficlog.h"
@@ -47,6 +49,7 @@ struct options {
     char *policy;
     char *metrics;      /* --metrics ADDR, or NULL */
     int verbosity;
+    bool log_priorities;
     int exec_fd;        /* --exec-upstream N, or -1 */
     char **exec_argv;   /* what follows it: the program serving --upstream */
 };
@@ -62,6 +65,7 @@ struct qmproxy {
     size_t ntaps;
     struct metrics *metrics;
     struct metrics_http *metrics_http;
+    struct service *service;   /* NULL unless run by a service manager */
     struct event *sigterm, *sigint, *sighup;
     int exit_status;
     const char *policy_path;
@@ -71,14 +75,14 @@ static void usage(FILE *out)
 {
     fprintf(out,
 "Usage: qmproxy --upstream unix:PATH|PATH|tcp:HOST:PORT\n"
-"               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N  (repeatable)\n"
+"               --listen [NAME=]unix:PATH|tcp:HOST:PORT|fd:N|systemd  (repeatable)\n"
 "               --client [NAME=]fd:N|stdio|unix:PATH|tcp:HOST:PORT\n"
 "               [--extras NAME] [--pretty NAME]\n"
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
 "               [--metrics tcp:HOST:PORT|unix:PATH]\n"
-"               [-v] [--version] [--help]\n"
+"               [-v] [--log-priorities] [--version] [--help]\n"
 "               [--exec-upstream N -- PROGRAM [ARGS...]]\n"
 "       qmproxy --check-policy FILE\n"
 "\n"
@@ -87,7 +91,9 @@ static void usage(FILE *out)
 "\n"
 "  --upstream ADDR      QEMU's QMP socket (waited for up to --connect-timeout)\n"
 "  --listen ADDR        where clients connect; fd:N adopts an inherited\n"
-"                       listening socket (as libvirt passes one)\n"
+"                       listening socket (as libvirt passes one); systemd\n"
+"                       the sockets of socket activation (LISTEN_FDS), named\n"
+"                       for the policy by LISTEN_FDNAMES\n"
 "  --client ADDR        a client given rather than accepted: fd:N an\n"
 "                       already connected socket, stdio the standard input\n"
 "                       and output, unix:/tcp: a client listening for the\n"
@@ -124,7 +130,14 @@ static void usage(FILE *out)
 "                       proxy runs on in a child, connected at once, and ends\n"
 "                       if PROGRAM cannot run or ends before accepting it\n"
 "                       (--connect-timeout unused, --reconnect refused)\n"
-"  -v                   more diagnostics on stderr (-vv: debug)\n");
+"  -v                   more diagnostics on stderr (-vv: debug)\n"
+"  --log-priorities     start diagnostics with syslog's <N> priority, as\n"
+"                       journald reads them (automatic when standard error\n"
+"                       is the journal: JOURNAL_STREAM)\n"
+"\n"
+"Under systemd (NOTIFY_SOCKET): READY=1 once QEMU's greeting is read and\n"
+"clients are let in, STATUS= with clients and operations, WATCHDOG=1 every\n"
+"half WATCHDOG_USEC, RELOADING=1/READY=1 around SIGHUP, STOPPING=1.\n");
 }
 
 static void push(char ***list, size_t *n, const char *s)
@@ -138,7 +151,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
            OPT_CHECK_POLICY, OPT_EXEC_UPSTREAM, OPT_VERSION, OPT_HELP,
-           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY, OPT_METRICS };
+           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY, OPT_LOG_PRIORITIES,
+           OPT_METRICS };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -156,6 +170,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "metrics", required_argument, NULL, OPT_METRICS },
         { "check-policy", required_argument, NULL, OPT_CHECK_POLICY },
         { "exec-upstream", required_argument, NULL, OPT_EXEC_UPSTREAM },
+        { "log-priorities", no_argument, NULL, OPT_LOG_PRIORITIES },
         { "version", no_argument, NULL, OPT_VERSION },
         { "help", no_argument, NULL, OPT_HELP },
         { NULL, 0, NULL, 0 },
@@ -193,7 +208,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             o->socket_mode = (int)strtol(optarg, &end, 8);
             if (errno || *end || o->socket_mode < 0
                 || o->socket_mode > 07777) {
-                fprintf(stderr, "qmproxy: --socket-mode wants an octal mode "
+                log_startup("--socket-mode wants an octal mode "
                         "such as 0600, not '%s'\n", optarg);
                 return false;
             }
@@ -209,7 +224,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             errno = 0;
             o->connect_timeout_s = (int)strtol(optarg, &end, 10);
             if (errno || *end || o->connect_timeout_s < 0) {
-                fprintf(stderr, "qmproxy: --connect-timeout wants a number "
+                log_startup("--connect-timeout wants a number "
                         "of seconds, not '%s'\n", optarg);
                 return false;
             }
@@ -219,7 +234,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             o->max_message = strtoull(optarg, &end, 10);
             if (errno || *end || o->max_message < 1024
                 || o->max_message > JSONSTREAM_MAX_TOKEN_SIZE) {
-                fprintf(stderr, "qmproxy: --max-message wants a byte count "
+                log_startup("--max-message wants a byte count "
                         "between 1024 and %zu, not '%s'\n",
                         (size_t)JSONSTREAM_MAX_TOKEN_SIZE, optarg);
                 return false;
@@ -229,7 +244,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
             errno = 0;
             long n = strtol(optarg, &end, 10);
             if (errno || *end || end == optarg || n < 3 || n > 65535) {
-                fprintf(stderr, "qmproxy: --exec-upstream wants a descriptor "
+                log_startup("--exec-upstream wants a descriptor "
                         "number of 3 or more, not '%s'\n", optarg);
                 return false;
             }
@@ -263,6 +278,9 @@ static bool parse_options(int argc, char **argv, struct options *o)
         case 'v':
             o->verbosity++;
             break;
+        case OPT_LOG_PRIORITIES:
+            o->log_priorities = true;
+            break;
         case OPT_VERSION:
             printf("qmproxy %s\n", QMPROXY_VERSION);
             exit(0);
@@ -277,27 +295,27 @@ static bool parse_options(int argc, char **argv, struct options *o)
     }
     if (o->exec_fd >= 0) {
         if (optind >= argc) {
-            fprintf(stderr, "qmproxy: --exec-upstream wants the program to "
+            log_startup("--exec-upstream wants the program to "
                     "run after '--'\n");
             return false;
         }
         if (o->reconnect) {
-            fprintf(stderr, "qmproxy: --reconnect cannot be used with "
+            log_startup("--reconnect cannot be used with "
                     "--exec-upstream (nobody would make the socket again)\n");
             return false;
         }
         o->exec_argv = argv + optind;
     } else if (optind < argc) {
-        fprintf(stderr, "qmproxy: unexpected argument '%s'\n", argv[optind]);
+        log_startup("unexpected argument '%s'\n", argv[optind]);
         return false;
     }
     if (!o->upstream) {
-        fprintf(stderr, "qmproxy: --upstream is required (QEMU's QMP "
+        log_startup("--upstream is required (QEMU's QMP "
                 "socket, e.g. --upstream unix:/run/qemu/vm1.qmp)\n");
         return false;
     }
     if (!o->nlisten && !o->nclients) {
-        fprintf(stderr, "qmproxy: at least one --listen is required (where "
+        log_startup("at least one --listen is required (where "
                 "clients connect, e.g. --listen unix:/run/qmproxy/vm1.sock)"
                 ", or a --client\n");
         return false;
@@ -305,10 +323,46 @@ static bool parse_options(int argc, char **argv, struct options *o)
     for (size_t i = 0; i < o->nclients; i++) {
         if (o->traffic_log && !strcmp(o->traffic_log, "-")
             && strstr(o->clients[i], "stdio")) {
-            fprintf(stderr, "qmproxy: --client stdio and --traffic-log - "
+            log_startup("--client stdio and --traffic-log - "
                     "would share standard output; log to a file\n");
             return false;
         }
+    }
+    return true;
+}
+
+/*
+ * --listen systemd: the sockets systemd passed (socket activation), each
+ * becoming a --listen NAME=fd:N with its LISTEN_FDNAMES name, in place.
+ */
+static bool take_systemd_listeners(struct options *o)
+{
+    for (size_t i = 0; i < o->nlisten; i++) {
+        struct sdlisten_socket *socks;
+        char *error = NULL;
+        size_t n;
+
+        if (strcmp(o->listen[i], "systemd")) {
+            continue;
+        }
+        socks = sdlisten_take(&n, &error);
+        if (!socks) {
+            log_startup("--listen systemd: %s\n", error);
+            free(error);
+            return false;
+        }
+        free(o->listen[i]);
+        o->listen = xrealloc(o->listen,
+                             sizeof(*o->listen) * (o->nlisten + n - 1));
+        memmove(&o->listen[i + n], &o->listen[i + 1],
+                sizeof(*o->listen) * (o->nlisten - i - 1));
+        for (size_t k = 0; k < n; k++) {
+            o->listen[i + k] = xasprintf("%s=fd:%d", socks[k].name,
+                                         socks[k].fd);
+        }
+        o->nlisten += n - 1;
+        i += n - 1;
+        sdlisten_free(socks, n);
     }
     return true;
 }
@@ -384,23 +438,23 @@ static void exec_upstream(const struct options *o)
     pid_t pid;
 
     if ((error = address_parse(o->upstream, 0, &addr))) {
-        fprintf(stderr, "qmproxy: --upstream %s\n", error);
+        log_startup("--upstream %s\n", error);
         exit(1);
     }
     if (addr.kind != ADDR_UNIX) {
-        fprintf(stderr, "qmproxy: --exec-upstream needs a unix: --upstream, "
+        log_startup("--exec-upstream needs a unix: --upstream, "
                 "not %s\n", o->upstream);
         exit(1);
     }
     fd = listener_unix_socket(addr.path, o->socket_mode, &error);
     if (fd < 0) {
-        fprintf(stderr, "qmproxy: --exec-upstream: %s\n", error);
+        log_startup("--exec-upstream: %s\n", error);
         exit(1);
     }
     address_clear(&addr);
     pid = fork();
     if (pid < 0) {
-        fprintf(stderr, "qmproxy: fork: %s\n", strerror(errno));
+        log_startup("fork: %s\n", strerror(errno));
         exit(1);
     }
     if (pid == 0) {
@@ -426,7 +480,7 @@ static void exec_upstream(const struct options *o)
     free(keep);
     if (fd != o->exec_fd) {
         if (dup2(fd, o->exec_fd) < 0) {
-            fprintf(stderr, "qmproxy: dup2 to %d: %s\n", o->exec_fd,
+            log_startup("dup2 to %d: %s\n", o->exec_fd,
                     strerror(errno));
             _exit(1);
         }
@@ -439,7 +493,7 @@ static void exec_upstream(const struct options *o)
         fcntl(o->exec_fd, F_SETFL, flags & ~O_NONBLOCK);
     }
     execvp(o->exec_argv[0], o->exec_argv);
-    fprintf(stderr, "qmproxy: cannot execute %s: %s\n", o->exec_argv[0],
+    log_startup("cannot execute %s: %s\n", o->exec_argv[0],
             strerror(errno));
     _exit(127);
 }
@@ -447,6 +501,7 @@ static void exec_upstream(const struct options *o)
 static void on_exit_requested(void *opaque, int status)
 {
     struct qmproxy *q = opaque;
+    service_stopping(q->service);
     q->exit_status = status;
     event_base_loopexit(q->base, NULL);
 }
@@ -457,6 +512,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
 
     if (sig == SIGHUP) {
+        const char *outcome = "traffic log reopened";
+        service_reloading(q->service);
         log_info("SIGHUP: reopening the traffic log");
         trafficlog_reopen(q->tlog);
         if (q->policy_path) {
@@ -468,14 +525,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                           "force stays:\n%s", errors);
                 trafficlog_note(q->tlog, "policy-refused", errors);
                 free(errors);
+                outcome = "the new policy was refused, the old one stays";
             } else {
                 log_warn("SIGHUP: policy %s reloaded", q->policy_path);
                 trafficlog_note(q->tlog, "policy-reloaded", q->policy_path);
                 router_set_policy(q->router, p);
+                outcome = "policy reloaded";
             }
         }
+        service_reloaded(q->service, outcome);
         return;
     }
+    service_stopping(q->service);
     router_shutdown(q->router);
 }
 
@@ -497,42 +558,18 @@ static unsigned extras_for(const struct options *o, const char *name)
     return extras;
 }
 
-static bool setup_metrics(struct qmproxy *q, const struct options *o)
-{
-    struct address addr;
-    char *error;
-
-    if ((error = address_parse(o->metrics, 0, &addr))) {
-        fprintf(stderr, "qmproxy: --metrics %s\n", error);
-        free(error);
-        return false;
-    }
-    q->metrics = metrics_new();
-    router_set_metrics(q->router, q->metrics);
-    q->metrics_http = metrics_http_new(q->base, &addr, o->socket_mode,
-                                       q->metrics, &error);
-    address_clear(&addr);
-    if (!q->metrics_http) {
-        fprintf(stderr, "qmproxy: --metrics %s: %s\n", o->metrics, error);
-        free(error);
-        return false;
-    }
-    return true;
-}
-
 static bool setup(struct qmproxy *q, const struct options *o)
 {
     struct router_options ro = {
         .max_message = o->max_message,
         .reconnect = o->reconnect,
-        .connect_timeout_ms = o->connect_timeout_s * 1000,
     };
     struct address addr;
     char *error = NULL;
 
     q->tlog = trafficlog_new(q->base, o->traffic_log, 0, &error);
     if (!q->tlog) {
-        fprintf(stderr, "qmproxy: %s\n", error);
+        log_startup("%s\n", error);
         free(error);
         return false;
     }
@@ -540,18 +577,24 @@ static bool setup(struct qmproxy *q, const struct options *o)
     router_on_exit(q->router, on_exit_requested, q);
 
     if ((error = address_parse(o->upstream, 0, &addr))) {
-        fprintf(stderr, "qmproxy: --upstream %s\n", error);
+        log_startup("--upstream %s\n", error);
         free(error);
         return false;
     }
     q->up = upstream_new(q->base, &addr, &router_upstream_callbacks,
                          q->router, q->tlog);
     address_clear(&addr);
+    q->service = service_new(q->base, q->router, o->upstream, &error);
+    if (error) {
+        log_startup("%s\n", error);
+        free(error);
+        return false;
+    }
     router_set_upstream(q->router, q->up);
     if (o->policy) {
         struct policy *p = policy_load(o->policy, &error);
         if (!p) {
-            fprintf(stderr, "qmproxy: --policy %s is not valid:\n%s",
+            log_startup("--policy %s is not valid:\n%s",
                     o->policy, error);
             free(error);
             return false;
@@ -562,8 +605,16 @@ static bool setup(struct qmproxy *q, const struct options *o)
     if (o->state) {
         router_set_state(q->router, o->state);
     }
-    if (o->metrics && !setup_metrics(q, o)) {
-        return false;
+    if (o->metrics) {
+        q->metrics = metrics_new();
+        router_set_metrics(q->router, q->metrics);
+        q->metrics_http = metrics_http_new(q->base, o->metrics, o->socket_mode,
+                                           q->metrics, &error);
+        if (!q->metrics_http) {
+            log_startup("--metrics %s: %s\n", o->metrics, error);
+            free(error);
+            return false;
+        }
     }
 
     /* listeners exist before QEMU is reached; they accept once it is */
@@ -571,7 +622,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
         struct listener *l;
         if ((error = address_parse(o->listen[i], ADDRESS_ALLOW_NAME
                                    | ADDRESS_ALLOW_FD, &addr))) {
-            fprintf(stderr, "qmproxy: --listen %s\n", error);
+            log_startup("--listen %s\n", error);
             free(error);
             return false;
         }
@@ -579,7 +630,7 @@ static bool setup(struct qmproxy *q, const struct options *o)
                          q->router, &error);
         address_clear(&addr);
         if (!l) {
-            fprintf(stderr, "qmproxy: --listen %s: %s\n", o->listen[i],
+            log_startup("--listen %s: %s\n", o->listen[i],
                     error);
             free(error);
             return false;
@@ -594,13 +645,13 @@ static bool setup(struct qmproxy *q, const struct options *o)
         if ((error = address_parse(o->clients[i], ADDRESS_ALLOW_NAME
                                    | ADDRESS_ALLOW_FD | ADDRESS_ALLOW_STDIO,
                                    &addr))) {
-            fprintf(stderr, "qmproxy: --client %s\n", error);
+            log_startup("--client %s\n", error);
             free(error);
             return false;
         }
         extras = extras_for(o, addr.name);
         if (!router_add_client(q->router, &addr, extras, &error)) {
-            fprintf(stderr, "qmproxy: --client %s: %s\n", o->clients[i],
+            log_startup("--client %s: %s\n", o->clients[i],
                     error);
             free(error);
             address_clear(&addr);
@@ -611,14 +662,14 @@ static bool setup(struct qmproxy *q, const struct options *o)
     for (size_t i = 0; i < o->ntaps; i++) {
         struct tap *t;
         if ((error = address_parse(o->taps[i], 0, &addr))) {
-            fprintf(stderr, "qmproxy: --tap %s\n", error);
+            log_startup("--tap %s\n", error);
             free(error);
             return false;
         }
         t = tap_new(q->base, &addr, o->socket_mode, &error);
         address_clear(&addr);
         if (!t) {
-            fprintf(stderr, "qmproxy: --tap %s: %s\n", o->taps[i], error);
+            log_startup("--tap %s: %s\n", o->taps[i], error);
             free(error);
             return false;
         }
@@ -644,6 +695,7 @@ static void teardown(struct qmproxy *q)
         listener_free(q->listeners[i]);
     }
     free(q->listeners);
+    service_free(q->service);
     upstream_free(q->up);
     router_free(q->router);
     metrics_free(q->metrics);
@@ -701,9 +753,15 @@ int main(int argc, char **argv)
     struct qmproxy q = { 0 };
     int status;
 
+    /* complaints about the command line reach the journal as errors too */
+    log_set_priority_prefix(log_stderr_is_journal());
     if (!parse_options(argc, argv, &o)) {
         free_options(&o);
         return 2;
+    }
+    if (!take_systemd_listeners(&o)) {
+        free_options(&o);
+        return 1;
     }
     if (o.exec_fd >= 0) {
         exec_upstream(&o);
@@ -713,6 +771,7 @@ int main(int argc, char **argv)
     }
     log_set_level(o.verbosity >= 2 ? LOG_DEBUG
                   : o.verbosity == 1 ? LOG_INFO : LOG_WARN);
+    log_set_priority_prefix(o.log_priorities || log_stderr_is_journal());
     signal(SIGPIPE, SIG_IGN);
     /* Blocks of 1 MiB and more (a huge message, its copies) are mapped on
      * their own, so freeing them gives the memory back; a fixed threshold
@@ -721,7 +780,7 @@ int main(int argc, char **argv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     q.base = event_base_new();
     if (!q.base) {
-        fprintf(stderr, "qmproxy: cannot create the event loop\n");
+        log_startup("cannot create the event loop\n");
         return 1;
     }
     if (!setup(&q, &o)) {

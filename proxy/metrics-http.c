@@ -70,21 +70,28 @@ static void on_request(struct evhttp_request *req, void *arg)
 }
 
 struct metrics_http *metrics_http_new(struct event_base *base,
-                                      const struct address *addr, int mode,
+                                      const char *spec, int mode,
                                       struct metrics *m, char **error)
 {
     struct metrics_http *h;
-    int fd = listener_socket(addr, mode, error);
+    struct address addr;
+    int fd;
 
+    if ((*error = address_parse(spec, 0, &addr))) {
+        return NULL;
+    }
+    fd = listener_socket(&addr, mode, error);
     if (fd < 0) {
+        address_clear(&addr);
         return NULL;
     }
     h = xcalloc(1, sizeof(*h));
     h->metrics = m;
     h->http = evhttp_new(base);
-    if (addr->kind == ADDR_UNIX) {
-        h->unix_path = xstrdup(addr->path);
+    if (addr.kind == ADDR_UNIX) {
+        h->unix_path = xstrdup(addr.path);
     }
+    address_clear(&addr);
     evhttp_set_timeout(h->http, HTTP_TIMEOUT_S);
     evhttp_set_max_headers_size(h->http, HTTP_MAX_HEADERS);
     evhttp_set_max_body_size(h->http, HTTP_MAX_BODY);

@@ -7,15 +7,14 @@
 #ifndef QMPROXY_METRICS_HTTP_H
 #define QMPROXY_METRICS_HTTP_H
 
-struct address;
 struct event_base;
 struct metrics;
 struct metrics_http;
 
-/* Listen at addr (unix: or tcp:); NULL with *error (owned) if it cannot.
- * mode: permissions of a Unix socket (-1: leave). */
+/* Listen at spec (unix:PATH or tcp:HOST:PORT); NULL with *error (owned)
+ * if it cannot.  mode: permissions of a Unix socket (-1: leave). */
 struct metrics_http *metrics_http_new(struct event_base *base,
-                                      const struct address *addr, int mode,
+                                      const char *spec, int mode,
                                       struct metrics *m, char **error);
 void metrics_http_free(struct metrics_http *h);
 

@@ -132,11 +132,6 @@ char *qapi_check(const struct qapi_member *members, json_object *args)
     return check_object(members, args, "");
 }
 
-bool qapi_has(json_object *args, const char *name)
-{
-    return args && json_object_object_get_ex(args, name, NULL);
-}
-
 const char *qapi_get_str(json_object *args, const char *name,
                          const char *dflt)
 {

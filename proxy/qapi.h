@@ -41,6 +41,5 @@ const char *qapi_get_str(json_object *args, const char *name,
                          const char *dflt);
 long long qapi_get_int(json_object *args, const char *name, long long dflt);
 bool qapi_get_bool(json_object *args, const char *name, bool dflt);
-bool qapi_has(json_object *args, const char *name);
 
 #endif

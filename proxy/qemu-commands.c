@@ -1,6 +1,7 @@
 /*
- * qemu-commands: QEMU's commands that name places outside QEMU, from
- * QEMU 7.2's schema (qapi/block-core.json, block.json, misc.json).
+ * qemu-commands: QEMU's commands that name places outside QEMU, and those
+ * that take the descriptors passed with them, from QEMU 7.2's schema
+ * (qapi/block-core.json, block.json, misc.json).
  */
 #include "qemu-commands.h"
 
@@ -68,40 +69,55 @@ static const struct location backing_file[] = {
     FILE_AT("backing-file"), END,
 };
 
+/* getfd and add-fd, as QAPI accepts them: a call it refuses never runs
+ * the handler that would take the descriptors. */
+static const struct qapi_member getfd_args[] = {
+    { "fdname", QAPI_STR, false, NULL, NULL, NULL },
+    { NULL, QAPI_STR, false, NULL, NULL, NULL },
+};
+static const struct qapi_member add_fd_args[] = {
+    { "fdset-id", QAPI_INT, true, NULL, NULL, NULL },
+    { "opaque", QAPI_STR, true, NULL, NULL, NULL },
+    { NULL, QAPI_STR, false, NULL, NULL, NULL },
+};
+
 static const struct {
     const char *name;
     const struct location *locations;
+    const struct qapi_member *fd_args;
 } table[] = {
-    { "blockdev-add", block_options },
-    { "blockdev-create", block_options },
-    { "blockdev-snapshot-sync", snapshot_file },
-    { "drive-mirror", target },
-    { "drive-backup", target },
-    { "blockdev-change-medium", filename },
-    { "change-backing-file", backing_file },
-    { "block-stream", backing_file },
-    { "block-commit", backing_file },
-    { "nbd-server-start", nbd_server },
-    { "block-export-add", export },
-    { "migrate", uri },
-    { "migrate-incoming", uri },
-    { "dump-guest-memory", dump },
-    { "screendump", filename },
-    { "pmemsave", filename },
-    { "memsave", filename },
-    { "chardev-add", chardev },
-    { "chardev-change", chardev },
-    { "object-add", object },
-    { "blockdev-reopen", reopen },
-    { "x-blockdev-reopen", reopen },
-    { "dumpdtb", filename },
-    { "migrate-recover", uri },
-    { "xen-save-devices-state", filename },
-    { "xen-load-devices-state", filename },
-    { "netdev_add", netdev },
-    { "device_add", device },
-    { "human-monitor-command", hmp },
-    { "transaction", none },
+    { "blockdev-add", block_options, NULL },
+    { "blockdev-create", block_options, NULL },
+    { "blockdev-snapshot-sync", snapshot_file, NULL },
+    { "drive-mirror", target, NULL },
+    { "drive-backup", target, NULL },
+    { "blockdev-change-medium", filename, NULL },
+    { "change-backing-file", backing_file, NULL },
+    { "block-stream", backing_file, NULL },
+    { "block-commit", backing_file, NULL },
+    { "nbd-server-start", nbd_server, NULL },
+    { "block-export-add", export, NULL },
+    { "migrate", uri, NULL },
+    { "migrate-incoming", uri, NULL },
+    { "dump-guest-memory", dump, NULL },
+    { "screendump", filename, NULL },
+    { "pmemsave", filename, NULL },
+    { "memsave", filename, NULL },
+    { "chardev-add", chardev, NULL },
+    { "chardev-change", chardev, NULL },
+    { "object-add", object, NULL },
+    { "blockdev-reopen", reopen, NULL },
+    { "x-blockdev-reopen", reopen, NULL },
+    { "dumpdtb", filename, NULL },
+    { "migrate-recover", uri, NULL },
+    { "xen-save-devices-state", filename, NULL },
+    { "xen-load-devices-state", filename, NULL },
+    { "netdev_add", netdev, NULL },
+    { "device_add", device, NULL },
+    { "human-monitor-command", hmp, NULL },
+    { "transaction", none, NULL },
+    { "getfd", NULL, getfd_args },
+    { "add-fd", NULL, add_fd_args },
 };
 
 /* QEMU 7.2's block drivers (BlockdevDriver) by where they reach. */
@@ -151,12 +167,24 @@ enum block_driver_reach qemu_block_driver_reach(const char *name)
     return DRIVER_UNKNOWN;
 }
 
-const struct location *qemu_command_locations(const char *name)
+static int find(const char *name)
 {
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         if (!strcmp(table[i].name, name)) {
-            return table[i].locations;
+            return (int)i;
         }
     }
-    return NULL;
+    return -1;
+}
+
+const struct location *qemu_command_locations(const char *name)
+{
+    int i = find(name);
+    return i < 0 ? NULL : table[i].locations;
+}
+
+const struct qapi_member *qemu_command_fd_args(const char *name)
+{
+    int i = find(name);
+    return i < 0 ? NULL : table[i].fd_args;
 }

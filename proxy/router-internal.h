@@ -43,6 +43,9 @@ struct router {
     struct qemu_schema *schema;   /* read only under a path policy */
     bool schema_asked;
     struct location_lookup locations;
+    bool serving;
+    const struct router_observer *observer;
+    void *observer_opaque;
     struct router_metrics *metrics;  /* NULL without --metrics */
 };
 

@@ -17,6 +17,7 @@
 #include "ops/auto-mirror.h"
 #include "ops/op.h"
 #include "policy.h"
+#include "qemu-guards.h"
 #include "qemu-schema.h"
 #include "router-internal.h"
 #include "session.h"
@@ -146,11 +147,39 @@ void router_set_policy(struct router *r, struct policy *p)
     }
 }
 
+static void notify_changed(struct router *r)
+{
+    if (r->observer && r->observer->changed) {
+        r->observer->changed(r->observer_opaque);
+    }
+}
+
 static void enable_listeners(struct router *r, bool on)
 {
     for (size_t i = 0; i < r->nlisteners; i++) {
         listener_enable(r->listeners[i], on);
     }
+    if (r->serving != on) {
+        r->serving = on;
+        if (r->observer && r->observer->serving) {
+            r->observer->serving(r->observer_opaque, on);
+        }
+    }
+}
+
+void router_set_observer(struct router *r, const struct router_observer *o,
+                         void *opaque)
+{
+    r->observer = o;
+    r->observer_opaque = opaque;
+}
+
+void router_status(const struct router *r, struct router_status *st)
+{
+    st->serving = r->serving;
+    st->exiting = r->exiting;
+    st->clients = r->nsessions;
+    st->operations = ops_count_active();
 }
 
 /* ---- exiting ------------------------------------------------------- */
@@ -395,6 +424,7 @@ static void add_session(struct router *r, int rfd, int wfd,
     log_info("client %u connected on %s", session_id(s), display);
     greeting = upstream_greeting(r->up, &len);
     session_start(s, greeting, len, upstream_oob_offered(r->up));
+    notify_changed(r);
 }
 
 void router_accept(void *opaque, struct listener *l, int fd)
@@ -461,6 +491,7 @@ static void session_closed(void *opaque, struct session *s)
             break;
         }
     }
+    notify_changed(r);
     if (r->exiting) {
         event_active(r->exit_check, 0, 0);
     }
@@ -513,7 +544,7 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     }
 }
 
-/* The policy said no: QEMU never sees it. */
+/* The policy said no, or QEMU would abort on it: QEMU never sees it. */
 static void refuse(struct router *r, struct session *s, struct slot *slot,
                    struct client_cmd *cmd, const char *why)
 {
@@ -538,6 +569,9 @@ static enum route_result route(void *opaque, struct session *s,
                                      cmd->req.command, cmd->req.args,
                                      &r->locations);
 
+    if (!why) {
+        why = qemu_guard_check(cmd->req.command, cmd->req.args);
+    }
     if (why) {
         refuse(r, s, slot, cmd, why);
         free(why);
@@ -566,6 +600,9 @@ static void broadcast_event(void *opaque, const char *name,
                             json_object *data)
 {
     router_broadcast_event(opaque, name, data);
+    if (!strcmp(name, "QMPROXY_OPERATION")) {
+        notify_changed(opaque);   /* an operation began, moved or ended */
+    }
 }
 
 static const struct session_hooks router_session_hooks = {

@@ -24,7 +24,6 @@ struct upstream;
 struct router_options {
     size_t max_message;   /* per-message token size cap */
     bool reconnect;       /* keep listening when QEMU goes away */
-    int connect_timeout_ms;
 };
 
 struct router *router_new(struct event_base *base, struct trafficlog *tl,
@@ -63,6 +62,24 @@ void router_save_state(struct router *r);
 /* Use this policy (ownership taken; NULL: none), replacing the one in
  * force; operations already running are not disturbed. */
 void router_set_policy(struct router *r, struct policy *p);
+/* Who follows the proxy's life from outside (the service manager): told
+ * when clients are let in (QEMU's greeting read, its disks known) or no
+ * longer, and when the clients or the operations change.  One observer;
+ * the hooks may be NULL. */
+struct router_observer {
+    void (*serving)(void *opaque, bool serving);
+    void (*changed)(void *opaque);
+};
+void router_set_observer(struct router *r, const struct router_observer *o,
+                         void *opaque);
+struct router_status {
+    bool serving;        /* clients are let in */
+    bool exiting;        /* on the way out (SIGTERM, QEMU gone) */
+    size_t clients;      /* connected now */
+    size_t operations;   /* not ended */
+};
+void router_status(const struct router *r, struct router_status *st);
+
 struct metrics;
 /* Count into this registry (borrowed: it outlives the router) and
  * report the router's state to it at scrape time. */

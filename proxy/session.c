@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "qapi.h"
+#include "qemu-commands.h"
 #include "qjson.h"
 #include "qmp-pretty.h"
 #include "util.h"
@@ -72,11 +73,6 @@ unsigned session_id(const struct session *s)
 const char *session_listener(const struct session *s)
 {
     return s->listener;
-}
-
-bool session_negotiated(const struct session *s)
-{
-    return s->negotiated;
 }
 
 unsigned session_extras(const struct session *s)
@@ -385,11 +381,6 @@ static void pump(struct session *s, bool granted)
     update_reading(s);
 }
 
-void session_pump(struct session *s)
-{
-    pump(s, false);
-}
-
 static void on_room(void *opaque)
 {
     pump(opaque, true);
@@ -438,7 +429,8 @@ static void negotiate(struct session *s, struct slot *slot,
 }
 
 /*
- * Only getfd and add-fd take descriptors from QEMU's chardev, and that
+ * Only getfd and add-fd take descriptors from QEMU's chardev (marked so
+ * in qemu-commands.c, with the arguments QEMU accepts), and that
  * chardev is shared by every client of the proxy: descriptors that went up
  * with any other command would wait there for whichever client's getfd or
  * add-fd came next.  So they wait here, for this client's own, as they
@@ -448,39 +440,23 @@ static void negotiate(struct session *s, struct slot *slot,
  */
 static bool takes_fds(const struct qmp_request *req)
 {
-    bool getfd = !strcmp(req->command, "getfd");
-    bool has_name = false;
+    const struct qapi_member *args =
+        req->oob ? NULL : qemu_command_fd_args(req->command);
+    char *refused;
 
-    if (req->oob || (!getfd && strcmp(req->command, "add-fd"))) {
+    if (!args || (req->args
+                  && !json_object_is_type(req->args, json_type_object))) {
         return false;
     }
-    if (!req->args) {
-        return !getfd;
-    }
-    if (!json_object_is_type(req->args, json_type_object)) {
-        return false;
-    }
-    json_object_object_foreach(req->args, key, val) {
-        if (getfd && !strcmp(key, "fdname")
-            && json_object_is_type(val, json_type_string)) {
-            has_name = true;
-        } else if (!getfd && !strcmp(key, "opaque")
-                   && json_object_is_type(val, json_type_string)) {
-            continue;
-        } else if (!getfd && !strcmp(key, "fdset-id")
-                   && json_object_is_type(val, json_type_int)) {
-            continue;
-        } else {
-            return false;
-        }
-    }
-    return !getfd || has_name;
+    refused = qapi_check(args, req->args);
+    free(refused);
+    return !refused;
 }
 
 static void take_fds(struct session *s, struct client_cmd *cmd)
 {
-    if (!takes_fds(&cmd->req)) {
-        return;
+    if (!s->npending_fds || !takes_fds(&cmd->req)) {
+        return;  /* most commands: nothing is waiting, nothing to look up */
     }
     memcpy(cmd->fds, s->pending_fds, sizeof(int) * (size_t)s->npending_fds);
     cmd->nfds = s->npending_fds;
@@ -548,7 +524,6 @@ static bool on_text(void *opaque, const struct js_text *t)
     cmd->value = json_object_get(t->value);
     cmd->raw = t->raw;
     cmd->len = t->len;
-    cmd->received_us = now_monotonic_us();
     if (id) {
         cmd->has_id_member = true;
         cmd->id_member = *id;

@@ -64,7 +64,6 @@ struct client_cmd {
     struct js_member id_member;  /* where the id sits in raw */
     int fds[CONN_MAX_FDS];     /* owned until forwarded */
     int nfds;
-    uint64_t received_us;
 };
 
 enum slot_state {
@@ -112,7 +111,6 @@ void session_start(struct session *s, const char *greeting, size_t len,
                    bool oob_offered);
 unsigned session_id(const struct session *s);
 const char *session_listener(const struct session *s);
-bool session_negotiated(const struct session *s);
 /* enum session_extras bits */
 unsigned session_extras(const struct session *s);
 void session_enable_extras(struct session *s, unsigned extras);
@@ -141,7 +139,5 @@ void session_set_barrier(struct session *s, struct slot *slot);
 void session_event(struct session *s, const char *raw, size_t len);
 /* QEMU is gone: deliver what is queued, then close. */
 void session_finish(struct session *s);
-/* Re-run pending commands (the waiter granted room, or a barrier ended). */
-void session_pump(struct session *s);
 
 #endif

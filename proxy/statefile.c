@@ -24,10 +24,10 @@ struct statefile {
     char *path;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t wake, idle;
+    pthread_cond_t wake;
     char *pending;        /* the next text to write; owned */
     size_t pending_len;
-    bool writing, stop;
+    bool stop;
 };
 
 static bool write_atomically(const char *path, const char *text, size_t len)
@@ -64,7 +64,6 @@ static void *writer(void *arg)
     pthread_mutex_lock(&sf->mu);
     for (;;) {
         while (!sf->pending && !sf->stop) {
-            pthread_cond_broadcast(&sf->idle);
             pthread_cond_wait(&sf->wake, &sf->mu);
         }
         if (!sf->pending) {
@@ -73,14 +72,11 @@ static void *writer(void *arg)
         char *text = sf->pending;
         size_t len = sf->pending_len;
         sf->pending = NULL;
-        sf->writing = true;
         pthread_mutex_unlock(&sf->mu);
         write_atomically(sf->path, text, len);
         free(text);
         pthread_mutex_lock(&sf->mu);
-        sf->writing = false;
     }
-    pthread_cond_broadcast(&sf->idle);
     pthread_mutex_unlock(&sf->mu);
     return NULL;
 }
@@ -92,17 +88,11 @@ struct statefile *statefile_new(const char *path)
     sf->path = xstrdup(path);
     pthread_mutex_init(&sf->mu, NULL);
     pthread_cond_init(&sf->wake, NULL);
-    pthread_cond_init(&sf->idle, NULL);
     if (pthread_create(&sf->thread, NULL, writer, sf)) {
         log_error("cannot start the state writer thread");
         abort();
     }
     return sf;
-}
-
-const char *statefile_path(const struct statefile *sf)
-{
-    return sf->path;
 }
 
 void statefile_save(struct statefile *sf, json_object *state)
@@ -129,16 +119,6 @@ void statefile_save(struct statefile *sf, json_object *state)
     pthread_cond_signal(&sf->wake);
     pthread_mutex_unlock(&sf->mu);
     json_object_put(doc);
-}
-
-void statefile_sync(struct statefile *sf)
-{
-    pthread_mutex_lock(&sf->mu);
-    while (sf->pending || sf->writing) {
-        pthread_cond_signal(&sf->wake);
-        pthread_cond_wait(&sf->idle, &sf->mu);
-    }
-    pthread_mutex_unlock(&sf->mu);
 }
 
 /* Move an untrustworthy file out of the way, keeping it for a person. */
@@ -236,7 +216,6 @@ void statefile_free(struct statefile *sf)
     pthread_join(sf->thread, NULL);
     pthread_mutex_destroy(&sf->mu);
     pthread_cond_destroy(&sf->wake);
-    pthread_cond_destroy(&sf->idle);
     free(sf->pending);
     free(sf->path);
     free(sf);

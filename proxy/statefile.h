@@ -16,7 +16,6 @@ struct statefile;
 
 struct statefile *statefile_new(const char *path);
 void statefile_free(struct statefile *sf);   /* writes what is pending */
-const char *statefile_path(const struct statefile *sf);
 
 /*
  * Load the saved state.  Returns a new reference, or NULL when there is no
@@ -27,7 +26,5 @@ json_object *statefile_load(struct statefile *sf, char **problem);
 
 /* Save this state (a reference is taken); returns at once. */
 void statefile_save(struct statefile *sf, json_object *state);
-/* Wait until everything saved so far is on disk (tests, exit). */
-void statefile_sync(struct statefile *sf);
 
 #endif

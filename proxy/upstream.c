@@ -1,219 +1,28 @@
 /*
- * upstream: the connection to QEMU, its greeting and negotiation, and the
- * routing of replies by QMP's in-order guarantee.
+ * upstream: the connection to QEMU: connecting (with a bounded retry), the
+ * greeting and negotiation, and QEMU going away.  Its requests (the FIFO,
+ * exec-oob, the proxy's own queries) are upstream-queue.c's.
  */
 #include "upstream.h"
+#include "upstream-internal.h"
 
-#include <errno.h>
 #include <event2/event.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
+#include "jsonobj.h"
 #include "linestream.h"
 #include "address.h"
 #include "log.h"
 #include "trafficlog.h"
 #include "util.h"
 
-/* QEMU queues 8 in-band commands and then stops reading its socket, which
- * would also hold back exec-oob commands; stay below that. */
-#define UPSTREAM_WINDOW 6
 #define RETRY_INTERVAL_MS 100
 #define GREETING_WARN_MS 5000
-#define OOB_ID_PREFIX "\"qmproxy-oob-"
-/* While clients wait, the proxy's own queries get at least every this
- * many-th place in the window (clients first, but never starved). */
-#define INTERNAL_TURN_EVERY 4
-/* QEMU said it is shutting down but kept serving (-no-shutdown, say): the
- * proxy's own queries resume after this long at the latest. */
-#define QUIESCE_MAX_MS 2000
-
-struct upstream_request {
-    TAILQ_ENTRY(upstream_request) link;
-    upstream_reply_fn fn;
-    void *opaque;
-    uint64_t written_us;
-    bool oob, internal;
-    char *oob_id;        /* owned: the proxy's id, as JSON text */
-    char *client_id;     /* owned: the id QEMU would echo; NULL: none */
-    char *queued;        /* owned: internal command waiting for room */
-    size_t queued_len;
-    int fds[CONN_MAX_FDS];  /* owned while held: they go with queued */
-    int nfds;
-};
-
-TAILQ_HEAD(request_list, upstream_request);
-
-enum upstream_state {
-    UP_IDLE,
-    UP_CONNECTING,
-    UP_GREETING,
-    UP_NEGOTIATING,
-    UP_READY,
-    UP_CLOSED,
-};
-
-struct upstream {
-    struct event_base *base;
-    struct address addr;
-    char *display;
-    const struct upstream_callbacks *cb;
-    void *opaque;
-    struct trafficlog *tlog;
-
-    enum upstream_state state;
-    int connecting_fd;
-    struct event *connect_ev, *retry_timer, *greeting_timer, *reap_ev;
-    uint64_t deadline_us;
-    bool forever;
-    char *last_error;
-
-    struct conn *conn;
-    struct linestream *lines;
-    struct conn *dead_conn;        /* freed once no callback is running */
-    struct linestream *dead_lines;
-
-    char *greeting;
-    size_t greeting_len;
-    bool oob_offered;
-
-    struct request_list fifo;      /* in-band, written, in order */
-    struct request_list oob;       /* exec-oob, written, by id */
-    struct request_list internal;  /* the proxy's own, waiting for room */
-    struct request_list doomed;    /* asked while QEMU was away: fail them
-                                    * from the loop, never inline */
-    struct event *doom_ev;
-    TAILQ_HEAD(, upstream_waiter) waiters;
-    unsigned inflight;
-    /* A client's command with descriptors, in the FIFO but not written:
-     * QEMU's chardev (shared by every client) would hand them to whichever
-     * getfd it dispatches next, and QEMU reads on while earlier commands
-     * wait to be dispatched.  So it goes up once QEMU has answered every
-     * earlier one, and nothing in-band goes up meanwhile. */
-    struct upstream_request *held;
-    unsigned oob_counter;
-    unsigned oob_tag;
-    bool pumping;
-    unsigned client_turns;         /* clients served since our last query */
-    bool quiesced;                 /* QEMU is going: hold our queries */
-    uint64_t quiesced_at_us;
-    struct event *quiesce_timer;
-    double *bytes_in, *bytes_out;  /* metrics: counted on every conn */
-};
-
-/* enum upstream_state's names, for the metrics */
-static const char *const state_names[] = {
-    [UP_IDLE] = "idle",
-    [UP_CONNECTING] = "connecting",
-    [UP_GREETING] = "greeting",
-    [UP_NEGOTIATING] = "negotiating",
-    [UP_READY] = "ready",
-    [UP_CLOSED] = "closed",
-    NULL,
-};
 
 static void try_connect(struct upstream *up);
-static void pump(struct upstream *up);
-static void on_quiesce_over(evutil_socket_t fd, short what, void *arg);
-
-static void close_fds(int *fds, int n)
-{
-    for (int i = 0; i < n; i++) {
-        close(fds[i]);
-    }
-}
-
-static void request_free(struct upstream_request *req)
-{
-    close_fds(req->fds, req->nfds);
-    free(req->oob_id);
-    free(req->client_id);
-    free(req->queued);
-    free(req);
-}
-
-static void log_traffic(struct upstream *up, enum tlog_dir dir,
-                        enum tlog_from from, const char *kind,
-                        const char *raw, size_t len, int64_t latency)
-{
-    struct tlog_entry e = {
-        .dir = dir, .from = from, .kind = kind, .client = 0,
-        .raw = raw, .len = len, .latency_us = latency,
-    };
-
-    if (up->tlog && trafficlog_active(up->tlog)) {
-        trafficlog_record(up->tlog, &e);
-    }
-}
-
-static void deliver(struct upstream *up, struct upstream_request *req,
-                    enum qmp_kind kind, const char *raw, size_t len,
-                    const struct js_text *text)
-{
-    json_object *cache = NULL;
-    struct upstream_reply r = {
-        .kind = kind, .raw = raw, .len = len, .text = text,
-        .latency_us = now_monotonic_us() - req->written_us,
-        .value_cache = &cache,
-    };
-
-    if (req->internal) {
-        log_traffic(up, TLOG_OUT, TLOG_FROM_QEMU, "reply", raw, len,
-                    (int64_t)r.latency_us);
-    }
-    if (req->fn) {
-        req->fn(req->opaque, &r);
-    }
-    json_object_put(cache);
-    request_free(req);
-}
-
-static void deliver_lost(struct upstream_request *req)
-{
-    struct upstream_reply r = { .lost = true };
-
-    if (req->fn) {
-        req->fn(req->opaque, &r);
-    }
-    request_free(req);
-}
-
-/* Put the client's id back where the proxy's was (or take ours out). */
-static void restore_oob_id(struct upstream *up, struct upstream_request *req,
-                           const struct js_text *t, const struct js_member *m,
-                           enum qmp_kind kind)
-{
-    struct strbuf sb = STRBUF_INIT;
-    const char *raw = t->raw;
-
-    if (req->client_id) {
-        strbuf_add(&sb, raw, m->value_start);
-        strbuf_adds(&sb, req->client_id);
-        strbuf_add(&sb, raw + m->value_end, t->len - m->value_end);
-    } else {
-        int i = (int)(m - t->members);
-        size_t from, to;
-        if (i + 1 < t->nmembers) {
-            from = m->key_start;
-            to = t->members[i + 1].key_start;
-        } else if (i > 0) {
-            from = t->members[i - 1].value_end;
-            to = m->value_end;
-        } else {
-            from = to = 0;  /* cannot happen: a reply has return/error */
-        }
-        strbuf_add(&sb, raw, from);
-        strbuf_add(&sb, raw + to, t->len - to);
-    }
-    strbuf_adds(&sb, "\r\n");
-    deliver(up, req, kind, sb.buf, sb.len, t);
-    strbuf_release(&sb);
-}
-
 static void handle_greeting(struct upstream *up, const char *raw, size_t len);
 
 static bool on_text(void *opaque, const struct js_text *t)
@@ -256,44 +65,9 @@ static bool on_text(void *opaque, const struct js_text *t)
                  "reply: %.*s", (int)(t->len < 200 ? t->len : 200), t->raw);
         /* fall through */
     case QMP_RETURN:
-    case QMP_ERROR: {
-        const struct js_member *id = js_text_member(t, "id");
-        struct upstream_request *req;
-
-        if (id && id->value_end - id->value_start > strlen(OOB_ID_PREFIX)
-            && !memcmp(t->raw + id->value_start, OOB_ID_PREFIX,
-                       strlen(OOB_ID_PREFIX))) {
-            TAILQ_FOREACH(req, &up->oob, link) {
-                if (strlen(req->oob_id) == id->value_end - id->value_start
-                    && !memcmp(req->oob_id, t->raw + id->value_start,
-                               id->value_end - id->value_start)) {
-                    break;
-                }
-            }
-            if (req) {
-                TAILQ_REMOVE(&up->oob, req, link);
-                restore_oob_id(up, req, t, id, kind);
-                break;
-            }
-        }
-        req = TAILQ_FIRST(&up->fifo);
-        if (!req) {
-            log_warn("QEMU sent a reply nobody is waiting for; dropped: "
-                     "%.*s", (int)(t->len < 200 ? t->len : 200), t->raw);
-            break;
-        }
-        TAILQ_REMOVE(&up->fifo, req, link);
-        up->inflight--;
-        if (up->quiesced && !req->internal
-            && req->written_us > up->quiesced_at_us) {
-            /* a command sent since was answered: QEMU is still serving */
-            up->quiesced = false;
-            evtimer_del(up->quiesce_timer);
-        }
-        deliver(up, req, kind, raw, len, t);
-        pump(up);
+    case QMP_ERROR:
+        upstream_route_reply(up, kind, raw, len, t);
         break;
-    }
     }
     free(copy);
     return up->state != UP_CLOSED;
@@ -312,37 +86,7 @@ static void reap(evutil_socket_t fd, short what, void *arg)
     up->dead_lines = NULL;
 }
 
-static void fail_all(struct upstream *up)
-{
-    struct upstream_request *req;
-    struct upstream_waiter *w;
-
-    while ((req = TAILQ_FIRST(&up->fifo))) {
-        TAILQ_REMOVE(&up->fifo, req, link);
-        deliver_lost(req);
-    }
-    while ((req = TAILQ_FIRST(&up->oob))) {
-        TAILQ_REMOVE(&up->oob, req, link);
-        deliver_lost(req);
-    }
-    while ((req = TAILQ_FIRST(&up->internal))) {
-        TAILQ_REMOVE(&up->internal, req, link);
-        deliver_lost(req);
-    }
-    while ((req = TAILQ_FIRST(&up->doomed))) {
-        TAILQ_REMOVE(&up->doomed, req, link);
-        deliver_lost(req);
-    }
-    while ((w = TAILQ_FIRST(&up->waiters))) {
-        TAILQ_REMOVE(&up->waiters, w, link);
-        w->queued = false;
-    }
-    up->inflight = 0;
-    up->held = NULL;
-}
-
 static void give_up_or_retry(struct upstream *up, const char *why);
-static void fail_doomed(evutil_socket_t fd, short what, void *arg);
 
 static void on_closed(void *opaque, const char *why)
 {
@@ -351,8 +95,6 @@ static void on_closed(void *opaque, const char *why)
     char *reason = xstrdup(why ? why : "QEMU closed the monitor");
 
     up->state = UP_CLOSED;
-    up->quiesced = false;
-    evtimer_del(up->quiesce_timer);
     if (up->greeting_timer) {
         evtimer_del(up->greeting_timer);
     }
@@ -361,7 +103,7 @@ static void on_closed(void *opaque, const char *why)
     up->conn = NULL;
     up->lines = NULL;
     event_active(up->reap_ev, 0, 0);
-    fail_all(up);
+    upstream_queue_fail_all(up);
     if (was == UP_READY) {
         if (up->cb->lost) {
             up->cb->lost(up->opaque, reason);
@@ -444,23 +186,14 @@ static void on_negotiated(void *opaque, const struct upstream_reply *r)
     if (up->cb->ready) {
         up->cb->ready(up->opaque);
     }
-    pump(up);
-}
-
-static void write_request(struct upstream *up, struct upstream_request *req,
-                          const char *data, size_t len, const int *fds,
-                          int nfds)
-{
-    req->written_us = now_monotonic_us();
-    conn_write_fds(up->conn, data, len, fds, nfds);
+    upstream_pump(up);
 }
 
 static void handle_greeting(struct upstream *up, const char *raw, size_t len)
 {
     json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
     json_object *g = json_tokener_parse_ex(tok, raw, (int)len);
-    json_object *qmp, *caps;
-    struct upstream_request *req;
+    json_object *qmp, *caps, *ver;
     const char *cmd;
 
     json_tokener_free(tok);
@@ -480,23 +213,22 @@ static void handle_greeting(struct upstream *up, const char *raw, size_t len)
             }
         }
     }
+    up->qemu_version = 0;
+    if (json_object_object_get_ex(g, "QMP", &qmp)
+        && json_object_object_get_ex(qmp, "version", &ver)
+        && json_object_object_get_ex(ver, "qemu", &ver)) {
+        up->qemu_version = (int)jobj_int(ver, "major", 0) * 100
+                         + (int)jobj_int(ver, "minor", 0);
+    }
     json_object_put(g);
-    log_traffic(up, TLOG_OUT, TLOG_FROM_QEMU, "greeting", raw, len, -1);
+    upstream_log(up, TLOG_OUT, TLOG_FROM_QEMU, "greeting", raw, len, -1);
 
     up->state = UP_NEGOTIATING;
     cmd = up->oob_offered
         ? "{\"execute\": \"qmp_capabilities\", \"arguments\": "
           "{\"enable\": [\"oob\"]}}"
         : "{\"execute\": \"qmp_capabilities\"}";
-    req = xcalloc(1, sizeof(*req));
-    req->internal = true;
-    req->fn = on_negotiated;
-    req->opaque = up;
-    TAILQ_INSERT_TAIL(&up->fifo, req, link);
-    up->inflight++;
-    log_traffic(up, TLOG_IN, TLOG_FROM_PROXY, "command", cmd, strlen(cmd),
-                -1);
-    write_request(up, req, cmd, strlen(cmd), NULL, 0);
+    upstream_send_negotiation(up, cmd, on_negotiated, up);
 }
 
 static void give_up_or_retry(struct upstream *up, const char *why)
@@ -596,14 +328,7 @@ struct upstream *upstream_new(struct event_base *base,
     up->retry_timer = evtimer_new(base, on_retry, up);
     up->greeting_timer = evtimer_new(base, on_greeting_slow, up);
     up->reap_ev = event_new(base, -1, 0, reap, up);
-    up->quiesce_timer = evtimer_new(base, on_quiesce_over, up);
-    up->oob_tag = (unsigned)getpid() ^ (unsigned)now_monotonic_us();
-    TAILQ_INIT(&up->fifo);
-    TAILQ_INIT(&up->oob);
-    TAILQ_INIT(&up->internal);
-    TAILQ_INIT(&up->doomed);
-    TAILQ_INIT(&up->waiters);
-    up->doom_ev = event_new(base, -1, 0, fail_doomed, up);
+    upstream_queue_init(up);
     return up;
 }
 
@@ -618,9 +343,7 @@ void upstream_free(struct upstream *up)
     }
     event_free(up->retry_timer);
     event_free(up->greeting_timer);
-    event_free(up->quiesce_timer);
-    fail_all(up);
-    event_free(up->doom_ev);
+    upstream_queue_free(up);
     conn_free(up->conn);
     linestream_free(up->lines);
     reap(-1, 0, up);
@@ -631,6 +354,17 @@ void upstream_free(struct upstream *up)
     address_clear(&up->addr);
     free(up);
 }
+
+/* enum upstream_state's names, for the metrics */
+static const char *const state_names[] = {
+    [UP_IDLE] = "idle",
+    [UP_CONNECTING] = "connecting",
+    [UP_GREETING] = "greeting",
+    [UP_NEGOTIATING] = "negotiating",
+    [UP_READY] = "ready",
+    [UP_CLOSED] = "closed",
+    NULL,
+};
 
 const char *const *upstream_state_names(void)
 {
@@ -662,6 +396,11 @@ const char *upstream_greeting(const struct upstream *up, size_t *len)
     return up->greeting;
 }
 
+int upstream_qemu_version(const struct upstream *up)
+{
+    return up->qemu_version;
+}
+
 bool upstream_oob_offered(const struct upstream *up)
 {
     return up->oob_offered;
@@ -672,207 +411,3 @@ const char *upstream_display(const struct upstream *up)
     return up->display;
 }
 
-/* ---- the window ---------------------------------------------------- */
-
-bool upstream_has_room(const struct upstream *up)
-{
-    return up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
-        && !up->held
-        && (TAILQ_EMPTY(&up->internal) || up->quiesced)
-        && TAILQ_EMPTY(&up->waiters);
-}
-
-unsigned upstream_inflight(const struct upstream *up)
-{
-    return up->inflight;
-}
-
-void upstream_wait_room(struct upstream *up, struct upstream_waiter *w)
-{
-    /* No pump here: room and waiters never coexist outside pump(). */
-    if (!w->queued) {
-        TAILQ_INSERT_TAIL(&up->waiters, w, link);
-        w->queued = true;
-    }
-}
-
-void upstream_cancel_wait(struct upstream *up, struct upstream_waiter *w)
-{
-    if (w->queued) {
-        TAILQ_REMOVE(&up->waiters, w, link);
-        w->queued = false;
-    }
-}
-
-/*
- * Hand free room out: clients in turn, one command each, so a flooding
- * client cannot starve the rest; the proxy's own queries between them
- * (at once when nobody waits, else every INTERNAL_TURN_EVERY-th place),
- * and none while QEMU is shutting down.
- */
-static void pump(struct upstream *up)
-{
-    if (up->pumping) {
-        return;
-    }
-    up->pumping = true;
-    if (up->held && up->state == UP_READY
-        && TAILQ_FIRST(&up->fifo) == up->held) {
-        /* every earlier command answered: its descriptors are its own */
-        struct upstream_request *req = up->held;
-        char *data = req->queued;
-        int nfds = req->nfds;
-        up->held = NULL;
-        req->queued = NULL;
-        req->nfds = 0;
-        write_request(up, req, data, req->queued_len, req->fds, nfds);
-        free(data);
-    }
-    while (up->state == UP_READY && up->inflight < UPSTREAM_WINDOW
-           && !up->held) {
-        struct upstream_request *req = up->quiesced
-            ? NULL : TAILQ_FIRST(&up->internal);
-        struct upstream_waiter *w = TAILQ_FIRST(&up->waiters);
-
-        if (req && (!w || up->client_turns >= INTERNAL_TURN_EVERY)) {
-            /* a failed write closes the connection and frees req */
-            char *data = req->queued;
-            size_t len = req->queued_len;
-            up->client_turns = 0;
-            req->queued = NULL;
-            TAILQ_REMOVE(&up->internal, req, link);
-            TAILQ_INSERT_TAIL(&up->fifo, req, link);
-            up->inflight++;
-            log_traffic(up, TLOG_IN, TLOG_FROM_PROXY, "command", data, len,
-                        -1);
-            write_request(up, req, data, len, NULL, 0);
-            free(data);
-            continue;
-        }
-        if (!w) {
-            break;
-        }
-        up->client_turns++;
-        TAILQ_REMOVE(&up->waiters, w, link);
-        w->queued = false;
-        w->fn(w->opaque);
-    }
-    up->pumping = false;
-}
-
-static void on_quiesce_over(evutil_socket_t fd, short what, void *arg)
-{
-    struct upstream *up = arg;
-    (void)fd;
-    (void)what;
-    up->quiesced = false;
-    pump(up);
-}
-
-void upstream_quiesce(struct upstream *up)
-{
-    struct timeval tv = { QUIESCE_MAX_MS / 1000,
-                          (QUIESCE_MAX_MS % 1000) * 1000 };
-
-    if (up->state != UP_READY) {
-        return;
-    }
-    up->quiesced = true;
-    up->quiesced_at_us = now_monotonic_us();
-    evtimer_add(up->quiesce_timer, &tv);
-}
-
-struct upstream_request *upstream_send(struct upstream *up, const char *data,
-                                       size_t len, const int *fds, int nfds,
-                                       bool oob, const struct js_member *id,
-                                       const char *echo_id,
-                                       upstream_reply_fn fn, void *opaque)
-{
-    struct upstream_request *req = xcalloc(1, sizeof(*req));
-
-    req->fn = fn;
-    req->opaque = opaque;
-    if (up->state != UP_READY) {
-        /* QEMU is gone: clients are being finished; fail it from the loop */
-        close_fds((int *)fds, nfds);
-        TAILQ_INSERT_TAIL(&up->doomed, req, link);
-        event_active(up->doom_ev, 0, 0);
-        return req;
-    }
-    if (!oob) {
-        bool hold = nfds > 0 && !TAILQ_EMPTY(&up->fifo);
-        TAILQ_INSERT_TAIL(&up->fifo, req, link);
-        up->inflight++;
-        if (up->held) {
-            log_error("bug: a command went up past one holding descriptors");
-        }
-        if (hold && !up->held) {
-            req->queued = xmalloc(len);
-            memcpy(req->queued, data, len);
-            req->queued_len = len;
-            memcpy(req->fds, fds, sizeof(int) * (size_t)nfds);
-            req->nfds = nfds;
-            up->held = req;
-            return req;
-        }
-        write_request(up, req, data, len, fds, nfds);
-        return req;
-    }
-    /* exec-oob: its reply may overtake, so it travels under our own id */
-    struct strbuf sb = STRBUF_INIT;
-    req->oob = true;
-    req->client_id = echo_id ? xstrdup(echo_id) : NULL;
-    req->oob_id = xasprintf(OOB_ID_PREFIX "%08x-%u\"", up->oob_tag,
-                            ++up->oob_counter);
-    if (id) {
-        strbuf_add(&sb, data, id->value_start);
-        strbuf_adds(&sb, req->oob_id);
-        strbuf_add(&sb, data + id->value_end, len - id->value_end);
-    } else {
-        strbuf_addc(&sb, data[0]);  /* the '{' */
-        strbuf_addf(&sb, "\"id\": %s, ", req->oob_id);
-        strbuf_add(&sb, data + 1, len - 1);
-    }
-    TAILQ_INSERT_TAIL(&up->oob, req, link);
-    write_request(up, req, sb.buf, sb.len, fds, nfds);
-    strbuf_release(&sb);
-    return req;
-}
-
-struct upstream_request *upstream_send_internal(struct upstream *up,
-                                                json_object *cmd,
-                                                upstream_reply_fn fn,
-                                                void *opaque)
-{
-    struct upstream_request *req = xcalloc(1, sizeof(*req));
-    size_t len;
-    const char *s = json_object_to_json_string_length(
-        cmd, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-
-    req->internal = true;
-    req->fn = fn;
-    req->opaque = opaque;
-    req->queued = xstrndup(s, len);
-    req->queued_len = len;
-    if (up->state != UP_READY) {
-        TAILQ_INSERT_TAIL(&up->doomed, req, link);
-        event_active(up->doom_ev, 0, 0);
-        return req;
-    }
-    TAILQ_INSERT_TAIL(&up->internal, req, link);
-    pump(up);
-    return req;
-}
-
-static void fail_doomed(evutil_socket_t fd, short what, void *arg)
-{
-    struct upstream *up = arg;
-    struct upstream_request *req;
-    (void)fd;
-    (void)what;
-
-    while ((req = TAILQ_FIRST(&up->doomed))) {
-        TAILQ_REMOVE(&up->doomed, req, link);
-        deliver_lost(req);
-    }
-}

@@ -5,6 +5,8 @@
  * QEMU answers them strictly in order, and out-of-band ones under an id of
  * its own that it swaps back on the way down.  It decides nothing about
  * what to forward; it only owns the wire and who each reply belongs to.
+ * upstream.c is the connection, upstream-queue.c the requests and their
+ * replies, upstream-reply.c what a reply says.
  */
 #ifndef QMPROXY_UPSTREAM_H
 #define QMPROXY_UPSTREAM_H
@@ -79,6 +81,10 @@ const char *const *upstream_state_names(void);
 void upstream_count_bytes(struct upstream *up, double *in, double *out);
 const char *upstream_greeting(const struct upstream *up, size_t *len);
 bool upstream_oob_offered(const struct upstream *up);
+/* The QEMU version the greeting reported ("QMP": {"version": {"qemu":
+ * {"major", "minor"}}}), as major * 100 + minor (702, 1000); 0 before a
+ * greeting or when it names none.  What depends on the version asks this. */
+int upstream_qemu_version(const struct upstream *up);
 /* The addresses given, for messages. */
 const char *upstream_display(const struct upstream *up);
 
@@ -95,6 +101,9 @@ unsigned upstream_inflight(const struct upstream *up);
  * id is the client's id member (NULL if none): it is swapped for the
  * proxy's own, and the reply handed to fn carries echo_id instead (the id
  * as QEMU would have written it; NULL: the reply gets no id, as QEMU's).
+ * When QEMU is not there, the descriptors are closed and fn gets a lost
+ * reply, from the loop (never inside this call).  An in-band command with
+ * descriptors is held until QEMU has answered every earlier one.
  */
 struct upstream_request *upstream_send(struct upstream *up, const char *data,
                                        size_t len, const int *fds, int nfds,

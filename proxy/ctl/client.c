@@ -243,18 +243,6 @@ int ctl_call(struct ctl_client *c, const char *name, json_object *args,
     return CTL_EXIT_QMP_ERROR;
 }
 
-json_object *ctl_take_event(struct ctl_client *c)
-{
-    json_object *e;
-
-    if (json_object_array_length(c->events) == 0) {
-        return NULL;
-    }
-    e = json_object_get(json_object_array_get_idx(c->events, 0));
-    json_object_array_del_idx(c->events, 0, 1);
-    return e;
-}
-
 static bool open_socket(struct ctl_client *c, const char *spec,
                         int *exit_code)
 {

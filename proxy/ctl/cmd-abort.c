@@ -28,6 +28,5 @@ const struct ctl_entry ctl_abort_entry = {
     .name = "abort",
     .usage = "NAME",
     .summary = "undo a snapshot-mirror operation",
-    .needs_proxy = true,
     .exec = exec,
 };

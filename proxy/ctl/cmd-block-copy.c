@@ -60,6 +60,5 @@ const struct ctl_entry ctl_block_copy_entry = {
     .usage = "DISK TARGET [--shallow] [--existing] [--format F] [--speed B] "
              "[--wait [--abort-on-interrupt]]",
     .summary = "copy a disk's chain (or its top) to TARGET; then reopen",
-    .needs_proxy = true,
     .exec = exec,
 };

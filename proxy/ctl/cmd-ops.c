@@ -28,6 +28,15 @@ static void disk_summary(struct strbuf *sb, json_object *d)
     if (jobj_typed(d, "len", json_type_int) && len > 0) {
         strbuf_addf(sb, " %.0f%%", 100.0 * (double)off / (double)len);
     }
+    if (jobj_int(d, "lag-bytes", 0) > 0) {
+        /* a ready copy trailing its disk (a replica on another host) */
+        json_object *secs = jobj_typed(d, "lag-seconds", json_type_double);
+        strbuf_addf(sb, " lag %.1f MiB",
+                    (double)jobj_int(d, "lag-bytes", 0) / (1 << 20));
+        if (secs) {
+            strbuf_addf(sb, " for %.1f s", json_object_get_double(secs));
+        }
+    }
     if (*ctl_str(d, "error")) {
         strbuf_addf(sb, " (%s)", ctl_str(d, "error"));
     }
@@ -202,6 +211,5 @@ const struct ctl_entry ctl_ops_entry = {
     .name = "ops",
     .usage = "[NAME] [--follow]",
     .summary = "the proxy's operations; --follow prints each change",
-    .needs_proxy = true,
     .exec = exec,
 };

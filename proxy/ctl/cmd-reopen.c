@@ -28,6 +28,5 @@ const struct ctl_entry ctl_reopen_entry = {
     .name = "reopen",
     .usage = "DISK [FILE]",
     .summary = "switch a disk onto its copy (or FILE: keep the current image)",
-    .needs_proxy = true,
     .exec = exec,
 };

@@ -72,6 +72,5 @@ const struct ctl_entry ctl_snapshot_mirror_xml_entry = {
     .name = "snapshot-mirror-xml",
     .usage = "FILE|- [--wait [--abort-on-interrupt]]",
     .summary = "the same, from the RFC's <domainsnapshot> XML",
-    .needs_proxy = true,
     .exec = exec,
 };

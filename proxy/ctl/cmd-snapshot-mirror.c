@@ -93,6 +93,5 @@ const struct ctl_entry ctl_snapshot_mirror_entry = {
              "[--existing] [--speed B] [--disk ...] [--wait "
              "[--abort-on-interrupt]]",
     .summary = "snapshot disks at one point and copy each new overlay",
-    .needs_proxy = true,
     .exec = exec,
 };

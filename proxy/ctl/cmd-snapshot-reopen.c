@@ -42,6 +42,5 @@ const struct ctl_entry ctl_snapshot_reopen_entry = {
     .name = "snapshot-reopen",
     .usage = "NAME --to mirror|source",
     .summary = "every disk of a snapshot onto its copies, or stay on the source",
-    .needs_proxy = true,
     .exec = exec,
 };

@@ -42,7 +42,6 @@ struct stats {
     struct op_row *ops;
     size_t nops;
     long total, errors, window, nevents;
-    uint64_t started_us;
 };
 
 static struct row *row_of(struct table *t, const char *name)
@@ -350,33 +349,26 @@ static int exec(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "n:", longopts, NULL)) != -1) {
         switch (opt) {
-        case 't': tap = optarg; break;
         case 'i':
             interval = strtod(optarg, &end);
             if (*end || interval < 0.1) {
                 return ctl_usage(&ctl_top_entry);
             }
             break;
-        case 'n':
-            count = strtol(optarg, &end, 10);
-            if (*end || count <= 0) {
+        default:
+            if (!ctl_tap_option(opt, &tap, &count)) {
                 return ctl_usage(&ctl_top_entry);
             }
-            break;
-        default: return ctl_usage(&ctl_top_entry);
         }
     }
-    if (optind != argc) {
-        return ctl_usage(&ctl_top_entry);
-    }
-    if (!(t = ctl_tap_open(tap, &rc))) {
+    if (!(t = ctl_tap_open(&ctl_top_entry, argc, tap, &rc))) {
         return rc;
     }
     in_place = isatty(STDOUT_FILENO) && count < 0 && !ctl_opt.json;
     if (in_place) {
         fputs("\033[?25l", stdout);   /* no cursor while redrawing */
     }
-    st.started_us = last = now_monotonic_us();
+    last = now_monotonic_us();
     next = last + (uint64_t)(interval * 1e6);
     for (;;) {
         struct ctl_tap_msg m;

@@ -144,7 +144,6 @@ static int exec(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "n:", longopts, NULL)) != -1) {
         switch (opt) {
-        case 't': tap = optarg; break;
         case 'c':
             f.client = strtol(optarg[0] == 'c' ? optarg + 1 : optarg, &end, 10);
             if (*end || f.client < 0) {
@@ -154,19 +153,13 @@ static int exec(int argc, char **argv)
         case 'C': f.command = optarg; break;
         case 'e': f.event = optarg; break;
         case 'E': f.errors = true; break;
-        case 'n':
-            count = strtol(optarg, &end, 10);
-            if (*end || count <= 0) {
+        default:
+            if (!ctl_tap_option(opt, &tap, &count)) {
                 return ctl_usage(&ctl_watch_entry);
             }
-            break;
-        default: return ctl_usage(&ctl_watch_entry);
         }
     }
-    if (optind != argc) {
-        return ctl_usage(&ctl_watch_entry);
-    }
-    if (!(t = ctl_tap_open(tap, &rc))) {
+    if (!(t = ctl_tap_open(&ctl_watch_entry, argc, tap, &rc))) {
         return rc;
     }
     for (;;) {

@@ -98,8 +98,6 @@ int ctl_call(struct ctl_client *c, const char *name, json_object *args,
 /* Same, without printing an error: *reply is the whole reply. */
 int ctl_call_quiet(struct ctl_client *c, const char *name, json_object *args,
                    json_object **reply);
-/* Events kept while waiting (borrowed array, may be emptied by taking). */
-json_object *ctl_take_event(struct ctl_client *c);
 
 /* ---- output (output.c) --------------------------------------------- */
 
@@ -165,6 +163,7 @@ int ctl_show_reply(json_object *reply);
 /* ---- the traffic tap (tapstream.c) --------------------------------- */
 
 struct ctl_tap;
+struct ctl_entry;
 
 /* One line of the tap, with the command a reply answers. */
 struct ctl_tap_msg {
@@ -183,7 +182,14 @@ struct ctl_tap_msg {
 
 /* --tap, else $QMPROXY_TAP, else -s. */
 const char *ctl_tap_socket(void);
-struct ctl_tap *ctl_tap_open(const char *spec, int *exit_code);
+/* The options every tap reader (watch, top) takes, from its getopt loop:
+ * --tap SOCKET ('t') and --count N ('n', a whole number above 0).  False
+ * for any other option or a bad count. */
+bool ctl_tap_option(int opt, const char **tap, long *count);
+/* Once a tap reader's options are read: no argument may be left (else
+ * its usage), then the tap opened.  NULL with *exit_code set. */
+struct ctl_tap *ctl_tap_open(const struct ctl_entry *e, int argc,
+                             const char *spec, int *exit_code);
 void ctl_tap_close(struct ctl_tap *t);
 /* As ctl_read; *m is cleared with ctl_tap_msg_clear. */
 int ctl_tap_next(struct ctl_tap *t, uint64_t deadline, struct ctl_tap_msg *m);
@@ -195,7 +201,6 @@ struct ctl_entry {
     const char *name;
     const char *usage;    /* arguments, after the name */
     const char *summary;  /* one line */
-    bool needs_proxy;     /* qmproxy's own commands */
     bool no_monitor;      /* does not talk to a QMP monitor (-s optional) */
     /* argv[0] is the command's name; returns the exit code */
     int (*exec)(int argc, char **argv);

@@ -7,6 +7,7 @@
  */
 #include "ctl.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +39,32 @@ const char *ctl_tap_socket(void)
     return s ? s : ctl_opt.socket;
 }
 
-struct ctl_tap *ctl_tap_open(const char *spec, int *exit_code)
+bool ctl_tap_option(int opt, const char **tap, long *count)
+{
+    char *end;
+
+    switch (opt) {
+    case 't':
+        *tap = optarg;
+        return true;
+    case 'n':
+        *count = strtol(optarg, &end, 10);
+        return !*end && *count > 0;
+    default:
+        return false;
+    }
+}
+
+struct ctl_tap *ctl_tap_open(const struct ctl_entry *e, int argc,
+                             const char *spec, int *exit_code)
 {
     struct ctl_tap *t;
     struct ctl_client *c;
 
+    if (optind != argc) {
+        *exit_code = ctl_usage(e);
+        return NULL;
+    }
     if (!spec) {
         ctl_error("which tap? give --tap SOCKET (qmproxy --tap) or set "
                   "QMPROXY_TAP");

@@ -28,6 +28,7 @@
 #include "chain.h"
 #include "cmd.h"
 #include "log.h"
+#include "nbd-target.h"
 #include "op.h"
 #include "policy.h"
 #include "spawn.h"
@@ -106,13 +107,16 @@ static void watch(struct op *op)
     if (op->state != OP_READY || !(d->failed || d->done)) {
         return;
     }
+    if (!d->failed && op_wait_for_model(op)) {
+        return;   /* pivoted or dropped: QEMU's next answer says */
+    }
     op->check = NULL;
     d->own_job = false;
     if (d->failed) {
         failed(a, d->job_error ? d->job_error : "the copy ended");
     } else {
         const char *top = chain_top_file(a->env->chain, d->disk);
-        d->state = top && !strcmp(top, d->mirror_file) ? DISK_PIVOTED
+        d->state = nbd_target_names(top, d->mirror_file) ? DISK_PIVOTED
                                                        : DISK_COPY_DROPPED;
         op_set_state(op, OP_PIVOTED);
     }
@@ -244,9 +248,16 @@ static void start(const struct cmd_env *env,
     op->priv_free = auto_free;
     op->rule = xstrdup(rule->name);
     d->mirror_file = xstrdup(target);
-    d->format = xstrdup(rule->format);
     d->sync = xstrdup(full ? "full" : "top");
-    d->mode = xstrdup(below && rule->precreate ? "existing" : "absolute-paths");
+    if (nbd_target_is(target)) {
+        /* an export: made beforehand, serving the disk's data */
+        d->format = xstrdup("raw");
+        d->mode = xstrdup("existing");
+    } else {
+        d->format = xstrdup(rule->format);
+        d->mode = xstrdup(below && rule->precreate ? "existing"
+                                                   : "absolute-paths");
+    }
     d->speed = rule->speed;
     log_info("policy rule %s: mirroring %s to %s", rule->name, disk, target);
     op_set_state(op, OP_RUNNING);
@@ -293,9 +304,23 @@ void auto_mirror_connect(const struct cmd_env *env)
         if (!rule || chain_job_id(c, disk) || ops_busy_disk(disk, &busy)) {
             continue;
         }
-        /* the replica is the proxy's own file: a new run starts it over */
-        target = xasprintf("%s/%s-replica.%s", rule->target, disk,
-                           rule->format);
+        if (nbd_target_is(rule->target)) {
+            /* the receiving side made and exports DISK-replica */
+            char *export = xasprintf("%s-replica", disk);
+            char *err = nbd_target_export_on("target", rule->target, export,
+                                             &target);
+            free(export);
+            if (err) {   /* the policy's check lets none through */
+                log_warn("policy rule %s: %s", rule->name, err);
+                free(err);
+                continue;
+            }
+        } else {
+            /* the replica is the proxy's own file: a new run starts it
+             * over */
+            target = xasprintf("%s/%s-replica.%s", rule->target, disk,
+                               rule->format);
+        }
         start(env, rule, disk, target, true, NULL, NULL, 0);
         free(target);
     }

@@ -9,6 +9,7 @@
 
 #include "chain.h"
 #include "cmd.h"
+#include "nbd-target.h"
 #include "op.h"
 #include "qmp.h"
 #include "util.h"
@@ -17,7 +18,8 @@ static const char *const modes[] = { "existing", "absolute-paths", NULL };
 
 static const struct qapi_member args[] = {
     { "disk", QAPI_STR, false, NULL, NULL, NULL },
-    { "target", QAPI_STR, false, NULL, NULL, NULL },
+    /* a path, an NBD URI, or an NBD server and export (nbd-target.h) */
+    { "target", QAPI_ANY, false, NULL, NULL, NULL },
     { "format", QAPI_STR, true, NULL, NULL, NULL },
     { "shallow", QAPI_BOOL, true, NULL, NULL, NULL },
     { "mode", QAPI_ENUM, true, modes, NULL, NULL },
@@ -37,18 +39,21 @@ static void started(struct op *op, bool ok)
 
 static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
-    const char *mode = qapi_get_str(a, "mode", "absolute-paths");
-    const char *target = qapi_get_str(a, "target", NULL);
+    const char *mode = qapi_get_str(a, "mode", NULL);
+    char *target = NULL;
     const char *disk;
     long long speed = qapi_get_int(a, "speed", 0);
     char *err = op_check_disk(qapi_get_str(a, "disk", NULL), &disk);
     struct op *op;
     struct op_disk *d;
+    json_object *given = NULL;
 
+    json_object_object_get_ex(a, "target", &given);
     if (!err) {
-        err = !strcmp(mode, "existing")
-            ? op_check_existing_file("target", target)
-            : op_check_new_file("target", target);
+        err = nbd_target_resolve("target", given, &target);
+    }
+    if (!err) {
+        err = op_check_target("target", target, &mode);
     }
     if (!err && speed < 0) {
         err = xstrdup("speed must not be negative");
@@ -56,16 +61,19 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
         free(err);
+        free(target);
         return CMD_RETURN_NORMAL;
     }
     op = op_new("block-copy", NULL, call->client, call);
     d = op_add_disk(op, disk);
-    d->mirror_file = xstrdup(target);
+    d->mirror_file = target;
     d->sync = xstrdup(qapi_get_bool(a, "shallow", false) ? "top" : "full");
     d->mode = xstrdup(mode);
     d->speed = speed;
     if (qapi_get_str(a, "format", NULL)) {
         d->format = xstrdup(qapi_get_str(a, "format", NULL));
+    } else if (nbd_target_is(target)) {
+        d->format = xstrdup("raw");   /* an export serves the disk's data */
     } else if (strcmp(mode, "existing")) {
         const char *fmt = chain_top_format(call->env->chain, disk);
         d->format = xstrdup(fmt ? fmt : "qcow2");
@@ -77,6 +85,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 
 static const struct location locations[] = {
     { "target", LOCATION_FILE },
+    { "target.server", LOCATION_SOCKET },
     { NULL, LOCATION_FILE },
 };
 

@@ -10,6 +10,7 @@
 #include "op-internal.h"
 #include "chain.h"
 #include "log.h"
+#include "nbd-target.h"
 #include "util.h"
 
 /* ---- endings --------------------------------------------------------- */
@@ -29,6 +30,30 @@ static void rolled_back(struct op *op, bool ok)
  * disk it touched is rolled back), as a failure before it would have; one
  * that someone else completed has pivoted.
  */
+static void model_settled(void *opaque)
+{
+    struct op *op = opaque;
+
+    op->awaiting_model = false;
+    if (op->check) {
+        op->model_settled = true;
+        op->check(op);
+        op->model_settled = false;
+    }
+}
+
+bool op_wait_for_model(struct op *op)
+{
+    if (op->model_settled) {
+        return false;
+    }
+    if (!op->awaiting_model) {
+        op->awaiting_model = true;
+        chain_settle(op_chain(), model_settled, op);
+    }
+    return true;
+}
+
 static void watch_ready(struct op *op)
 {
     bool all_pivoted = true;
@@ -55,9 +80,13 @@ static void watch_ready(struct op *op)
             return;
         }
         if (d->done) {
-            const char *top = chain_top_file(op_chain(), d->disk);
+            const char *top;
+            if (op_wait_for_model(op)) {
+                return;   /* judged once QEMU's answer is in */
+            }
+            top = chain_top_file(op_chain(), d->disk);
             d->own_job = false;
-            d->state = top && !strcmp(top, d->mirror_file)
+            d->state = nbd_target_names(top, d->mirror_file)
                 ? DISK_PIVOTED : DISK_COPY_DROPPED;
             str_setf(&d->note, "runs on %s (done by another client)",
                  top ? top : "?");
@@ -143,7 +172,7 @@ void ops_resume(void)
                 continue;
             }
             lost = true;
-            if (top && !strcmp(top, d->mirror_file)) {
+            if (nbd_target_names(top, d->mirror_file)) {
                 d->state = DISK_PIVOTED;
                 str_setf(&d->note, "runs on %s (pivoted while the proxy was "
                      "away)", top);

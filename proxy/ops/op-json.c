@@ -30,6 +30,7 @@ static const struct disk_field {
     F("snapshot-file", FIELD_STR, snapshot_file, false, false),
     F("mirror-file", FIELD_STR, mirror_file, false, false),
     F("format", FIELD_STR, format, false, false),
+    F("mirror-format", FIELD_STR, mirror_format, false, false),
     F("job", FIELD_STR, job, false, false),
     F("offset", FIELD_INT, offset, false, true),
     F("len", FIELD_INT, len, false, true),
@@ -72,6 +73,18 @@ static json_object *disk_json(const struct op_disk *d, bool internal)
         case FIELD_BOOL:
             jobj_add_bool(o, f->key, *FIELD(d, f, const bool));
             break;
+        }
+    }
+    if (!internal && d->lag_known) {
+        /* a ready copy: what it trails by (not saved: a restarted proxy
+         * asks QEMU again) */
+        json_object_object_add(o, "lag-bytes",
+                               json_object_new_int64(d->lag_bytes));
+        if (d->lag_bytes == 0) {
+            json_object_object_add(o, "lag-seconds", json_object_new_double(0));
+        } else if (d->in_sync_at_us) {
+            json_object_object_add(o, "lag-seconds", json_object_new_double(
+                (double)(now_monotonic_us() - d->in_sync_at_us) / 1e6));
         }
     }
     return o;

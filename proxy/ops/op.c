@@ -1,11 +1,12 @@
 /*
- * op: the operations registry, their states, and announcing and answering
- * them.  The steps operations are made of are in step-*.c, their checks
- * in op-checks.c, their QMP in op-qmp.c, their saved form in op-json.c.
+ * op: the operations registry and their state machines.  Announcing and
+ * answering them is op-announce.c (above this file and op-json.c, which
+ * it uses); the steps operations are made of are in step-*.c, their
+ * checks in op-checks.c, their QMP in op-qmp.c, their saved form in
+ * op-json.c.
  */
 #include "op.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,8 +14,6 @@
 #include "op-internal.h"
 #include "chain.h"
 #include "cmd.h"
-#include "log.h"
-#include "qmp.h"
 #include "util.h"
 
 #define MAX_FINISHED_OPS 64
@@ -62,6 +61,11 @@ static const struct {
                         "only a snapshot whose copies are running or ready "
                         "can be aborted" },
 };
+
+bool op_may_become(enum op_state from, enum op_state to)
+{
+    return transitions[from][to];
+}
 
 char *op_verb_refused(const struct op *op, enum op_verb verb)
 {
@@ -120,6 +124,16 @@ bool op_is_final(enum op_state s)
     return s == OP_PIVOTED || s == OP_ABORTED || s == OP_FAILED;
 }
 
+size_t ops_count_active(void)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < op_reg.nops; i++) {
+        n += !op_is_final(op_reg.ops[i]->state);
+    }
+    return n;
+}
+
 struct chain *op_chain(void)
 {
     return op_reg.env->chain;
@@ -139,6 +153,7 @@ static void disk_clear(struct op_disk *d)
     free(d->snapshot_file);
     free(d->mirror_file);
     free(d->format);
+    free(d->mirror_format);
     free(d->mode);
     free(d->sync);
     free(d->old_top_file);
@@ -148,6 +163,8 @@ static void disk_clear(struct op_disk *d)
     free(d->undo_job);
     free(d->job_status);
     free(d->job_error);
+    json_object_put(d->pending_args);
+    free(d->copy_node);
     free(d->note);
 }
 
@@ -311,89 +328,4 @@ struct op *op_owning_job(const char *job, int *index)
         }
     }
     return NULL;
-}
-
-/* ---- announcing and answering -------------------------------------- */
-
-static void announce(struct op *op)
-{
-    json_object *data = op_to_json(op);
-
-    op_reg.env->broadcast_event(op_reg.env->opaque, "QMPROXY_OPERATION", data);
-    json_object_put(data);
-    op_reg.env->save_state(op_reg.env->opaque);
-}
-
-void op_set_state(struct op *op, enum op_state s)
-{
-    if (!transitions[op->state][s]) {
-        log_error("bug: operation %s (%s) moved from %s to %s, which its "
-                  "state machine does not allow", op->name, op->type,
-                  op_state_name(op->state), op_state_name(s));
-    }
-    if (op->state != s) {
-        log_info("operation %s (%s): %s -> %s", op->name, op->type,
-                 op_state_name(op->state), op_state_name(s));
-        op->state = s;
-    }
-    announce(op);
-}
-
-char *op_disks_summary(const struct op *op)
-{
-    struct strbuf sb = STRBUF_INIT;
-
-    for (int i = 0; i < op->ndisks; i++) {
-        const struct op_disk *d = &op->disks[i];
-        strbuf_addf(&sb, "%s%s: %s", i ? "; " : "", d->disk,
-                    op_disk_state_name(d->state));
-        if (d->note) {
-            strbuf_addf(&sb, " (%s)", d->note);
-        }
-    }
-    return strbuf_detach(&sb, NULL);
-}
-
-/* Answer the caller, last: answering lets the client's next command run. */
-void op_answer(struct op *op)
-{
-    op->busy_with = NULL;
-    if (op->call) {
-        struct cmd_call *call = op->call;
-        op->call = NULL;
-        cmd_return(call, op_to_json(op));
-    }
-}
-
-void op_succeed(struct op *op, enum op_state final)
-{
-    op->check = NULL;
-    op->next = NULL;
-    op_set_state(op, final);
-    op_answer(op);
-}
-
-void op_fail(struct op *op, const char *fmt, ...)
-{
-    va_list ap;
-    char *why, *disks;
-
-    va_start(ap, fmt);
-    why = xvasprintf(fmt, ap);
-    va_end(ap);
-    disks = op_disks_summary(op);
-    str_setf(&op->error, "%s; disks now: %s", why, disks);
-    log_warn("operation %s (%s) failed: %s", op->name, op->type, op->error);
-    op->check = NULL;
-    op->next = NULL;
-    op->busy_with = NULL;
-    op_set_state(op, OP_FAILED);
-    if (op->call) {
-        struct cmd_call *call = op->call;
-        op->call = NULL;
-        cmd_error(call, QMP_GENERIC_ERROR, "%s %s: %s", op->type, op->name,
-                  op->error);
-    }
-    free(why);
-    free(disks);
 }

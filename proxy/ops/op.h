@@ -11,6 +11,7 @@
 #define QMPROXY_OP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <json-c/json.h>
 
@@ -77,6 +78,8 @@ struct op_disk {
     char *snapshot_file;   /* NULL: no snapshot step */
     char *mirror_file;     /* NULL: no copy */
     char *format;          /* of the snapshot and the copy */
+    char *mirror_format;   /* of the copy, when not format's (an NBD
+                            * export of a snapshot's copy: raw) */
     char *mode;            /* the copy: existing | absolute-paths */
     char *sync;            /* the copy: top | full */
     int64_t speed;
@@ -95,6 +98,14 @@ struct op_disk {
     bool plain_job;        /* job-id and finalizing left to QEMU's defaults
                             * (RHEL-era clients name jobs by device) */
     bool manual_finalize;  /* the job waits in PENDING for job-finalize */
+    /* a ready copy's lag (op-lag.c): bytes QEMU has yet to copy, and
+     * when it was last seen with none */
+    bool lag_known;
+    int64_t lag_bytes;
+    uint64_t in_sync_at_us;   /* monotonic; 0: not seen in sync */
+    json_object *pending_args; /* blockdev-mirror's, until its node is added */
+    char *copy_node;       /* the copy's own node (QEMU 10's way), while a
+                            * reopen may still have to delete it */
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -118,6 +129,11 @@ struct op {
     bool step_failed;
     char *step_error;
     void (*check)(struct op *op);               /* after each job event */
+    /* check() runs with the chain model settled (QEMU's answer to every
+     * event so far): a job another client completed has pivoted or not
+     * only in QEMU's next answer */
+    bool model_settled;
+    bool awaiting_model;
     void (*next)(struct op *op, bool ok);       /* when the step ends */
     struct op *parent;     /* a reopen of a snapshot's disks updates it */
     const char *busy_with; /* a command acting on it ("reopen", "abort") */
@@ -130,6 +146,14 @@ struct op {
 char *op_check_disk(const char *name, const char **resolved);
 char *op_check_new_file(const char *what, const char *path);
 char *op_check_existing_file(const char *what, const char *path);
+/*
+ * A copy's target (canonical, see nbd-target.h): a file is checked as new
+ * or existing by *mode (NULL: absolute-paths); an NBD export is an image
+ * made beforehand on the receiving side (QEMU cannot create one over NBD),
+ * so its mode is existing, and another mode asked for is refused.  *mode
+ * is set to the mode to use.
+ */
+char *op_check_target(const char *what, const char *target, const char **mode);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {
@@ -151,26 +175,41 @@ void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);
 struct op *op_find(const char *name);
+/* How many operations have not ended (the service status). */
+size_t ops_count_active(void);
 /* How many operations the proxy holds in each state (the finished ones
  * it keeps for clients to look at included), for the metrics. */
 void ops_count_by_state(unsigned counts[OP_STATE__MAX]);
 /* Is this name free for a new operation? */
 bool op_name_free(const char *name);
 struct op_disk *op_add_disk(struct op *op, const char *disk);
+/* NULL when a client may now ask verb of op; else why not (owned). */
+char *op_verb_refused(const struct op *op, enum op_verb verb);
+
+/* op-announce.c */
+
 /* Move to s (or announce again, s being the state it is in), by the
  * transition table; an illegal move is a bug, logged as one. */
 void op_set_state(struct op *op, enum op_state s);
-/* NULL when a client may now ask verb of op; else why not (owned). */
-char *op_verb_refused(const struct op *op, enum op_verb verb);
-/* Finish: answer the caller (with ret, or the error), announce. */
+/* Finish: move to final (announced, saved), then answer the caller with
+ * the operation as qmproxy-query-operations shows it. */
 void op_succeed(struct op *op, enum op_state final);
+/* Fail: the error with where every disk stands, announced, and the
+ * caller answered with it as a GenericError. */
 void op_fail(struct op *op, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* One line per disk: where each stands now. */
 char *op_disks_summary(const struct op *op);
 
+/* op-json.c */
+
 json_object *op_to_json(const struct op *op);
 json_object *ops_to_json(const char *name);
+/* Read every ready copy's lag from the chain model (refreshed from QEMU
+ * by the caller). */
+void ops_observe_lag(void);
+/* A copy just reported ready: it is in sync now. */
+void op_disk_in_sync(struct op_disk *d);
 json_object *ops_save(void);
 void ops_load(json_object *saved);
 /* After QEMU is known again (a restart): carry on or report failure. */
@@ -180,6 +219,10 @@ void ops_resume(void);
 void ops_upstream_lost(void);
 /* A ready operation watches its copies again (after a refused reopen). */
 void op_watch(struct op *op);
+/* Whether a job someone else ended pivoted is known only once the chain
+ * model has QEMU's next answer: true when check() must wait for it (it
+ * runs again then, once). */
+bool op_wait_for_model(struct op *op);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
 bool ops_busy_disk(const char *disk, const struct op **by);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "nbd-target.h"
 #include "op.h"
 #include "qmp.h"
 #include "util.h"
@@ -20,7 +21,8 @@ static const char *const modes[] = { "existing", "absolute-paths", NULL };
 static const struct qapi_member disk_members[] = {
     { "disk", QAPI_STR, false, NULL, NULL, NULL },
     { "snapshot-file", QAPI_STR, false, NULL, NULL, NULL },
-    { "mirror-file", QAPI_STR, false, NULL, NULL, NULL },
+    /* a path, an NBD URI, or an NBD server and export (nbd-target.h) */
+    { "mirror-file", QAPI_ANY, false, NULL, NULL, NULL },
     { "format", QAPI_STR, true, NULL, NULL, NULL },
     { "mirror-mode", QAPI_ENUM, true, modes, NULL, NULL },
     { "speed", QAPI_INT, true, NULL, NULL, NULL },
@@ -66,6 +68,8 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
                            const struct snapshot_spec *specs, int n)
 {
     const char *resolved[64];
+    char *targets[64] = { NULL };
+    const char *mirror_modes[64];
     struct op *op;
     char *err = NULL;
 
@@ -94,10 +98,13 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
         if (!err) {
             err = op_check_new_file("snapshot-file", s->snapshot_file);
         }
+        mirror_modes[i] = s->mirror_mode;
         if (!err && s->mirror_file) {
-            err = s->mirror_mode && !strcmp(s->mirror_mode, "existing")
-                ? op_check_existing_file("mirror-file", s->mirror_file)
-                : op_check_new_file("mirror-file", s->mirror_file);
+            err = nbd_target_resolve_string("mirror-file", s->mirror_file,
+                                            &targets[i]);
+        }
+        if (!err && s->mirror_file) {
+            err = op_check_target("mirror-file", targets[i], &mirror_modes[i]);
         }
         if (!err && s->speed < 0) {
             err = xasprintf("speed of %s must not be negative", s->disk);
@@ -111,17 +118,23 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s", err);
         free(err);
+        for (int i = 0; i < n; i++) {
+            free(targets[i]);
+        }
         return;
     }
     op = op_new("snapshot-mirror", name, call->client, call);
     for (int i = 0; i < n; i++) {
         struct op_disk *d = op_add_disk(op, resolved[i]);
         d->snapshot_file = xstrdup(specs[i].snapshot_file);
-        d->mirror_file = specs[i].mirror_file
-            ? xstrdup(specs[i].mirror_file) : NULL;
+        d->mirror_file = targets[i];   /* canonical; NULL: no copy */
         d->format = xstrdup(specs[i].format ? specs[i].format : "qcow2");
-        d->mode = xstrdup(specs[i].mirror_mode ? specs[i].mirror_mode
-                                               : "absolute-paths");
+        if (d->mirror_file && nbd_target_is(d->mirror_file)) {
+            /* the export serves the guest's view of the overlay's copy */
+            d->mirror_format = xstrdup("raw");
+        }
+        d->mode = xstrdup(d->mirror_file ? mirror_modes[i]
+                                         : "absolute-paths");
         d->sync = xstrdup("top");
         d->speed = specs[i].speed;
     }
@@ -133,7 +146,9 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
 {
     json_object *disks;
     struct snapshot_spec specs[64];
+    char *targets[64] = { NULL };
     size_t n;
+    char *err = NULL;
 
     json_object_object_get_ex(a, "disks", &disks);
     n = json_object_array_length(disks);
@@ -143,22 +158,38 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     }
     for (size_t i = 0; i < n; i++) {
         json_object *d = json_object_array_get_idx(disks, i);
+        json_object *mirror = NULL;
+        json_object_object_get_ex(d, "mirror-file", &mirror);
+        /* an object (an NBD server and export) as the URI it stands for */
+        if (!err) {
+            err = nbd_target_resolve("mirror-file", mirror, &targets[i]);
+        }
         specs[i] = (struct snapshot_spec){
             .disk = qapi_get_str(d, "disk", NULL),
             .snapshot_file = qapi_get_str(d, "snapshot-file", NULL),
-            .mirror_file = qapi_get_str(d, "mirror-file", NULL),
+            .mirror_file = targets[i],
             .format = qapi_get_str(d, "format", NULL),
             .mirror_mode = qapi_get_str(d, "mirror-mode", NULL),
             .speed = qapi_get_int(d, "speed", 0),
         };
     }
-    snapshot_mirror_start(call, qapi_get_str(a, "name", NULL), specs, (int)n);
-    return CMD_RETURN_WAIT;
+    if (err) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
+        free(err);
+    } else {
+        snapshot_mirror_start(call, qapi_get_str(a, "name", NULL), specs,
+                              (int)n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(targets[i]);
+    }
+    return err ? CMD_RETURN_NORMAL : CMD_RETURN_WAIT;
 }
 
 static const struct location locations[] = {
     { "disks.*.snapshot-file", LOCATION_FILE },
     { "disks.*.mirror-file", LOCATION_FILE },
+    { "disks.*.mirror-file.server", LOCATION_SOCKET },
     { NULL, LOCATION_FILE },
 };
 

@@ -16,7 +16,18 @@ libvirt is set up and started as tests/integration/test_libvirt.py does
 /var/log/libvirt and a copy of /etc/libvirt, so that a libvirtd someone
 else runs or restarts on the same machine neither disturbs nor is disturbed.
 
+Then the same start is taken apart (unless --no-replay): the read-only
+commands libvirt sent during the last proxied start (its qom-get and
+query-* sequence, from the traffic log) are replayed in order, one after
+the other as libvirt sends them, against one paused q35 QEMU three ways:
+directly, through qmproxy (traffic log and state file, as the wrapper runs
+it), and through relayfloor, a relay that does nothing but copy bytes.
+What the sequence costs through each says how much of the start's ratio
+is qmproxy's own work and how much any extra process on the monitor path
+costs on this machine.
+
     tests/bench/bench_libvirt_start.py [--rounds 5] [--max-seconds 600] [--shared]
+                                       [--replays 20] [--no-replay]
 """
 import argparse
 import datetime
@@ -33,25 +44,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import test_libvirt as tl  # noqa: E402
-from qmptest import QEMU_BIN, QEMU_IMG, wait_for  # noqa: E402
+from qmptest import BUILD, QEMU, QEMU_BIN, QEMU_IMG, Proxy, wait_for  # noqa: E402
 
-DOMAIN_XML = """<domain type='qemu'>
-  <name>%(name)s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='q35'>hvm</type></os>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>%(emulator)s</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='%(disk)s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-"""
-
+QMPBENCH = os.path.join(BUILD, "tests", "bench", "qmpbench")
+RELAYFLOOR = os.path.join(BUILD, "tests", "bench", "relayfloor")
 
 NAMESPACE_MARK = "QMPROXY_BENCH_PRIVATE_LIBVIRT"
 PRIVATE_DIRS = ("/run", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
@@ -196,7 +192,7 @@ class Bench:
             tl.run([QEMU_IMG, "create", "-q", "-f", "qcow2", disk, "64M"])
             xml = os.path.join(work, name + ".xml")
             with open(xml, "w") as f:
-                f.write(DOMAIN_XML % {"name": name, "emulator": emulator, "disk": disk})
+                f.write(tl.domain_xml(name, emulator, disk, machine="q35"))
             virsh("destroy", name, check=False)     # leftovers of an aborted run
             virsh("undefine", name, check=False)
             virsh("define", xml)
@@ -263,11 +259,80 @@ class Bench:
             [t for t in own if t["dir"] == "in" and t["kind"] == "command"])
         return result
 
+    def libvirt_sequence(self):
+        """The read-only commands libvirt sent during the proxied domain's
+        last start, in order, as it sent them (its ids included)."""
+        log = os.path.join(self.traffic_dir, self.domains["qmproxy"] + ".jsonl")
+        with open(log) as f:
+            lines = [json.loads(x) for x in f if x.strip()]
+        starts = [i for i, t in enumerate(lines)
+                  if t.get("client") == 0 and t.get("kind") == "greeting"]
+        last = lines[starts[-1]:] if starts else lines
+        sent = [t["msg"] for t in last if t.get("client") == 1
+                and t["dir"] == "in" and t["kind"] == "command"]
+        replayable = [m for m in sent if m.get("execute", "").startswith(
+            ("query-", "qom-list", "qom-get"))]
+        return sent, replayable
+
     def cleanup(self):
         for name in self.domains.values():
             virsh("destroy", name, check=False)
             virsh("undefine", name, check=False)
         tl.forget_capabilities(self.emulator)
+
+
+def replay(work, sequence, count):
+    """Time libvirt's start sequence directly, through qmproxy and through
+    relayfloor, alternated; returns {name: median ms per sequence}."""
+    rdir = os.path.join(work, "replay")
+    os.makedirs(rdir)
+    script = os.path.join(rdir, "libvirt-start.qmp")
+    with open(script, "w") as f:
+        for m in sequence:
+            f.write(json.dumps(m) + "\n")
+    qemu = QEMU(rdir, shape="q35", disks=1, monitors=3)
+    proxy = floor = None
+    try:
+        proxy = Proxy(rdir, qemu.monitors[1], args=(
+            "--traffic-log", os.path.join(rdir, "traffic.jsonl"),
+            "--state", os.path.join(rdir, "qmproxy.state")))
+        floor_sock = os.path.join(rdir, "floor.sock")
+        floor = subprocess.Popen([RELAYFLOOR, floor_sock, qemu.monitors[2]])
+        wait_for(lambda: os.path.exists(floor_sock), what="relayfloor")
+        out = subprocess.run(
+            [QMPBENCH, "--script", script, "--count", str(count),
+             "--target", "direct=" + qemu.monitors[0],
+             "--target", "qmproxy=" + proxy.listen,
+             "--target", "relayfloor=" + floor_sock],
+            check=True, capture_output=True, text=True).stdout
+        return {r["target"]: r["median_us"] / 1000
+                for r in (json.loads(x) for x in out.splitlines())}
+    finally:
+        if floor and floor.poll() is None:
+            floor.kill()
+            floor.wait()
+        if proxy:
+            proxy.stop()
+        qemu.stop()
+
+
+def print_replay(work, bench, count, direct_start, proxied_start):
+    sent, sequence = bench.libvirt_sequence()
+    ms = replay(work, sequence, count)
+    d, q, f = ms["direct"], ms["qmproxy"], ms["relayfloor"]
+    print("\nlibvirt's start sequence replayed (%d of its %d commands: the "
+          "read-only ones), medians of %d, ms:" % (len(sequence), len(sent), count))
+    print("  direct      %7.1f" % d)
+    print("  qmproxy     %7.1f  (+%.1f, %.1f us a command)" % (
+        q, q - d, (q - d) * 1000 / len(sequence)))
+    print("  relayfloor  %7.1f  (+%.1f, %.1f us a command)" % (
+        f, f - d, (f - d) * 1000 / len(sequence)))
+    print("  qmproxy's own work beyond a bare relay: %+.1f ms a start" % (q - f))
+    print("  the start's gap (%.1f ms) against the sequence's: qmproxy %.0f%%, "
+          "a bare relay %.0f%%" % (proxied_start - direct_start,
+                                   100 * (q - d) / (proxied_start - direct_start),
+                                   100 * (f - d) / (proxied_start - direct_start))
+          if proxied_start > direct_start else "")
 
 
 def main():
@@ -276,6 +341,10 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=600,
                     help="stop after the round that passes this (default 600)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--replays", type=int, default=20,
+                    help="how many times to replay libvirt's start sequence (default 20)")
+    ap.add_argument("--no-replay", action="store_true",
+                    help="skip the replay that takes the start's ratio apart")
     ap.add_argument("--shared", action="store_true",
                     help="use the machine's libvirt folders (and a libvirtd already running)")
     ap.add_argument("--libvirt-debug", action="store_true",
@@ -337,6 +406,8 @@ def main():
             print("  %8.1f  %s" % (statistics.median(b[k] for b in breakdowns if k in b), k))
         for k in (k for k in keys if k.startswith("(")):
             print("  %8.1f  %s" % (statistics.median(b[k] for b in breakdowns if k in b), k))
+        if not opts.no_replay:
+            print_replay(work, bench, opts.replays, direct * 1000, proxied * 1000)
         if opts.libvirt_debug and not opts.shared:
             phases = libvirt_phases("/var/log/libvirt/libvirtd.log", bench.domains)
             print("\nfrom libvirtd's debug log (slower than without it; ms, medians):")

@@ -7,7 +7,14 @@
  *
  *   qmpbench --target direct=/path/qmp.sock --target proxy=/path/p.sock
  *            [--count 20000] [--command '{"execute": "query-version"}']
- *            [--pipeline DEPTH] [--seconds S]
+ *            [--pipeline DEPTH] [--seconds S] [--script FILE]
+ *
+ * --script times a whole sequence instead of one command: FILE holds one
+ * command per line (for example what libvirt sent while starting a
+ * domain, taken from a traffic log), sent one after the other, each after
+ * the previous reply, as the client that sent them did; a "round trip" is
+ * then the whole sequence, and --count how many times it is run on each
+ * target (--warmup defaults to one run then).
  *
  * --seconds bounds a pipelined run in time: no command is sent after S
  * seconds, the ones in flight are awaited, and "commands" says how many
@@ -116,6 +123,48 @@ static void connect_target(struct target *t)
     read_reply(t);
 }
 
+/* The commands of a --script file, one per line; empty lines skipped. */
+static char **read_script(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL, **cmds = NULL;
+    size_t cap = 0;
+    ssize_t len;
+
+    if (!f) {
+        die(path, strerror(errno));
+    }
+    *n = 0;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) {
+            line[--len] = 0;
+        }
+        if (!len) {
+            continue;
+        }
+        cmds = realloc(cmds, (*n + 1) * sizeof(*cmds));
+        if (!cmds || !(cmds[*n] = strdup(line))) {
+            die("memory", "out of memory");
+        }
+        (*n)++;
+    }
+    free(line);
+    fclose(f);
+    if (!*n) {
+        die(path, "no commands in the script");
+    }
+    return cmds;
+}
+
+/* One round trip: the command, or the whole script in order. */
+static void round_trip(struct target *t, char **cmds, size_t ncmds)
+{
+    for (size_t i = 0; i < ncmds; i++) {
+        send_all(t, cmds[i], strlen(cmds[i]));
+        read_reply(t);
+    }
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -138,13 +187,16 @@ int main(int argc, char **argv)
         { "warmup", required_argument, NULL, 'w' },
         { "oob", no_argument, NULL, 'o' },
         { "seconds", required_argument, NULL, 's' },
+        { "script", required_argument, NULL, 'S' },
         { NULL, 0, NULL, 0 },
     };
     struct target targets[MAX_TARGETS];
     int ntargets = 0, c;
-    size_t count = 20000, warmup = 200, pipeline = 0;
+    size_t count = 20000, warmup = 200, pipeline = 0, ncmds = 1;
+    bool warmup_given = false;
     double seconds = 0;
-    const char *command = "{\"execute\": \"query-version\"}";
+    char *command = "{\"execute\": \"query-version\"}";
+    char **cmds = &command;
 
     memset(targets, 0, sizeof(targets));
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -163,22 +215,32 @@ int main(int argc, char **argv)
         case 'n': count = strtoull(optarg, NULL, 10); break;
         case 'c': command = optarg; break;
         case 'p': pipeline = strtoull(optarg, NULL, 10); break;
-        case 'w': warmup = strtoull(optarg, NULL, 10); break;
+        case 'w':
+            warmup = strtoull(optarg, NULL, 10);
+            warmup_given = true;
+            break;
         case 'o': negotiate_oob = true; break;
         case 's': seconds = strtod(optarg, NULL); break;
+        case 'S': cmds = read_script(optarg, &ncmds); break;
         default: die("usage", "see the comment at the top of qmpbench.c");
         }
     }
     if (!ntargets || !count) {
         die("usage", "at least one --target and a --count");
     }
+    if (ncmds > 1 && pipeline) {
+        die("--script", "times a sequence one command at a time: "
+            "no --pipeline");
+    }
+    if (ncmds > 1 && !warmup_given) {
+        warmup = 1;
+    }
     size_t clen = strlen(command);
     for (int i = 0; i < ntargets; i++) {
         connect_target(&targets[i]);
         targets[i].lat = calloc(count, sizeof(uint64_t));
         for (size_t k = 0; k < warmup; k++) {
-            send_all(&targets[i], command, clen);
-            read_reply(&targets[i]);
+            round_trip(&targets[i], cmds, ncmds);
         }
     }
 
@@ -187,8 +249,7 @@ int main(int argc, char **argv)
             for (int i = 0; i < ntargets; i++) {
                 struct target *t = &targets[(k + (size_t)i) % (size_t)ntargets];
                 uint64_t t0 = now_ns();
-                send_all(t, command, clen);
-                read_reply(t);
+                round_trip(t, cmds, ncmds);
                 t->lat[t->nlat++] = now_ns() - t0;
             }
         }

@@ -1,12 +1,12 @@
 /*
- * fuzz_chain: the chain model (proxy/chain.c, chain-observe.c,
- * chain-export.c) reconciled from QEMU's replies, driven without a socket
- * (fuzz_upstream.h answers the model's questions).
+ * fuzz_chain: the chain model (proxy/chain*.c) reconciled from QEMU's
+ * replies, driven without a socket (fuzz_upstream.h answers the model's
+ * questions).
  *
  * Input: lines, each an action:
  *   R<line>            QEMU writes this line: an event goes where the
  *                      router sends events, anything else (but a greeting)
- *                      answers the oldest question, as upstream.c does
+ *                      answers the oldest question, as upstream-queue.c does
  *   L                  the oldest question is lost
  *   C<command> <0|1><args>  a client's command passed and QEMU answered
  *                      (1) or refused (0) it
@@ -31,7 +31,6 @@
 #include "fuzz_json.h"
 #include "fuzz_upstream.h"
 #include "jsonobj.h"
-#include "log.h"
 #include "qjson.h"
 #include "util.h"
 
@@ -42,35 +41,6 @@ static void on_done(void *opaque)
     (void)opaque;
     done_calls++;
 }
-
-static void hook_event(void *opaque, const char *name, json_object *data)
-{
-    (void)opaque;
-    FUZZ_ASSERT(name && *name);
-    free(qjson_to_string(data));
-}
-
-static void hook_changed(void *opaque)
-{
-    (void)opaque;
-}
-
-static void hook_overlay(void *opaque, const char *disk, const char *overlay,
-                         const char *below, const char *below_format,
-                         long long size)
-{
-    (void)opaque;
-    (void)below;
-    (void)below_format;
-    (void)size;
-    FUZZ_ASSERT(disk && overlay);
-}
-
-static const struct chain_hooks hooks = {
-    .emit_event = hook_event,
-    .changed = hook_changed,
-    .new_overlay = hook_overlay,
-};
 
 static json_object *parse_json(const char *s, size_t n)
 {
@@ -124,19 +94,6 @@ static void qemu_line(struct chain *c, const char *line, size_t len)
     }
 }
 
-static void check_json_export(json_object *v)
-{
-    char *s = qjson_to_string(v);
-    struct fuzz_one_text back;
-
-    if (!fuzz_json_non_finite(v)) {
-        fuzz_read_one(s, strlen(s), &back);
-        FUZZ_ASSERT(back.texts == 1 && back.ok);
-        fuzz_one_text_release(&back);
-    }
-    free(s);
-}
-
 static void check_xml_export(const char *xml)
 {
     xmlDocPtr doc;
@@ -162,7 +119,7 @@ static void look_at(struct chain *c, const char *name)
 
     FUZZ_ASSERT(!disk == !j);
     if (j) {
-        check_json_export(j);
+        fuzz_check_written(j);
     }
     check_xml_export(xml);
     json_object_put(j);
@@ -191,7 +148,7 @@ static void look_at_all(struct chain *c)
     json_object *all = chain_to_json(c, NULL), *saved;
 
     FUZZ_ASSERT(json_object_is_type(all, json_type_array));
-    check_json_export(all);
+    fuzz_check_written(all);
     for (size_t i = 0; i < json_object_array_length(all); i++) {
         const char *name = jobj_str(json_object_array_get_idx(all, i),
                                     "disk");
@@ -200,7 +157,7 @@ static void look_at_all(struct chain *c)
     }
     json_object_put(all);
     saved = chain_save(c);
-    check_json_export(saved);
+    fuzz_check_written(saved);
     json_object_put(saved);
 }
 
@@ -284,17 +241,9 @@ static void run_line(struct chain *c, const char *s, size_t n)
     }
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    log_set_level(LOG_ERROR);
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct chain *c = chain_new(NULL, &hooks, NULL);
+    struct chain *c = chain_new(NULL, &fake_chain_hooks, NULL);
     const char *s = (const char *)data, *end = s + size;
 
     done_calls = 0;

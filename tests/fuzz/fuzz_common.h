@@ -1,7 +1,7 @@
 /*
  * fuzz_common: what the libFuzzer targets share: reading typed choices off
  * the front of the input, a per-process scratch folder for the loaders
- * that read files, and a quiet log.
+ * that read files, and a quiet log.  Include it in one file of a target.
  */
 #ifndef QMPROXY_FUZZ_COMMON_H
 #define QMPROXY_FUZZ_COMMON_H
@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
+
 /* Stop the target at once, with a message libFuzzer shows as a crash. */
 #define FUZZ_ASSERT(cond)                                                \
     do {                                                                 \
@@ -24,6 +26,14 @@
             abort();                                                     \
         }                                                                \
     } while (0)
+
+/* Every input makes the daemon's modules warn; only errors are worth a
+ * line.  Before LLVMFuzzerInitialize, which only targets with a setup of
+ * their own define. */
+__attribute__((constructor)) static void fuzz_quiet_log(void)
+{
+    log_set_level(LOG_ERROR);
+}
 
 /* The input, consumed from the front (choices) and handed on (data). */
 struct fuzz_input {

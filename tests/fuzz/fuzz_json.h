@@ -10,7 +10,9 @@
 #include <string.h>
 #include <json-c/json.h>
 
+#include "fuzz_common.h"
 #include "jsonstream.h"
+#include "qjson.h"
 
 /*
  * Equal values.  With loose_numbers an integer and a double are equal when
@@ -144,6 +146,21 @@ static inline void fuzz_one_text_release(struct fuzz_one_text *r)
 {
     json_object_put(r->value);
     free(r->error);
+}
+
+/* What the daemon writes of a value it made (an export, a saved state)
+ * reads back as one JSON text. */
+static inline void fuzz_check_written(json_object *v)
+{
+    char *s = qjson_to_string(v);
+    struct fuzz_one_text back;
+
+    if (!fuzz_json_non_finite(v)) {
+        fuzz_read_one(s, strlen(s), &back);
+        FUZZ_ASSERT(back.texts == 1 && back.ok);
+        fuzz_one_text_release(&back);
+    }
+    free(s);
 }
 
 #endif

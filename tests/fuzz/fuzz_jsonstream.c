@@ -21,6 +21,7 @@
 
 #include "fuzz_common.h"
 #include "fuzz_json.h"
+#include "fuzz_text.h"
 #include "jsonstream.h"
 #include "log.h"
 #include "qjson.h"
@@ -35,28 +36,13 @@ struct run {
     int stops;
 };
 
-static uint32_t next_rand(uint32_t *s)
-{
-    *s = *s * 1103515245u + 12345u;
-    return *s >> 8;
-}
-
+/* jsonstream's keys are strings, in QEMU's two quotes. */
 static void check_members(const struct js_text *t)
 {
-    size_t prev_end = 0;
-
-    FUZZ_ASSERT(t->nmembers >= 0 && t->nmembers <= JSONSTREAM_MAX_MEMBERS);
-    FUZZ_ASSERT(t->is_object || t->nmembers == 0);
+    fuzz_check_members(t);
     for (int i = 0; i < t->nmembers; i++) {
-        const struct js_member *m = &t->members[i];
-        FUZZ_ASSERT(m->key_start >= prev_end);
-        FUZZ_ASSERT(m->key_start < m->key_end);
-        FUZZ_ASSERT(m->key_end <= m->value_start);
-        FUZZ_ASSERT(m->value_start <= m->value_end);
-        FUZZ_ASSERT(m->value_end <= t->len);
-        FUZZ_ASSERT(t->raw[m->key_start] == '"'
-                    || t->raw[m->key_start] == '\'');
-        prev_end = m->value_end;
+        char quote = t->raw[t->members[i].key_start];
+        FUZZ_ASSERT(quote == '"' || quote == '\'');
     }
 }
 
@@ -117,15 +103,7 @@ static bool on_text(void *opaque, const struct js_text *t)
     struct run *r = opaque;
 
     FUZZ_ASSERT(t->raw != NULL || t->len == 0);
-    /* touch every byte: ASan checks the text lies in the buffer */
-    {
-        unsigned sum = 0;
-        for (size_t i = 0; i < t->len; i++) {
-            sum += (unsigned char)t->raw[i];
-        }
-        volatile unsigned sink = sum;
-        (void)sink;
-    }
+    fuzz_touch_text(t);
     strbuf_addf(&r->shape, "%zu:", t->len);
     strbuf_add(&r->shape, t->raw, t->len);
     strbuf_addf(&r->full, "%zu:", t->len);
@@ -138,11 +116,7 @@ static bool on_text(void *opaque, const struct js_text *t)
         check_members(t);
         strbuf_addf(&r->full, "T%d,%d,%d", t->is_object, t->nmembers,
                     t->members_overflow);
-        for (int i = 0; i < t->nmembers; i++) {
-            strbuf_addf(&r->full, ",%zu-%zu:%zu-%zu", t->members[i].key_start,
-                        t->members[i].key_end, t->members[i].value_start,
-                        t->members[i].value_end);
-        }
+        fuzz_log_members(&r->full, t);
         if (t->has_value) {
             char *s = qjson_to_string(t->value);
             strbuf_addf(&r->full, "=%s", s);
@@ -152,7 +126,7 @@ static bool on_text(void *opaque, const struct js_text *t)
         }
         strbuf_addc(&r->full, '\n');
     }
-    if (r->may_stop && next_rand(&r->rng) % 8 == 0) {
+    if (r->may_stop && fuzz_rand(&r->rng) % 8 == 0) {
         r->stops++;
         return false;
     }
@@ -176,11 +150,8 @@ static void run_chunked(struct run *r, size_t max_size, const uint8_t *data,
     size_t off = 0;
 
     while (off < len) {
-        size_t n = 1 + next_rand(&r->rng) % 64, avail;
-        if (n > len - off) {
-            n = len - off;
-        }
-        if (next_rand(&r->rng) % 2) {
+        size_t n = fuzz_chunk(&r->rng, len - off), avail;
+        if (fuzz_rand(&r->rng) % 2) {
             char *p = jsonstream_reserve(js, n, &avail);
             FUZZ_ASSERT(avail >= n);
             memcpy(p, data + off, n);
@@ -196,14 +167,6 @@ static void run_chunked(struct run *r, size_t max_size, const uint8_t *data,
     }
     strbuf_addf(&r->full, "buffered %zu\n", jsonstream_buffered(js));
     jsonstream_free(js);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    log_set_level(LOG_ERROR);
-    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

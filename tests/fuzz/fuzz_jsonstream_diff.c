@@ -41,7 +41,6 @@
 #include "fuzz_common.h"
 #include "fuzz_json.h"
 #include "jsonstream.h"
-#include "log.h"
 
 /* Does s (standard UTF-8, json-c's) hold a code point QEMU refuses? */
 static bool has_nonchar_utf8(const char *s, size_t n)
@@ -310,7 +309,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_set_level(LOG_ERROR);
     if (getenv("FUZZ_STATS")) {
         atexit(print_stats);
     }

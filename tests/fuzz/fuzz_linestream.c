@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "fuzz_text.h"
 #include "linestream.h"
 #include "log.h"
 #include "qmp.h"
@@ -26,36 +27,13 @@ struct run {
     bool may_stop;
 };
 
-static uint32_t next_rand(uint32_t *s)
-{
-    *s = *s * 1103515245u + 12345u;
-    return *s >> 8;
-}
-
 static void check_text(const struct js_text *t)
 {
-    size_t prev_end = 0;
-    unsigned sum = 0;
-
     FUZZ_ASSERT(t->raw && t->len > 0);
     FUZZ_ASSERT(!t->error && !t->has_value);
-    for (size_t i = 0; i < t->len; i++) {
-        sum += (unsigned char)t->raw[i];
-    }
-    volatile unsigned sink = sum;
-    (void)sink;
+    fuzz_touch_text(t);
     FUZZ_ASSERT(!memchr(t->raw, '\n', t->len));
-    FUZZ_ASSERT(t->nmembers >= 0 && t->nmembers <= JSONSTREAM_MAX_MEMBERS);
-    FUZZ_ASSERT(t->is_object || t->nmembers == 0);
-    for (int i = 0; i < t->nmembers; i++) {
-        const struct js_member *m = &t->members[i];
-        FUZZ_ASSERT(m->key_start >= prev_end);
-        FUZZ_ASSERT(m->key_start < m->key_end);
-        FUZZ_ASSERT(m->key_end <= m->value_start);
-        FUZZ_ASSERT(m->value_start <= m->value_end);
-        FUZZ_ASSERT(m->value_end <= t->len);
-        prev_end = m->value_end;
-    }
+    fuzz_check_members(t);
 }
 
 static bool on_line(void *opaque, const struct js_text *t)
@@ -78,21 +56,9 @@ static bool on_line(void *opaque, const struct js_text *t)
     strbuf_add(&r->log, t->raw, t->len);
     strbuf_addf(&r->log, " %d %d %d %s", t->is_object, t->nmembers,
                 t->members_overflow, qmp_kind_name(qmp_classify(t)));
-    for (int i = 0; i < t->nmembers; i++) {
-        strbuf_addf(&r->log, ",%zu-%zu:%zu-%zu", t->members[i].key_start,
-                    t->members[i].key_end, t->members[i].value_start,
-                    t->members[i].value_end);
-    }
+    fuzz_log_members(&r->log, t);
     strbuf_addf(&r->log, " id=%d\n", js_text_member(t, "id") != NULL);
-    return !(r->may_stop && next_rand(&r->rng) % 8 == 0);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    log_set_level(LOG_ERROR);
-    return 0;
+    return !(r->may_stop && fuzz_rand(&r->rng) % 8 == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -114,10 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ls = linestream_new(on_line, &chunked);
     while (off < in.n) {
-        size_t n = 1 + next_rand(&chunked.rng) % 64;
-        if (n > in.n - off) {
-            n = in.n - off;
-        }
+        size_t n = fuzz_chunk(&chunked.rng, in.n - off);
         p = linestream_reserve(ls, n, &avail);
         FUZZ_ASSERT(avail >= n);
         memcpy(p, in.p + off, n);

@@ -25,7 +25,6 @@
 #include "cmd.h"
 #include "fuzz_common.h"
 #include "fuzz_json.h"
-#include "log.h"
 #include "policy.h"
 #include "util.h"
 
@@ -125,7 +124,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_set_level(LOG_ERROR);
     setup();
     return 0;
 }

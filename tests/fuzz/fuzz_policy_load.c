@@ -12,16 +12,7 @@
 
 #include "cmd.h"
 #include "fuzz_common.h"
-#include "log.h"
 #include "policy.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    log_set_level(LOG_ERROR);
-    return 0;
-}
 
 static void ask(const struct policy *p, const char *listener,
                 const char *command, const char *args)

@@ -19,7 +19,6 @@
 #include "fuzz_common.h"
 #include "fuzz_json.h"
 #include "jsonstream.h"
-#include "log.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -112,14 +111,6 @@ static bool on_text(void *opaque, const struct js_text *t)
     (void)qmp_classify(t);
     free(error);
     return true;
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    log_set_level(LOG_ERROR);
-    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "log.h"
 #include "snapshot-mirror-xml.h"
 
 static void silent(void *ctx, const char *msg, ...)
@@ -29,7 +28,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    log_set_level(LOG_ERROR);
     xmlSetGenericErrorFunc(NULL, silent);
     return 0;
 }

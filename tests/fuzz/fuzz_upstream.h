@@ -5,9 +5,10 @@
  * upstream_send_internal(); the targets that include this header are
  * linked with -Wl,--wrap=upstream_send_internal, so the model's questions
  * land in a FIFO here and the target answers them, in order as QEMU does,
- * with lines of its choosing (delivered the way upstream.c delivers a
+ * with lines of its choosing (delivered the way upstream-queue.c delivers a
  * reply: QEMU's bytes, their members, a lazily parsed value) or as lost.
- * Include it in one file of a target only.
+ * The router's side is here too: chain hooks that check what they are
+ * given.  Include it in one file of a target only.
  */
 #ifndef QMPROXY_FUZZ_UPSTREAM_H
 #define QMPROXY_FUZZ_UPSTREAM_H
@@ -16,7 +17,9 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "chain.h"
 #include "linestream.h"
+#include "qjson.h"
 #include "qmp.h"
 #include "upstream.h"
 #include "util.h"
@@ -79,7 +82,7 @@ static bool fake_answer(const char *line, size_t len)
     linestream_scan_members(&t);
     kind = qmp_classify(&t);
     struct upstream_reply r = {
-        /* upstream.c hands on whatever answers the head, as its kind */
+        /* upstream-queue.c hands on whatever answers the head, as its kind */
         .kind = kind, .raw = line, .len = len, .text = &t,
         .value_cache = &cache,
     };
@@ -119,5 +122,38 @@ static const char *fake_head(void)
 {
     return fake_nqueries ? fake_queries[0].command : NULL;
 }
+
+/* ---- the router's side: the model's hooks, checked ----------------- */
+
+/* An event of the model's (or of an operation's): named, and its data
+ * can be written. */
+static void fake_event(void *opaque, const char *name, json_object *data)
+{
+    (void)opaque;
+    FUZZ_ASSERT(name && *name);
+    free(qjson_to_string(data));
+}
+
+static void fake_changed(void *opaque)
+{
+    (void)opaque;
+}
+
+static void fake_new_overlay(void *opaque, const char *disk,
+                             const char *overlay, const char *below,
+                             const char *below_format, long long size)
+{
+    (void)opaque;
+    (void)below;
+    (void)below_format;
+    (void)size;
+    FUZZ_ASSERT(disk && overlay);
+}
+
+static const struct chain_hooks fake_chain_hooks = {
+    .emit_event = fake_event,
+    .changed = fake_changed,
+    .new_overlay = fake_new_overlay,
+};
 
 #endif

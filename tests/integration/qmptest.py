@@ -72,7 +72,8 @@ class QEMU:
     """
 
     def __init__(self, workdir, shape="none", disks=1, monitors=2,
-                 disk_size="64M", extra_args=(), image_dir=None, drive_opts=""):
+                 disk_size="64M", extra_args=(), image_dir=None, drive_opts="",
+                 wrapper=()):
         self.workdir = workdir
         self.shape = shape
         self.monitors = [os.path.join(workdir, "qmp%d.sock" % i) for i in range(monitors)]
@@ -105,7 +106,9 @@ class QEMU:
             args += ["-qmp", "unix:%s,server=on,wait=off" % m]
         args += list(extra_args)
         self.log = open(os.path.join(workdir, "qemu.log"), "ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+        # wrapper: a command prefix, such as another host's `ip netns exec`
+        self.proc = subprocess.Popen(list(wrapper) + args, stdout=self.log,
+                                     stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
         wait_for(lambda: all(os.path.exists(m) for m in self.monitors) or self.proc.poll() is not None,
                  what="QEMU's monitor sockets")
@@ -145,17 +148,18 @@ class Proxy:
     """qmproxy in front of a QEMU monitor socket."""
 
     def __init__(self, workdir, upstream, listen=None, args=(), env=None,
-                 name="proxy", wait=True, pass_fds=()):
+                 name="proxy", wait=True, pass_fds=(), binary=None, wrapper=()):
         self.workdir = workdir
         self.listen = listen or os.path.join(workdir, "%s.sock" % name)
         self.stderr_path = os.path.join(workdir, "%s.stderr" % name)
         self.stderr = open(self.stderr_path, "ab")
-        cmd = [QMPROXY, "--upstream", "unix:" + upstream, "-v"]
+        cmd = [binary or QMPROXY, "--upstream", "unix:" + upstream, "-v"]
         if listen is not False:
             cmd += ["--listen", "unix:" + self.listen]
         cmd += list(args)
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr,
+        self.proc = subprocess.Popen(list(wrapper) + cmd, stdout=subprocess.PIPE,
+                                     stderr=self.stderr,
                                      stdin=subprocess.DEVNULL, env=env, pass_fds=pass_fds)
         if wait and listen is not False:
             wait_for(lambda: os.path.exists(self.listen) or self.proc.poll() is not None,

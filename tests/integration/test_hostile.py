@@ -1015,7 +1015,7 @@ class FdPassing(HostileBase):
         takes the descriptor in with the first byte of the second, and
         the first getfd gets it.  Not fixed: the proxy would have to hold
         a command that carries descriptors until QEMU has answered every
-        earlier one (upstream.c); see the report of issue 12.  Stops at
+        earlier one (upstream-queue.c); see the report of issue 12.  Stops at
         the first wrong answer (seen in ~7% of the rounds here)."""
         a, b = self.hostile(), self.hostile()
         t0 = time.monotonic()
@@ -1121,6 +1121,26 @@ def tearDownModule():
     kinds = sorted(set(KINDS))
     print("\nhostile kinds exercised: %d\n  %s" % (len(kinds), "\n  ".join(kinds)),
           file=sys.stderr)
+
+
+class QemuAssertions(ProxyTestCase):
+    """Commands QEMU answers by aborting (found running QEMU 10.0's iotests
+    by hand): qmproxy refuses them with a GenericError and the VM lives."""
+
+    def test_blockdev_reopen_of_no_node(self):
+        c = self.client()
+        # QEMU 7.2 and 10.0.2 abort in bdrv_reopen_multiple() on this
+        r = c.cmd("blockdev-reopen", {"options": []})
+        self.assertEqual(r["error"]["class"], "GenericError", r)
+        self.assertIn("lists no node to reopen", r["error"]["desc"])
+        self.assertIsNone(self.qemu.proc.poll())
+        self.assertIn("status", c.ok("query-status"))
+        # a real reopen still reaches QEMU (and fails there on a bad node)
+        r = c.cmd("blockdev-reopen", {"options": [{"driver": "qcow2",
+                                                   "node-name": "no-such-node"}]})
+        self.assertEqual(r["error"]["class"], "GenericError", r)
+        self.assertNotIn("lists no node", r["error"]["desc"])
+        self.assertIsNone(self.qemu.proc.poll())
 
 
 if __name__ == "__main__":

@@ -194,6 +194,27 @@ def write_base_pattern(path, pattern, offset):
     run([QEMU_IO, "-f", "qcow2", "-c", "write -P 0x%02x %d %d" % (pattern, offset, CHUNK), path])
 
 
+def domain_xml(name, emulator, disk, machine="pc"):
+    """A small domain (TCG, 64 MiB, one virtio qcow2 disk); the start-up
+    benchmark uses it too."""
+    return """<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='%s'>hvm</type></os>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>%s</emulator>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='%s'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+  </devices>
+</domain>
+""" % (name, machine, emulator, disk)
+
+
 def wrapper_emulator(folder, traffic_dir, qmproxy_args, extra_conf=""):
     """The <emulator> for domains behind qmproxy: the wrapper under a name
     of its own in folder, so that its configuration (<emulator path>.conf,
@@ -358,22 +379,7 @@ class Domain:
         self.disk = disk
         self.xml = os.path.join(os.path.dirname(disk), name + ".xml")
         with open(self.xml, "w") as f:
-            f.write("""<domain type='qemu'>
-  <name>%s</name>
-  <memory unit='MiB'>64</memory>
-  <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>%s</emulator>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/>
-      <source file='%s'/>
-      <target dev='vda' bus='virtio'/>
-    </disk>
-  </devices>
-</domain>
-""" % (name, emulator, disk))
+            f.write(domain_xml(name, emulator, disk))
         self.log_path = os.path.join(DOMAIN_LOG_DIR, name + ".log")
         self.log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.qemu_pid = None

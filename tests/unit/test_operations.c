@@ -105,7 +105,7 @@ START_TEST(test_snapshot_mirror_then_abort)
 
     start(&t, "mirror-abort");
     /* the abort: copies cancelled, each overlay folded back by an active
-     * commit (base by file), that commit completed */
+     * commit (base-node: the old top), that commit completed */
     ck_assert_int_eq(replay_until(t.rp, NULL, NULL), -1);
     stop(&t);
 }
