@@ -222,6 +222,7 @@ static void jobs_refreshed(void *opaque)
 {
     struct router_metrics *m = opaque;
     m->refreshing = false;
+    ops_observe_lag();  /* the ready copies' lag, from QEMU's answer */
 }
 
 static void collect_chain(struct router *r, struct metrics_out *out)
@@ -284,6 +285,25 @@ static void collect_chain(struct router *r, struct metrics_out *out)
     }
 }
 
+static void lag_bytes(void *opaque, const char *operation, const char *disk,
+                      int64_t bytes, const double *seconds)
+{
+    (void)seconds;
+    metrics_out_sample(opaque, (double)bytes, "qmproxy_replica_lag_bytes",
+                       "operation", operation, "disk", disk, NULL);
+}
+
+static void lag_seconds(void *opaque, const char *operation,
+                        const char *disk, int64_t bytes,
+                        const double *seconds)
+{
+    (void)bytes;
+    if (seconds) {
+        metrics_out_sample(opaque, *seconds, "qmproxy_replica_lag_seconds",
+                           "operation", operation, "disk", disk, NULL);
+    }
+}
+
 static void collect_operations(struct metrics_out *out)
 {
     unsigned counts[OP_STATE__MAX];
@@ -296,12 +316,17 @@ static void collect_operations(struct metrics_out *out)
         metrics_out_sample(out, counts[s], "qmproxy_operations", "state",
                            op_state_name((enum op_state)s), NULL);
     }
-    /* declared so dashboards can be built; there is no replica feature
-     * yet, so no samples (absent, rather than a 0 that would claim one
-     * is in step) */
+    /* a ready copy (a replica, on another host or not) whose lag is
+     * known; none: no sample (absent, rather than a 0 that would claim a
+     * copy in step) */
+    metrics_out_family(out, "qmproxy_replica_lag_bytes",
+                       "What a ready copy has yet to copy of its disk.",
+                       "gauge");
+    ops_each_lag(lag_bytes, out);
     metrics_out_family(out, "qmproxy_replica_lag_seconds",
-                       "How far a replica is behind (no replica feature "
-                       "yet: never any sample).", "gauge");
+                       "How long a ready copy has trailed its disk (0: in "
+                       "step).", "gauge");
+    ops_each_lag(lag_seconds, out);
 }
 
 static void collect(void *opaque, struct metrics_out *out)

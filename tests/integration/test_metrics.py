@@ -143,9 +143,11 @@ class Metrics(ProxyTestCase):
         for peer in ("client", "qemu"):
             self.assertGreater(value(s, "qmproxy_received_bytes_total", peer=peer), 0)
             self.assertGreater(value(s, "qmproxy_sent_bytes_total", peer=peer), 0)
-        # no replica feature: the family is declared, without samples
-        self.assertIn("# TYPE qmproxy_replica_lag_seconds gauge", text)
-        self.assertFalse([k for k in s if k[0] == "qmproxy_replica_lag_seconds"])
+        # the operation's copy is ready and in step; QEMU's own job is no
+        # operation's copy, so it has no lag series
+        self.assertEqual(value(s, "qmproxy_replica_lag_bytes", operation="m", disk="disk0"), 0)
+        self.assertEqual(value(s, "qmproxy_replica_lag_seconds", operation="m", disk="disk0"), 0)
+        self.assertEqual(len([k for k in s if k[0] == "qmproxy_replica_lag_bytes"]), 1)
 
     def test_progress_of_a_running_copy_moves(self):
         c = self.client()
