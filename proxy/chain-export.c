@@ -36,6 +36,27 @@ json_object *ch_layers_json(const struct disk *d)
     return a;
 }
 
+/* The filters on the disk, each with the index of the layer it filters;
+ * NULL when there are none (the usual case, and then nothing is said). */
+static json_object *filters_json(const struct disk *d)
+{
+    json_object *a;
+
+    if (!d->nfilters) {
+        return NULL;
+    }
+    a = json_object_new_array();
+    for (int i = 0; i < d->nfilters; i++) {
+        json_object *o = json_object_new_object();
+        jobj_add_str(o, "driver", d->filters[i].driver);
+        jobj_add_str(o, "node-name", d->filters[i].node_name);
+        json_object_object_add(o, "layer",
+                               json_object_new_int(d->filters[i].above));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
 bool ch_job_is_mirror(const struct job *j)
 {
     return j && (same(j->type, "mirror") || j->active_commit);
@@ -105,6 +126,9 @@ json_object *ch_disk_json(const struct chain *c, const struct disk *d)
                                json_object_new_string(d->layers[0].node_name));
     }
     json_object_object_add(o, "chain", ch_layers_json(d));
+    if (d->nfilters) {
+        json_object_object_add(o, "filters", filters_json(d));
+    }
     if (ch_job_is_mirror(j)) {
         json_object_object_add(o, "mirror", ch_mirror_json(j));
     }
@@ -226,6 +250,18 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
         }
         xmlNodePtr s = xmlNewChild(n, NULL, BAD_CAST "source", NULL);
         xml_prop(s, "file", j->target_file);
+    }
+    /* filters as what they are: not <backingStore>s, so the chain reads as
+     * libvirt's does; the same facts as the JSON's "filters" */
+    for (int i = 0; i < d->nfilters; i++) {
+        char layer[16];
+        snprintf(layer, sizeof(layer), "%d", d->filters[i].above);
+        n = xmlNewChild(disk, NULL, BAD_CAST "filter", NULL);
+        xml_prop(n, "driver", d->filters[i].driver);
+        if (d->filters[i].node_name) {
+            xml_prop(n, "node-name", d->filters[i].node_name);
+        }
+        xmlNewProp(n, BAD_CAST "layer", BAD_CAST layer);
     }
     n = xmlNewChild(disk, NULL, BAD_CAST "target", NULL);
     xml_prop(n, "dev", d->name);

@@ -25,6 +25,14 @@ struct layer {
     int64_t virtual_size; /* -1: not known */
 };
 
+/* A filter node on a disk's chain (copy-before-write of a backup, throttle,
+ * the mirror's own...): not an image of the chain, an attribute of the disk. */
+struct filter {
+    char *driver;
+    char *node_name;      /* NULL: not known (QEMU names only the top) */
+    int above;            /* the index of the layer it filters */
+};
+
 struct job {
     char *id;
     char *type;           /* mirror, commit, stream, backup, ... */
@@ -53,6 +61,8 @@ struct disk {
     char *qdev;
     struct layer *layers;
     int nlayers;
+    struct filter *filters;
+    int nfilters;
     bool uncertain;       /* a prediction with parts QEMU must fill in */
     char *published;      /* the chain as last announced */
     char *last_top;       /* the active layer in QEMU's last answer */
@@ -89,6 +99,10 @@ struct chain {
     struct waiter *next_waiters;   /* asked for while one was running */
     int nnext_waiters;
     bool seeded;
+    /* QEMU's block graph (x-debug-query-block-graph) as the model last
+     * saw it, hashed: the freshness check of chain_refresh() */
+    uint64_t graph_print;
+    bool graph_known;
     json_object *loaded;           /* a saved model to compare, first time */
 };
 
@@ -110,6 +124,8 @@ static inline bool same(const char *a, const char *b)
  * a person means is the innermost filename.
  */
 char *ch_plain_filename(const char *name);
+/* Is this driver a filter (QEMU's is_filter drivers), not an image format? */
+bool ch_is_filter_driver(const char *driver);
 void ch_layer_clear(struct layer *l);
 void ch_disk_free(struct disk *d);
 void ch_job_free(struct job *j);

@@ -20,7 +20,7 @@ static const char *const watched_commands[] = {
     "blockdev-del", "blockdev-reopen", "blockdev-change-medium", "eject",
     "blockdev-open-tray", "blockdev-close-tray", "blockdev-insert-medium",
     "blockdev-remove-medium", "device_add", "device_del",
-    "human-monitor-command", NULL,
+    "human-monitor-command", "block_resize", NULL,
 };
 
 static const char *const watched_events[] = {
@@ -83,6 +83,82 @@ static void observe_snapshot(struct chain *c, json_object *a)
     ch_insert_top(d, added ? jobj_str(added, "file") : overlay,
                added ? jobj_str(added, "format") : NULL, overlay);
     d->uncertain = !added;
+}
+
+/* block_resize names the disk (device) or a node: the image it resizes is
+ * the disk's active layer, or the layer of that node-name (a filter's
+ * node-name resizes what it filters). */
+static void observe_resize(struct chain *c, json_object *a)
+{
+    const char *dev = jobj_str(a, "device");
+    const char *node = jobj_str(a, "node-name");
+    struct disk *d = ch_find_disk(c, dev && dev[0] ? dev : node);
+    int i = 0;
+
+    if (!d || !d->nlayers) {
+        return;
+    }
+    if (!(dev && dev[0]) && node) {
+        i = ch_layer_index(d, node);
+        for (int k = 0; i < 0 && k < d->nfilters; k++) {
+            if (same(d->filters[k].node_name, node)) {
+                i = d->filters[k].above < d->nlayers ? d->filters[k].above
+                                                     : -1;
+            }
+        }
+    }
+    if (i >= 0) {
+        d->layers[i].virtual_size = jobj_int(a, "size",
+                                             d->layers[i].virtual_size);
+    }
+}
+
+/* A disk's chain replaced by one image (or by none: no medium). */
+static void set_medium(struct disk *d, const char *file, const char *format,
+                       const char *node)
+{
+    ch_keep_layers(d, 0, 0);
+    for (int i = 0; i < d->nfilters; i++) {
+        free(d->filters[i].driver);
+        free(d->filters[i].node_name);
+    }
+    d->nfilters = 0;
+    if (file || node) {
+        ch_insert_top(d, file, format, node);
+    }
+}
+
+/*
+ * The removable-media commands (a CD-ROM, a floppy): eject and
+ * blockdev-remove-medium leave the drive empty; blockdev-change-medium and
+ * blockdev-insert-medium put one image in, whose backing chain and probed
+ * format only QEMU knows (so the prediction is uncertain: QEMU's answer
+ * completes it without a warning).  Opening the tray keeps the medium
+ * unless QEMU had to force it, so the prediction is uncertain too.
+ */
+static void observe_medium(struct chain *c, const char *command,
+                           json_object *a)
+{
+    const char *dev = jobj_str(a, "device");
+    struct disk *d = ch_find_disk(c, dev && dev[0] ? dev : jobj_str(a, "id"));
+
+    if (!d) {
+        return;
+    }
+    if (!strcmp(command, "eject")
+        || !strcmp(command, "blockdev-remove-medium")) {
+        set_medium(d, NULL, NULL, NULL);
+    } else if (!strcmp(command, "blockdev-change-medium")) {
+        set_medium(d, jobj_str(a, "filename"), jobj_str(a, "format"), NULL);
+    } else if (!strcmp(command, "blockdev-insert-medium")) {
+        const char *node = jobj_str(a, "node-name");
+        json_object *added = NULL;
+        json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
+                                  &added);
+        set_medium(d, added ? jobj_str(added, "file") : NULL,
+                   added ? jobj_str(added, "format") : NULL, node);
+    }
+    d->uncertain = true;
 }
 
 static struct job *start_job(struct chain *c, json_object *a,
@@ -300,18 +376,29 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
     } else if (!strcmp(command, "drive-backup")
                || !strcmp(command, "blockdev-backup")) {
         start_job(c, args, "backup", client);
+    } else if (!strcmp(command, "eject")
+               || (!strncmp(command, "blockdev-", 9)
+                   && (strstr(command, "-medium")
+                       || strstr(command, "-tray")))) {
+        observe_medium(c, command, args);
+    } else if (!strcmp(command, "block_resize")) {
+        observe_resize(c, args);
     } else if (!strcmp(command, "blockdev-add")) {
         observe_blockdev_add(c, args);
         return;  /* a node on its own changes no disk's chain */
     } else if (!strcmp(command, "human-monitor-command")) {
         const char *line = jobj_str(args, "command-line");
-        /* HMP can change chains too (snapshot_blkdev, block_job_*...) */
+        /* HMP can change chains too (snapshot_blkdev, block_job_*...);
+         * what it did is not predicted: QEMU's answer says it */
         if (!line || (strncmp(line, "snapshot_blkdev", 15)
                       && strncmp(line, "block_", 6)
                       && strncmp(line, "drive_", 6)
                       && strncmp(line, "change", 6)
                       && strncmp(line, "eject", 5))) {
             return;
+        }
+        for (int i = 0; i < c->ndisks; i++) {
+            c->disks[i]->uncertain = true;
         }
     } else {
         id = jobj_str(args, "device") ? jobj_str(args, "device")

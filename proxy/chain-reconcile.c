@@ -33,13 +33,14 @@ static char *qdev_id(const char *qdev)
     return end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
 }
 
-/* Node-names of backing layers: QEMU's query-block names only the top. */
+/* Node-names of layers QEMU's query-block does not name: it names only
+ * the top node, and that is a filter's when one sits on the disk. */
 static void name_backing_layers(struct disk *d, json_object *nodes,
                                 json_object *used)
 {
     size_t n = nodes ? json_object_array_length(nodes) : 0;
 
-    for (int k = 1; k < d->nlayers; k++) {
+    for (int k = 0; k < d->nlayers; k++) {
         struct layer *l = &d->layers[k];
         for (size_t i = 0; i < n && !l->node_name; i++) {
             json_object *node = json_object_array_get_idx(nodes, i);
@@ -53,6 +54,58 @@ static void name_backing_layers(struct disk *d, json_object *nodes,
             }
             free(file);
         }
+    }
+}
+
+static void add_filter(struct disk *d, const char *driver, const char *node)
+{
+    d->filters = xrealloc(d->filters, sizeof(*d->filters)
+                          * (size_t)(d->nfilters + 1));
+    d->filters[d->nfilters++] = (struct filter){
+        .driver = xstrdup(driver),
+        .node_name = dup_or_null(node),
+        .above = d->nlayers,
+    };
+}
+
+/* query-block's image and its backing-image chain: the images become
+ * layers, the filters among them the disk's filters. */
+static void layers_from_image(struct disk *d, json_object *inserted,
+                              json_object *image, json_object *used)
+{
+    const char *top_node = jobj_str(inserted, "node-name");
+    bool ro = jobj_bool(inserted, "ro", false);
+    bool first = true;
+
+    for (json_object *img = image; img; first = false) {
+        json_object *next = NULL;
+        const char *format = jobj_str(img, "format");
+        json_object_object_get_ex(img, "backing-image", &next);
+        if (ch_is_filter_driver(format) && next) {
+            add_filter(d, format, first ? top_node : NULL);
+            if (first && top_node) {
+                json_object_object_add(used, top_node, NULL);
+            }
+            img = next;
+            continue;
+        }
+        d->layers = xrealloc(d->layers, sizeof(*d->layers)
+                             * (size_t)(d->nlayers + 1));
+        d->layers[d->nlayers] = (struct layer){
+            .file = ch_plain_filename(jobj_str(img, "filename")),
+            .format = dup_or_null(format),
+            .node_name = first ? dup_or_null(top_node) : NULL,
+            .read_only = d->nlayers == 0 ? ro : true,
+            .virtual_size = jobj_int(img, "virtual-size", -1),
+        };
+        if (!d->layers[d->nlayers].file) {
+            d->layers[d->nlayers].file = xstrdup("");
+        }
+        if (first && top_node) {
+            json_object_object_add(used, top_node, NULL);
+        }
+        d->nlayers++;
+        img = next;
     }
 }
 
@@ -83,30 +136,7 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
         free(id);
         if (json_object_object_get_ex(b, "inserted", &inserted)
             && json_object_object_get_ex(inserted, "image", &image)) {
-            const char *top_node = jobj_str(inserted, "node-name");
-            bool ro = jobj_bool(inserted, "ro", false);
-            for (json_object *img = image; img;) {
-                json_object *next = NULL;
-                d->layers = xrealloc(d->layers, sizeof(*d->layers)
-                                     * (size_t)(d->nlayers + 1));
-                d->layers[d->nlayers] = (struct layer){
-                    .file = ch_plain_filename(jobj_str(img, "filename")),
-                    .format = dup_or_null(jobj_str(img, "format")),
-                    .node_name = d->nlayers == 0 ? dup_or_null(top_node)
-                                                 : NULL,
-                    .read_only = d->nlayers == 0 ? ro : true,
-                    .virtual_size = jobj_int(img, "virtual-size", -1),
-                };
-                if (!d->layers[d->nlayers].file) {
-                    d->layers[d->nlayers].file = xstrdup("");
-                }
-                d->nlayers++;
-                json_object_object_get_ex(img, "backing-image", &next);
-                img = next;
-            }
-            if (top_node) {
-                json_object_object_add(used, top_node, NULL);
-            }
+            layers_from_image(d, inserted, image, used);
         }
         out[k++] = d;
     }
@@ -364,7 +394,7 @@ static void compare_loaded(struct chain *c)
 /* Without node-names asked this time, keep those of the same files. */
 static void keep_node_names(struct disk *truth, const struct disk *old)
 {
-    for (int k = 1; k < truth->nlayers; k++) {
+    for (int k = 0; k < truth->nlayers; k++) {
         int o = ch_layer_index(old, truth->layers[k].file);
         if (o >= 0 && old->layers[o].node_name
             && !truth->layers[k].node_name) {
@@ -490,6 +520,9 @@ static void announce_changes(struct chain *c)
 
 void ch_reconciled(struct chain *c)
 {
+    /* the graph's fingerprint holds for the model only if nothing was
+     * observed after QEMU's answers (else another reconciliation comes) */
+    c->graph_known = c->q_graph && c->graph_print && c->seq == c->seq_at_block;
     adopt_disks(c);
     update_jobs_from_qemu(c, c->q_jobs);
     forget_answers(c);

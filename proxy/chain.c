@@ -48,6 +48,31 @@ char *ch_plain_filename(const char *name)
     return xstrdup(name);
 }
 
+/*
+ * The drivers QEMU marks is_filter: a node of one of them passes I/O on to
+ * one child and holds no data of its own, so it is no layer of the chain
+ * (libvirt does not list one either).  QEMU's query-block puts an explicit
+ * filter in the backing-image chain as if it were an image, with its
+ * child's file name; its schema does not say which drivers are filters, so
+ * they are named here (QEMU 7.2 to 10.0; "backup-top" is copy-before-write's
+ * name before 6.2).
+ */
+bool ch_is_filter_driver(const char *driver)
+{
+    static const char *const filters[] = {
+        "copy-before-write", "backup-top", "throttle", "preallocate",
+        "compress", "copy-on-read", "mirror_top", "commit_top", "blkdebug",
+        "blkverify", "blklogwrites", "replication", NULL,
+    };
+
+    for (int i = 0; driver && filters[i]; i++) {
+        if (!strcmp(driver, filters[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- disks and jobs ------------------------------------------------ */
 
 void ch_layer_clear(struct layer *l)
@@ -66,6 +91,11 @@ void ch_disk_free(struct disk *d)
         ch_layer_clear(&d->layers[i]);
     }
     free(d->layers);
+    for (int i = 0; i < d->nfilters; i++) {
+        free(d->filters[i].driver);
+        free(d->filters[i].node_name);
+    }
+    free(d->filters);
     free(d->name);
     free(d->device);
     free(d->qdev);
@@ -108,8 +138,8 @@ struct disk *ch_disk_by_name(const struct chain *c, const char *name)
     return NULL;
 }
 
-/* Any name a client may use: device, qdev, a layer's node-name, the
- * active layer's file. */
+/* Any name a client may use: device, qdev, a layer's or filter's
+ * node-name, the active layer's file. */
 struct disk *ch_find_disk(const struct chain *c, const char *any)
 {
     struct disk *d;
@@ -127,6 +157,11 @@ struct disk *ch_find_disk(const struct chain *c, const char *any)
         }
         for (int k = 0; k < d->nlayers; k++) {
             if (same(d->layers[k].node_name, any)) {
+                return d;
+            }
+        }
+        for (int k = 0; k < d->nfilters; k++) {
+            if (same(d->filters[k].node_name, any)) {
                 return d;
             }
         }
@@ -369,6 +404,27 @@ static void reconciliation_done(struct chain *c)
     run_waiters(w, nw);
 }
 
+/*
+ * The block graph's fingerprint: FNV-1a over the text of QEMU's "return"
+ * (no parsing; the graph's node ids are numbered in walk order, so the
+ * same graph gives the same text).  0: no usable answer.
+ */
+static uint64_t graph_fingerprint(const struct upstream_reply *r)
+{
+    const struct js_member *m;
+    uint64_t h = 14695981039346656037ULL;
+
+    if (r->lost || r->kind != QMP_RETURN || !r->text
+        || !(m = js_text_member(r->text, "return"))) {
+        return 0;
+    }
+    for (size_t i = m->value_start; i <= m->value_end && i < r->text->len;
+         i++) {
+        h = (h ^ (unsigned char)r->text->raw[i]) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
 struct query {
     struct chain *chain;
     unsigned generation;
@@ -395,6 +451,8 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         c->seq_at_block = c->seq;
     } else if (into == &c->q_jobs) {
         c->seq_at_jobs = c->seq;
+    } else if (into == &c->q_graph) {
+        c->graph_print = graph_fingerprint(r);
     }
     ret = upstream_reply_return(r);
     if (ret && !json_object_is_type(ret, into == &c->q_graph
@@ -462,6 +520,7 @@ void ch_schedule(struct chain *c)
     c->reconciling = true;
     /* the answers complete each other; ch_reconciled() runs on the last */
     c->pending = 0;
+    c->graph_print = 0;  /* known again only if the graph is asked */
     ask(c, "query-block", false, &c->q_block);
     ask(c, "query-block-jobs", false, &c->q_jobs);
     if (!jobs_alive(c)) {
@@ -511,12 +570,65 @@ void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
     }
 }
 
+/*
+ * Freshness: is the model still QEMU's truth?  A change made through the
+ * proxy is followed and asked about, but QEMU may have other monitors (a
+ * second -qmp, HMP, another process), and what they do passes nobody's
+ * eyes but QEMU's: QEMU sends no event for a snapshot, a blockdev-add, a
+ * reopen.  So before answering from the model the proxy asks QEMU for its
+ * block graph (x-debug-query-block-graph: node names and edges only, no
+ * image headers or file sizes - a third to a half of what query-block
+ * costs) and compares its fingerprint with the one taken at the last
+ * reconciliation; only when they differ does it reconcile in full.
+ * What the graph does not show stays unseen until the next reconciliation:
+ * a block_resize or change-backing-file made through another monitor.
+ */
+struct fresh_check {
+    struct chain *chain;
+    unsigned generation;
+    void (*done)(void *opaque);
+    void *opaque;
+};
+
+static void on_graph_check(void *opaque, const struct upstream_reply *r)
+{
+    struct fresh_check *f = opaque;
+    struct chain *c = f->chain;
+    void (*done)(void *) = f->done;
+    void *done_opaque = f->opaque;
+    uint64_t print = graph_fingerprint(r);
+    bool current = f->generation == c->generation;
+
+    free(f);
+    if (!current || c->lost) {
+        done(done_opaque);
+    } else if (c->reconciling || c->dirty || c->njobs) {
+        /* something passed meanwhile: wait for QEMU's answer to it */
+        chain_refresh(c, done, done_opaque);
+    } else if (print && print == c->graph_print && c->graph_known) {
+        done(done_opaque);
+    } else {
+        log_info("the block graph changed behind the proxy's back (another "
+                 "monitor?): asking QEMU for the chains again");
+        chain_after_reconcile(c, done, done_opaque);
+    }
+}
+
 /* A query answers with QEMU's truth: wait for a reconciliation under
- * way, and ask QEMU afresh while a job runs (its progress moves). */
+ * way, ask QEMU afresh while a job runs (its progress moves), and
+ * otherwise check that nothing changed behind the proxy's back. */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
 {
-    if (c->lost || (!c->reconciling && !c->dirty && c->njobs == 0)) {
+    if (c->lost) {
         done(opaque);
+        return;
+    }
+    if (!c->reconciling && !c->dirty && c->njobs == 0) {
+        struct fresh_check *f = xcalloc(1, sizeof(*f));
+        json_object *cmd = qmp_command("x-debug-query-block-graph", NULL);
+        *f = (struct fresh_check){ c, c->generation, done, opaque };
+        upstream_send_internal(c->up, cmd, on_graph_check, f);
+        json_object_put(cmd);
         return;
     }
     if (c->reconciling && !c->dirty && c->njobs == 0) {
