@@ -269,6 +269,109 @@ class Jobs(ChainTestCase):
 
 
 @for_each_shape
+class Truth(ChainTestCase):
+    """The model is QEMU's truth at the moment it answers: filters are not
+    layers, sizes follow block_resize, and what another monitor did is seen
+    by the next qmproxy-query-chain."""
+
+    def assert_no_disagreement(self):
+        self.assertNotIn("differs from what the traffic said",
+                         self.proxy.read_stderr())
+
+    def test_snapshots_through_another_monitor_are_seen_at_once(self):
+        other = self.direct()
+        top = self.qemu.images[0]
+        for i in range(25):
+            path = os.path.join(self.workdir, "behind%d.qcow2" % i)
+            args = {"snapshot-file": path, "format": "qcow2"}
+            if self.shape == "none":
+                args["device"] = "disk0"
+            else:
+                args["node-name"] = qemu_chain(other)[2]
+                args["snapshot-node-name"] = "behind%d" % i
+            other.ok("blockdev-snapshot-sync", args)
+            top = path
+        # no event told the proxy: its next answer must still be right
+        model = self.assert_matches_qemu()
+        self.assertEqual(len(model["chain"]), 26)
+        self.assertEqual(model["chain"][0]["file"], top)
+        # and a disk named by a node-name made behind its back is found
+        if self.shape == "q35":
+            self.assertEqual(proxy_chain(self.c, "behind24")["disk"], "disk0")
+
+    def test_unchanged_model_is_answered_without_a_reconciliation(self):
+        self.snapshot()
+        self.assert_matches_qemu()
+        self.c.ok("query-status")  # the reconciliation's replies are in
+        before = self.proxy.read_stderr().count("changed behind the proxy")
+        for _ in range(3):
+            proxy_chain(self.c)
+        self.assertEqual(self.proxy.read_stderr().count("changed behind the proxy"),
+                         before)
+        self.direct().ok("blockdev-snapshot-sync", dict(
+            {"snapshot-file": os.path.join(self.workdir, "b.qcow2"),
+             "format": "qcow2"},
+            **({"device": "disk0"} if self.shape == "none"
+               else {"node-name": self.dev(), "snapshot-node-name": "b"})))
+        self.assertEqual(len(proxy_chain(self.c)["chain"]), 3)
+        self.assertEqual(self.proxy.read_stderr().count("changed behind the proxy"),
+                         before + 1)
+
+    def test_pull_backup_filter_is_not_a_layer(self):
+        """libvirt's pull-mode backup: blockdev-backup sync=none into a
+        scratch image backed by the disk; QEMU puts a copy-before-write
+        filter on the disk, which libvirt does not list as an image."""
+        scratch = os.path.join(self.workdir, "scratch.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", scratch, "64M")
+        node = self.dev() if self.shape == "q35" else qemu_chain(self.c)[2]
+        self.c.ok("blockdev-add", {"driver": "qcow2", "node-name": "scratch",
+                                   "file": {"driver": "file", "filename": scratch},
+                                   "backing": node})
+        self.c.ok("blockdev-backup", {"job-id": "pull", "device": node,
+                                      "target": "scratch", "sync": "none"})
+        files, formats, _ = qemu_chain(self.c)
+        self.assertEqual(formats, ["copy-before-write", "qcow2"])
+        model = proxy_chain(self.c)
+        self.assertEqual([l["file"] for l in model["chain"]], [self.qemu.images[0]])
+        self.assertEqual([l["format"] for l in model["chain"]], ["qcow2"])
+        self.assertEqual(model["chain"][0]["node-name"], node)
+        self.assertEqual([(f["driver"], f["layer"]) for f in model["filters"]],
+                         [("copy-before-write", 0)])
+        self.assertEqual(model["job"]["type"], "backup")
+        xml = ET.fromstring(self.c.ok("qmproxy-query-chain",
+                                      {"disk": "disk0", "format": "xml"}))
+        self.assertEqual([s.get("file") for s in xml.iter("source")],
+                         [self.qemu.images[0]])
+        self.assertEqual(len(xml.findall("backingStore")), 1)
+        self.assertEqual([f.get("driver") for f in xml.findall("filter")],
+                         ["copy-before-write"])
+        self.c.ok("block-job-cancel", {"device": "pull"})
+        self.c.wait_event("BLOCK_JOB_CANCELLED")
+        model = proxy_chain(self.c)
+        self.assertNotIn("filters", model)
+        self.assertNotIn("job", model)
+        self.assert_matches_qemu()
+        self.assert_no_disagreement()
+
+    def test_block_resize_shows_at_once(self):
+        self.snapshot()
+        forms = [("node-name", lambda: qemu_chain(self.c)[2])]
+        if self.shape == "none":
+            forms.insert(0, ("device", lambda: "disk0"))
+        size = 64 << 20
+        for form, name in forms:
+            size += 16 << 20
+            self.c.ok("block_resize", {form: name(), "size": size})
+            model = proxy_chain(self.c)
+            self.assertEqual(model["chain"][0]["virtual-size"], size, form)
+            # the backing file keeps its size
+            self.assertEqual(model["chain"][1]["virtual-size"], 64 << 20)
+            top = self.c.ok("query-block")[0]["inserted"]["image"]
+            self.assertEqual(top["virtual-size"], size)
+        self.assert_no_disagreement()
+
+
+@for_each_shape
 class XmlForm(ChainTestCase):
 
     def test_xml_parses_back(self):
