@@ -87,6 +87,7 @@ struct chain {
 
     /* reconciliation */
     bool reconciling, dirty, lost;
+    bool nodes_asked;              /* this reconciliation's second step */
     unsigned generation;
     int pending;
     json_object *q_block, *q_nodes, *q_jobs, *q_graph;

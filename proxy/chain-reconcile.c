@@ -403,6 +403,44 @@ static void keep_node_names(struct disk *truth, const struct disk *old)
     }
 }
 
+/* Is a node of this name in QEMU's block graph? (No graph: assume so.) */
+static bool in_graph(json_object *graph, const char *name)
+{
+    json_object *nodes = jobj_typed(graph, "nodes", json_type_array);
+
+    if (!nodes) {
+        return true;
+    }
+    for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+        if (same(jobj_str(json_object_array_get_idx(nodes, i), "name"),
+                 name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ch_needs_node_names(const struct chain *c)
+{
+    int n;
+    struct disk **truth = disks_from_qemu(c->q_block, NULL, &n);
+    bool need = false;
+
+    for (int i = 0; i < n; i++) {
+        struct disk *old = ch_disk_by_name(c, truth[i]->name);
+        if (old) {
+            keep_node_names(truth[i], old);
+        }
+        for (int k = 0; k < truth[i]->nlayers && !need; k++) {
+            const char *name = truth[i]->layers[k].node_name;
+            need = !name || !in_graph(c->q_graph, name);
+        }
+        ch_disk_free(truth[i]);
+    }
+    free(truth);
+    return need;
+}
+
 /*
  * QEMU's answer for one disk against the model's: QEMU wins and the
  * difference is logged, unless the prediction is newer than the answer

@@ -431,6 +431,10 @@ struct query {
     json_object **into;
 };
 
+static bool jobs_alive(const struct chain *c);
+static void ask(struct chain *c, const char *command, bool flat,
+                json_object **into);
+
 static void on_query_reply(void *opaque, const struct upstream_reply *r)
 {
     struct query *q = opaque;
@@ -466,10 +470,23 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
     }
     json_object_put(*into);
     *into = json_object_get(ret);
-    if (--c->pending == 0) {
-        ch_reconciled(c);
-        reconciliation_done(c);
+    if (--c->pending > 0) {
+        return;
     }
+    if (!c->nodes_asked
+        && ((!jobs_alive(c) && c->q_jobs
+             && json_object_array_length(c->q_jobs) == 0) || !c->seeded)
+        && ch_needs_node_names(c)) {
+        /* the second step, only when QEMU's answer has layers the model
+         * cannot name: the node-wide query is the costliest of all.  At
+         * seeding it is asked even while a job runs (jobs found then are
+         * not at their end, as a rule), since nothing else names them. */
+        c->nodes_asked = true;
+        ask(c, "query-named-block-nodes", true, &c->q_nodes);
+        return;
+    }
+    ch_reconciled(c);
+    reconciliation_done(c);
 }
 
 static void ask(struct chain *c, const char *command, bool flat,
@@ -496,18 +513,28 @@ static void ask(struct chain *c, const char *command, bool flat,
  * walks over the nodes a block job took out of the graph and still holds
  * (seen with block-stream between its end and its dismissal, reproduced on
  * QEMU alone).  A job can reach that point between the moment the proxy
- * asks and the moment QEMU answers, so while any job lives the proxy asks
- * only query-block and query-block-jobs, which walk the disks' own chains,
- * and keeps the node-names it knew; the reconciliation after the last job
- * is gone asks for everything again.
+ * asks and the moment QEMU answers, so while any job lives (one the model
+ * knows, or one an event named before the reply that started it) the
+ * proxy never asks it, and keeps the node-names it knew.
  */
 static bool jobs_alive(const struct chain *c)
 {
-    return c->njobs > 0;
+    return c->njobs > 0 || json_object_object_length(c->early) > 0;
 }
 
-/* Ask QEMU for the truth, unless a question is already out (then ask
- * again when it is answered, since the change may postdate it). */
+/*
+ * Ask QEMU for the truth, unless a question is already out (then ask
+ * again when it is answered, since the change may postdate it).
+ *
+ * What is asked is what the model cannot know otherwise, and no more:
+ * query-block (the disks' chains) and query-block-jobs always;
+ * x-debug-query-block-graph when no job runs (its fingerprint is the
+ * freshness check of chain_refresh) or when an event named a job the
+ * proxy did not see start (the graph names its disk); and
+ * query-named-block-nodes, the costliest (every node's image info), only
+ * as a second step when QEMU's answer has a layer the model cannot name
+ * (see on_query_reply).  A job's READY or status events ask nothing.
+ */
 void ch_schedule(struct chain *c)
 {
     if (c->lost) {
@@ -520,12 +547,11 @@ void ch_schedule(struct chain *c)
     c->reconciling = true;
     /* the answers complete each other; ch_reconciled() runs on the last */
     c->pending = 0;
+    c->nodes_asked = false;
     c->graph_print = 0;  /* known again only if the graph is asked */
     ask(c, "query-block", false, &c->q_block);
     ask(c, "query-block-jobs", false, &c->q_jobs);
-    if (!jobs_alive(c)) {
-        ask(c, "query-named-block-nodes", true, &c->q_nodes);
-        /* only to name the disk of jobs started behind the proxy's back */
+    if (!jobs_alive(c) || json_object_object_length(c->early) > 0) {
         ask(c, "x-debug-query-block-graph", false, &c->q_graph);
     }
 }

@@ -29,10 +29,13 @@
 /* the client negotiates oob (several commands in QEMU's hands at once) */
 static bool client_oob;
 
-/* What the proxy asks when no job lives, and while one does (QEMU 7.2
- * crashes on query-named-block-nodes around a block-stream's end). */
-#define ASK_ALL "query-block query-block-jobs query-named-block-nodes " \
-                "x-debug-query-block-graph"
+/* What the proxy asks when no job lives: the block graph too (its
+ * fingerprint), and the node-names as a second step only when QEMU's
+ * answer has a layer the model cannot name (ASK_ALL); while a job lives
+ * never the node-names (QEMU 7.2 crashes on query-named-block-nodes
+ * around a block-stream's end). */
+#define ASK_KNOWN "query-block query-block-jobs x-debug-query-block-graph"
+#define ASK_ALL ASK_KNOWN " query-named-block-nodes"
 #define ASK_JOBS "query-block query-block-jobs"
 
 struct t {
@@ -190,12 +193,25 @@ static void reply(struct t *t, const char *step, int n)
     spin(t);
 }
 
-/* The proxy's questions, answered as QEMU answered them after step;
- * returns their names in order ("" when it asked nothing). */
+/* The proxy's questions, answered as QEMU answered them after step,
+ * and those it asks once they are answered (the node-names' second
+ * step); returns their names in order ("" when it asked nothing). */
 static char *answer(struct t *t, const char *step)
 {
     char *names = asked(t);
     reply(t, step, t->npending);
+    for (int round = 0; round < 4; round++) {
+        char *more = asked(t);
+        if (strcmp(more, "query-named-block-nodes")) {
+            free(more);  /* no second step (a new reconciliation, maybe) */
+            break;
+        }
+        char *both = xasprintf("%s%s%s", names, names[0] ? " " : "", more);
+        free(names);
+        free(more);
+        names = both;
+        reply(t, step, t->npending);
+    }
     return names;
 }
 
@@ -365,7 +381,11 @@ static void start_at(struct t *t, const char *shape, json_object *saved,
     greeting = fixture_greeting(t->fx);
     rig_connect(&t->r, greeting);
     free(greeting);
-    expect_asked(t, step, ASK_ALL);
+    /* the node-names only when a disk of that QEMU has backing layers */
+    char *names = answer(t, step);
+    ck_assert_msg(!strcmp(names, ASK_KNOWN) || !strcmp(names, ASK_ALL),
+                  "seeding asked %s", names);
+    free(names);
     t->c = rig_client_caps(&t->r, client_oob);
 }
 
@@ -455,7 +475,7 @@ START_TEST(test_snapshot_sync_device)
     play(&t, "snap");
     /* the overlay is as large as what it covers */
     ck_model(&t, "disk0", snap);
-    expect_asked(&t, "snap", ASK_ALL);
+    expect_asked(&t, "snap", ASK_KNOWN);
     ck_model(&t, "disk0", snap);
     expect_no_warning(&t);
     /* announced once, with QEMU's truth */
@@ -489,7 +509,7 @@ START_TEST(test_transaction)
     play(&t, "txn");
     ck_model(&t, "disk0", DISK0);
     ck_model(&t, "disk1", disk1);
-    expect_asked(&t, "txn", ASK_ALL);
+    expect_asked(&t, "txn", ASK_KNOWN);
     ck_model(&t, "disk0", DISK0);
     ck_model(&t, "disk1", disk1);
     /* the same as libvirt's <disk> */
@@ -525,7 +545,7 @@ START_TEST(test_snapshot_sync_node_name)
                                                 SIZE), ""));
     play(&t, "snap");
     ck_model(&t, "disk0", snap);
-    expect_asked(&t, "snap", ASK_ALL);
+    expect_asked(&t, "snap", ASK_KNOWN);
     ck_model(&t, "disk0", snap);
     stop(&t);
 }
@@ -551,7 +571,7 @@ START_TEST(test_blockdev_add_snapshot_mirror)
     expect_quiet(&t);
     play(&t, "bsnap");
     ck_model(&t, "disk0", Q_SNAP2);
-    expect_asked(&t, "bsnap", ASK_ALL);
+    expect_asked(&t, "bsnap", ASK_KNOWN);
     ck_model(&t, "disk0", Q_SNAP2);
 
     play(&t, "add-mfile");
@@ -569,7 +589,7 @@ START_TEST(test_blockdev_add_snapshot_mirror)
     /* a full copy: the disk is the copy alone */
     ck_model(&t, "disk0", QDISK("", LAYER("q-m.qcow2", "", RW, SIZE), ""));
     expect_asked(&t, "bcomplete", ASK_JOBS);
-    expect_asked(&t, "bcomplete", ASK_ALL);
+    expect_asked(&t, "bcomplete", ASK_KNOWN);
     ck_model(&t, "disk0", QDISK(N("qm"), LAYER("q-m.qcow2", N("qm"), RW, SIZE),
                                 ""));
     expect_no_warning(&t);
@@ -610,7 +630,7 @@ START_TEST(test_mirror_pivot)
     /* the copy is the disk now, on the old backing (sync top) */
     ck_model(&t, "disk0", PIVOTED(""));
     expect_asked(&t, "complete", ASK_JOBS);
-    expect_asked(&t, "complete", ASK_ALL);
+    expect_asked(&t, "complete", ASK_KNOWN);
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     expect_quiet(&t);
     expect_no_warning(&t);
@@ -642,7 +662,7 @@ START_TEST(test_cancel_is_not_a_pivot)
     event(&t, "cancel", "JOB_STATUS_CHANGE", "m1", "null");
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     expect_asked(&t, "cancel", ASK_JOBS);
-    expect_asked(&t, "cancel", ASK_ALL);
+    expect_asked(&t, "cancel", ASK_KNOWN);
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     stop(&t);
 }
@@ -671,7 +691,7 @@ START_TEST(test_commit_and_stream)
     events_after(&t, "commit");
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0, ""));
     expect_asked(&t, "commit", ASK_JOBS);
-    expect_asked(&t, "commit", ASK_ALL);
+    expect_asked(&t, "commit", ASK_KNOWN);
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0, ""));
 
     play(&t, "acommit");
@@ -691,7 +711,7 @@ START_TEST(test_commit_and_stream)
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
     expect_asked(&t, "acomplete", ASK_JOBS);
-    expect_asked(&t, "acomplete", ASK_ALL);
+    expect_asked(&t, "acomplete", ASK_KNOWN);
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
 
@@ -701,7 +721,7 @@ START_TEST(test_commit_and_stream)
     ck_model(&t, "disk1", DISK("disk1", N("d1s3"),
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) "," S11 "," BASE1, ""));
     expect_asked(&t, "stream", ASK_JOBS);
-    expect_asked(&t, "stream", ASK_ALL);
+    expect_asked(&t, "stream", ASK_KNOWN);
     ck_model(&t, "disk1", DISK("disk1", N("d1s3"),
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) "," S11 "," BASE1, ""));
     expect_no_warning(&t);
@@ -732,9 +752,10 @@ START_TEST(test_ready_before_reply)
     event(&t, "speed", "JOB_STATUS_CHANGE", "m0", "ready");
     event(&t, "speed", "BLOCK_JOB_READY", "m0", NULL);
     ck_assert_ptr_null(chain_job_id(chain(&t), "disk0"));
-    /* a job the model did not see start: it asks QEMU about it */
+    /* a job the model did not see start: it asks QEMU about it (the
+     * graph names its disk), but not the node-names: a job lives */
     q = asked(&t);
-    ck_assert_str_eq(q, ASK_ALL);
+    ck_assert_str_eq(q, ASK_KNOWN);
     free(q);
     /* QEMU answers drive-mirror first (it came first) */
     text = fixture_reply(t.fx, "mirror", true);
@@ -742,7 +763,7 @@ START_TEST(test_ready_before_reply)
     free(text);
     spin(&t);
     ck_model(&t, "disk0", DISK0_M0("ready", "yes", M32, M32, "true"));
-    reply(&t, "ready", 4);
+    reply(&t, "ready", 3);
     ck_model(&t, "disk0", DISK0_M0("ready", "yes", M32, M32, "true"));
     /* the job started after the questions: asked again */
     expect_asked(&t, "ready", ASK_JOBS);
@@ -778,7 +799,7 @@ START_TEST(test_job_status_change)
     event(&t, "complete", "JOB_STATUS_CHANGE", "m0", "null");
     ck_assert_ptr_null(chain_job_id(chain(&t), "disk0"));
     /* no job left: everything is asked again */
-    expect_asked(&t, "complete", ASK_ALL);
+    expect_asked(&t, "complete", ASK_KNOWN);
     stop(&t);
 }
 END_TEST
@@ -833,6 +854,7 @@ START_TEST(test_qemu_wins_with_a_warning)
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) "," S11 "," BASE1, ""));
     got = client_since(&t);
     free(got);
+    /* d1-s2 is new to the model: the node-names are asked too */
     expect_asked(&t, "behind", ASK_ALL);
     ck_model(&t, "disk1", truth);
     log = log_since(&t);
@@ -869,7 +891,7 @@ START_TEST(test_uncertain_prediction_completed_quietly)
     play(&t, "bsnap");
     ck_model(&t, "disk0", QDISK(N("qs2"), LAYER("qs2", N("qs2"), RW, SIZE)
                                 "," Q_S1 "," Q_BASE, ""));
-    expect_asked(&t, "bsnap", ASK_ALL);
+    expect_asked(&t, "bsnap", ASK_KNOWN);
     ck_model(&t, "disk0", Q_SNAP2);
     log = log_since(&t);
     ck_assert_msg(logged(log, "debug", "chain of disk0 completed from QEMU: "
@@ -910,7 +932,7 @@ START_TEST(test_event_after_jobs_answer_wins)
     free(text);
     spin(&t);
     q = asked(&t);
-    ck_assert_str_eq(q, ASK_ALL);
+    ck_assert_str_eq(q, ASK_KNOWN);
     free(q);
     text = fixture_answer(t.fx, "mirror");
     rig_send(t.r.qemu, text);
@@ -919,7 +941,7 @@ START_TEST(test_event_after_jobs_answer_wins)
     ck_assert_str_eq(chain_job_status(chain(&t), "disk0"), "running");
     reply(&t, "mirror", 2);  /* query-block; query-block-jobs: running */
     event(&t, "speed", "BLOCK_JOB_READY", "m0", NULL);
-    reply(&t, "mirror", 2);  /* the node-names, the graph */
+    reply(&t, "mirror", 1);  /* the graph (no node-names: a job lives) */
     ck_model(&t, "disk0", DISK0_M0("ready", "yes", M32, M32, "true"));
     /* the copy's start came after the questions: asked again */
     q = answer(&t, "ready");
@@ -959,7 +981,7 @@ START_TEST(test_change_after_block_answer_asks_again)
     ck_model(&t, "disk0", PIVOTED(""));
     expect_no_warning(&t);
     /* asked again, and since no job is left, everything */
-    expect_asked(&t, "complete", ASK_ALL);
+    expect_asked(&t, "complete", ASK_KNOWN);
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     expect_no_warning(&t);
     stop(&t);
