@@ -201,9 +201,17 @@ static void xml_prop(xmlNodePtr n, const char *name, const char *value)
     strbuf_release(&sb);
 }
 
-static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l)
+/* A layer's format and file.  As libvirt writes it, the active layer's
+ * format is <driver name='qemu' type=...> and a backing layer's is
+ * <format type=...>. */
+static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l,
+                             bool active)
 {
-    xmlNodePtr n = xmlNewChild(parent, NULL, BAD_CAST "format", NULL);
+    xmlNodePtr n = xmlNewChild(parent, NULL,
+                               BAD_CAST(active ? "driver" : "format"), NULL);
+    if (active) {
+        xmlNewProp(n, BAD_CAST "name", BAD_CAST "qemu");
+    }
     xml_prop(n, "type", l->format ? l->format : "raw");
     n = xmlNewChild(parent, NULL, BAD_CAST "source", NULL);
     xml_prop(n, "file", l->file);
@@ -219,7 +227,7 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
     xmlNewProp(disk, BAD_CAST "type", BAD_CAST "file");
     xmlNewProp(disk, BAD_CAST "device", BAD_CAST "disk");
     if (d->nlayers) {
-        xml_source(disk, &d->layers[0]);
+        xml_source(disk, &d->layers[0], true);
     }
     /* <backingStore type='file' index='N'> ... ending in an empty one */
     for (int i = 1; i <= d->nlayers; i++) {
@@ -231,7 +239,7 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
         snprintf(index, sizeof(index), "%d", i);
         xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
         xmlNewProp(n, BAD_CAST "index", BAD_CAST index);
-        xml_source(n, &d->layers[i]);
+        xml_source(n, &d->layers[i], false);
         parent = n;
     }
     if (ch_job_is_mirror(j)) {

@@ -382,7 +382,10 @@ class XmlForm(ChainTestCase):
         self.assertEqual(disk.tag, "disk")
         self.assertEqual(disk.get("type"), "file")
         self.assertEqual(disk.find("source").get("file"), s2)
-        self.assertEqual(disk.find("format").get("type"), "qcow2")
+        # libvirt's form: the active layer's format in <driver>
+        self.assertEqual(disk.find("driver").get("type"), "qcow2")
+        self.assertEqual(disk.find("driver").get("name"), "qemu")
+        self.assertIsNone(disk.find("format"))
         self.assertEqual(disk.find("target").get("dev"), "disk0")
         files = []
         bs = disk.find("backingStore")

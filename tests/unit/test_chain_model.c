@@ -516,7 +516,7 @@ START_TEST(test_transaction)
     xml = chain_to_xml(chain(&t), "disk1");
     ck_assert_str_eq(xml,
         "<disk type=\"file\" device=\"disk\">\n"
-        "  <format type=\"qcow2\"/>\n"
+        "  <driver name=\"qemu\" type=\"qcow2\"/>\n"
         "  <source file=\"/tmp/qmpc/none/d1-s1.qcow2\"/>\n"
         "  <backingStore type=\"file\" index=\"1\">\n"
         "    <format type=\"qcow2\"/>\n"
