@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import xml.etree.ElementTree as ET
 
 from qmptest import QMPROXY, QEMU_BIN, QEMU_IMG, QEMU_IO, QMPClient, wait_for
 
@@ -487,7 +488,58 @@ class Domain:
         proxy = self.proxy_chain()
         if proxy is not None:
             self.test.assertEqual(proxy, files, "qmproxy-query-chain's chain")
+            self.assert_matches_dumpxml()
         self.test.assertEqual(self.blklist().get("vda"), files[0], "domblklist")
+
+    def libvirt_disk(self):
+        """vda's <disk> in libvirt's own live XML (virsh dumpxml)."""
+        root = ET.fromstring(self.virsh("dumpxml", self.name).stdout)
+        for disk in root.iter("disk"):
+            target = disk.find("target")
+            if target is not None and target.get("dev") == "vda":
+                return disk
+        raise AssertionError("no vda in virsh dumpxml")
+
+    def proxy_disk(self):
+        """qmproxy-query-chain's XML for the guest's disk."""
+        reply = self.qmp("qmproxy-query-chain", {"format": "xml"})
+        self.test.assertIn("return", reply)
+        root = ET.fromstring(reply["return"])
+        disks = [d for d in root.iter("disk")
+                 if d.find("alias") is not None
+                 and d.find("alias").get("name") in (QDEV, "virtio-disk0")]
+        self.test.assertEqual(len(disks), 1, reply["return"])
+        return disks[0]
+
+    @staticmethod
+    def disk_summary(disk):
+        """What both XML forms must agree on: the chain's files and formats
+        in order (<source>, then each nested <backingStore>), and the
+        <mirror>'s file, format and job."""
+        chain = []
+        node = disk
+        while node is not None and node.find("source") is not None:
+            # the active layer's format is in <driver>, a backing layer's
+            # in <format>
+            fmt = node.find("driver" if node is disk else "format")
+            chain.append((node.find("source").get("file"),
+                          fmt.get("type") if fmt is not None else None))
+            node = node.find("backingStore")
+        mirror = disk.find("mirror")
+        if mirror is not None:
+            source = mirror.find("source")
+            fmt = mirror.find("format")
+            mirror = (mirror.get("file") or (source.get("file") if source is not None else None),
+                      mirror.get("format") or (fmt.get("type") if fmt is not None else None),
+                      mirror.get("job"))
+        return {"chain": chain, "mirror": mirror}
+
+    def assert_matches_dumpxml(self):
+        """qmproxy's XML and libvirt's say the same of the disk: the same
+        files, in the same order, with the same formats, and the same copy."""
+        self.test.assertEqual(self.disk_summary(self.proxy_disk()),
+                              self.disk_summary(self.libvirt_disk()),
+                              "qmproxy-query-chain's XML against virsh dumpxml")
 
     def log_text(self):
         try:
@@ -760,6 +812,8 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         self.assertIn("Now in mirroring phase", out)
         info = dom.virsh("blockjob", dom.name, "vda", "--info")
         self.assertIn("Block Copy", info.stdout + info.stderr)
+        # the copy, named by reference in libvirt's blockdev-add, as libvirt says
+        dom.assert_matches_dumpxml()
         dom.virsh("blockjob", dom.name, "vda", "--pivot")
         dom.flush()
         # shallow: the copy of the top sits on the same base
@@ -821,6 +875,66 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         dom.write(*P_AFTER)
         self.assert_holds(top, P_AFTER)
         self.assertTrue(client_commands(self.traffic(dom), "block-stream"))
+        dom.destroy_and_check()
+
+    def test_backup_pull_with_scratch(self):
+        """A pull-mode backup puts QEMU's copy-before-write filter on the
+        disk; neither libvirt nor qmproxy lists it as an image."""
+        base, top = self.images()
+        dom = self.domain(top)
+        scratch = os.path.join(self.dir, "scratch.qcow2")
+        backup_xml = os.path.join(self.dir, "backup.xml")
+        with open(backup_xml, "w") as f:
+            f.write("""<domainbackup mode='pull'>
+  <server transport='unix' socket='%s'/>
+  <disks>
+    <disk name='vda' backup='yes' type='file'><scratch file='%s'/></disk>
+  </disks>
+</domainbackup>
+""" % (os.path.join(self.dir, "nbd.sock"), scratch))
+        dom.virsh("backup-begin", dom.name, backup_xml)
+        files = self.block_files_with_formats(dom)
+        self.assertIn("copy-before-write", [fmt for _, fmt in files], files)
+        dom.assert_matches_dumpxml()
+        model = [d for d in dom.qmp_ok("qmproxy-query-chain")
+                 if d.get("qdev") == QDEV][0]
+        self.assertEqual([l["file"] for l in model["chain"]], [top, base])
+        self.assertEqual([f["driver"] for f in model.get("filters", [])],
+                         ["copy-before-write"])
+        dom.virsh("domjobabort", dom.name)
+        wait_for(lambda: dom.qmp_ok("query-block-jobs") == [], timeout=30,
+                 what="the backup job to end")
+        dom.assert_chain([top, base])
+        model = [d for d in dom.qmp_ok("qmproxy-query-chain")
+                 if d.get("qdev") == QDEV][0]
+        self.assertNotIn("filters", model)
+        self.assertTrue(client_commands(self.traffic(dom), "blockdev-backup")
+                        or client_commands(self.traffic(dom), "transaction"))
+        dom.destroy_and_check()
+
+    @staticmethod
+    def block_files_with_formats(dom):
+        """QEMU's own query-block chain of the guest disk, with formats
+        (filters included, as QEMU lists them)."""
+        disk = [b for b in dom.qmp_ok("query-block") if b.get("qdev") == QDEV][0]
+        out, image = [], disk["inserted"]["image"]
+        while image:
+            out.append((image["filename"], image["format"]))
+            image = image.get("backing-image")
+        return out
+
+    def test_blockresize(self):
+        """libvirt resizes by node-name; the size is right at once."""
+        base, top = self.images()
+        dom = self.domain(top)
+        dom.virsh("blockresize", dom.name, "vda", "128M")
+        model = [d for d in dom.qmp_ok("qmproxy-query-chain")
+                 if d.get("qdev") == QDEV][0]
+        self.assertEqual(model["chain"][0]["virtual-size"], 128 * MiB)
+        self.assertEqual(model["chain"][1]["virtual-size"], 64 * MiB)
+        info = dom.virsh("domblkinfo", dom.name, "vda").stdout
+        self.assertRegex(info, r"Capacity:\s+%d" % (128 * MiB))
+        dom.assert_chain([top, base])
         dom.destroy_and_check()
 
     def test_save_and_restore(self):
