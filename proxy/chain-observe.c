@@ -20,7 +20,8 @@ static const char *const watched_commands[] = {
     "blockdev-del", "blockdev-reopen", "blockdev-change-medium", "eject",
     "blockdev-open-tray", "blockdev-close-tray", "blockdev-insert-medium",
     "blockdev-remove-medium", "device_add", "device_del",
-    "human-monitor-command", "block_resize", NULL,
+    "human-monitor-command", "block_resize", "x-blockdev-reopen",
+    "change-backing-file", "x-blockdev-change", NULL,
 };
 
 static const char *const watched_events[] = {
@@ -110,6 +111,15 @@ static void observe_resize(struct chain *c, json_object *a)
     if (i >= 0) {
         d->layers[i].virtual_size = jobj_int(a, "size",
                                              d->layers[i].virtual_size);
+    }
+}
+
+/* A change the model does not predict: QEMU's answer, whatever it is,
+ * completes the model without a warning. */
+static void nothing_predicted(struct chain *c)
+{
+    for (int i = 0; i < c->ndisks; i++) {
+        c->disks[i]->uncertain = true;
     }
 }
 
@@ -386,6 +396,18 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
     } else if (!strcmp(command, "blockdev-add")) {
         observe_blockdev_add(c, args);
         return;  /* a node on its own changes no disk's chain */
+    } else if (!strcmp(command, "blockdev-del")) {
+        /* its name may be used again, for another file */
+        json_object_object_del(c->blockdev_nodes,
+                               jobj_str(args, "node-name") ? jobj_str(args,
+                                                           "node-name") : "");
+    } else if (!strcmp(command, "blockdev-reopen")
+               || !strcmp(command, "x-blockdev-reopen")
+               || !strcmp(command, "x-blockdev-change")
+               || !strcmp(command, "change-backing-file")) {
+        /* a new backing child, a child added or removed (quorum), a
+         * header rewritten: not predicted, QEMU's answer says it */
+        nothing_predicted(c);
     } else if (!strcmp(command, "human-monitor-command")) {
         const char *line = jobj_str(args, "command-line");
         /* HMP can change chains too (snapshot_blkdev, block_job_*...);
@@ -397,9 +419,7 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
                       && strncmp(line, "eject", 5))) {
             return;
         }
-        for (int i = 0; i < c->ndisks; i++) {
-            c->disks[i]->uncertain = true;
-        }
+        nothing_predicted(c);
     } else {
         id = jobj_str(args, "device") ? jobj_str(args, "device")
                                      : jobj_str(args, "id");
