@@ -1088,6 +1088,85 @@ START_TEST(test_changed_while_away)
 }
 END_TEST
 
+/* ---- filters.qmp: a pull backup's filter, block_resize ---------- */
+
+#define F_TOP(size) \
+    "\"chain\":[{\"file\":\"disk0.qcow2\",\"format\":\"qcow2\"" \
+    N("fmt0") ",\"read-only\":false,\"virtual-size\":" size "}]"
+#define F_CBW \
+    "\"filters\":[{\"driver\":\"copy-before-write\"," \
+    "\"node-name\":\"#block181\",\"layer\":0}]"
+
+static void ck_model_has(struct t *t, const char *disk, const char *part,
+                         bool present)
+{
+    char *got = model(t, disk);
+    ck_assert_msg(!strstr(got, part) == !present, "%s %s in %s", part,
+                  present ? "not" : "unexpectedly", got);
+    free(got);
+}
+
+/*
+ * libvirt's pull-mode backup: blockdev-backup sync=none into a scratch
+ * backed by the disk.  QEMU's query-block then lists the copy-before-write
+ * filter as the disk's top image, under the disk's own file name; the
+ * model keeps one image (its node-name the disk's format node, not the
+ * filter's) and the filter as what it is, without a warning.
+ */
+START_TEST(test_filter_is_not_a_layer)
+{
+    struct t t;
+    char *log, *xml;
+
+    start(&t, "filters");
+    forget_log(&t);
+    play(&t, "add-scratch");
+    expect_quiet(&t);
+    run(&t, "backup", "backup");
+    ck_model_has(&t, "disk0", F_TOP("67108864"), true);
+    ck_model_has(&t, "disk0", F_CBW, true);
+    ck_assert_str_eq(chain_top_node(chain(&t), "disk0"), "fmt0");
+    /* the filter's node-name finds the disk too */
+    ck_assert_str_eq(chain_disk_name(chain(&t), "#block181"), "disk0");
+    xml = chain_to_xml(chain(&t), "disk0");
+    ck_assert_msg(strstr(xml, "<filter driver=\"copy-before-write\" "
+                              "node-name=\"#block181\" layer=\"0\"/>")
+                  && !strstr(xml, "index=\"1\""), "%s", xml);
+    free(xml);
+    run(&t, "bcancel", "bcancel");
+    ck_model_has(&t, "disk0", F_TOP("67108864"), true);
+    ck_model_has(&t, "disk0", "filters", false);
+    log = log_since(&t);
+    ck_assert_msg(!strstr(log, " warning: "), "%s", log);
+    free(log);
+    stop(&t);
+}
+END_TEST
+
+/* block_resize by node-name: the new size is the model's as soon as QEMU
+ * has answered the command, before the proxy's own questions. */
+START_TEST(test_block_resize)
+{
+    struct t t;
+    char *log;
+
+    start(&t, "filters");
+    run(&t, "add-scratch", "seed");
+    run(&t, "backup", "backup");
+    run(&t, "bcancel", "bcancel");
+    run(&t, "del-scratch", "bcancel");
+    forget_log(&t);
+    play(&t, "resize");
+    ck_model_has(&t, "disk0", F_TOP("134217728"), true);
+    expect_asked(&t, "resize", ASK_KNOWN);
+    ck_model_has(&t, "disk0", F_TOP("134217728"), true);
+    log = log_since(&t);
+    ck_assert_msg(!strstr(log, " warning: "), "%s", log);
+    free(log);
+    stop(&t);
+}
+END_TEST
+
 /* qmproxy-query-chain through the router: while a job runs it asks QEMU
  * afresh before answering, and answers the model. */
 START_TEST(test_query_chain_command)
@@ -1143,6 +1222,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_mirror_pivot);
     tcase_add_test(tc, test_cancel_is_not_a_pivot);
     tcase_add_test(tc, test_commit_and_stream);
+    tcase_add_test(tc, test_filter_is_not_a_layer);
+    tcase_add_test(tc, test_block_resize);
     suite_add_tcase(s, tc);
     tc = tcase_create("jobs");
     tcase_add_test(tc, test_ready_before_reply);
