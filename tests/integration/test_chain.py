@@ -353,6 +353,22 @@ class Truth(ChainTestCase):
         self.assert_matches_qemu()
         self.assert_no_disagreement()
 
+    def test_medium_changes_are_followed(self):
+        """eject and blockdev-change-medium (a drive without a device, or
+        a CD-ROM): followed, and QEMU's answer completes them quietly."""
+        if self.shape != "none":
+            self.skipTest("a -blockdev disk behind virtio-blk has no medium to change")
+        other = os.path.join(self.workdir, "other.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", other, "32M")
+        self.c.ok("eject", {"device": "disk0"})
+        self.assertEqual(proxy_chain(self.c)["chain"], [])
+        self.c.ok("blockdev-change-medium", {"device": "disk0", "filename": other,
+                                             "format": "qcow2"})
+        model = self.assert_matches_qemu()
+        self.assertEqual(model["chain"][0]["virtual-size"], 32 << 20)
+        self.c.ok("query-status")
+        self.assert_no_disagreement()
+
     def test_block_resize_shows_at_once(self):
         self.snapshot()
         forms = [("node-name", lambda: qemu_chain(self.c)[2])]
