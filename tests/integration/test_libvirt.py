@@ -353,7 +353,7 @@ class LibvirtSetup:
 class Domain:
     """A transient libvirt domain (virsh create) behind the wrapper."""
 
-    def __init__(self, test, name, disk, emulator):
+    def __init__(self, test, name, disk, emulator, acpi=False):
         self.test = test
         self.name = name
         self.disk = disk
@@ -363,7 +363,7 @@ class Domain:
   <name>%s</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>%s
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>%s</emulator>
@@ -374,7 +374,7 @@ class Domain:
     </disk>
   </devices>
 </domain>
-""" % (name, emulator, disk))
+""" % (name, "\n  <features><acpi/></features>" if acpi else "", emulator, disk))
         self.log_path = os.path.join(DOMAIN_LOG_DIR, name + ".log")
         self.log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.qemu_pid = None
@@ -491,23 +491,26 @@ class Domain:
             self.assert_matches_dumpxml()
         self.test.assertEqual(self.blklist().get("vda"), files[0], "domblklist")
 
-    def libvirt_disk(self):
-        """vda's <disk> in libvirt's own live XML (virsh dumpxml)."""
+    def libvirt_disk(self, dev="vda"):
+        """A <disk> of libvirt's own live XML (virsh dumpxml), by target."""
         root = ET.fromstring(self.virsh("dumpxml", self.name).stdout)
         for disk in root.iter("disk"):
             target = disk.find("target")
-            if target is not None and target.get("dev") == "vda":
+            if target is not None and target.get("dev") == dev:
                 return disk
-        raise AssertionError("no vda in virsh dumpxml")
+        raise AssertionError("no %s in virsh dumpxml" % dev)
 
-    def proxy_disk(self):
-        """qmproxy-query-chain's XML for the guest's disk."""
+    def proxy_disk(self, alias=None):
+        """qmproxy-query-chain's XML for a guest disk, by libvirt's alias
+        (the disk's own, read from virsh dumpxml when not given)."""
         reply = self.qmp("qmproxy-query-chain", {"format": "xml"})
         self.test.assertIn("return", reply)
         root = ET.fromstring(reply["return"])
+        alias = alias or "virtio-disk0"
+        names = (alias, "/machine/peripheral/%s/virtio-backend" % alias)
         disks = [d for d in root.iter("disk")
                  if d.find("alias") is not None
-                 and d.find("alias").get("name") in (QDEV, "virtio-disk0")]
+                 and d.find("alias").get("name") in names]
         self.test.assertEqual(len(disks), 1, reply["return"])
         return disks[0]
 
@@ -534,12 +537,14 @@ class Domain:
                       mirror.get("job"))
         return {"chain": chain, "mirror": mirror}
 
-    def assert_matches_dumpxml(self):
+    def assert_matches_dumpxml(self, dev="vda"):
         """qmproxy's XML and libvirt's say the same of the disk: the same
         files, in the same order, with the same formats, and the same copy."""
-        self.test.assertEqual(self.disk_summary(self.proxy_disk()),
-                              self.disk_summary(self.libvirt_disk()),
-                              "qmproxy-query-chain's XML against virsh dumpxml")
+        theirs = self.libvirt_disk(dev)
+        alias = theirs.find("alias").get("name")
+        self.test.assertEqual(self.disk_summary(self.proxy_disk(alias)),
+                              self.disk_summary(theirs),
+                              "qmproxy-query-chain's XML against virsh dumpxml (%s)" % dev)
 
     def log_text(self):
         try:
@@ -663,9 +668,10 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top])
         return base, top
 
-    def domain(self, disk):
+    def domain(self, disk, acpi=False):
+        """acpi: PCI hotplug (attach-disk) needs it on i440fx."""
         name = "qmpx-" + self._testMethodName[5:][:15]
-        dom = Domain(self, name, disk, self.emulator)
+        dom = Domain(self, name, disk, self.emulator, acpi=acpi)
         dom.virsh("destroy", name, check=False)   # a leftover of an aborted run
         self.addCleanup(dom.cleanup)
         dom.create()
@@ -922,6 +928,37 @@ class LibvirtThroughQmproxy(unittest.TestCase):
             out.append((image["filename"], image["format"]))
             image = image.get("backing-image")
         return out
+
+    def test_attach_then_snapshot_two_disks(self):
+        """A disk attached with its own chain, then a disk-only snapshot of
+        both disks at once (one transaction): qmproxy's chains are
+        libvirt's after each.  (Detaching needs a guest that answers the
+        ACPI unplug request; these domains run none.)"""
+        base, top = self.images()
+        dom = self.domain(top, acpi=True)
+        base2 = os.path.join(self.dir, "base2.qcow2")
+        top2 = os.path.join(self.dir, "top2.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", base2, "32M"])
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base2, "-F", "qcow2", top2])
+        dom.virsh("attach-disk", dom.name, top2, "vdb", "--driver", "qemu",
+                  "--subdriver", "qcow2", "--live")
+        dom.assert_matches_dumpxml("vda")
+        dom.assert_matches_dumpxml("vdb")
+        self.assertEqual(len(self.disk_summary_of(dom, "vdb")["chain"]), 2)
+        s1 = os.path.join(self.dir, "s1.qcow2")
+        s2 = os.path.join(self.dir, "s2.qcow2")
+        dom.virsh("snapshot-create-as", dom.name, "--disk-only", "--no-metadata",
+                  "--diskspec", "vda,file=%s" % s1, "--diskspec", "vdb,file=%s" % s2)
+        dom.assert_matches_dumpxml("vda")
+        dom.assert_matches_dumpxml("vdb")
+        self.assertEqual([f for f, _ in self.disk_summary_of(dom, "vdb")["chain"]],
+                         [s2, top2, base2])
+        dom.assert_chain([s1, top, base])
+        dom.destroy_and_check()
+
+    @staticmethod
+    def disk_summary_of(dom, dev):
+        return dom.disk_summary(dom.libvirt_disk(dev))
 
     def test_blockresize(self):
         """libvirt resizes by node-name; the size is right at once."""
