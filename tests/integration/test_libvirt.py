@@ -960,6 +960,49 @@ class LibvirtThroughQmproxy(unittest.TestCase):
     def disk_summary_of(dom, dev):
         return dom.disk_summary(dom.libvirt_disk(dev))
 
+    def three_layers(self):
+        """base <- mid <- top, base holding P_BASE."""
+        base, _ = self.images(chain=False)
+        mid = os.path.join(self.dir, "mid.qcow2")
+        top = os.path.join(self.dir, "top.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", mid])
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", mid, "-F", "qcow2", top])
+        return base, mid, top
+
+    def test_blockcommit_intermediate(self):
+        base, mid, top = self.three_layers()
+        dom = self.domain(top)
+        dom.assert_chain([top, mid, base])
+        dom.virsh("blockcommit", dom.name, "vda", "--top", mid, "--base", base,
+                  "--wait", "--verbose")
+        dom.assert_chain([top, base])
+        self.assertTrue(client_commands(self.traffic(dom), "block-commit"))
+        dom.destroy_and_check()
+
+    def test_blockpull_with_base(self):
+        base, mid, top = self.three_layers()
+        dom = self.domain(top)
+        dom.virsh("blockpull", dom.name, "vda", "--base", base, "--wait", "--verbose")
+        dom.assert_chain([top, base])
+        self.assertTrue(client_commands(self.traffic(dom), "block-stream"))
+        dom.destroy_and_check()
+
+    def test_blockcopy_reuse_external_onto_a_chain(self):
+        """The copy's destination made beforehand, on the same base: while
+        it mirrors and after the pivot, qmproxy's chain is libvirt's."""
+        base, top = self.images()
+        dom = self.domain(top)
+        dest = os.path.join(self.dir, "dest.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", dest])
+        out = dom.virsh("blockcopy", dom.name, "vda", dest, "--shallow",
+                        "--reuse-external", "--transient-job", "--wait",
+                        "--verbose").stdout
+        self.assertIn("Now in mirroring phase", out)
+        dom.assert_matches_dumpxml()
+        dom.virsh("blockjob", dom.name, "vda", "--pivot")
+        dom.assert_chain([dest, base])
+        dom.destroy_and_check()
+
     def test_blockresize(self):
         """libvirt resizes by node-name; the size is right at once."""
         base, top = self.images()
