@@ -424,15 +424,25 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
         id = jobj_str(args, "device") ? jobj_str(args, "device")
                                      : jobj_str(args, "id");
         j = ch_find_job(c, id);
+        /* A job verb on a job the model knows changes no chain by itself:
+         * the events that follow say what happened (a pivot, the end), and
+         * they ask QEMU.  Asking now too would only keep QEMU busy with
+         * whole-VM queries while the client waits for its next reply. */
         if (j && (!strcmp(command, "block-job-complete")
                   || !strcmp(command, "job-complete"))) {
             j->pivot_requested = true;
+            return;
         } else if (j && (!strcmp(command, "block-job-cancel")
                          || !strcmp(command, "job-cancel"))) {
             j->cancel_requested = true;
+            return;
         } else if (j && (!strcmp(command, "job-dismiss")
                          || !strcmp(command, "block-job-dismiss"))) {
             ch_remove_job(c, j);
+            return;
+        } else if (j && (!strcmp(command, "job-finalize")
+                         || !strcmp(command, "block-job-finalize"))) {
+            return;
         }
     }
     ch_schedule(c);

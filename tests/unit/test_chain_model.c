@@ -584,7 +584,7 @@ START_TEST(test_blockdev_add_snapshot_mirror)
     events_after(&t, "bmirror");
     expect_asked(&t, "bmirror", ASK_JOBS);
     play(&t, "bcomplete");
-    expect_asked(&t, "bmirror", ASK_JOBS);
+    expect_quiet(&t);  /* the pivot's events will ask */
     events_after(&t, "bcomplete");
     /* a full copy: the disk is the copy alone */
     ck_model(&t, "disk0", QDISK("", LAYER("q-m.qcow2", "", RW, SIZE), ""));
@@ -625,7 +625,7 @@ START_TEST(test_mirror_pivot)
 
     play(&t, "complete");
     ck_model(&t, "disk0", DISK0_M0("ready", "pivot", M32, M32, "true"));
-    expect_asked(&t, "ready", ASK_JOBS);
+    expect_quiet(&t);  /* the verb changes no chain: its events will ask */
     events_after(&t, "complete");
     /* the copy is the disk now, on the old backing (sync top) */
     ck_model(&t, "disk0", PIVOTED(""));
@@ -652,7 +652,7 @@ START_TEST(test_cancel_is_not_a_pivot)
     run_until(&t, "cancel");
     play(&t, "cancel");
     ck_model(&t, "disk0", m1);
-    expect_asked(&t, "mirror2", ASK_JOBS);
+    expect_quiet(&t);
     ck_model(&t, "disk0", m1);
     event(&t, "cancel", "BLOCK_JOB_COMPLETED", "m1", NULL);
     ck_assert_str_eq(chain_job_status(chain(&t), "disk0"), "concluded");
@@ -706,7 +706,7 @@ START_TEST(test_commit_and_stream)
                M32)
         JOB("c1", "commit", "ready", M32, M32, "true")));
     play(&t, "acomplete");
-    expect_asked(&t, "acommit", ASK_JOBS);
+    expect_quiet(&t);
     events_after(&t, "acomplete");
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
@@ -787,7 +787,7 @@ START_TEST(test_job_status_change)
     run(&t, "speed", "ready");
     ck_assert_str_eq(chain_job_status(chain(&t), "disk0"), "ready");
     play(&t, "complete");
-    expect_asked(&t, "ready", ASK_JOBS);
+    expect_quiet(&t);
     for (int i = 0; states[i]; i++) {
         event(&t, "complete", "JOB_STATUS_CHANGE", "m0", states[i]);
         ck_assert_str_eq(chain_job_status(chain(&t), "disk0"), states[i]);
@@ -967,6 +967,9 @@ START_TEST(test_change_after_block_answer_asks_again)
     run_until(&t, "complete");
     forget_log(&t);
     play(&t, "complete");
+    /* a reconciliation under way when the pivot comes (block-job-complete
+     * itself asks nothing; another change would have) */
+    chain_reconcile(chain(&t));
     q = asked(&t);
     ck_assert_str_eq(q, ASK_JOBS);
     free(q);
