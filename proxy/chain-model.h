@@ -88,6 +88,9 @@ struct chain {
     /* reconciliation */
     bool reconciling, dirty, lost;
     bool nodes_asked;              /* this reconciliation's second step */
+    int commands_in_flight;        /* watched commands QEMU has not answered */
+    bool stranger_job;             /* an event named a job the model does
+                                    * not know, while a command was out */
     unsigned generation;
     int pending;
     json_object *q_block, *q_nodes, *q_jobs, *q_graph;

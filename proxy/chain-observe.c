@@ -359,8 +359,45 @@ static void observe_blockdev_add(struct chain *c, json_object *a)
     json_object_object_add(c->blockdev_nodes, node, info);
 }
 
+void chain_command_sent(struct chain *c)
+{
+    c->commands_in_flight++;
+}
+
+/* No command is out any more: a job an event named and no reply started
+ * was started elsewhere (another monitor); learn about it now. */
+static void commands_answered(struct chain *c)
+{
+    if (c->commands_in_flight > 0) {
+        c->commands_in_flight--;
+    }
+    if (c->commands_in_flight == 0 && c->stranger_job) {
+        c->stranger_job = false;
+        /* the replies started the jobs the events named (start_job took
+         * their facts out of c->early), or some job is still a stranger */
+        if (json_object_object_length(c->early) > 0) {
+            ch_schedule(c);
+        }
+    }
+}
+
+void chain_unanswered(struct chain *c)
+{
+    commands_answered(c);
+}
+
+static void observe(struct chain *c, const char *command, json_object *args,
+                    unsigned client, bool ok);
+
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok)
+{
+    observe(c, command, args, client, ok);
+    commands_answered(c);
+}
+
+static void observe(struct chain *c, const char *command, json_object *args,
+                    unsigned client, bool ok)
 {
     struct job *j;
     const char *id;
@@ -564,6 +601,13 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         return;
     }
     j = ch_find_job(c, id);
+    if (!j && c->commands_in_flight > 0) {
+        /* QEMU often reports on a job before its reply to the command
+         * that started it: wait for the replies out (the facts are kept
+         * in c->early) rather than ask whole-VM questions now */
+        c->stranger_job = true;
+        return;
+    }
     if (!j) {
         ch_schedule(c);  /* a job we never saw start: learn about it */
         return;
