@@ -327,6 +327,7 @@ json_object *chain_save(const struct chain *c)
         jobj_add_bool(s, "pivot-requested", j->pivot_requested);
         jobj_add_bool(s, "cancel-requested", j->cancel_requested);
         jobj_add_bool(s, "manual-finalize", j->manual_finalize);
+        jobj_add_bool(s, "manual-dismiss", j->manual_dismiss);
         json_object_array_add(jobs, s);
     }
     json_object_object_add(o, "jobs", jobs);

@@ -49,6 +49,7 @@ struct job {
     char *top_file;       /* intermediate commit: from here */
     bool pivot_requested, cancel_requested;
     bool manual_finalize; /* started with auto-finalize false */
+    bool manual_dismiss;  /* started with auto-dismiss false */
     unsigned touched;     /* the chain's event count when last changed */
     unsigned started_by;  /* client number; 0: the proxy itself */
     char *started_at;

@@ -195,6 +195,7 @@ static struct job *start_job(struct chain *c, json_object *a,
     str_set(&j->status, "running");
     j->started_by = client;
     j->manual_finalize = !jobj_bool(a, "auto-finalize", true);
+    j->manual_dismiss = !jobj_bool(a, "auto-dismiss", true);
     /* QEMU may have reported on the job before answering the command */
     json_object *early;
     if (json_object_object_get_ex(c->early, id, &early)) {
@@ -544,6 +545,16 @@ static void job_completed(struct chain *c, struct job *j)
     }
 }
 
+/* A job concluded: ask QEMU what the chain is now - at once when the job
+ * stays until dismissed, else when it is dismissed, which QEMU reports in
+ * the same breath (JOB_STATUS_CHANGE to null): one question, not two. */
+static void job_ended(struct chain *c, struct job *j)
+{
+    if (j->manual_dismiss) {
+        ch_schedule(c);
+    }
+}
+
 void chain_observe_event(struct chain *c, const char *name, json_object *data)
 {
     const char *id = jobj_str(data, "device");
@@ -633,10 +644,10 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
             job_completed(c, j);
         }
         str_set(&j->status, "concluded");
-        ch_schedule(c);
+        job_ended(c, j);
     } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
         str_set(&j->status, "concluded");
-        ch_schedule(c);
+        job_ended(c, j);
     }
 }
 

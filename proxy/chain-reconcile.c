@@ -263,6 +263,8 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
                 str_set(&j->disk, job_disk_from_graph(c, c->q_graph, id));
             }
             str_set(&j->started_at, NULL);
+            j->manual_finalize = !jobj_bool(q, "auto-finalize", true);
+            j->manual_dismiss = !jobj_bool(q, "auto-dismiss", true);
             log_info("found job %s (%s) that the proxy did not see start",
                      id, j->type ? j->type : "?");
         }
@@ -359,6 +361,7 @@ static void restore_saved_jobs(struct chain *c, json_object *jobs)
         j->pivot_requested = jobj_bool(s, "pivot-requested", false);
         j->cancel_requested = jobj_bool(s, "cancel-requested", false);
         j->manual_finalize = jobj_bool(s, "manual-finalize", false);
+        j->manual_dismiss = jobj_bool(s, "manual-dismiss", false);
         if (!j->disk) {
             str_set(&j->disk, jobj_str(s, "disk"));
         }

@@ -588,7 +588,7 @@ START_TEST(test_blockdev_add_snapshot_mirror)
     events_after(&t, "bcomplete");
     /* a full copy: the disk is the copy alone */
     ck_model(&t, "disk0", QDISK("", LAYER("q-m.qcow2", "", RW, SIZE), ""));
-    expect_asked(&t, "bcomplete", ASK_JOBS);
+    /* one question when the job is gone, not one at its end too */
     expect_asked(&t, "bcomplete", ASK_KNOWN);
     ck_model(&t, "disk0", QDISK(N("qm"), LAYER("q-m.qcow2", N("qm"), RW, SIZE),
                                 ""));
@@ -629,7 +629,7 @@ START_TEST(test_mirror_pivot)
     events_after(&t, "complete");
     /* the copy is the disk now, on the old backing (sync top) */
     ck_model(&t, "disk0", PIVOTED(""));
-    expect_asked(&t, "complete", ASK_JOBS);
+    /* one question when the job is gone, not one at its end too */
     expect_asked(&t, "complete", ASK_KNOWN);
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     expect_quiet(&t);
@@ -661,7 +661,7 @@ START_TEST(test_cancel_is_not_a_pivot)
                      "/tmp/qmpc/none/d0-m.qcow2");
     event(&t, "cancel", "JOB_STATUS_CHANGE", "m1", "null");
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
-    expect_asked(&t, "cancel", ASK_JOBS);
+    /* one question when the job is gone, not one at its end too */
     expect_asked(&t, "cancel", ASK_KNOWN);
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     stop(&t);
@@ -690,6 +690,7 @@ START_TEST(test_commit_and_stream)
                                           "0", "false")));
     events_after(&t, "commit");
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0, ""));
+    /* the start's question (the job lives), then the end's */
     expect_asked(&t, "commit", ASK_JOBS);
     expect_asked(&t, "commit", ASK_KNOWN);
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0, ""));
@@ -710,7 +711,7 @@ START_TEST(test_commit_and_stream)
     events_after(&t, "acomplete");
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
-    expect_asked(&t, "acomplete", ASK_JOBS);
+    /* one question when the job is gone, not one at its end too */
     expect_asked(&t, "acomplete", ASK_KNOWN);
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
@@ -720,6 +721,7 @@ START_TEST(test_commit_and_stream)
     events_after(&t, "stream");
     ck_model(&t, "disk1", DISK("disk1", N("d1s3"),
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) "," S11 "," BASE1, ""));
+    /* the start's question (the job lives), then the end's */
     expect_asked(&t, "stream", ASK_JOBS);
     expect_asked(&t, "stream", ASK_KNOWN);
     ck_model(&t, "disk1", DISK("disk1", N("d1s3"),
@@ -1032,7 +1034,8 @@ START_TEST(test_saved_form_round_trip)
         "\"disk\":\"disk0\",\"target-file\":\"/tmp/qmpc/none/d0-m.qcow2\","
         "\"target-format\":\"qcow2\",\"mode\":\"absolute-paths\","
         "\"sync\":\"top\",\"active-commit\":false,\"pivot-requested\":false,"
-        "\"cancel-requested\":false,\"manual-finalize\":false}]");
+        "\"cancel-requested\":false,\"manual-finalize\":false,"
+        "\"manual-dismiss\":false}]");
     json_object_put(o);
     stop(&t);
 
