@@ -299,6 +299,23 @@ class Truth(ChainTestCase):
         if self.shape == "q35":
             self.assertEqual(proxy_chain(self.c, "behind24")["disk"], "disk0")
 
+    def test_hmp_through_another_monitor_is_seen_at_once(self):
+        """HMP's snapshot_blkdev and drive_add on a second monitor: a new
+        layer and a new disk, each in the very next qmproxy-query-chain."""
+        if self.shape != "none":
+            self.skipTest("HMP's snapshot_blkdev names a device; -blockdev disks have none")
+        other = self.direct()
+        snap = os.path.join(self.workdir, "hmp-snap.qcow2")
+        self.assertEqual(other.hmp("snapshot_blkdev disk0 %s qcow2" % snap), "")
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [snap, self.qemu.images[0]])
+        extra = os.path.join(self.workdir, "extra.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", extra, "16M")
+        other.hmp("drive_add 0 if=none,id=extra,file=%s,format=qcow2" % extra)
+        model = proxy_chain(self.c, "extra")
+        self.assertEqual([l["file"] for l in model["chain"]], [extra])
+        self.assertEqual(model["chain"][0]["virtual-size"], 16 << 20)
+
     def test_unchanged_model_is_answered_without_a_reconciliation(self):
         self.snapshot()
         self.assert_matches_qemu()
