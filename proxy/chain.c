@@ -670,6 +670,9 @@ void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque)
     c->generation++;
     c->reconciling = false;
     c->dirty = false;
+    /* commands sent to an earlier QEMU are not coming back */
+    c->commands_in_flight = 0;
+    c->stranger_job = false;
     chain_after_reconcile(c, done, opaque);
 }
 
