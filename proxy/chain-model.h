@@ -146,6 +146,10 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
 /* Ask QEMU for the truth soon (coalesced). */
 void ch_schedule(struct chain *c);
+/* A change the model does not predict (HMP, a reopen, another monitor):
+ * QEMU's next answer, whatever it is, completes the model without a
+ * warning. */
+void ch_nothing_predicted(struct chain *c);
 
 /* chain-export.c: the model as JSON */
 json_object *ch_layers_json(const struct disk *d);

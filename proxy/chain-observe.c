@@ -114,15 +114,6 @@ static void observe_resize(struct chain *c, json_object *a)
     }
 }
 
-/* A change the model does not predict: QEMU's answer, whatever it is,
- * completes the model without a warning. */
-static void nothing_predicted(struct chain *c)
-{
-    for (int i = 0; i < c->ndisks; i++) {
-        c->disks[i]->uncertain = true;
-    }
-}
-
 /* A disk's chain replaced by one image (or by none: no medium). */
 static void set_medium(struct disk *d, const char *file, const char *format,
                        const char *node)
@@ -445,7 +436,7 @@ static void observe(struct chain *c, const char *command, json_object *args,
                || !strcmp(command, "change-backing-file")) {
         /* a new backing child, a child added or removed (quorum), a
          * header rewritten: not predicted, QEMU's answer says it */
-        nothing_predicted(c);
+        ch_nothing_predicted(c);
     } else if (!strcmp(command, "human-monitor-command")) {
         const char *line = jobj_str(args, "command-line");
         /* HMP can change chains too (snapshot_blkdev, block_job_*...);
@@ -457,7 +448,7 @@ static void observe(struct chain *c, const char *command, json_object *args,
                       && strncmp(line, "eject", 5))) {
             return;
         }
-        nothing_predicted(c);
+        ch_nothing_predicted(c);
     } else {
         id = jobj_str(args, "device") ? jobj_str(args, "device")
                                      : jobj_str(args, "id");

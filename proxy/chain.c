@@ -281,6 +281,13 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     }
 }
 
+void ch_nothing_predicted(struct chain *c)
+{
+    for (int i = 0; i < c->ndisks; i++) {
+        c->disks[i]->uncertain = true;
+    }
+}
+
 /* ---- accessors for operations -------------------------------------- */
 
 static const struct layer *top(const struct chain *c, const char *name)
@@ -636,6 +643,7 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     } else {
         log_info("the block graph changed behind the proxy's back (another "
                  "monitor?): asking QEMU for the chains again");
+        ch_nothing_predicted(c);
         chain_after_reconcile(c, done, done_opaque);
     }
 }

@@ -298,6 +298,9 @@ class Truth(ChainTestCase):
         # and a disk named by a node-name made behind its back is found
         if self.shape == "q35":
             self.assertEqual(proxy_chain(self.c, "behind24")["disk"], "disk0")
+        # found, not mistaken for a prediction gone wrong
+        self.assertIn("changed behind the proxy's back", self.proxy.read_stderr())
+        self.assert_no_disagreement()
 
     def test_hmp_through_another_monitor_is_seen_at_once(self):
         """HMP's snapshot_blkdev and drive_add on a second monitor: a new
@@ -315,6 +318,7 @@ class Truth(ChainTestCase):
         model = proxy_chain(self.c, "extra")
         self.assertEqual([l["file"] for l in model["chain"]], [extra])
         self.assertEqual(model["chain"][0]["virtual-size"], 16 << 20)
+        self.assert_no_disagreement()
 
     def test_unchanged_model_is_answered_without_a_reconciliation(self):
         self.snapshot()
