@@ -320,6 +320,22 @@ class Truth(ChainTestCase):
         self.assertEqual(model["chain"][0]["virtual-size"], 16 << 20)
         self.assert_no_disagreement()
 
+    def test_reopen_without_backing(self):
+        """blockdev-reopen of the active layer with backing null: the
+        chain QEMU has, without a warning (a reopen is not predicted)."""
+        if self.shape != "q35":
+            self.skipTest("the -drive disk's nodes have generated names")
+        snap = self.snapshot()
+        files = [n for n in self.c.ok("query-named-block-nodes", {"flat": True})
+                 if n["drv"] == "file" and n["file"] == snap]
+        self.assertEqual(len(files), 1, files)
+        self.c.ok("blockdev-reopen", {"options": [{
+            "driver": "qcow2", "node-name": "snapnode1",
+            "file": files[0]["node-name"], "backing": None}]})
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [snap])
+        self.assert_no_disagreement()
+
     def test_unchanged_model_is_answered_without_a_reconciliation(self):
         self.snapshot()
         self.assert_matches_qemu()
