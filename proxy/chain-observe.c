@@ -558,9 +558,12 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     if (!id) {
         id = jobj_str(data, "id");
     }
-    if (id && !ch_find_job(c, id)) {
+    if (id && !ch_find_job(c, id)
+        && !(!strcmp(name, "JOB_STATUS_CHANGE")
+             && same(jobj_str(data, "status"), "null"))) {
         /* not started as far as the model knows: keep what was said, for
-         * the reply that is probably on its way */
+         * the reply that is probably on its way (but not a job's last
+         * word: one the model already let go of is gone) */
         json_object *e = NULL;
         if (!json_object_object_get_ex(c->early, id, &e)) {
             e = json_object_new_object();
