@@ -33,27 +33,69 @@ static char *qdev_id(const char *qdev)
     return end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
 }
 
-/* Node-names of layers QEMU's query-block does not name: it names only
- * the top node, and that is a filter's when one sits on the disk. */
-static void name_backing_layers(struct disk *d, json_object *nodes,
-                                json_object *used)
+/* The key under which a node of query-named-block-nodes is indexed: its
+ * driver and plain file name. */
+static char *node_key(const char *drv, const char *file)
 {
+    return xasprintf("%s\n%s", drv ? drv : "", file ? file : "");
+}
+
+/*
+ * query-named-block-nodes indexed once: "drv\nfile" -> the node-names of
+ * that driver and file, in QEMU's order.  Looking each layer up in the
+ * list instead would cost layers x nodes (80 million comparisons at 64
+ * disks x 100 layers).
+ */
+static json_object *index_nodes(json_object *nodes)
+{
+    json_object *index = json_object_new_object();
     size_t n = nodes ? json_object_array_length(nodes) : 0;
 
+    for (size_t i = 0; i < n; i++) {
+        json_object *node = json_object_array_get_idx(nodes, i), *names;
+        const char *name = jobj_str(node, "node-name");
+        char *file, *key;
+        if (!name) {
+            continue;
+        }
+        file = ch_plain_filename(jobj_str(node, "file"));
+        key = node_key(jobj_str(node, "drv"), file);
+        if (!json_object_object_get_ex(index, key, &names)) {
+            names = json_object_new_array();
+            json_object_object_add(index, key, names);
+        }
+        json_object_array_add(names, json_object_new_string(name));
+        free(key);
+        free(file);
+    }
+    return index;
+}
+
+/* Node-names of layers QEMU's query-block does not name: it names only
+ * the top node, and that is a filter's when one sits on the disk. */
+static void name_backing_layers(struct disk *d, json_object *index,
+                                json_object *used)
+{
     for (int k = 0; k < d->nlayers; k++) {
         struct layer *l = &d->layers[k];
-        for (size_t i = 0; i < n && !l->node_name; i++) {
-            json_object *node = json_object_array_get_idx(nodes, i);
-            const char *name = jobj_str(node, "node-name");
-            char *file = ch_plain_filename(jobj_str(node, "file"));
-            if (name && same(jobj_str(node, "drv"), l->format)
-                && same(file, l->file)
-                && !json_object_object_get_ex(used, name, NULL)) {
-                l->node_name = xstrdup(name);
-                json_object_object_add(used, name, NULL);
-            }
-            free(file);
+        char *key;
+        json_object *names;
+        if (l->node_name) {
+            continue;
         }
+        key = node_key(l->format, l->file);
+        if (json_object_object_get_ex(index, key, &names)) {
+            for (size_t i = 0; i < json_object_array_length(names); i++) {
+                const char *name = json_object_get_string(
+                    json_object_array_get_idx(names, i));
+                if (!json_object_object_get_ex(used, name, NULL)) {
+                    l->node_name = xstrdup(name);
+                    json_object_object_add(used, name, NULL);
+                    break;
+                }
+            }
+        }
+        free(key);
     }
 }
 
@@ -140,8 +182,12 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
         }
         out[k++] = d;
     }
-    for (int i = 0; i < k; i++) {
-        name_backing_layers(out[i], nodes, used);
+    if (nodes) {
+        json_object *index = index_nodes(nodes);
+        for (int i = 0; i < k; i++) {
+            name_backing_layers(out[i], index, used);
+        }
+        json_object_put(index);
     }
     json_object_put(used);
     *count = k;
@@ -406,27 +452,31 @@ static void keep_node_names(struct disk *truth, const struct disk *old)
     }
 }
 
-/* Is a node of this name in QEMU's block graph? (No graph: assume so.) */
-static bool in_graph(json_object *graph, const char *name)
+/* The node names in QEMU's block graph, as a set; NULL without a graph. */
+static json_object *graph_names(json_object *graph)
 {
     json_object *nodes = jobj_typed(graph, "nodes", json_type_array);
+    json_object *set;
 
     if (!nodes) {
-        return true;
+        return NULL;
     }
+    set = json_object_new_object();
     for (size_t i = 0; i < json_object_array_length(nodes); i++) {
-        if (same(jobj_str(json_object_array_get_idx(nodes, i), "name"),
-                 name)) {
-            return true;
+        const char *name = jobj_str(json_object_array_get_idx(nodes, i),
+                                    "name");
+        if (name) {
+            json_object_object_add(set, name, NULL);
         }
     }
-    return false;
+    return set;
 }
 
 bool ch_needs_node_names(const struct chain *c)
 {
     int n;
     struct disk **truth = disks_from_qemu(c->q_block, NULL, &n);
+    json_object *in_graph = graph_names(c->q_graph);
     bool need = false;
 
     for (int i = 0; i < n; i++) {
@@ -436,11 +486,14 @@ bool ch_needs_node_names(const struct chain *c)
         }
         for (int k = 0; k < truth[i]->nlayers && !need; k++) {
             const char *name = truth[i]->layers[k].node_name;
-            need = !name || !in_graph(c->q_graph, name);
+            need = !name || (in_graph
+                             && !json_object_object_get_ex(in_graph, name,
+                                                           NULL));
         }
         ch_disk_free(truth[i]);
     }
     free(truth);
+    json_object_put(in_graph);
     return need;
 }
 

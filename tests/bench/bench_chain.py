@@ -238,6 +238,8 @@ def measure(cell, disks, rounds):
                  pred=lambda e: e["data"].get("status") == "null")
     log_length(cell.tlog, settle=1.5)
     commands, answer_bytes, _ = proxy_traffic(cell.tlog, since)
+    if "line(s) lost" in cell.proxy.read_stderr():
+        answer_bytes = None  # the log's writer fell behind: not all there
     out["job-commands"] = commands
     out["job-bytes"] = answer_bytes
     out["query-block-bytes"] = len(json.dumps(d.cmd("query-block")))
@@ -303,6 +305,10 @@ def main():
         cmds = ", ".join("%s %d" % (k.replace("query-", "q-").replace(
             "x-debug-q-block-graph", "graph"), v)
             for k, v in sorted(r["job-commands"].items()))
+        if r["job-bytes"] is None:
+            print("%5d %5d | %-43s | %12s | (the traffic log lost lines)" % (
+                disks, depth, cmds, "?"))
+            continue
         print("%5d %5d | %-43s | %12d | %5.1f" % (
             disks, depth, cmds, r["job-bytes"],
             r["job-bytes"] / r["query-block-bytes"]))
