@@ -46,7 +46,13 @@ struct job {
     char *target_format;
     char *mode, *sync;
     char *base_file;      /* commit/stream: down to here */
-    char *top_file;       /* intermediate commit: from here */
+    char *top_file;       /* intermediate commit: from here; stream: into
+                           * here (NULL: the active layer) */
+    bool base_unknown;    /* a base named that the model could not find */
+    /* QEMU reported the job's end before its reply to the command that
+     * started it (a commit with nothing to do): applied once the job's
+     * facts are in */
+    bool ended_early, completed_early;
     bool pivot_requested, cancel_requested;
     bool manual_finalize; /* started with auto-finalize false */
     bool manual_dismiss;  /* started with auto-dismiss false */

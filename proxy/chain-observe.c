@@ -196,6 +196,11 @@ static struct job *start_job(struct chain *c, json_object *a,
         j->ready = jobj_bool(early, "ready", false);
         j->offset = jobj_int(early, "offset", 0);
         j->len = jobj_int(early, "len", 0);
+        j->ended_early = jobj_bool(early, "ended", false);
+        j->completed_early = jobj_bool(early, "completed", false);
+        if (jobj_str(early, "error")) {
+            str_set(&j->error, jobj_str(early, "error"));
+        }
         json_object_object_del(c->early, id);
     }
     return j;
@@ -268,7 +273,7 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     struct job *j = start_job(c, a, "stream", client);
     struct disk *d;
     const char *basename;
-    int bi;
+    int bi, ti;
 
     if (!j) {
         return;
@@ -279,6 +284,13 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     bi = basename ? ch_layer_index(d, basename) : -1;
     if (d && bi >= 0) {
         str_set(&j->base_file, d->layers[bi].file);
+    }
+    j->base_unknown = basename && bi < 0;
+    /* "device" may name a node inside the chain: the stream fills that
+     * layer, and those above it stay (QEMU's parallel streams) */
+    ti = ch_layer_index(d, jobj_str(a, "device"));
+    if (d && ti > 0) {
+        str_set(&j->top_file, d->layers[ti].file);
     }
 }
 
@@ -380,6 +392,7 @@ void chain_unanswered(struct chain *c)
 
 static void observe(struct chain *c, const char *command, json_object *args,
                     unsigned client, bool ok);
+static void apply_early_ends(struct chain *c);
 
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok)
@@ -474,7 +487,19 @@ static void observe(struct chain *c, const char *command, json_object *args,
             return;
         }
     }
+    apply_early_ends(c);
     ch_schedule(c);
+}
+
+/* Layers [from, to) of d leave the chain (folded into another). */
+static void drop_layers(struct disk *d, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        ch_layer_clear(&d->layers[i]);
+    }
+    memmove(d->layers + from, d->layers + to, sizeof(*d->layers)
+            * (size_t)(d->nlayers - to));
+    d->nlayers -= to - from;
 }
 
 /* A job finished without error: predict the chain QEMU now has. */
@@ -516,22 +541,34 @@ static void job_completed(struct chain *c, struct job *j)
             d->layers[0].read_only = false;
         } else if (!j->active_commit) {
             /* layers top..base-1 are folded into base */
-            for (int i = ti; i < bi; i++) {
-                ch_layer_clear(&d->layers[i]);
-            }
-            memmove(d->layers + ti, d->layers + bi, sizeof(*d->layers)
-                    * (size_t)(d->nlayers - bi));
-            d->nlayers -= bi - ti;
+            drop_layers(d, ti, bi);
         }
     } else if (same(j->type, "stream")) {
+        /* the layers between the one streamed into and the base are
+         * pulled into it */
+        ti = j->top_file ? ch_layer_index(d, j->top_file) : 0;
         bi = j->base_file ? ch_layer_index(d, j->base_file) : d->nlayers;
-        if (bi > 1) {
-            for (int i = 1; i < bi; i++) {
-                ch_layer_clear(&d->layers[i]);
+        if (j->base_unknown || ti < 0 || bi < 0) {
+            d->uncertain = true;
+        } else if (bi > ti + 1) {
+            drop_layers(d, ti + 1, bi);
+        }
+    }
+}
+
+/* Jobs whose end QEMU reported before the reply that started them: their
+ * facts are in now, so their end is predicted as if it came now (the job
+ * itself is gone if QEMU dismissed it; the reconciliation says so). */
+static void apply_early_ends(struct chain *c)
+{
+    for (int i = 0; i < c->njobs; i++) {
+        struct job *j = c->jobs[i];
+        if (j->ended_early) {
+            j->ended_early = false;
+            if (j->completed_early) {
+                job_completed(c, j);
             }
-            memmove(d->layers + 1, d->layers + bi, sizeof(*d->layers)
-                    * (size_t)(d->nlayers - bi));
-            d->nlayers -= bi - 1;
+            str_set(&j->status, "concluded");
         }
     }
 }
@@ -560,10 +597,11 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     }
     if (id && !ch_find_job(c, id)
         && !(!strcmp(name, "JOB_STATUS_CHANGE")
-             && same(jobj_str(data, "status"), "null"))) {
+             && same(jobj_str(data, "status"), "null")
+             && c->commands_in_flight == 0)) {
         /* not started as far as the model knows: keep what was said, for
-         * the reply that is probably on its way (but not a job's last
-         * word: one the model already let go of is gone) */
+         * the reply that is probably on its way (but with no command out,
+         * a job's last word is about one the model already let go of) */
         json_object *e = NULL;
         if (!json_object_object_get_ex(c->early, id, &e)) {
             e = json_object_new_object();
@@ -575,6 +613,13 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         } else if (!strcmp(name, "BLOCK_JOB_READY")) {
             json_object_object_add(e, "status", json_object_new_string("ready"));
             jobj_add_bool(e, "ready", 1);
+        } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")
+                   || !strcmp(name, "BLOCK_JOB_CANCELLED")) {
+            jobj_add_bool(e, "ended", 1);
+            jobj_add_bool(e, "completed",
+                          !strcmp(name, "BLOCK_JOB_COMPLETED")
+                          && !jobj_str(data, "error"));
+            jobj_add_str(e, "error", jobj_str(data, "error"));
         }
         if (json_object_object_get_ex(data, "offset", NULL)) {
             json_object_object_add(e, "offset", json_object_new_int64(
