@@ -282,7 +282,17 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     basename = jobj_str(a, "base-node") ? jobj_str(a, "base-node")
                                        : jobj_str(a, "base");
     bi = basename ? ch_layer_index(d, basename) : -1;
-    if (d && bi >= 0) {
+    if (jobj_str(a, "bottom")) {
+        /* the last node streamed, inclusive: the base is the one under it
+         * (none when it is the bottom of the chain) */
+        int bottom = ch_layer_index(d, jobj_str(a, "bottom"));
+        basename = jobj_str(a, "bottom");
+        bi = bottom >= 0 ? bottom + 1 : -1;
+        if (d && bi == d->nlayers) {
+            basename = NULL;
+        }
+    }
+    if (d && bi >= 0 && bi < d->nlayers) {
         str_set(&j->base_file, d->layers[bi].file);
     }
     j->base_unknown = basename && bi < 0;
