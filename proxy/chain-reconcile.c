@@ -535,6 +535,13 @@ static void adopt_disk(struct chain *c, struct disk **slot)
     if (old && !c->q_nodes) {
         keep_node_names(truth, old);
     }
+    if (old && overtaken && old->uncertain) {
+        /* an uncertain prediction (a job's end QEMU must say more of)
+         * came after this answer, which still matches the chain before
+         * it: the next answer completes it, quietly */
+        truth->uncertain = true;
+        c->dirty = true;
+    }
     if (old) {
         truth->published = old->published;
         old->published = NULL;
