@@ -540,7 +540,11 @@ static void job_completed(struct chain *c, struct job *j)
                 * (size_t)d->nlayers);
         d->layers[0] = new_top;
         d->nlayers++;
-        d->uncertain = !(top_only && created) && !same(j->sync, "full");
+        /* certain only for a copy QEMU created for sync top or full: an
+         * existing target (blockdev-mirror's always is) keeps the backing
+         * it was opened with, whatever the sync (iotest 155's null-co
+         * backing), and sync none's is the old top */
+        d->uncertain = !created || same(j->sync, "none");
     } else if (same(j->type, "commit")) {
         bi = ch_layer_index(d, j->base_file);
         ti = j->active_commit ? 0 : ch_layer_index(d, j->top_file);
