@@ -1099,6 +1099,81 @@ START_TEST(test_changed_while_away)
 }
 END_TEST
 
+/* ---- freshness: the block graph checked before an answer ---------- */
+
+/* A query for the chain after the model's last reconciliation: the proxy
+ * asks QEMU for its block graph only, and with the graph it saw then,
+ * answers from the model. */
+static char *query_chain(struct t *t)
+{
+    free(client_since(t));
+    rig_send(t->c, "{\"execute\": \"qmproxy-query-chain\", \"arguments\": "
+                   "{\"disk\": \"disk1\"}, \"id\": \"q\"}");
+    spin(t);
+    return asked(t);
+}
+
+START_TEST(test_unchanged_graph_answers_from_the_model)
+{
+    struct t t;
+    char *q, *got;
+
+    start(&t, "none");
+    run(&t, "snap", "snap");
+    run(&t, "txn", "txn");
+    q = query_chain(&t);
+    ck_assert_str_eq(q, "x-debug-query-block-graph");
+    free(q);
+    got = client_since(&t);
+    ck_assert_str_eq(got, "");  /* not before the check is answered */
+    free(got);
+    reply(&t, "txn", 1);
+    got = client_since(&t);
+    ck_assert_msg(strstr(got, "\"id\": \"q\"") && strstr(got, "d1-s1.qcow2"),
+                  "%s", got);
+    free(got);
+    expect_quiet(&t);
+    stop(&t);
+}
+END_TEST
+
+/* Another monitor took a snapshot of disk1 (the recording's "behind"
+ * step): the graph differs, so the proxy asks again before answering, and
+ * the new layer is QEMU's, without a warning. */
+START_TEST(test_changed_graph_asks_again_before_answering)
+{
+    struct t t;
+    char *q, *got, *log;
+
+    start(&t, "none");
+    run(&t, "snap", "snap");
+    run(&t, "txn", "txn");
+    forget_log(&t);
+    q = query_chain(&t);
+    ck_assert_str_eq(q, "x-debug-query-block-graph");
+    free(q);
+    /* QEMU's graph as it was after the snapshot behind the proxy's back
+     * and the proxy's own one that followed it */
+    reply(&t, "behind", 1);
+    got = client_since(&t);
+    ck_assert_str_eq(got, "");
+    free(got);
+    q = answer(&t, "behind");
+    ck_assert_str_eq(q, ASK_ALL);  /* d1-s2 is new: its node-name too */
+    free(q);
+    got = client_since(&t);
+    ck_assert_msg(strstr(got, "\"id\": \"q\"") && strstr(got, "d1-s2.qcow2"),
+                  "%s", got);
+    free(got);
+    log = log_since(&t);
+    ck_assert_msg(logged(log, "info", "the block graph changed behind the "
+                         "proxy's back"), "%s", log);
+    ck_assert_msg(!strstr(log, " warning: "), "%s", log);
+    free(log);
+    stop(&t);
+}
+END_TEST
+
 /* ---- filters.qmp: a pull backup's filter, block_resize ---------- */
 
 #define F_TOP(size) \
@@ -1246,6 +1321,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_uncertain_prediction_completed_quietly);
     tcase_add_test(tc, test_event_after_jobs_answer_wins);
     tcase_add_test(tc, test_change_after_block_answer_asks_again);
+    tcase_add_test(tc, test_unchanged_graph_answers_from_the_model);
+    tcase_add_test(tc, test_changed_graph_asks_again_before_answering);
     suite_add_tcase(s, tc);
     tc = tcase_create("restart");
     tcase_add_test(tc, test_saved_form_round_trip);
