@@ -592,17 +592,6 @@ void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
     }
 }
 
-void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
-{
-    if (c->lost || (!c->reconciling && !c->dirty)) {
-        done(opaque);
-    } else if (c->dirty) {
-        add_waiter(&c->next_waiters, &c->nnext_waiters, done, opaque);
-    } else {
-        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
-    }
-}
-
 /*
  * Freshness: is the model still QEMU's truth?  A change made through the
  * proxy is followed and asked about, but QEMU may have other monitors (a
@@ -619,6 +608,7 @@ void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
 struct fresh_check {
     struct chain *chain;
     unsigned generation;
+    bool progress;        /* chain_refresh (a query) or chain_settle */
     void (*done)(void *opaque);
     void *opaque;
 };
@@ -632,12 +622,14 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     uint64_t print = graph_fingerprint(r);
     bool current = f->generation == c->generation;
 
+    bool progress = f->progress;
+
     free(f);
     if (!current || c->lost) {
         done(done_opaque);
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
-        chain_refresh(c, done, done_opaque);
+        (progress ? chain_refresh : chain_settle)(c, done, done_opaque);
     } else if (print && print == c->graph_print && c->graph_known) {
         done(done_opaque);
     } else {
@@ -646,6 +638,17 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
         ch_nothing_predicted(c);
         chain_after_reconcile(c, done, done_opaque);
     }
+}
+
+static void check_graph(struct chain *c, bool progress,
+                        void (*done)(void *opaque), void *opaque)
+{
+    struct fresh_check *f = xcalloc(1, sizeof(*f));
+    json_object *cmd = qmp_command("x-debug-query-block-graph", NULL);
+
+    *f = (struct fresh_check){ c, c->generation, progress, done, opaque };
+    upstream_send_internal(c->up, cmd, on_graph_check, f);
+    json_object_put(cmd);
 }
 
 /* A query answers with QEMU's truth: wait for a reconciliation under
@@ -658,11 +661,7 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
         return;
     }
     if (!c->reconciling && !c->dirty && c->njobs == 0) {
-        struct fresh_check *f = xcalloc(1, sizeof(*f));
-        json_object *cmd = qmp_command("x-debug-query-block-graph", NULL);
-        *f = (struct fresh_check){ c, c->generation, done, opaque };
-        upstream_send_internal(c->up, cmd, on_graph_check, f);
-        json_object_put(cmd);
+        check_graph(c, true, done, opaque);
         return;
     }
     if (c->reconciling && !c->dirty && c->njobs == 0) {
@@ -670,6 +669,26 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
         return;
     }
     chain_after_reconcile(c, done, opaque);
+}
+
+/* An operation starts from QEMU's truth: a reconciliation under way or
+ * due is waited for, and with no job running (no fingerprint then) the
+ * block graph is checked as for a query. */
+void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+{
+    if (c->lost) {
+        done(opaque);
+    } else if (!c->reconciling && !c->dirty) {
+        if (c->njobs == 0) {
+            check_graph(c, false, done, opaque);
+        } else {
+            done(opaque);
+        }
+    } else if (c->dirty) {
+        add_waiter(&c->next_waiters, &c->nnext_waiters, done, opaque);
+    } else {
+        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+    }
 }
 
 void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque)
