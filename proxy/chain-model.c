@@ -40,6 +40,31 @@ char *ch_plain_filename(const char *name)
     return xstrdup(name);
 }
 
+/*
+ * The drivers QEMU marks is_filter: a node of one of them passes I/O on to
+ * one child and holds no data of its own, so it is no layer of the chain
+ * (libvirt does not list one either).  QEMU's query-block puts an explicit
+ * filter in the backing-image chain as if it were an image, with its
+ * child's file name; its schema does not say which drivers are filters, so
+ * they are named here (QEMU 7.2 to 10.0; "backup-top" is copy-before-write's
+ * name before 6.2).
+ */
+bool ch_is_filter_driver(const char *driver)
+{
+    static const char *const filters[] = {
+        "copy-before-write", "backup-top", "throttle", "preallocate",
+        "compress", "copy-on-read", "mirror_top", "commit_top", "blkdebug",
+        "blkverify", "blklogwrites", "replication", NULL,
+    };
+
+    for (int i = 0; driver && filters[i]; i++) {
+        if (!strcmp(driver, filters[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- disks and jobs ------------------------------------------------ */
 
 void ch_layer_clear(struct layer *l)
@@ -58,6 +83,11 @@ void ch_disk_free(struct disk *d)
         ch_layer_clear(&d->layers[i]);
     }
     free(d->layers);
+    for (int i = 0; i < d->nfilters; i++) {
+        free(d->filters[i].driver);
+        free(d->filters[i].node_name);
+    }
+    free(d->filters);
     free(d->name);
     free(d->device);
     free(d->qdev);
@@ -101,8 +131,8 @@ struct disk *ch_disk_by_name(const struct chain *c, const char *name)
     return NULL;
 }
 
-/* Any name a client may use: device, qdev, a layer's node-name, the
- * active layer's file. */
+/* Any name a client may use: device, qdev, a layer's or filter's
+ * node-name, the active layer's file. */
 struct disk *ch_find_disk(const struct chain *c, const char *any)
 {
     struct disk *d;
@@ -120,6 +150,11 @@ struct disk *ch_find_disk(const struct chain *c, const char *any)
         }
         for (int k = 0; k < d->nlayers; k++) {
             if (same(d->layers[k].node_name, any)) {
+                return d;
+            }
+        }
+        for (int k = 0; k < d->nfilters; k++) {
+            if (same(d->filters[k].node_name, any)) {
                 return d;
             }
         }
@@ -236,6 +271,13 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     }
     if (!file) {
         d->uncertain = true;
+    }
+}
+
+void ch_nothing_predicted(struct chain *c)
+{
+    for (int i = 0; i < c->ndisks; i++) {
+        c->disks[i]->uncertain = true;
     }
 }
 

@@ -47,6 +47,11 @@ void chain_upstream_lost(struct chain *c);
 
 /* Is this command one whose success changes the model? */
 bool chain_watches(const char *command);
+/* A watched command went to QEMU; its reply (chain_observe) or its loss
+ * (chain_unanswered) will follow.  Until then an event about a job the
+ * model does not know is probably about the job that command starts. */
+void chain_command_sent(struct chain *c);
+void chain_unanswered(struct chain *c);
 /* A watched command and QEMU's reply to it (ret NULL: it failed). */
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok);

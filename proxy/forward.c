@@ -106,6 +106,9 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
                              outcome ? outcome : "unknown",
                              reply->lost ? -1 : (int64_t)reply->latency_us);
     }
+    if (reply->lost && f->watched) {
+        chain_unanswered(f->chain);
+    }
     if (f->kept_fd >= 0) {
         close(f->kept_fd);
     }
@@ -140,6 +143,7 @@ enum route_result forward_command(const struct cmd_env *env,
     if (chain_watches(cmd->req.command)) {
         f->watched = true;
         f->args = json_object_get(cmd->req.args);
+        chain_command_sent(env->chain);
     }
     /* only for clients that asked: QEMU's list is what QEMU would say */
     f->extend_commands = (session_extras(s) & SESSION_EXTRA_COMMANDS)

@@ -369,7 +369,13 @@ class Failures(OpsTestCase):
             {"disk": "disk0", "snapshot-file": os.path.join(self.src, "s0.qcow2"),
              "mirror-file": os.path.join(self.dest, "s0.qcow2")}]}})
         c.close()  # gone before any answer
-        wait_for(lambda: self.op("orphan")["state"] == "ready", what="the orphan to finish")
+        # it starts once the model is known fresh (a block-graph check),
+        # which may be after the client left
+
+        def orphan_ready():
+            r = self.c.cmd("qmproxy-query-operations", {"name": "orphan"})
+            return "return" in r and r["return"][0]["state"] == "ready"
+        wait_for(orphan_ready, what="the orphan to finish")
         r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "orphan", "target": "mirror"})
         self.assertEqual(r["return"]["state"], "pivoted", r)
 
