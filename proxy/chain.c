@@ -373,10 +373,27 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
 /* An operation starts from QEMU's truth: a reconciliation under way or
  * due is waited for, and with no job running (no fingerprint then) the
  * block graph is checked as for a query. */
+/* A job QEMU just ended and will dismiss by itself: its last word
+ * (JOB_STATUS_CHANGE to null) is on its way, and the model asks QEMU
+ * about the disk then, not at BLOCK_JOB_COMPLETED. */
+static bool job_being_dismissed(const struct chain *c)
+{
+    for (int i = 0; i < c->njobs; i++) {
+        if (same(c->jobs[i]->status, "concluded")
+            && !c->jobs[i]->manual_dismiss) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
 {
     if (c->lost) {
         done(opaque);
+    } else if (!c->reconciling && !c->dirty && job_being_dismissed(c)) {
+        /* settled is after the reconciliation its dismissal starts */
+        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
     } else if (!c->reconciling && !c->dirty) {
         if (c->njobs == 0) {
             check_graph(c, false, done, opaque);
