@@ -319,6 +319,47 @@ const char *chain_job_device(const struct chain *c, const char *disk)
     return d->nlayers ? d->layers[0].node_name : NULL;
 }
 
+void ch_job_progress(struct job *j, json_object *q)
+{
+    if (jobj_str(q, "status")) {
+        /* an answer without one says nothing of it: keep the last */
+        str_set(&j->status, jobj_str(q, "status"));
+    }
+    j->offset = jobj_int(q, "offset", j->offset);
+    j->len = jobj_int(q, "len", j->len);
+    j->speed = jobj_int(q, "speed", j->speed);
+    j->ready = jobj_bool(q, "ready", j->ready);
+    if (jobj_str(q, "error")) {
+        str_set(&j->error, jobj_str(q, "error"));
+    }
+}
+
+int chain_disk_count(const struct chain *c)
+{
+    return c->ndisks;
+}
+
+const char *chain_disk_at(const struct chain *c, int i, int *depth)
+{
+    *depth = c->disks[i]->nlayers;
+    return c->disks[i]->name;
+}
+
+int chain_job_count(const struct chain *c)
+{
+    return c->njobs;
+}
+
+void chain_job_at(const struct chain *c, int i, struct chain_job_info *out)
+{
+    const struct job *j = c->jobs[i];
+
+    *out = (struct chain_job_info){
+        .disk = j->disk, .id = j->id, .type = j->type, .offset = j->offset,
+        .len = j->len, .speed = j->speed, .ready = j->ready,
+    };
+}
+
 int chain_layer_count(const struct chain *c, const char *disk)
 {
     struct disk *d = ch_find_disk(c, disk);

@@ -39,6 +39,7 @@ struct job {
     char *disk;           /* the disk it runs on; NULL if unknown */
     char *status;
     int64_t offset, len;
+    int64_t speed;        /* bytes/s, QEMU's limit (0: none) */
     bool ready;
     char *error;          /* the last error QEMU reported */
     bool active_commit;
@@ -110,6 +111,8 @@ struct chain {
     int nwaiters;
     struct waiter *next_waiters;   /* asked for while one was running */
     int nnext_waiters;
+    struct waiter *progress_waiters;  /* for chain_refresh_progress */
+    int nprogress_waiters;
     bool seeded;
     /* QEMU's block graph (x-debug-query-block-graph) as the model last
      * saw it, hashed: the freshness check of chain_refresh() */
@@ -146,6 +149,8 @@ struct disk *ch_find_disk(const struct chain *c, const char *any);
 struct job *ch_find_job(const struct chain *c, const char *id);
 struct job *ch_disk_job(const struct chain *c, const struct disk *d);
 void ch_remove_job(struct chain *c, struct job *j);
+/* What QEMU's query-block-jobs says of j (one element of its answer). */
+void ch_job_progress(struct job *j, json_object *q);
 struct job *ch_add_job(struct chain *c, const char *id);
 int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);

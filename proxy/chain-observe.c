@@ -683,6 +683,7 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     }
     j->offset = jobj_int(data, "offset", j->offset);
     j->len = jobj_int(data, "len", j->len);
+    j->speed = jobj_int(data, "speed", j->speed);
     if (!strcmp(name, "BLOCK_JOB_READY")) {
         j->ready = true;
         str_set(&j->status, "ready");

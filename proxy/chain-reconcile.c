@@ -314,16 +314,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
             log_info("found job %s (%s) that the proxy did not see start",
                      id, j->type ? j->type : "?");
         }
-        if (jobj_str(q, "status")) {
-            /* an answer without one says nothing of it: keep the last */
-            str_set(&j->status, jobj_str(q, "status"));
-        }
-        j->offset = jobj_int(q, "offset", j->offset);
-        j->len = jobj_int(q, "len", j->len);
-        j->ready = jobj_bool(q, "ready", j->ready);
-        if (jobj_str(q, "error")) {
-            str_set(&j->error, jobj_str(q, "error"));
-        }
+        ch_job_progress(j, q);
         if (!j->type) {
             str_set(&j->type, jobj_str(q, "type"));
         }

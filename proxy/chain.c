@@ -207,6 +207,61 @@ void ch_schedule(struct chain *c)
     }
 }
 
+/* QEMU answers in order: every event read before this reply happened
+ * before QEMU wrote it, so the answer is the newest word on each job. */
+static void on_progress_reply(void *opaque, const struct upstream_reply *r)
+{
+    struct query *q = opaque;
+    struct chain *c = q->chain;
+    bool current = q->generation == c->generation;
+    json_object *jobs = upstream_reply_return(r);
+    struct waiter *w;
+    int n;
+
+    free(q);
+    if (!current) {
+        return;  /* asked before QEMU went away: its waiters were woken */
+    }
+    for (size_t k = 0; jobs && json_object_is_type(jobs, json_type_array)
+                       && k < json_object_array_length(jobs); k++) {
+        json_object *job = json_object_array_get_idx(jobs, k);
+        struct job *j = ch_find_job(c, jobj_str(job, "device"));
+        if (j) {
+            ch_job_progress(j, job);
+        }
+    }
+    w = c->progress_waiters;
+    n = c->nprogress_waiters;
+    c->progress_waiters = NULL;
+    c->nprogress_waiters = 0;
+    run_waiters(w, n);
+}
+
+static void add_waiter(struct waiter **list, int *n, void (*fn)(void *),
+                       void *opaque);
+
+void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
+                            void *opaque)
+{
+    struct query *q;
+    json_object *cmd;
+
+    if (c->lost || c->njobs == 0) {
+        done(opaque);
+        return;
+    }
+    add_waiter(&c->progress_waiters, &c->nprogress_waiters, done, opaque);
+    if (c->nprogress_waiters > 1) {
+        return;  /* asked already: the same answer will do */
+    }
+    q = xcalloc(1, sizeof(*q));
+    q->chain = c;
+    q->generation = c->generation;
+    cmd = qmp_command("query-block-jobs", NULL);
+    upstream_send_internal(c->up, cmd, on_progress_reply, q);
+    json_object_put(cmd);
+}
+
 void chain_reconcile(struct chain *c)
 {
     ch_schedule(c);
@@ -367,16 +422,18 @@ void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque)
 void chain_upstream_lost(struct chain *c)
 {
     struct waiter *w = c->waiters, *nw = c->next_waiters;
-    int n = c->nwaiters, nn = c->nnext_waiters;
+    struct waiter *pw = c->progress_waiters;
+    int n = c->nwaiters, nn = c->nnext_waiters, pn = c->nprogress_waiters;
 
     c->lost = true;
     c->generation++;
     c->reconciling = false;
     c->dirty = false;
-    c->waiters = c->next_waiters = NULL;
-    c->nwaiters = c->nnext_waiters = 0;
+    c->waiters = c->next_waiters = c->progress_waiters = NULL;
+    c->nwaiters = c->nnext_waiters = c->nprogress_waiters = 0;
     run_waiters(w, n);
     run_waiters(nw, nn);
+    run_waiters(pw, pn);
 }
 
 /* ---- life ---------------------------------------------------------- */
@@ -410,6 +467,7 @@ void chain_free(struct chain *c)
     free(c->jobs);
     free(c->waiters);
     free(c->next_waiters);
+    free(c->progress_waiters);
     json_object_put(c->blockdev_nodes);
     json_object_put(c->early);
     json_object_put(c->q_block);

@@ -64,6 +64,11 @@ void chain_observe_event(struct chain *c, const char *name,
 void chain_reconcile(struct chain *c);
 /* Refresh job progress from QEMU, then call done (for queries). */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque);
+/* Ask QEMU for the jobs' progress alone (query-block-jobs: offset, len,
+ * speed, ready), lighter than a reconciliation, then call done; jobs
+ * QEMU adds or drops are left to the reconciliations. */
+void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
+                            void *opaque);
 /* Call done once no reconciliation is under way or due: the model then
  * holds QEMU's answer to everything done so far. */
 void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque);
@@ -111,6 +116,19 @@ bool chain_job_progress(const struct chain *c, const char *disk,
 /* Who started a job (client number, 0 for the proxy) and for what. */
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation);
+
+/* For the metrics: the disks and their depth, the jobs as last known. */
+struct chain_job_info {
+    const char *disk;     /* NULL: not known yet */
+    const char *id, *type;
+    long long offset, len, speed;
+    bool ready;
+};
+int chain_disk_count(const struct chain *c);
+/* The i-th disk's name; *depth: the layers of its chain, active included */
+const char *chain_disk_at(const struct chain *c, int i, int *depth);
+int chain_job_count(const struct chain *c);
+void chain_job_at(const struct chain *c, int i, struct chain_job_info *out);
 
 /* Persistence: what only the proxy knows, plus the model. */
 json_object *chain_save(const struct chain *c);

@@ -94,6 +94,7 @@ struct upstream {
     bool quiesced;                 /* QEMU is going: hold our queries */
     uint64_t quiesced_at_us;
     struct event *quiesce_timer;
+    double *bytes_in, *bytes_out;  /* metrics: counted on every conn */
 };
 
 /* upstream-queue.c */

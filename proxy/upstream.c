@@ -157,6 +157,7 @@ static void connected(struct upstream *up, int fd)
 
     up->state = UP_GREETING;
     up->conn = conn_new(up->base, fd, &upstream_conn_cb, up);
+    conn_count_bytes(up->conn, up->bytes_in, up->bytes_out);
     /* QEMU's last words (the reply to quit, SHUTDOWN) must be read even
      * when a write of ours meets the closing socket */
     conn_drain_on_write_error(up->conn);
@@ -352,6 +353,36 @@ void upstream_free(struct upstream *up)
     free(up->last_error);
     address_clear(&up->addr);
     free(up);
+}
+
+/* enum upstream_state's names, for the metrics */
+static const char *const state_names[] = {
+    [UP_IDLE] = "idle",
+    [UP_CONNECTING] = "connecting",
+    [UP_GREETING] = "greeting",
+    [UP_NEGOTIATING] = "negotiating",
+    [UP_READY] = "ready",
+    [UP_CLOSED] = "closed",
+    NULL,
+};
+
+const char *const *upstream_state_names(void)
+{
+    return state_names;
+}
+
+const char *upstream_state_name(const struct upstream *up)
+{
+    return state_names[up->state];
+}
+
+void upstream_count_bytes(struct upstream *up, double *in, double *out)
+{
+    up->bytes_in = in;
+    up->bytes_out = out;
+    if (up->conn) {
+        conn_count_bytes(up->conn, in, out);
+    }
 }
 
 bool upstream_is_ready(const struct upstream *up)

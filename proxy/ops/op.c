@@ -220,6 +220,14 @@ static void forget_old(void)
     }
 }
 
+void ops_count_by_state(unsigned counts[OP_STATE__MAX])
+{
+    memset(counts, 0, sizeof(unsigned) * OP_STATE__MAX);
+    for (int i = 0; i < op_reg.nops; i++) {
+        counts[op_reg.ops[i]->state]++;
+    }
+}
+
 struct op *op_find(const char *name)
 {
     for (int i = op_reg.nops; name && i-- > 0;) {
