@@ -28,6 +28,9 @@ QMPROXY_DEPS=(
   # the tests across hosts: network namespaces (ip netns), and the
   # certificates of NBD over TLS (certtool)
   iproute2 gnutls-bin
+  # --metrics: promtool checks a scrape, a real Prometheus scrapes the
+  # proxy in tests/integration/test_metrics.py
+  prometheus
 )
 
 missing_deps() {

@@ -18,9 +18,40 @@ packages=(qemu-system-x86 qemu-system-common qemu-system-data qemu-utils
           qemu-block-extra qemu-system-gui qemu-system-modules-opengl
           qemu-system-modules-spice)
 
+# The wrappers in DIR/bin that run the prefix's programs (paths of $prefix:
+# DIR is $prefix or the $prefix.new about to become it).  Each is written
+# aside and renamed over the old one, so a wrapper running meanwhile (other
+# tests use the prefix) keeps reading the file it started with.
+# The system emulator finds its firmware and option ROMs in the prefix, and
+# SeaBIOS (not part of these packages) where Debian puts it.  exec -a "$0"
+# would name QEMU after this script whatever name its caller exec'ed it
+# under (bash sets $0 to the script's path), and QEMU's iotests filter
+# QEMU's messages by the name they gave: a caller may set QMPROXY_ARGV0.
+write_wrappers() {
+  local dir=$1 real=$prefix/usr/bin tool
+  mkdir -p "$dir/bin"
+  cat > "$dir/bin/qemu-system-x86_64.tmp" <<WRAP
+#!/bin/bash
+export QEMU_MODULE_DIR=$prefix/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/qemu
+exec -a "\${QMPROXY_ARGV0:-\$0}" "$real/qemu-system-x86_64" -L "$prefix/usr/share/qemu" -L /usr/share/seabios "\$@"
+WRAP
+  for tool in qemu-img qemu-io qemu-nbd qemu-storage-daemon; do
+    cat > "$dir/bin/$tool.tmp" <<WRAP
+#!/bin/bash
+exec -a "\$0" "$real/$tool" "\$@"
+WRAP
+  done
+  for tool in qemu-system-x86_64 qemu-img qemu-io qemu-nbd qemu-storage-daemon; do
+    chmod 755 "$dir/bin/$tool.tmp"
+    mv -f "$dir/bin/$tool.tmp" "$dir/bin/$tool"
+  done
+}
+
 if [ -x "$prefix/bin/qemu-system-x86_64" ] &&
    grep -q QEMU_MODULE_DIR "$prefix/bin/qemu-system-x86_64" &&
    "$prefix/bin/qemu-system-x86_64" -version 2>/dev/null | grep -q "version $want"; then
+  # wrappers of an older qemu10.sh: rewrite them in place, nothing else
+  grep -q QMPROXY_ARGV0 "$prefix/bin/qemu-system-x86_64" || write_wrappers "$prefix"
   echo "$prefix/bin"
   exit 0
 fi
@@ -50,22 +81,7 @@ mkdir -p "$prefix.new"
 for deb in "$work"/*.deb; do
   dpkg -x "$deb" "$prefix.new"
 done
-mkdir -p "$prefix.new/bin"
-real=$prefix/usr/bin
-# the system emulator finds its firmware and option ROMs in the prefix,
-# and SeaBIOS (not part of these packages) where Debian puts it
-cat > "$prefix.new/bin/qemu-system-x86_64" <<WRAP
-#!/bin/bash
-export QEMU_MODULE_DIR=$prefix/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)/qemu
-exec -a "\$0" "$real/qemu-system-x86_64" -L "$prefix/usr/share/qemu" -L /usr/share/seabios "\$@"
-WRAP
-for tool in qemu-img qemu-io qemu-nbd qemu-storage-daemon; do
-  cat > "$prefix.new/bin/$tool" <<WRAP
-#!/bin/bash
-exec -a "\$0" "$real/$tool" "\$@"
-WRAP
-done
-chmod 755 "$prefix.new/bin/"*
+write_wrappers "$prefix.new"
 rm -rf "$prefix"
 mv "$prefix.new" "$prefix"
 "$prefix/bin/qemu-system-x86_64" -version | head -1 >&2

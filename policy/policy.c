@@ -46,34 +46,45 @@ static const char *role_of(const struct policy *p, const char *listener)
     return p->default_role;
 }
 
+/* The index of the first of role's rules matching command, -1: none
+ * (the role's default decides). */
+static int deciding_rule(const struct role *role, const char *command)
+{
+    for (int i = 0; i < role->nrules; i++) {
+        if (fnmatch(role->rules[i].glob, command, 0) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static char *check_command(const struct policy *p, const char *listener,
                            const char *command)
 {
     const char *rolename = role_of(p, listener);
     const struct role *role = find_role(p, rolename);
+    int i;
 
     if (!role) {
         return xasprintf("command '%s' is not allowed by policy %s: it gives "
                          "no role for listener '%s'", command, p->path,
                          listener);
     }
-    for (int i = 0; i < role->nrules; i++) {
+    if ((i = deciding_rule(role, command)) >= 0) {
         const struct rule *r = &role->rules[i];
-        if (fnmatch(r->glob, command, 0) == 0) {
-            if (r->allow) {
-                return NULL;
-            }
-            if (!role->line) {
-                return xasprintf("command '%s' is not allowed by policy: "
-                                 "the built-in role '%s' allows only "
-                                 "queries, for listener '%s'", command,
-                                 role->name, listener);
-            }
-            return xasprintf("command '%s' is not allowed by policy: rule "
-                             "<deny command='%s'/> (%s line %d) of role "
-                             "'%s', for listener '%s'", command, r->glob,
-                             p->path, r->line, role->name, listener);
+        if (r->allow) {
+            return NULL;
         }
+        if (!role->line) {
+            return xasprintf("command '%s' is not allowed by policy: "
+                             "the built-in role '%s' allows only "
+                             "queries, for listener '%s'", command,
+                             role->name, listener);
+        }
+        return xasprintf("command '%s' is not allowed by policy: rule "
+                         "<deny command='%s'/> (%s line %d) of role "
+                         "'%s', for listener '%s'", command, r->glob,
+                         p->path, r->line, role->name, listener);
     }
     if (role->default_allow) {
         return NULL;
@@ -101,19 +112,35 @@ char *policy_explain_command(const struct policy *p, const char *listener,
         return xasprintf("listener '%s' has role '%s', which the policy does "
                          "not define", listener, rolename ? rolename : "?");
     }
-    for (int i = 0; i < role->nrules; i++) {
+    int i = deciding_rule(role, command);
+    if (i >= 0) {
         const struct rule *r = &role->rules[i];
-        if (fnmatch(r->glob, command, 0) == 0) {
-            *allowed = r->allow;
-            return xasprintf("role '%s' (%s), rule %d <%s command='%s'/>"
-                             "%s%.0d", role->name, where, i + 1,
-                             r->allow ? "allow" : "deny", r->glob,
-                             r->line ? " line " : "", r->line);
-        }
+        *allowed = r->allow;
+        return xasprintf("role '%s' (%s), rule %d <%s command='%s'/>"
+                         "%s%.0d", role->name, where, i + 1,
+                         r->allow ? "allow" : "deny", r->glob,
+                         r->line ? " line " : "", r->line);
     }
     *allowed = role->default_allow;
     return xasprintf("role '%s' (%s), no rule matches: its default, %s",
                      role->name, where, role->default_allow ? "allow" : "deny");
+}
+
+char *policy_rule_id(const struct policy *p, const char *listener,
+                     const char *command)
+{
+    const struct role *role = p ? find_role(p, role_of(p, listener)) : NULL;
+    int i;
+
+    if (!role) {
+        return xstrdup("no-role");
+    }
+    i = deciding_rule(role, command);
+    if (i >= 0 ? role->rules[i].allow : role->default_allow) {
+        return xstrdup("paths");
+    }
+    return i >= 0 ? xasprintf("%s/rule-%d", role->name, i + 1)
+                  : xasprintf("%s/default", role->name);
 }
 
 bool policy_confines_places(const struct policy *p)

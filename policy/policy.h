@@ -60,6 +60,12 @@ char *policy_check_request(const struct policy *p, const char *listener,
  * *allowed.  For qmproxyctl policy explain. */
 char *policy_explain_command(const struct policy *p, const char *listener,
                              const char *command, bool *allowed);
+/* A short, stable name for what refused a request policy_check_request
+ * refused (for the metrics; owned): "ROLE/rule-N", "ROLE/default",
+ * "no-role", or "paths" when the command itself is allowed (a place it
+ * names, or one of a transaction's actions). */
+char *policy_rule_id(const struct policy *p, const char *listener,
+                     const char *command);
 /* Does the policy confine places (<paths>)?  Then the router reads QEMU's
  * schema, for the commands nobody declared. */
 bool policy_confines_places(const struct policy *p);

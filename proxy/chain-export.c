@@ -36,6 +36,27 @@ json_object *ch_layers_json(const struct disk *d)
     return a;
 }
 
+/* The filters on the disk, each with the index of the layer it filters;
+ * NULL when there are none (the usual case, and then nothing is said). */
+static json_object *filters_json(const struct disk *d)
+{
+    json_object *a;
+
+    if (!d->nfilters) {
+        return NULL;
+    }
+    a = json_object_new_array();
+    for (int i = 0; i < d->nfilters; i++) {
+        json_object *o = json_object_new_object();
+        jobj_add_str(o, "driver", d->filters[i].driver);
+        jobj_add_str(o, "node-name", d->filters[i].node_name);
+        json_object_object_add(o, "layer",
+                               json_object_new_int(d->filters[i].above));
+        json_object_array_add(a, o);
+    }
+    return a;
+}
+
 bool ch_job_is_mirror(const struct job *j)
 {
     return j && (same(j->type, "mirror") || j->active_commit);
@@ -105,6 +126,9 @@ json_object *ch_disk_json(const struct chain *c, const struct disk *d)
                                json_object_new_string(d->layers[0].node_name));
     }
     json_object_object_add(o, "chain", ch_layers_json(d));
+    if (d->nfilters) {
+        json_object_object_add(o, "filters", filters_json(d));
+    }
     if (ch_job_is_mirror(j)) {
         json_object_object_add(o, "mirror", ch_mirror_json(j));
     }
@@ -177,9 +201,17 @@ static void xml_prop(xmlNodePtr n, const char *name, const char *value)
     strbuf_release(&sb);
 }
 
-static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l)
+/* A layer's format and file.  As libvirt writes it, the active layer's
+ * format is <driver name='qemu' type=...> and a backing layer's is
+ * <format type=...>. */
+static xmlNodePtr xml_source(xmlNodePtr parent, const struct layer *l,
+                             bool active)
 {
-    xmlNodePtr n = xmlNewChild(parent, NULL, BAD_CAST "format", NULL);
+    xmlNodePtr n = xmlNewChild(parent, NULL,
+                               BAD_CAST(active ? "driver" : "format"), NULL);
+    if (active) {
+        xmlNewProp(n, BAD_CAST "name", BAD_CAST "qemu");
+    }
     xml_prop(n, "type", l->format ? l->format : "raw");
     n = xmlNewChild(parent, NULL, BAD_CAST "source", NULL);
     xml_prop(n, "file", l->file);
@@ -195,7 +227,7 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
     xmlNewProp(disk, BAD_CAST "type", BAD_CAST "file");
     xmlNewProp(disk, BAD_CAST "device", BAD_CAST "disk");
     if (d->nlayers) {
-        xml_source(disk, &d->layers[0]);
+        xml_source(disk, &d->layers[0], true);
     }
     /* <backingStore type='file' index='N'> ... ending in an empty one */
     for (int i = 1; i <= d->nlayers; i++) {
@@ -207,7 +239,7 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
         snprintf(index, sizeof(index), "%d", i);
         xmlNewProp(n, BAD_CAST "type", BAD_CAST "file");
         xmlNewProp(n, BAD_CAST "index", BAD_CAST index);
-        xml_source(n, &d->layers[i]);
+        xml_source(n, &d->layers[i], false);
         parent = n;
     }
     if (ch_job_is_mirror(j)) {
@@ -226,6 +258,18 @@ static xmlNodePtr disk_xml(const struct chain *c, const struct disk *d)
         }
         xmlNodePtr s = xmlNewChild(n, NULL, BAD_CAST "source", NULL);
         xml_prop(s, "file", j->target_file);
+    }
+    /* filters as what they are: not <backingStore>s, so the chain reads as
+     * libvirt's does; the same facts as the JSON's "filters" */
+    for (int i = 0; i < d->nfilters; i++) {
+        char layer[16];
+        snprintf(layer, sizeof(layer), "%d", d->filters[i].above);
+        n = xmlNewChild(disk, NULL, BAD_CAST "filter", NULL);
+        xml_prop(n, "driver", d->filters[i].driver);
+        if (d->filters[i].node_name) {
+            xml_prop(n, "node-name", d->filters[i].node_name);
+        }
+        xmlNewProp(n, BAD_CAST "layer", BAD_CAST layer);
     }
     n = xmlNewChild(disk, NULL, BAD_CAST "target", NULL);
     xml_prop(n, "dev", d->name);
@@ -277,12 +321,14 @@ json_object *chain_save(const struct chain *c)
         jobj_add_str(s, "disk", j->disk);
         jobj_add_str(s, "target-file", j->target_file);
         jobj_add_str(s, "target-format", j->target_format);
+        jobj_add_str(s, "target-node", j->target_node);
         jobj_add_str(s, "mode", j->mode);
         jobj_add_str(s, "sync", j->sync);
         jobj_add_bool(s, "active-commit", j->active_commit);
         jobj_add_bool(s, "pivot-requested", j->pivot_requested);
         jobj_add_bool(s, "cancel-requested", j->cancel_requested);
         jobj_add_bool(s, "manual-finalize", j->manual_finalize);
+        jobj_add_bool(s, "manual-dismiss", j->manual_dismiss);
         json_object_array_add(jobs, s);
     }
     json_object_object_add(o, "jobs", jobs);

@@ -40,6 +40,31 @@ char *ch_plain_filename(const char *name)
     return xstrdup(name);
 }
 
+/*
+ * The drivers QEMU marks is_filter: a node of one of them passes I/O on to
+ * one child and holds no data of its own, so it is no layer of the chain
+ * (libvirt does not list one either).  QEMU's query-block puts an explicit
+ * filter in the backing-image chain as if it were an image, with its
+ * child's file name; its schema does not say which drivers are filters, so
+ * they are named here (QEMU 7.2 to 10.0; "backup-top" is copy-before-write's
+ * name before 6.2).
+ */
+bool ch_is_filter_driver(const char *driver)
+{
+    static const char *const filters[] = {
+        "copy-before-write", "backup-top", "throttle", "preallocate",
+        "compress", "copy-on-read", "mirror_top", "commit_top", "blkdebug",
+        "blkverify", "blklogwrites", "replication", NULL,
+    };
+
+    for (int i = 0; driver && filters[i]; i++) {
+        if (!strcmp(driver, filters[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* ---- disks and jobs ------------------------------------------------ */
 
 void ch_layer_clear(struct layer *l)
@@ -58,6 +83,11 @@ void ch_disk_free(struct disk *d)
         ch_layer_clear(&d->layers[i]);
     }
     free(d->layers);
+    for (int i = 0; i < d->nfilters; i++) {
+        free(d->filters[i].driver);
+        free(d->filters[i].node_name);
+    }
+    free(d->filters);
     free(d->name);
     free(d->device);
     free(d->qdev);
@@ -78,6 +108,7 @@ void ch_job_free(struct job *j)
     free(j->error);
     free(j->target_file);
     free(j->target_format);
+    free(j->target_node);
     free(j->mode);
     free(j->sync);
     free(j->base_file);
@@ -100,8 +131,8 @@ struct disk *ch_disk_by_name(const struct chain *c, const char *name)
     return NULL;
 }
 
-/* Any name a client may use: device, qdev, a layer's node-name, the
- * active layer's file. */
+/* Any name a client may use: device, qdev, a layer's or filter's
+ * node-name, the active layer's file. */
 struct disk *ch_find_disk(const struct chain *c, const char *any)
 {
     struct disk *d;
@@ -119,6 +150,11 @@ struct disk *ch_find_disk(const struct chain *c, const char *any)
         }
         for (int k = 0; k < d->nlayers; k++) {
             if (same(d->layers[k].node_name, any)) {
+                return d;
+            }
+        }
+        for (int k = 0; k < d->nfilters; k++) {
+            if (same(d->filters[k].node_name, any)) {
                 return d;
             }
         }
@@ -238,6 +274,13 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     }
 }
 
+void ch_nothing_predicted(struct chain *c)
+{
+    for (int i = 0; i < c->ndisks; i++) {
+        c->disks[i]->uncertain = true;
+    }
+}
+
 /* ---- accessors for operations -------------------------------------- */
 
 static const struct layer *top(const struct chain *c, const char *name)
@@ -276,10 +319,63 @@ const char *chain_job_device(const struct chain *c, const char *disk)
     return d->nlayers ? d->layers[0].node_name : NULL;
 }
 
+void ch_job_progress(struct job *j, json_object *q)
+{
+    if (jobj_str(q, "status")) {
+        /* an answer without one says nothing of it: keep the last */
+        str_set(&j->status, jobj_str(q, "status"));
+    }
+    j->offset = jobj_int(q, "offset", j->offset);
+    j->len = jobj_int(q, "len", j->len);
+    j->speed = jobj_int(q, "speed", j->speed);
+    j->ready = jobj_bool(q, "ready", j->ready);
+    if (jobj_str(q, "error")) {
+        str_set(&j->error, jobj_str(q, "error"));
+    }
+}
+
+int chain_disk_count(const struct chain *c)
+{
+    return c->ndisks;
+}
+
+const char *chain_disk_at(const struct chain *c, int i, int *depth)
+{
+    *depth = c->disks[i]->nlayers;
+    return c->disks[i]->name;
+}
+
+int chain_job_count(const struct chain *c)
+{
+    return c->njobs;
+}
+
+void chain_job_at(const struct chain *c, int i, struct chain_job_info *out)
+{
+    const struct job *j = c->jobs[i];
+
+    *out = (struct chain_job_info){
+        .disk = j->disk, .id = j->id, .type = j->type, .offset = j->offset,
+        .len = j->len, .speed = j->speed, .ready = j->ready,
+    };
+}
+
 int chain_layer_count(const struct chain *c, const char *disk)
 {
     struct disk *d = ch_find_disk(c, disk);
     return d ? d->nlayers : 0;
+}
+
+const char *chain_layer_node_of_file(const struct chain *c, const char *disk,
+                                     const char *file)
+{
+    struct disk *d = ch_find_disk(c, disk);
+    for (int i = 0; d && file && i < d->nlayers; i++) {
+        if (same(d->layers[i].file, file)) {
+            return d->layers[i].node_name;
+        }
+    }
+    return NULL;
 }
 
 const char *chain_layer_file(const struct chain *c, const char *disk, int i)
@@ -298,6 +394,24 @@ const char *chain_mirror_mode(const struct chain *c, const char *disk)
 {
     struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
     return j && same(j->type, "mirror") ? j->mode : NULL;
+}
+
+const char *chain_mirror_target_node(const struct chain *c, const char *disk)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_node : NULL;
+}
+
+const char *chain_mirror_target_format(const struct chain *c, const char *disk)
+{
+    struct job *j = ch_disk_job(c, ch_find_disk(c, disk));
+    return j && same(j->type, "mirror") ? j->target_format : NULL;
+}
+
+bool chain_disk_is_blockdev(const struct chain *c, const char *disk)
+{
+    struct disk *d = ch_find_disk(c, disk);
+    return d && !(d->device && d->device[0]);
 }
 
 bool chain_job_manual_finalize(const struct chain *c, const char *disk)

@@ -25,22 +25,39 @@ struct layer {
     int64_t virtual_size; /* -1: not known */
 };
 
+/* A filter node on a disk's chain (copy-before-write of a backup, throttle,
+ * the mirror's own...): not an image of the chain, an attribute of the disk. */
+struct filter {
+    char *driver;
+    char *node_name;      /* NULL: not known (QEMU names only the top) */
+    int above;            /* the index of the layer it filters */
+};
+
 struct job {
     char *id;
     char *type;           /* mirror, commit, stream, backup, ... */
     char *disk;           /* the disk it runs on; NULL if unknown */
     char *status;
     int64_t offset, len;
+    int64_t speed;        /* bytes/s, QEMU's limit (0: none) */
     bool ready;
     char *error;          /* the last error QEMU reported */
     bool active_commit;
     char *target_file;    /* mirror: the copy; active commit: the base */
     char *target_format;
+    char *target_node;    /* blockdev-mirror: the node-name of the copy */
     char *mode, *sync;
     char *base_file;      /* commit/stream: down to here */
-    char *top_file;       /* intermediate commit: from here */
+    char *top_file;       /* intermediate commit: from here; stream: into
+                           * here (NULL: the active layer) */
+    bool base_unknown;    /* a base named that the model could not find */
+    /* QEMU reported the job's end before its reply to the command that
+     * started it (a commit with nothing to do): applied once the job's
+     * facts are in */
+    bool ended_early, completed_early;
     bool pivot_requested, cancel_requested;
     bool manual_finalize; /* started with auto-finalize false */
+    bool manual_dismiss;  /* started with auto-dismiss false */
     unsigned touched;     /* the chain's event count when last changed */
     unsigned started_by;  /* client number; 0: the proxy itself */
     char *started_at;
@@ -53,6 +70,8 @@ struct disk {
     char *qdev;
     struct layer *layers;
     int nlayers;
+    struct filter *filters;
+    int nfilters;
     bool uncertain;       /* a prediction with parts QEMU must fill in */
     char *published;      /* the chain as last announced */
     char *last_top;       /* the active layer in QEMU's last answer */
@@ -77,6 +96,10 @@ struct chain {
 
     /* reconciliation */
     bool reconciling, dirty, lost;
+    bool nodes_asked;              /* this reconciliation's second step */
+    int commands_in_flight;        /* watched commands QEMU has not answered */
+    bool stranger_job;             /* an event named a job the model does
+                                    * not know, while a command was out */
     unsigned generation;
     int pending;
     json_object *q_block, *q_nodes, *q_jobs, *q_graph;
@@ -88,7 +111,13 @@ struct chain {
     int nwaiters;
     struct waiter *next_waiters;   /* asked for while one was running */
     int nnext_waiters;
+    struct waiter *progress_waiters;  /* for chain_refresh_progress */
+    int nprogress_waiters;
     bool seeded;
+    /* QEMU's block graph (x-debug-query-block-graph) as the model last
+     * saw it, hashed: the freshness check of chain_refresh() */
+    uint64_t graph_print;
+    bool graph_known;
     json_object *loaded;           /* a saved model to compare, first time */
 };
 
@@ -110,6 +139,8 @@ static inline bool same(const char *a, const char *b)
  * a person means is the innermost filename.
  */
 char *ch_plain_filename(const char *name);
+/* Is this driver a filter (QEMU's is_filter drivers), not an image format? */
+bool ch_is_filter_driver(const char *driver);
 void ch_layer_clear(struct layer *l);
 void ch_disk_free(struct disk *d);
 void ch_job_free(struct job *j);
@@ -118,6 +149,8 @@ struct disk *ch_find_disk(const struct chain *c, const char *any);
 struct job *ch_find_job(const struct chain *c, const char *id);
 struct job *ch_disk_job(const struct chain *c, const struct disk *d);
 void ch_remove_job(struct chain *c, struct job *j);
+/* What QEMU's query-block-jobs says of j (one element of its answer). */
+void ch_job_progress(struct job *j, json_object *q);
 struct job *ch_add_job(struct chain *c, const char *id);
 int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);
@@ -128,6 +161,10 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
 
 /* Ask QEMU for the truth soon (coalesced). */
 void ch_schedule(struct chain *c);
+/* A change the model does not predict (HMP, a reopen, another monitor):
+ * QEMU's next answer, whatever it is, completes the model without a
+ * warning. */
+void ch_nothing_predicted(struct chain *c);
 
 /* chain-export.c: the model as JSON */
 json_object *ch_layers_json(const struct disk *d);

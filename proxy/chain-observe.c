@@ -20,7 +20,8 @@ static const char *const watched_commands[] = {
     "blockdev-del", "blockdev-reopen", "blockdev-change-medium", "eject",
     "blockdev-open-tray", "blockdev-close-tray", "blockdev-insert-medium",
     "blockdev-remove-medium", "device_add", "device_del",
-    "human-monitor-command", NULL,
+    "human-monitor-command", "block_resize", "x-blockdev-reopen",
+    "change-backing-file", "x-blockdev-change", NULL,
 };
 
 static const char *const watched_events[] = {
@@ -85,6 +86,82 @@ static void observe_snapshot(struct chain *c, json_object *a)
     d->uncertain = !added;
 }
 
+/* block_resize names the disk (device) or a node: the image it resizes is
+ * the disk's active layer, or the layer of that node-name (a filter's
+ * node-name resizes what it filters). */
+static void observe_resize(struct chain *c, json_object *a)
+{
+    const char *dev = jobj_str(a, "device");
+    const char *node = jobj_str(a, "node-name");
+    struct disk *d = ch_find_disk(c, dev && dev[0] ? dev : node);
+    int i = 0;
+
+    if (!d || !d->nlayers) {
+        return;
+    }
+    if (!(dev && dev[0]) && node) {
+        i = ch_layer_index(d, node);
+        for (int k = 0; i < 0 && k < d->nfilters; k++) {
+            if (same(d->filters[k].node_name, node)) {
+                i = d->filters[k].above < d->nlayers ? d->filters[k].above
+                                                     : -1;
+            }
+        }
+    }
+    if (i >= 0) {
+        d->layers[i].virtual_size = jobj_int(a, "size",
+                                             d->layers[i].virtual_size);
+    }
+}
+
+/* A disk's chain replaced by one image (or by none: no medium). */
+static void set_medium(struct disk *d, const char *file, const char *format,
+                       const char *node)
+{
+    ch_keep_layers(d, 0, 0);
+    for (int i = 0; i < d->nfilters; i++) {
+        free(d->filters[i].driver);
+        free(d->filters[i].node_name);
+    }
+    d->nfilters = 0;
+    if (file || node) {
+        ch_insert_top(d, file, format, node);
+    }
+}
+
+/*
+ * The removable-media commands (a CD-ROM, a floppy): eject and
+ * blockdev-remove-medium leave the drive empty; blockdev-change-medium and
+ * blockdev-insert-medium put one image in, whose backing chain and probed
+ * format only QEMU knows (so the prediction is uncertain: QEMU's answer
+ * completes it without a warning).  Opening the tray keeps the medium
+ * unless QEMU had to force it, so the prediction is uncertain too.
+ */
+static void observe_medium(struct chain *c, const char *command,
+                           json_object *a)
+{
+    const char *dev = jobj_str(a, "device");
+    struct disk *d = ch_find_disk(c, dev && dev[0] ? dev : jobj_str(a, "id"));
+
+    if (!d) {
+        return;
+    }
+    if (!strcmp(command, "eject")
+        || !strcmp(command, "blockdev-remove-medium")) {
+        set_medium(d, NULL, NULL, NULL);
+    } else if (!strcmp(command, "blockdev-change-medium")) {
+        set_medium(d, jobj_str(a, "filename"), jobj_str(a, "format"), NULL);
+    } else if (!strcmp(command, "blockdev-insert-medium")) {
+        const char *node = jobj_str(a, "node-name");
+        json_object *added = NULL;
+        json_object_object_get_ex(c->blockdev_nodes, node ? node : "",
+                                  &added);
+        set_medium(d, added ? jobj_str(added, "file") : NULL,
+                   added ? jobj_str(added, "format") : NULL, node);
+    }
+    d->uncertain = true;
+}
+
 static struct job *start_job(struct chain *c, json_object *a,
                              const char *type, unsigned client)
 {
@@ -109,6 +186,7 @@ static struct job *start_job(struct chain *c, json_object *a,
     str_set(&j->status, "running");
     j->started_by = client;
     j->manual_finalize = !jobj_bool(a, "auto-finalize", true);
+    j->manual_dismiss = !jobj_bool(a, "auto-dismiss", true);
     /* QEMU may have reported on the job before answering the command */
     json_object *early;
     if (json_object_object_get_ex(c->early, id, &early)) {
@@ -118,6 +196,11 @@ static struct job *start_job(struct chain *c, json_object *a,
         j->ready = jobj_bool(early, "ready", false);
         j->offset = jobj_int(early, "offset", 0);
         j->len = jobj_int(early, "len", 0);
+        j->ended_early = jobj_bool(early, "ended", false);
+        j->completed_early = jobj_bool(early, "completed", false);
+        if (jobj_str(early, "error")) {
+            str_set(&j->error, jobj_str(early, "error"));
+        }
         json_object_object_del(c->early, id);
     }
     return j;
@@ -142,6 +225,7 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         str_set(&j->target_file, added && jobj_str(added, "file")
                                  ? jobj_str(added, "file") : node);
         str_set(&j->target_format, added ? jobj_str(added, "format") : NULL);
+        str_set(&j->target_node, node);
         str_set(&j->mode, "existing");
     } else {
         char *plain = ch_plain_filename(jobj_str(a, "target"));
@@ -190,7 +274,7 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     struct job *j = start_job(c, a, "stream", client);
     struct disk *d;
     const char *basename;
-    int bi;
+    int bi, ti;
 
     if (!j) {
         return;
@@ -199,8 +283,25 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     basename = jobj_str(a, "base-node") ? jobj_str(a, "base-node")
                                        : jobj_str(a, "base");
     bi = basename ? ch_layer_index(d, basename) : -1;
-    if (d && bi >= 0) {
+    if (jobj_str(a, "bottom")) {
+        /* the last node streamed, inclusive: the base is the one under it
+         * (none when it is the bottom of the chain) */
+        int bottom = ch_layer_index(d, jobj_str(a, "bottom"));
+        basename = jobj_str(a, "bottom");
+        bi = bottom >= 0 ? bottom + 1 : -1;
+        if (d && bi == d->nlayers) {
+            basename = NULL;
+        }
+    }
+    if (d && bi >= 0 && bi < d->nlayers) {
         str_set(&j->base_file, d->layers[bi].file);
+    }
+    j->base_unknown = basename && bi < 0;
+    /* "device" may name a node inside the chain: the stream fills that
+     * layer, and those above it stay (QEMU's parallel streams) */
+    ti = ch_layer_index(d, jobj_str(a, "device"));
+    if (d && ti > 0) {
+        str_set(&j->top_file, d->layers[ti].file);
     }
 }
 
@@ -273,8 +374,46 @@ static void observe_blockdev_add(struct chain *c, json_object *a)
     json_object_object_add(c->blockdev_nodes, node, info);
 }
 
+void chain_command_sent(struct chain *c)
+{
+    c->commands_in_flight++;
+}
+
+/* No command is out any more: a job an event named and no reply started
+ * was started elsewhere (another monitor); learn about it now. */
+static void commands_answered(struct chain *c)
+{
+    if (c->commands_in_flight > 0) {
+        c->commands_in_flight--;
+    }
+    if (c->commands_in_flight == 0 && c->stranger_job) {
+        c->stranger_job = false;
+        /* the replies started the jobs the events named (start_job took
+         * their facts out of c->early), or some job is still a stranger */
+        if (json_object_object_length(c->early) > 0) {
+            ch_schedule(c);
+        }
+    }
+}
+
+void chain_unanswered(struct chain *c)
+{
+    commands_answered(c);
+}
+
+static void observe(struct chain *c, const char *command, json_object *args,
+                    unsigned client, bool ok);
+static void apply_early_ends(struct chain *c);
+
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok)
+{
+    observe(c, command, args, client, ok);
+    commands_answered(c);
+}
+
+static void observe(struct chain *c, const char *command, json_object *args,
+                    unsigned client, bool ok)
 {
     struct job *j;
     const char *id;
@@ -300,12 +439,32 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
     } else if (!strcmp(command, "drive-backup")
                || !strcmp(command, "blockdev-backup")) {
         start_job(c, args, "backup", client);
+    } else if (!strcmp(command, "eject")
+               || (!strncmp(command, "blockdev-", 9)
+                   && (strstr(command, "-medium")
+                       || strstr(command, "-tray")))) {
+        observe_medium(c, command, args);
+    } else if (!strcmp(command, "block_resize")) {
+        observe_resize(c, args);
     } else if (!strcmp(command, "blockdev-add")) {
         observe_blockdev_add(c, args);
         return;  /* a node on its own changes no disk's chain */
+    } else if (!strcmp(command, "blockdev-del")) {
+        /* its name may be used again, for another file */
+        json_object_object_del(c->blockdev_nodes,
+                               jobj_str(args, "node-name") ? jobj_str(args,
+                                                           "node-name") : "");
+    } else if (!strcmp(command, "blockdev-reopen")
+               || !strcmp(command, "x-blockdev-reopen")
+               || !strcmp(command, "x-blockdev-change")
+               || !strcmp(command, "change-backing-file")) {
+        /* a new backing child, a child added or removed (quorum), a
+         * header rewritten: not predicted, QEMU's answer says it */
+        ch_nothing_predicted(c);
     } else if (!strcmp(command, "human-monitor-command")) {
         const char *line = jobj_str(args, "command-line");
-        /* HMP can change chains too (snapshot_blkdev, block_job_*...) */
+        /* HMP can change chains too (snapshot_blkdev, block_job_*...);
+         * what it did is not predicted: QEMU's answer says it */
         if (!line || (strncmp(line, "snapshot_blkdev", 15)
                       && strncmp(line, "block_", 6)
                       && strncmp(line, "drive_", 6)
@@ -313,22 +472,45 @@ void chain_observe(struct chain *c, const char *command, json_object *args,
                       && strncmp(line, "eject", 5))) {
             return;
         }
+        ch_nothing_predicted(c);
     } else {
         id = jobj_str(args, "device") ? jobj_str(args, "device")
                                      : jobj_str(args, "id");
         j = ch_find_job(c, id);
+        /* A job verb on a job the model knows changes no chain by itself:
+         * the events that follow say what happened (a pivot, the end), and
+         * they ask QEMU.  Asking now too would only keep QEMU busy with
+         * whole-VM queries while the client waits for its next reply. */
         if (j && (!strcmp(command, "block-job-complete")
                   || !strcmp(command, "job-complete"))) {
             j->pivot_requested = true;
+            return;
         } else if (j && (!strcmp(command, "block-job-cancel")
                          || !strcmp(command, "job-cancel"))) {
             j->cancel_requested = true;
+            return;
         } else if (j && (!strcmp(command, "job-dismiss")
                          || !strcmp(command, "block-job-dismiss"))) {
             ch_remove_job(c, j);
+            return;
+        } else if (j && (!strcmp(command, "job-finalize")
+                         || !strcmp(command, "block-job-finalize"))) {
+            return;
         }
     }
+    apply_early_ends(c);
     ch_schedule(c);
+}
+
+/* Layers [from, to) of d leave the chain (folded into another). */
+static void drop_layers(struct disk *d, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        ch_layer_clear(&d->layers[i]);
+    }
+    memmove(d->layers + from, d->layers + to, sizeof(*d->layers)
+            * (size_t)(d->nlayers - to));
+    d->nlayers -= to - from;
 }
 
 /* A job finished without error: predict the chain QEMU now has. */
@@ -363,7 +545,11 @@ static void job_completed(struct chain *c, struct job *j)
                 * (size_t)d->nlayers);
         d->layers[0] = new_top;
         d->nlayers++;
-        d->uncertain = !(top_only && created) && !same(j->sync, "full");
+        /* certain only for a copy QEMU created for sync top or full: an
+         * existing target (blockdev-mirror's always is) keeps the backing
+         * it was opened with, whatever the sync (iotest 155's null-co
+         * backing), and sync none's is the old top */
+        d->uncertain = !created || same(j->sync, "none");
     } else if (same(j->type, "commit")) {
         bi = ch_layer_index(d, j->base_file);
         ti = j->active_commit ? 0 : ch_layer_index(d, j->top_file);
@@ -374,23 +560,45 @@ static void job_completed(struct chain *c, struct job *j)
             d->layers[0].read_only = false;
         } else if (!j->active_commit) {
             /* layers top..base-1 are folded into base */
-            for (int i = ti; i < bi; i++) {
-                ch_layer_clear(&d->layers[i]);
-            }
-            memmove(d->layers + ti, d->layers + bi, sizeof(*d->layers)
-                    * (size_t)(d->nlayers - bi));
-            d->nlayers -= bi - ti;
+            drop_layers(d, ti, bi);
         }
     } else if (same(j->type, "stream")) {
+        /* the layers between the one streamed into and the base are
+         * pulled into it */
+        ti = j->top_file ? ch_layer_index(d, j->top_file) : 0;
         bi = j->base_file ? ch_layer_index(d, j->base_file) : d->nlayers;
-        if (bi > 1) {
-            for (int i = 1; i < bi; i++) {
-                ch_layer_clear(&d->layers[i]);
-            }
-            memmove(d->layers + 1, d->layers + bi, sizeof(*d->layers)
-                    * (size_t)(d->nlayers - bi));
-            d->nlayers -= bi - 1;
+        if (j->base_unknown || ti < 0 || bi < 0) {
+            d->uncertain = true;
+        } else if (bi > ti + 1) {
+            drop_layers(d, ti + 1, bi);
         }
+    }
+}
+
+/* Jobs whose end QEMU reported before the reply that started them: their
+ * facts are in now, so their end is predicted as if it came now (the job
+ * itself is gone if QEMU dismissed it; the reconciliation says so). */
+static void apply_early_ends(struct chain *c)
+{
+    for (int i = 0; i < c->njobs; i++) {
+        struct job *j = c->jobs[i];
+        if (j->ended_early) {
+            j->ended_early = false;
+            if (j->completed_early) {
+                job_completed(c, j);
+            }
+            str_set(&j->status, "concluded");
+        }
+    }
+}
+
+/* A job concluded: ask QEMU what the chain is now - at once when the job
+ * stays until dismissed, else when it is dismissed, which QEMU reports in
+ * the same breath (JOB_STATUS_CHANGE to null): one question, not two. */
+static void job_ended(struct chain *c, struct job *j)
+{
+    if (j->manual_dismiss) {
+        ch_schedule(c);
     }
 }
 
@@ -406,9 +614,13 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
     if (!id) {
         id = jobj_str(data, "id");
     }
-    if (id && !ch_find_job(c, id)) {
+    if (id && !ch_find_job(c, id)
+        && !(!strcmp(name, "JOB_STATUS_CHANGE")
+             && same(jobj_str(data, "status"), "null")
+             && c->commands_in_flight == 0)) {
         /* not started as far as the model knows: keep what was said, for
-         * the reply that is probably on its way */
+         * the reply that is probably on its way (but with no command out,
+         * a job's last word is about one the model already let go of) */
         json_object *e = NULL;
         if (!json_object_object_get_ex(c->early, id, &e)) {
             e = json_object_new_object();
@@ -420,6 +632,13 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         } else if (!strcmp(name, "BLOCK_JOB_READY")) {
             json_object_object_add(e, "status", json_object_new_string("ready"));
             jobj_add_bool(e, "ready", 1);
+        } else if (!strcmp(name, "BLOCK_JOB_COMPLETED")
+                   || !strcmp(name, "BLOCK_JOB_CANCELLED")) {
+            jobj_add_bool(e, "ended", 1);
+            jobj_add_bool(e, "completed",
+                          !strcmp(name, "BLOCK_JOB_COMPLETED")
+                          && !jobj_str(data, "error"));
+            jobj_add_str(e, "error", jobj_str(data, "error"));
         }
         if (json_object_object_get_ex(data, "offset", NULL)) {
             json_object_object_add(e, "offset", json_object_new_int64(
@@ -451,12 +670,20 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         return;
     }
     j = ch_find_job(c, id);
+    if (!j && c->commands_in_flight > 0) {
+        /* QEMU often reports on a job before its reply to the command
+         * that started it: wait for the replies out (the facts are kept
+         * in c->early) rather than ask whole-VM questions now */
+        c->stranger_job = true;
+        return;
+    }
     if (!j) {
         ch_schedule(c);  /* a job we never saw start: learn about it */
         return;
     }
     j->offset = jobj_int(data, "offset", j->offset);
     j->len = jobj_int(data, "len", j->len);
+    j->speed = jobj_int(data, "speed", j->speed);
     if (!strcmp(name, "BLOCK_JOB_READY")) {
         j->ready = true;
         str_set(&j->status, "ready");
@@ -476,10 +703,10 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
             job_completed(c, j);
         }
         str_set(&j->status, "concluded");
-        ch_schedule(c);
+        job_ended(c, j);
     } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
         str_set(&j->status, "concluded");
-        ch_schedule(c);
+        job_ended(c, j);
     }
 }
 

@@ -33,26 +33,121 @@ static char *qdev_id(const char *qdev)
     return end ? xstrndup(p, (size_t)(end - p)) : xstrdup(p);
 }
 
-/* Node-names of backing layers: QEMU's query-block names only the top. */
-static void name_backing_layers(struct disk *d, json_object *nodes,
-                                json_object *used)
+/* The key under which a node of query-named-block-nodes is indexed: its
+ * driver and plain file name. */
+static char *node_key(const char *drv, const char *file)
 {
+    return xasprintf("%s\n%s", drv ? drv : "", file ? file : "");
+}
+
+/*
+ * query-named-block-nodes indexed once: "drv\nfile" -> the node-names of
+ * that driver and file, in QEMU's order.  Looking each layer up in the
+ * list instead would cost layers x nodes (80 million comparisons at 64
+ * disks x 100 layers).
+ */
+static json_object *index_nodes(json_object *nodes)
+{
+    json_object *index = json_object_new_object();
     size_t n = nodes ? json_object_array_length(nodes) : 0;
 
-    for (int k = 1; k < d->nlayers; k++) {
-        struct layer *l = &d->layers[k];
-        for (size_t i = 0; i < n && !l->node_name; i++) {
-            json_object *node = json_object_array_get_idx(nodes, i);
-            const char *name = jobj_str(node, "node-name");
-            char *file = ch_plain_filename(jobj_str(node, "file"));
-            if (name && same(jobj_str(node, "drv"), l->format)
-                && same(file, l->file)
-                && !json_object_object_get_ex(used, name, NULL)) {
-                l->node_name = xstrdup(name);
-                json_object_object_add(used, name, NULL);
-            }
-            free(file);
+    for (size_t i = 0; i < n; i++) {
+        json_object *node = json_object_array_get_idx(nodes, i), *names;
+        const char *name = jobj_str(node, "node-name");
+        char *file, *key;
+        if (!name) {
+            continue;
         }
+        file = ch_plain_filename(jobj_str(node, "file"));
+        key = node_key(jobj_str(node, "drv"), file);
+        if (!json_object_object_get_ex(index, key, &names)) {
+            names = json_object_new_array();
+            json_object_object_add(index, key, names);
+        }
+        json_object_array_add(names, json_object_new_string(name));
+        free(key);
+        free(file);
+    }
+    return index;
+}
+
+/* Node-names of layers QEMU's query-block does not name: it names only
+ * the top node, and that is a filter's when one sits on the disk. */
+static void name_backing_layers(struct disk *d, json_object *index,
+                                json_object *used)
+{
+    for (int k = 0; k < d->nlayers; k++) {
+        struct layer *l = &d->layers[k];
+        char *key;
+        json_object *names;
+        if (l->node_name) {
+            continue;
+        }
+        key = node_key(l->format, l->file);
+        if (json_object_object_get_ex(index, key, &names)) {
+            for (size_t i = 0; i < json_object_array_length(names); i++) {
+                const char *name = json_object_get_string(
+                    json_object_array_get_idx(names, i));
+                if (!json_object_object_get_ex(used, name, NULL)) {
+                    l->node_name = xstrdup(name);
+                    json_object_object_add(used, name, NULL);
+                    break;
+                }
+            }
+        }
+        free(key);
+    }
+}
+
+static void add_filter(struct disk *d, const char *driver, const char *node)
+{
+    d->filters = xrealloc(d->filters, sizeof(*d->filters)
+                          * (size_t)(d->nfilters + 1));
+    d->filters[d->nfilters++] = (struct filter){
+        .driver = xstrdup(driver),
+        .node_name = dup_or_null(node),
+        .above = d->nlayers,
+    };
+}
+
+/* query-block's image and its backing-image chain: the images become
+ * layers, the filters among them the disk's filters. */
+static void layers_from_image(struct disk *d, json_object *inserted,
+                              json_object *image, json_object *used)
+{
+    const char *top_node = jobj_str(inserted, "node-name");
+    bool ro = jobj_bool(inserted, "ro", false);
+    bool first = true;
+
+    for (json_object *img = image; img; first = false) {
+        json_object *next = NULL;
+        const char *format = jobj_str(img, "format");
+        json_object_object_get_ex(img, "backing-image", &next);
+        if (ch_is_filter_driver(format) && next) {
+            add_filter(d, format, first ? top_node : NULL);
+            if (first && top_node) {
+                json_object_object_add(used, top_node, NULL);
+            }
+            img = next;
+            continue;
+        }
+        d->layers = xrealloc(d->layers, sizeof(*d->layers)
+                             * (size_t)(d->nlayers + 1));
+        d->layers[d->nlayers] = (struct layer){
+            .file = ch_plain_filename(jobj_str(img, "filename")),
+            .format = dup_or_null(format),
+            .node_name = first ? dup_or_null(top_node) : NULL,
+            .read_only = d->nlayers == 0 ? ro : true,
+            .virtual_size = jobj_int(img, "virtual-size", -1),
+        };
+        if (!d->layers[d->nlayers].file) {
+            d->layers[d->nlayers].file = xstrdup("");
+        }
+        if (first && top_node) {
+            json_object_object_add(used, top_node, NULL);
+        }
+        d->nlayers++;
+        img = next;
     }
 }
 
@@ -83,35 +178,16 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
         free(id);
         if (json_object_object_get_ex(b, "inserted", &inserted)
             && json_object_object_get_ex(inserted, "image", &image)) {
-            const char *top_node = jobj_str(inserted, "node-name");
-            bool ro = jobj_bool(inserted, "ro", false);
-            for (json_object *img = image; img;) {
-                json_object *next = NULL;
-                d->layers = xrealloc(d->layers, sizeof(*d->layers)
-                                     * (size_t)(d->nlayers + 1));
-                d->layers[d->nlayers] = (struct layer){
-                    .file = ch_plain_filename(jobj_str(img, "filename")),
-                    .format = dup_or_null(jobj_str(img, "format")),
-                    .node_name = d->nlayers == 0 ? dup_or_null(top_node)
-                                                 : NULL,
-                    .read_only = d->nlayers == 0 ? ro : true,
-                    .virtual_size = jobj_int(img, "virtual-size", -1),
-                };
-                if (!d->layers[d->nlayers].file) {
-                    d->layers[d->nlayers].file = xstrdup("");
-                }
-                d->nlayers++;
-                json_object_object_get_ex(img, "backing-image", &next);
-                img = next;
-            }
-            if (top_node) {
-                json_object_object_add(used, top_node, NULL);
-            }
+            layers_from_image(d, inserted, image, used);
         }
         out[k++] = d;
     }
-    for (int i = 0; i < k; i++) {
-        name_backing_layers(out[i], nodes, used);
+    if (nodes) {
+        json_object *index = index_nodes(nodes);
+        for (int i = 0; i < k; i++) {
+            name_backing_layers(out[i], index, used);
+        }
+        json_object_put(index);
     }
     json_object_put(used);
     *count = k;
@@ -233,19 +309,12 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
                 str_set(&j->disk, job_disk_from_graph(c, c->q_graph, id));
             }
             str_set(&j->started_at, NULL);
+            j->manual_finalize = !jobj_bool(q, "auto-finalize", true);
+            j->manual_dismiss = !jobj_bool(q, "auto-dismiss", true);
             log_info("found job %s (%s) that the proxy did not see start",
                      id, j->type ? j->type : "?");
         }
-        if (jobj_str(q, "status")) {
-            /* an answer without one says nothing of it: keep the last */
-            str_set(&j->status, jobj_str(q, "status"));
-        }
-        j->offset = jobj_int(q, "offset", j->offset);
-        j->len = jobj_int(q, "len", j->len);
-        j->ready = jobj_bool(q, "ready", j->ready);
-        if (jobj_str(q, "error")) {
-            str_set(&j->error, jobj_str(q, "error"));
-        }
+        ch_job_progress(j, q);
         if (!j->type) {
             str_set(&j->type, jobj_str(q, "type"));
         }
@@ -323,12 +392,14 @@ static void restore_saved_jobs(struct chain *c, json_object *jobs)
         str_set(&j->operation, jobj_str(s, "operation"));
         str_set(&j->target_file, jobj_str(s, "target-file"));
         str_set(&j->target_format, jobj_str(s, "target-format"));
+        str_set(&j->target_node, jobj_str(s, "target-node"));
         str_set(&j->mode, jobj_str(s, "mode"));
         str_set(&j->sync, jobj_str(s, "sync"));
         j->active_commit = jobj_bool(s, "active-commit", false);
         j->pivot_requested = jobj_bool(s, "pivot-requested", false);
         j->cancel_requested = jobj_bool(s, "cancel-requested", false);
         j->manual_finalize = jobj_bool(s, "manual-finalize", false);
+        j->manual_dismiss = jobj_bool(s, "manual-dismiss", false);
         if (!j->disk) {
             str_set(&j->disk, jobj_str(s, "disk"));
         }
@@ -364,13 +435,58 @@ static void compare_loaded(struct chain *c)
 /* Without node-names asked this time, keep those of the same files. */
 static void keep_node_names(struct disk *truth, const struct disk *old)
 {
-    for (int k = 1; k < truth->nlayers; k++) {
+    for (int k = 0; k < truth->nlayers; k++) {
         int o = ch_layer_index(old, truth->layers[k].file);
         if (o >= 0 && old->layers[o].node_name
             && !truth->layers[k].node_name) {
             truth->layers[k].node_name = xstrdup(old->layers[o].node_name);
         }
     }
+}
+
+/* The node names in QEMU's block graph, as a set; NULL without a graph. */
+static json_object *graph_names(json_object *graph)
+{
+    json_object *nodes = jobj_typed(graph, "nodes", json_type_array);
+    json_object *set;
+
+    if (!nodes) {
+        return NULL;
+    }
+    set = json_object_new_object();
+    for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+        const char *name = jobj_str(json_object_array_get_idx(nodes, i),
+                                    "name");
+        if (name) {
+            json_object_object_add(set, name, NULL);
+        }
+    }
+    return set;
+}
+
+bool ch_needs_node_names(const struct chain *c)
+{
+    int n;
+    struct disk **truth = disks_from_qemu(c->q_block, NULL, &n);
+    json_object *in_graph = graph_names(c->q_graph);
+    bool need = false;
+
+    for (int i = 0; i < n; i++) {
+        struct disk *old = ch_disk_by_name(c, truth[i]->name);
+        if (old) {
+            keep_node_names(truth[i], old);
+        }
+        for (int k = 0; k < truth[i]->nlayers && !need; k++) {
+            const char *name = truth[i]->layers[k].node_name;
+            need = !name || (in_graph
+                             && !json_object_object_get_ex(in_graph, name,
+                                                           NULL));
+        }
+        ch_disk_free(truth[i]);
+    }
+    free(truth);
+    json_object_put(in_graph);
+    return need;
 }
 
 /*
@@ -410,6 +526,13 @@ static void adopt_disk(struct chain *c, struct disk **slot)
     }
     if (old && !c->q_nodes) {
         keep_node_names(truth, old);
+    }
+    if (old && overtaken && old->uncertain) {
+        /* an uncertain prediction (a job's end QEMU must say more of)
+         * came after this answer, which still matches the chain before
+         * it: the next answer completes it, quietly */
+        truth->uncertain = true;
+        c->dirty = true;
     }
     if (old) {
         truth->published = old->published;
@@ -490,6 +613,9 @@ static void announce_changes(struct chain *c)
 
 void ch_reconciled(struct chain *c)
 {
+    /* the graph's fingerprint holds for the model only if nothing was
+     * observed after QEMU's answers (else another reconciliation comes) */
+    c->graph_known = c->q_graph && c->graph_print && c->seq == c->seq_at_block;
     adopt_disks(c);
     update_jobs_from_qemu(c, c->q_jobs);
     forget_answers(c);

@@ -10,5 +10,12 @@
 #include "chain-model.h"
 
 void ch_reconciled(struct chain *c);
+/*
+ * With QEMU's query-block (and block graph) in, but not its
+ * query-named-block-nodes: would some layer be left without a node-name
+ * (one the model did not know, under a file it did not know, or a name the
+ * graph no longer has)?  Only then is the node-wide query worth its cost.
+ */
+bool ch_needs_node_names(const struct chain *c);
 
 #endif

@@ -55,11 +55,36 @@ static void reconciliation_done(struct chain *c)
     run_waiters(w, nw);
 }
 
+/*
+ * The block graph's fingerprint: FNV-1a over the text of QEMU's "return"
+ * (no parsing; the graph's node ids are numbered in walk order, so the
+ * same graph gives the same text).  0: no usable answer.
+ */
+static uint64_t graph_fingerprint(const struct upstream_reply *r)
+{
+    const struct js_member *m;
+    uint64_t h = 14695981039346656037ULL;
+
+    if (r->lost || r->kind != QMP_RETURN || !r->text
+        || !(m = js_text_member(r->text, "return"))) {
+        return 0;
+    }
+    for (size_t i = m->value_start; i <= m->value_end && i < r->text->len;
+         i++) {
+        h = (h ^ (unsigned char)r->text->raw[i]) * 1099511628211ULL;
+    }
+    return h ? h : 1;
+}
+
 struct query {
     struct chain *chain;
     unsigned generation;
     json_object **into;
 };
+
+static bool jobs_alive(const struct chain *c);
+static void ask(struct chain *c, const char *command, bool flat,
+                json_object **into);
 
 static void on_query_reply(void *opaque, const struct upstream_reply *r)
 {
@@ -81,6 +106,8 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         c->seq_at_block = c->seq;
     } else if (into == &c->q_jobs) {
         c->seq_at_jobs = c->seq;
+    } else if (into == &c->q_graph) {
+        c->graph_print = graph_fingerprint(r);
     }
     ret = upstream_reply_return(r);
     if (ret && !json_object_is_type(ret, into == &c->q_graph
@@ -94,10 +121,23 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
     }
     json_object_put(*into);
     *into = json_object_get(ret);
-    if (--c->pending == 0) {
-        ch_reconciled(c);
-        reconciliation_done(c);
+    if (--c->pending > 0) {
+        return;
     }
+    if (!c->nodes_asked
+        && ((!jobs_alive(c) && c->q_jobs
+             && json_object_array_length(c->q_jobs) == 0) || !c->seeded)
+        && ch_needs_node_names(c)) {
+        /* the second step, only when QEMU's answer has layers the model
+         * cannot name: the node-wide query is the costliest of all.  At
+         * seeding it is asked even while a job runs (jobs found then are
+         * not at their end, as a rule), since nothing else names them. */
+        c->nodes_asked = true;
+        ask(c, "query-named-block-nodes", true, &c->q_nodes);
+        return;
+    }
+    ch_reconciled(c);
+    reconciliation_done(c);
 }
 
 static void ask(struct chain *c, const char *command, bool flat,
@@ -124,18 +164,28 @@ static void ask(struct chain *c, const char *command, bool flat,
  * walks over the nodes a block job took out of the graph and still holds
  * (seen with block-stream between its end and its dismissal, reproduced on
  * QEMU alone).  A job can reach that point between the moment the proxy
- * asks and the moment QEMU answers, so while any job lives the proxy asks
- * only query-block and query-block-jobs, which walk the disks' own chains,
- * and keeps the node-names it knew; the reconciliation after the last job
- * is gone asks for everything again.
+ * asks and the moment QEMU answers, so while any job lives (one the model
+ * knows, or one an event named before the reply that started it) the
+ * proxy never asks it, and keeps the node-names it knew.
  */
 static bool jobs_alive(const struct chain *c)
 {
-    return c->njobs > 0;
+    return c->njobs > 0 || json_object_object_length(c->early) > 0;
 }
 
-/* Ask QEMU for the truth, unless a question is already out (then ask
- * again when it is answered, since the change may postdate it). */
+/*
+ * Ask QEMU for the truth, unless a question is already out (then ask
+ * again when it is answered, since the change may postdate it).
+ *
+ * What is asked is what the model cannot know otherwise, and no more:
+ * query-block (the disks' chains) and query-block-jobs always;
+ * x-debug-query-block-graph when no job runs (its fingerprint is the
+ * freshness check of chain_refresh) or when an event named a job the
+ * proxy did not see start (the graph names its disk); and
+ * query-named-block-nodes, the costliest (every node's image info), only
+ * as a second step when QEMU's answer has a layer the model cannot name
+ * (see on_query_reply).  A job's READY or status events ask nothing.
+ */
 void ch_schedule(struct chain *c)
 {
     if (c->lost) {
@@ -148,13 +198,68 @@ void ch_schedule(struct chain *c)
     c->reconciling = true;
     /* the answers complete each other; ch_reconciled() runs on the last */
     c->pending = 0;
+    c->nodes_asked = false;
+    c->graph_print = 0;  /* known again only if the graph is asked */
     ask(c, "query-block", false, &c->q_block);
     ask(c, "query-block-jobs", false, &c->q_jobs);
-    if (!jobs_alive(c)) {
-        ask(c, "query-named-block-nodes", true, &c->q_nodes);
-        /* only to name the disk of jobs started behind the proxy's back */
+    if (!jobs_alive(c) || json_object_object_length(c->early) > 0) {
         ask(c, "x-debug-query-block-graph", false, &c->q_graph);
     }
+}
+
+/* QEMU answers in order: every event read before this reply happened
+ * before QEMU wrote it, so the answer is the newest word on each job. */
+static void on_progress_reply(void *opaque, const struct upstream_reply *r)
+{
+    struct query *q = opaque;
+    struct chain *c = q->chain;
+    bool current = q->generation == c->generation;
+    json_object *jobs = upstream_reply_return(r);
+    struct waiter *w;
+    int n;
+
+    free(q);
+    if (!current) {
+        return;  /* asked before QEMU went away: its waiters were woken */
+    }
+    for (size_t k = 0; jobs && json_object_is_type(jobs, json_type_array)
+                       && k < json_object_array_length(jobs); k++) {
+        json_object *job = json_object_array_get_idx(jobs, k);
+        struct job *j = ch_find_job(c, jobj_str(job, "device"));
+        if (j) {
+            ch_job_progress(j, job);
+        }
+    }
+    w = c->progress_waiters;
+    n = c->nprogress_waiters;
+    c->progress_waiters = NULL;
+    c->nprogress_waiters = 0;
+    run_waiters(w, n);
+}
+
+static void add_waiter(struct waiter **list, int *n, void (*fn)(void *),
+                       void *opaque);
+
+void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
+                            void *opaque)
+{
+    struct query *q;
+    json_object *cmd;
+
+    if (c->lost || c->njobs == 0) {
+        done(opaque);
+        return;
+    }
+    add_waiter(&c->progress_waiters, &c->nprogress_waiters, done, opaque);
+    if (c->nprogress_waiters > 1) {
+        return;  /* asked already: the same answer will do */
+    }
+    q = xcalloc(1, sizeof(*q));
+    q->chain = c;
+    q->generation = c->generation;
+    cmd = qmp_command("query-block-jobs", NULL);
+    upstream_send_internal(c->up, cmd, on_progress_reply, q);
+    json_object_put(cmd);
 }
 
 void chain_reconcile(struct chain *c)
@@ -186,23 +291,76 @@ void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
     }
 }
 
-void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+/*
+ * Freshness: is the model still QEMU's truth?  A change made through the
+ * proxy is followed and asked about, but QEMU may have other monitors (a
+ * second -qmp, HMP, another process), and what they do passes nobody's
+ * eyes but QEMU's: QEMU sends no event for a snapshot, a blockdev-add, a
+ * reopen.  So before answering from the model the proxy asks QEMU for its
+ * block graph (x-debug-query-block-graph: node names and edges only, no
+ * image headers or file sizes - a third to a half of what query-block
+ * costs) and compares its fingerprint with the one taken at the last
+ * reconciliation; only when they differ does it reconcile in full.
+ * What the graph does not show stays unseen until the next reconciliation:
+ * a block_resize or change-backing-file made through another monitor.
+ */
+struct fresh_check {
+    struct chain *chain;
+    unsigned generation;
+    bool progress;        /* chain_refresh (a query) or chain_settle */
+    void (*done)(void *opaque);
+    void *opaque;
+};
+
+static void on_graph_check(void *opaque, const struct upstream_reply *r)
 {
-    if (c->lost || (!c->reconciling && !c->dirty)) {
-        done(opaque);
-    } else if (c->dirty) {
-        add_waiter(&c->next_waiters, &c->nnext_waiters, done, opaque);
+    struct fresh_check *f = opaque;
+    struct chain *c = f->chain;
+    void (*done)(void *) = f->done;
+    void *done_opaque = f->opaque;
+    uint64_t print = graph_fingerprint(r);
+    bool current = f->generation == c->generation;
+
+    bool progress = f->progress;
+
+    free(f);
+    if (!current || c->lost) {
+        done(done_opaque);
+    } else if (c->reconciling || c->dirty || c->njobs) {
+        /* something passed meanwhile: wait for QEMU's answer to it */
+        (progress ? chain_refresh : chain_settle)(c, done, done_opaque);
+    } else if (print && print == c->graph_print && c->graph_known) {
+        done(done_opaque);
     } else {
-        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+        log_info("the block graph changed behind the proxy's back (another "
+                 "monitor?): asking QEMU for the chains again");
+        ch_nothing_predicted(c);
+        chain_after_reconcile(c, done, done_opaque);
     }
 }
 
+static void check_graph(struct chain *c, bool progress,
+                        void (*done)(void *opaque), void *opaque)
+{
+    struct fresh_check *f = xcalloc(1, sizeof(*f));
+    json_object *cmd = qmp_command("x-debug-query-block-graph", NULL);
+
+    *f = (struct fresh_check){ c, c->generation, progress, done, opaque };
+    upstream_send_internal(c->up, cmd, on_graph_check, f);
+    json_object_put(cmd);
+}
+
 /* A query answers with QEMU's truth: wait for a reconciliation under
- * way, and ask QEMU afresh while a job runs (its progress moves). */
+ * way, ask QEMU afresh while a job runs (its progress moves), and
+ * otherwise check that nothing changed behind the proxy's back. */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
 {
-    if (c->lost || (!c->reconciling && !c->dirty && c->njobs == 0)) {
+    if (c->lost) {
         done(opaque);
+        return;
+    }
+    if (!c->reconciling && !c->dirty && c->njobs == 0) {
+        check_graph(c, true, done, opaque);
         return;
     }
     if (c->reconciling && !c->dirty && c->njobs == 0) {
@@ -212,28 +370,70 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
     chain_after_reconcile(c, done, opaque);
 }
 
+/* An operation starts from QEMU's truth: a reconciliation under way or
+ * due is waited for, and with no job running (no fingerprint then) the
+ * block graph is checked as for a query. */
+/* A job QEMU just ended and will dismiss by itself: its last word
+ * (JOB_STATUS_CHANGE to null) is on its way, and the model asks QEMU
+ * about the disk then, not at BLOCK_JOB_COMPLETED. */
+static bool job_being_dismissed(const struct chain *c)
+{
+    for (int i = 0; i < c->njobs; i++) {
+        if (same(c->jobs[i]->status, "concluded")
+            && !c->jobs[i]->manual_dismiss) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+{
+    if (c->lost) {
+        done(opaque);
+    } else if (!c->reconciling && !c->dirty && job_being_dismissed(c)) {
+        /* settled is after the reconciliation its dismissal starts */
+        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+    } else if (!c->reconciling && !c->dirty) {
+        if (c->njobs == 0) {
+            check_graph(c, false, done, opaque);
+        } else {
+            done(opaque);
+        }
+    } else if (c->dirty) {
+        add_waiter(&c->next_waiters, &c->nnext_waiters, done, opaque);
+    } else {
+        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+    }
+}
+
 void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque)
 {
     c->lost = false;
     c->generation++;
     c->reconciling = false;
     c->dirty = false;
+    /* commands sent to an earlier QEMU are not coming back */
+    c->commands_in_flight = 0;
+    c->stranger_job = false;
     chain_after_reconcile(c, done, opaque);
 }
 
 void chain_upstream_lost(struct chain *c)
 {
     struct waiter *w = c->waiters, *nw = c->next_waiters;
-    int n = c->nwaiters, nn = c->nnext_waiters;
+    struct waiter *pw = c->progress_waiters;
+    int n = c->nwaiters, nn = c->nnext_waiters, pn = c->nprogress_waiters;
 
     c->lost = true;
     c->generation++;
     c->reconciling = false;
     c->dirty = false;
-    c->waiters = c->next_waiters = NULL;
-    c->nwaiters = c->nnext_waiters = 0;
+    c->waiters = c->next_waiters = c->progress_waiters = NULL;
+    c->nwaiters = c->nnext_waiters = c->nprogress_waiters = 0;
     run_waiters(w, n);
     run_waiters(nw, nn);
+    run_waiters(pw, pn);
 }
 
 /* ---- life ---------------------------------------------------------- */
@@ -267,6 +467,7 @@ void chain_free(struct chain *c)
     free(c->jobs);
     free(c->waiters);
     free(c->next_waiters);
+    free(c->progress_waiters);
     json_object_put(c->blockdev_nodes);
     json_object_put(c->early);
     json_object_put(c->q_block);

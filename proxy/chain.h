@@ -47,6 +47,11 @@ void chain_upstream_lost(struct chain *c);
 
 /* Is this command one whose success changes the model? */
 bool chain_watches(const char *command);
+/* A watched command went to QEMU; its reply (chain_observe) or its loss
+ * (chain_unanswered) will follow.  Until then an event about a job the
+ * model does not know is probably about the job that command starts. */
+void chain_command_sent(struct chain *c);
+void chain_unanswered(struct chain *c);
 /* A watched command and QEMU's reply to it (ret NULL: it failed). */
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok);
@@ -59,6 +64,11 @@ void chain_observe_event(struct chain *c, const char *name,
 void chain_reconcile(struct chain *c);
 /* Refresh job progress from QEMU, then call done (for queries). */
 void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque);
+/* Ask QEMU for the jobs' progress alone (query-block-jobs: offset, len,
+ * speed, ready), lighter than a reconciliation, then call done; jobs
+ * QEMU adds or drops are left to the reconciliations. */
+void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
+                            void *opaque);
 /* Call done once no reconciliation is under way or due: the model then
  * holds QEMU's answer to everything done so far. */
 void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque);
@@ -81,11 +91,20 @@ const char *chain_top_node(const struct chain *c, const char *disk);
 /* The "device" argument QEMU's block commands take for this disk. */
 const char *chain_job_device(const struct chain *c, const char *disk);
 int chain_layer_count(const struct chain *c, const char *disk);
+/* The node-name of the disk's layer on file, or NULL. */
+const char *chain_layer_node_of_file(const struct chain *c, const char *disk,
+                                     const char *file);
 const char *chain_layer_file(const struct chain *c, const char *disk, int i);
 /* The file a copy (a mirror job) on disk writes to, or NULL. */
 const char *chain_mirror_file(const struct chain *c, const char *disk);
 /* How that copy's target was opened: "existing" or "absolute-paths". */
 const char *chain_mirror_mode(const struct chain *c, const char *disk);
+/* The copy's node-name and format when it was started with blockdev-mirror
+ * (its target a node of its own); NULL for drive-mirror. */
+const char *chain_mirror_target_node(const struct chain *c, const char *disk);
+const char *chain_mirror_target_format(const struct chain *c, const char *disk);
+/* Was the disk defined with -blockdev (no legacy drive name)? */
+bool chain_disk_is_blockdev(const struct chain *c, const char *disk);
 /* Does the job on disk wait for job-finalize (auto-finalize false)? */
 bool chain_job_manual_finalize(const struct chain *c, const char *disk);
 /* The id of the job running on disk, or NULL. */
@@ -97,6 +116,19 @@ bool chain_job_progress(const struct chain *c, const char *disk,
 /* Who started a job (client number, 0 for the proxy) and for what. */
 void chain_note_job_owner(struct chain *c, const char *job_id,
                           const char *operation);
+
+/* For the metrics: the disks and their depth, the jobs as last known. */
+struct chain_job_info {
+    const char *disk;     /* NULL: not known yet */
+    const char *id, *type;
+    long long offset, len, speed;
+    bool ready;
+};
+int chain_disk_count(const struct chain *c);
+/* The i-th disk's name; *depth: the layers of its chain, active included */
+const char *chain_disk_at(const struct chain *c, int i, int *depth);
+int chain_job_count(const struct chain *c);
+void chain_job_at(const struct chain *c, int i, struct chain_job_info *out);
 
 /* Persistence: what only the proxy knows, plus the model. */
 json_object *chain_save(const struct chain *c);

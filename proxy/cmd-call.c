@@ -73,11 +73,16 @@ bool cmd_call_run(struct cmd_call *call, json_object *args)
     return answered;
 }
 
-static enum cmd_retval finish(struct cmd_call *call, char *reply, size_t len)
+static enum cmd_retval finish(struct cmd_call *call, char *reply, size_t len,
+                              const char *outcome)
 {
     struct slot *slot = call->slot;
 
     call->answered = true;
+    if (call->env->command_done) {
+        call->env->command_done(call->env->opaque, call->entry->name,
+                                outcome, -1);
+    }
     if (slot) {
         /* answering releases the slot: no need to hear of it leaving */
         session_reply(slot_session(slot), slot, reply, len, TLOG_FROM_PROXY,
@@ -95,7 +100,7 @@ enum cmd_retval cmd_return(struct cmd_call *call, json_object *ret)
     char *reply = qmp_return_reply(ret, &req, &len);
 
     json_object_put(ret);
-    return finish(call, reply, len);
+    return finish(call, reply, len, "return");
 }
 
 enum cmd_retval cmd_error(struct cmd_call *call, const char *cls,
@@ -111,5 +116,5 @@ enum cmd_retval cmd_error(struct cmd_call *call, const char *cls,
     va_end(ap);
     reply = qmp_error_reply(cls, desc, &req, &len);
     free(desc);
-    return finish(call, reply, len);
+    return finish(call, reply, len, cls);
 }

@@ -9,6 +9,7 @@
 #define QMPROXY_CMD_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <json-c/json.h>
 
 #include "location.h"
@@ -36,6 +37,11 @@ struct cmd_env {
     /* an event of the proxy's own, to the clients that asked for them */
     void (*broadcast_event)(void *opaque, const char *name,
                             json_object *data);
+    /* a client's command was answered (for the metrics; may be NULL):
+     * outcome "return", the error class, or "lost" (QEMU went away);
+     * latency_us: QEMU's round trip, or -1 when QEMU did not answer it */
+    void (*command_done)(void *opaque, const char *command,
+                         const char *outcome, int64_t latency_us);
     void *opaque;
 };
 

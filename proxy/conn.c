@@ -50,6 +50,7 @@ struct conn {
     bool read_eof;           /* the peer half-closed; writing goes on */
     int busy;                /* inside a callback: defer freeing */
     bool free_when_idle;
+    double *bytes_in, *bytes_out;  /* the owner's counters, or NULL */
 };
 
 static void conn_shut(struct conn *c, const char *why);
@@ -281,6 +282,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             }
         }
     }
+    if (n > 0 && c->bytes_in) {
+        *c->bytes_in += (double)n;
+    }
     if (n > 0 && !c->dead) {
         c->input->commit(c->stream, (size_t)n);
     } else if (n == 0 && c->cb->eof && !c->write_dead) {
@@ -403,12 +407,21 @@ void conn_resume_read(struct conn *c)
     }
 }
 
+void conn_count_bytes(struct conn *c, double *in, double *out)
+{
+    c->bytes_in = in;
+    c->bytes_out = out;
+}
+
 void conn_write_fds(struct conn *c, const void *data, size_t len,
                     const int *fds, int nfds)
 {
     if (c->dead || c->write_dead) {
         close_fds((int *)fds, nfds);
         return;
+    }
+    if (c->bytes_out) {
+        *c->bytes_out += (double)len;
     }
     if (nfds > 0 && !c->wsock) {
         /* only a socket carries descriptors */

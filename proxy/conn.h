@@ -52,6 +52,9 @@ void conn_read_into(struct conn *c, const struct conn_input *input,
                     void *stream);
 /* Read and throw away whatever the peer sends (read-only observers). */
 void conn_read_discard(struct conn *c);
+/* Add the bytes read to *in and those given to write to *out (either
+ * NULL: not counted); the counters must outlive the conn. */
+void conn_count_bytes(struct conn *c, double *in, double *out);
 void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 

@@ -20,8 +20,10 @@ struct forward {
     struct chain *chain;       /* told of what it watches */
     struct slot *slot;         /* NULL once the client has gone */
     unsigned client;
-    char *command;             /* watched by the chain model: its name */
-    json_object *args;         /* and its arguments */
+    const struct cmd_env *env; /* told when it is answered */
+    char *command;             /* its name */
+    bool watched;              /* by the chain model: args kept for it */
+    json_object *args;
     bool extend_commands;      /* query-commands: add the proxy's own */
     int kept_fd;               /* getfd: the proxy's duplicate, or -1 */
     char *fdname;              /* getfd/closefd: the name */
@@ -83,7 +85,7 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
                           len, TLOG_FROM_QEMU, (int64_t)reply->latency_us);
             free(extended);
         }
-        if (f->command) {
+        if (f->watched) {
             chain_observe(f->chain, f->command, f->args, f->client,
                           reply->kind == QMP_RETURN);
         }
@@ -95,6 +97,17 @@ static void on_forward_reply(void *opaque, const struct upstream_reply *reply)
                 fdstore_close(f->fdname);  /* closefd */
             }
         }
+    }
+    if (f->env->command_done) {
+        const char *outcome = reply->lost ? "lost"
+            : reply->kind == QMP_RETURN ? "return"
+            : upstream_reply_error_class(reply);
+        f->env->command_done(f->env->opaque, f->command,
+                             outcome ? outcome : "unknown",
+                             reply->lost ? -1 : (int64_t)reply->latency_us);
+    }
+    if (reply->lost && f->watched) {
+        chain_unanswered(f->chain);
     }
     if (f->kept_fd >= 0) {
         close(f->kept_fd);
@@ -125,9 +138,12 @@ enum route_result forward_command(const struct cmd_env *env,
     f->chain = env->chain;
     f->slot = slot;
     f->client = session_id(s);
+    f->env = env;
+    f->command = xstrdup(cmd->req.command);
     if (chain_watches(cmd->req.command)) {
-        f->command = xstrdup(cmd->req.command);
+        f->watched = true;
         f->args = json_object_get(cmd->req.args);
+        chain_command_sent(env->chain);
     }
     /* only for clients that asked: QEMU's list is what QEMU would say */
     f->extend_commands = (session_extras(s) & SESSION_EXTRA_COMMANDS)

@@ -159,6 +159,28 @@ int listener_unix_socket(const char *path, int mode, char **error)
     return listen_unix(path, mode, error, &created, false);
 }
 
+int listener_socket(const struct address *addr, int mode, char **error)
+{
+    bool created = false;
+    int fd;
+
+    if (addr->kind == ADDR_UNIX) {
+        return listen_unix(addr->path, mode, error, &created, true);
+    }
+    if (addr->kind != ADDR_TCP) {
+        *error = xstrdup("wants unix:PATH or tcp:HOST:PORT");
+        return -1;
+    }
+    fd = listen_tcp(addr->path, addr->port, error);
+    if (fd >= 0 && listen(fd, 64) < 0) {
+        *error = xasprintf("listen tcp:%s:%s: %s", addr->path, addr->port,
+                           strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 struct listener *listener_new(struct event_base *base,
                               const struct address *addr, int mode,
                               listener_accept_fn fn, void *opaque,

@@ -25,6 +25,10 @@ struct listener *listener_new(struct event_base *base,
  * stale socket there replaced), close-on-exec and non-blocking, for
  * handing to another program; -1 and *error (owned) if it cannot be. */
 int listener_unix_socket(const char *path, int mode, char **error);
+/* A listening socket at a unix: or tcp: address, for a server other
+ * than the QMP one (the metrics); -1 and *error (owned) if it cannot be.
+ * The caller unlinks a Unix socket's path when done. */
+int listener_socket(const struct address *addr, int mode, char **error);
 void listener_enable(struct listener *l, bool on);
 const char *listener_name(const struct listener *l);
 const char *listener_display(const struct listener *l);

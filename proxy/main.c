@@ -15,6 +15,8 @@
 
 #include "listener.h"
 #include "log.h"
+#include "metrics-http.h"
+#include "metrics.h"
 #include "policy.h"
 #include "router.h"
 #include "sdlisten.h"
@@ -45,6 +47,7 @@ struct options {
     size_t max_message;
     char *state;
     char *policy;
+    char *metrics;      /* --metrics ADDR, or NULL */
     int verbosity;
     bool log_priorities;
     int exec_fd;        /* --exec-upstream N, or -1 */
@@ -60,6 +63,8 @@ struct qmproxy {
     size_t nlisteners;
     struct tap **taps;
     size_t ntaps;
+    struct metrics *metrics;
+    struct metrics_http *metrics_http;
     struct service *service;   /* NULL unless run by a service manager */
     struct event *sigterm, *sigint, *sighup;
     int exit_status;
@@ -76,6 +81,7 @@ static void usage(FILE *out)
 "               [--socket-mode 0600] [--traffic-log FILE|-]\n"
 "               [--tap unix:PATH] [--reconnect] [--connect-timeout SECONDS]\n"
 "               [--max-message BYTES] [--state FILE] [--policy FILE]\n"
+"               [--metrics tcp:HOST:PORT|unix:PATH]\n"
 "               [-v] [--log-priorities] [--version] [--help]\n"
 "               [--exec-upstream N -- PROGRAM [ARGS...]]\n"
 "       qmproxy --check-policy FILE\n"
@@ -116,6 +122,7 @@ static void usage(FILE *out)
 "                       mirroring (XML, see policy/qmproxy.rng); SIGHUP\n"
 "                       reloads it\n"
 "  --check-policy FILE  validate a policy and exit (0: valid)\n"
+"  --metrics ADDR       serve Prometheus metrics over HTTP (GET /metrics)\n"
 "  --exec-upstream N -- PROGRAM [ARGS...]\n"
 "                       create the --upstream unix:PATH socket, listening, as\n"
 "                       descriptor N (replacing an fd:N listener there) and\n"
@@ -144,7 +151,8 @@ static bool parse_options(int argc, char **argv, struct options *o)
     enum { OPT_UPSTREAM = 256, OPT_LISTEN, OPT_MODE, OPT_TLOG, OPT_TAP,
            OPT_RECONNECT, OPT_TIMEOUT, OPT_MAXMSG, OPT_STATE, OPT_POLICY,
            OPT_CHECK_POLICY, OPT_EXEC_UPSTREAM, OPT_VERSION, OPT_HELP,
-           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY, OPT_LOG_PRIORITIES };
+           OPT_CLIENT, OPT_EXTRAS, OPT_PRETTY, OPT_LOG_PRIORITIES,
+           OPT_METRICS };
     static const struct option longopts[] = {
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
         { "listen", required_argument, NULL, OPT_LISTEN },
@@ -159,6 +167,7 @@ static bool parse_options(int argc, char **argv, struct options *o)
         { "max-message", required_argument, NULL, OPT_MAXMSG },
         { "state", required_argument, NULL, OPT_STATE },
         { "policy", required_argument, NULL, OPT_POLICY },
+        { "metrics", required_argument, NULL, OPT_METRICS },
         { "check-policy", required_argument, NULL, OPT_CHECK_POLICY },
         { "exec-upstream", required_argument, NULL, OPT_EXEC_UPSTREAM },
         { "log-priorities", no_argument, NULL, OPT_LOG_PRIORITIES },
@@ -249,6 +258,10 @@ static bool parse_options(int argc, char **argv, struct options *o)
         case OPT_POLICY:
             free(o->policy);
             o->policy = xstrdup(optarg);
+            break;
+        case OPT_METRICS:
+            free(o->metrics);
+            o->metrics = xstrdup(optarg);
             break;
         case OPT_CHECK_POLICY: {
             char *errors = NULL;
@@ -592,6 +605,17 @@ static bool setup(struct qmproxy *q, const struct options *o)
     if (o->state) {
         router_set_state(q->router, o->state);
     }
+    if (o->metrics) {
+        q->metrics = metrics_new();
+        router_set_metrics(q->router, q->metrics);
+        q->metrics_http = metrics_http_new(q->base, o->metrics, o->socket_mode,
+                                           q->metrics, &error);
+        if (!q->metrics_http) {
+            log_startup("--metrics %s: %s\n", o->metrics, error);
+            free(error);
+            return false;
+        }
+    }
 
     /* listeners exist before QEMU is reached; they accept once it is */
     for (size_t i = 0; i < o->nlisten; i++) {
@@ -665,6 +689,8 @@ static bool setup(struct qmproxy *q, const struct options *o)
 
 static void teardown(struct qmproxy *q)
 {
+    /* no scrape may read the router while it goes */
+    metrics_http_free(q->metrics_http);
     for (size_t i = 0; i < q->nlisteners; i++) {
         listener_free(q->listeners[i]);
     }
@@ -672,6 +698,7 @@ static void teardown(struct qmproxy *q)
     service_free(q->service);
     upstream_free(q->up);
     router_free(q->router);
+    metrics_free(q->metrics);
     trafficlog_flush(q->tlog, 5000);
     trafficlog_free(q->tlog);
     for (size_t i = 0; i < q->ntaps; i++) {
@@ -717,6 +744,7 @@ static void free_options(struct options *o)
     free(o->traffic_log);
     free(o->state);
     free(o->policy);
+    free(o->metrics);
 }
 
 int main(int argc, char **argv)

@@ -17,7 +17,9 @@
 #include "ops/auto-mirror.h"
 #include "ops/op.h"
 #include "policy.h"
+#include "qemu-guards.h"
 #include "qemu-schema.h"
+#include "router-internal.h"
 #include "session.h"
 #include "statefile.h"
 #include "log.h"
@@ -27,37 +29,6 @@
 
 #define SHUTDOWN_GRACE_MS 5000
 
-struct router {
-    struct event_base *base;
-    struct trafficlog *tlog;
-    struct router_options opts;
-    struct session_env session_env;  /* what sessions get */
-    struct cmd_env cmd_env;          /* what commands and operations get */
-    struct upstream *up;
-    struct listener **listeners;
-    unsigned *listener_extras;      /* enum session_extras, per listener */
-    size_t nlisteners;
-    struct attach **attaches;       /* --client: given, not accepted */
-    unsigned *attach_extras;
-    size_t nattaches;
-    struct session **sessions;
-    size_t nsessions, cap_sessions;
-    unsigned next_client;
-    bool exiting;
-    int exit_status;
-    struct event *exit_check, *exit_deadline;
-    void (*on_exit)(void *opaque, int status);
-    void *exit_opaque;
-    struct chain *chain;
-    struct statefile *state;
-    struct policy *policy;
-    struct qemu_schema *schema;   /* read only under a path policy */
-    bool schema_asked;
-    struct location_lookup locations;
-    bool serving;
-    const struct router_observer *observer;
-    void *observer_opaque;
-};
 
 
 /*
@@ -94,6 +65,7 @@ void router_broadcast_event(struct router *r, const char *name,
     size_t len;
     char *msg = qmp_event_message(name, data, &len);
 
+    router_metrics_event(r, name);
     fan_out(r, msg, len, TLOG_FROM_PROXY);
     free(msg);
 }
@@ -328,6 +300,7 @@ static void on_ready(void *opaque)
 {
     struct router *r = opaque;
 
+    router_metrics_ready(r);
     read_schema_if_confined(r);
     chain_seed(r->chain, seeded, r);
 }
@@ -363,23 +336,30 @@ static void on_gave_up(void *opaque, const char *why)
     begin_exit(r, 1);
 }
 
-/* Block job events feed the chain model (parsed only when they do). */
-static void observe_event(struct router *r, const char *raw, size_t len,
-                          const struct js_text *text)
+/* The event's name (up to 63 bytes) into name; false if it has none. */
+static bool event_name(const struct js_text *text, char name[64])
 {
     const struct js_member *m = js_text_member(text, "event");
-    char name[64];
     size_t n;
-    json_tokener *tok;
-    json_object *ev, *data = NULL;
 
     if (!m || m->value_end - m->value_start < 3
-        || m->value_end - m->value_start - 2 >= sizeof(name)) {
-        return;
+        || m->value_end - m->value_start - 2 >= 64) {
+        return false;
     }
     n = m->value_end - m->value_start - 2;
     memcpy(name, text->raw + m->value_start + 1, n);
     name[n] = 0;
+    return true;
+}
+
+/* Block job events feed the chain model (parsed only when they do); a
+ * migration's events the operation waiting for them. */
+static void observe_event(struct router *r, const char *raw, size_t len,
+                          const char *name)
+{
+    json_tokener *tok;
+    json_object *ev, *data = NULL;
+
     if (!chain_watches_event(name) && !ops_watch_event(name)) {
         return;
     }
@@ -405,12 +385,16 @@ static void on_event(void *opaque, const char *raw, size_t len,
                      const struct js_text *text)
 {
     struct router *r = opaque;
+    char name[64];
 
     if (is_event(text, "SHUTDOWN")) {
         upstream_quiesce(r->up);
     }
     fan_out(r, raw, len, TLOG_FROM_QEMU);
-    observe_event(r, raw, len, text);
+    if (event_name(text, name)) {
+        router_metrics_event(r, name);
+        observe_event(r, raw, len, name);
+    }
 }
 
 const struct upstream_callbacks router_upstream_callbacks = {
@@ -561,14 +545,15 @@ static void run_own(struct router *r, struct session *s, struct slot *slot,
     }
 }
 
-/* The policy said no: QEMU never sees it. */
+/* The policy said no, or QEMU would abort on it: QEMU never sees it. */
 static void refuse(struct router *r, struct session *s, struct slot *slot,
                    struct client_cmd *cmd, const char *why)
 {
     size_t len;
     char *reply = qmp_error_reply(QMP_GENERIC_ERROR, why, &cmd->req, &len);
-    (void)r;
 
+    router_metrics_refusal(r, session_listener(s), cmd->req.command);
+    router_metrics_command(r, cmd->req.command, QMP_GENERIC_ERROR, -1);
     log_warn("client %u (listener %s): %s", session_id(s),
              session_listener(s), why);
     session_reply(s, slot, reply, len, TLOG_FROM_PROXY, -1);
@@ -585,6 +570,9 @@ static enum route_result route(void *opaque, struct session *s,
                                      cmd->req.command, cmd->req.args,
                                      &r->locations);
 
+    if (!why) {
+        why = qemu_guard_check(cmd->req.command, cmd->req.args);
+    }
     if (why) {
         refuse(r, s, slot, cmd, why);
         free(why);
@@ -669,6 +657,7 @@ void router_set_upstream(struct router *r, struct upstream *up)
     r->up = up;
     r->session_env.up = up;
     r->cmd_env.up = up;
+    router_metrics_upstream(r);
     create_chain(r);
 }
 
@@ -718,6 +707,7 @@ void router_free(struct router *r)
     ops_free();
     fdstore_clear();
     chain_free(r->chain);
+    router_metrics_free(r->metrics);  /* after: a refresh may wait on it */
     policy_free(r->policy);
     qemu_schema_free(r->schema);
     for (size_t i = 0; i < r->nattaches; i++) {

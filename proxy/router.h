@@ -80,6 +80,10 @@ struct router_status {
 };
 void router_status(const struct router *r, struct router_status *st);
 
+struct metrics;
+/* Count into this registry (borrowed: it outlives the router) and
+ * report the router's state to it at scrape time. */
+void router_set_metrics(struct router *r, struct metrics *registry);
 /* The chain model this router feeds (the unit tests read it). */
 struct chain *router_chain(struct router *r);
 

@@ -696,6 +696,7 @@ struct session *session_new(const struct session_env *env, int rfd, int wfd,
     s->listener = xstrdup(listener_name);
     TAILQ_INIT(&s->slots);
     s->conn = conn_new_pair(env->base, rfd, wfd, &session_conn_cb, s);
+    conn_count_bytes(s->conn, env->bytes_in, env->bytes_out);
     s->in = jsonstream_new(true, env->max_message, on_text, s);
     s->waiter.fn = on_room;
     s->waiter.opaque = s;

@@ -49,6 +49,8 @@ struct session_env {
     size_t max_message;
     const struct session_hooks *hooks;
     void *opaque;
+    /* bytes from and to all clients (metrics), or NULL */
+    double *bytes_in, *bytes_out;
 };
 
 /* A well-formed command from a client, everything the router needs. */

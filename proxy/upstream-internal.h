@@ -71,6 +71,7 @@ struct upstream {
     char *greeting;
     size_t greeting_len;
     bool oob_offered;
+    int qemu_version;      /* major * 100 + minor, from the greeting */
 
     struct request_list fifo;      /* in-band, written, in order */
     struct request_list oob;       /* exec-oob, written, by id */
@@ -93,6 +94,7 @@ struct upstream {
     bool quiesced;                 /* QEMU is going: hold our queries */
     uint64_t quiesced_at_us;
     struct event *quiesce_timer;
+    double *bytes_in, *bytes_out;  /* metrics: counted on every conn */
 };
 
 /* upstream-queue.c */

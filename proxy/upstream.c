@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "jsonobj.h"
 #include "linestream.h"
 #include "address.h"
 #include "log.h"
@@ -156,6 +157,7 @@ static void connected(struct upstream *up, int fd)
 
     up->state = UP_GREETING;
     up->conn = conn_new(up->base, fd, &upstream_conn_cb, up);
+    conn_count_bytes(up->conn, up->bytes_in, up->bytes_out);
     /* QEMU's last words (the reply to quit, SHUTDOWN) must be read even
      * when a write of ours meets the closing socket */
     conn_drain_on_write_error(up->conn);
@@ -191,7 +193,7 @@ static void handle_greeting(struct upstream *up, const char *raw, size_t len)
 {
     json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
     json_object *g = json_tokener_parse_ex(tok, raw, (int)len);
-    json_object *qmp, *caps;
+    json_object *qmp, *caps, *ver;
     const char *cmd;
 
     json_tokener_free(tok);
@@ -210,6 +212,13 @@ static void handle_greeting(struct upstream *up, const char *raw, size_t len)
                 up->oob_offered = true;
             }
         }
+    }
+    up->qemu_version = 0;
+    if (json_object_object_get_ex(g, "QMP", &qmp)
+        && json_object_object_get_ex(qmp, "version", &ver)
+        && json_object_object_get_ex(ver, "qemu", &ver)) {
+        up->qemu_version = (int)jobj_int(ver, "major", 0) * 100
+                         + (int)jobj_int(ver, "minor", 0);
     }
     json_object_put(g);
     upstream_log(up, TLOG_OUT, TLOG_FROM_QEMU, "greeting", raw, len, -1);
@@ -346,6 +355,36 @@ void upstream_free(struct upstream *up)
     free(up);
 }
 
+/* enum upstream_state's names, for the metrics */
+static const char *const state_names[] = {
+    [UP_IDLE] = "idle",
+    [UP_CONNECTING] = "connecting",
+    [UP_GREETING] = "greeting",
+    [UP_NEGOTIATING] = "negotiating",
+    [UP_READY] = "ready",
+    [UP_CLOSED] = "closed",
+    NULL,
+};
+
+const char *const *upstream_state_names(void)
+{
+    return state_names;
+}
+
+const char *upstream_state_name(const struct upstream *up)
+{
+    return state_names[up->state];
+}
+
+void upstream_count_bytes(struct upstream *up, double *in, double *out)
+{
+    up->bytes_in = in;
+    up->bytes_out = out;
+    if (up->conn) {
+        conn_count_bytes(up->conn, in, out);
+    }
+}
+
 bool upstream_is_ready(const struct upstream *up)
 {
     return up->state == UP_READY;
@@ -355,6 +394,11 @@ const char *upstream_greeting(const struct upstream *up, size_t *len)
 {
     *len = up->greeting_len;
     return up->greeting;
+}
+
+int upstream_qemu_version(const struct upstream *up)
+{
+    return up->qemu_version;
 }
 
 bool upstream_oob_offered(const struct upstream *up)

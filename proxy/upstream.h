@@ -73,8 +73,18 @@ void upstream_free(struct upstream *up);
 /* Connect, retrying every interval until timeout_ms (<0: forever). */
 void upstream_connect(struct upstream *up, int timeout_ms);
 bool upstream_is_ready(const struct upstream *up);
+/* Where the connection stands ("connecting", "ready"...), and every such
+ * name (NULL-terminated), for the metrics. */
+const char *upstream_state_name(const struct upstream *up);
+const char *const *upstream_state_names(void);
+/* Add the bytes read from QEMU to *in, those written to *out. */
+void upstream_count_bytes(struct upstream *up, double *in, double *out);
 const char *upstream_greeting(const struct upstream *up, size_t *len);
 bool upstream_oob_offered(const struct upstream *up);
+/* The QEMU version the greeting reported ("QMP": {"version": {"qemu":
+ * {"major", "minor"}}}), as major * 100 + minor (702, 1000); 0 before a
+ * greeting or when it names none.  What depends on the version asks this. */
+int upstream_qemu_version(const struct upstream *up);
 /* The addresses given, for messages. */
 const char *upstream_display(const struct upstream *up);
 

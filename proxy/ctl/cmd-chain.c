@@ -144,6 +144,27 @@ static void print_progress(json_object *o)
     }
 }
 
+/* Filter nodes on the disk (a backup's copy-before-write, a throttle):
+ * not layers, each said with the layer it filters. */
+static void print_filters(json_object *filters, json_object *chain)
+{
+    size_t n = filters ? json_object_array_length(filters) : 0;
+
+    for (size_t i = 0; i < n; i++) {
+        json_object *f = json_object_array_get_idx(filters, i);
+        json_object *on = chain ? json_object_array_get_idx(
+            chain, (size_t)jobj_int(f, "layer", 0)) : NULL;
+        printf("    %sfilter%s %s on %s", ctl_color("\033[33m"),
+               ctl_color("\033[0m"), ctl_str(f, "driver"),
+               on ? ctl_str(on, "file") : "?");
+        if (jobj_str(f, "node-name")) {
+            printf("  %snode %s%s", ctl_color("\033[2m"),
+                   jobj_str(f, "node-name"), ctl_color("\033[0m"));
+        }
+        putchar('\n');
+    }
+}
+
 static void print_disk(json_object *d)
 {
     json_object *chain = jobj_typed(d, "chain", json_type_array);
@@ -164,6 +185,7 @@ static void print_disk(json_object *d)
     if (n == 0) {
         printf("    (no medium)\n");
     }
+    print_filters(jobj_typed(d, "filters", json_type_array), chain);
     if (m) {
         printf("    %s%s%s → %s", ctl_color("\033[33m"),
                !strcmp(ctl_str(m, "type"), "active-commit") ? "commit" : "copy",

@@ -115,11 +115,11 @@ char *op_check_target(const char *what, const char *target, const char **mode)
 }
 
 /*
- * The destination of a mode=existing copy opens its backing file when it
- * is finalized; if that file is not there yet, that disk alone would fail
- * after others had pivoted.  Look first (when the proxy can see the file).
+ * The backing file a qcow2 image's header names, made absolute (relative
+ * names are relative to the image's folder); NULL when the proxy cannot
+ * see the image, it is not qcow2 or it has no backing.  Owned.
  */
-char *op_missing_backing(const char *image)
+char *op_backing_file(const char *image)
 {
     unsigned char hdr[24];
     char path[4096];
@@ -153,15 +153,37 @@ char *op_missing_backing(const char *image)
     close(fd);
     path[len] = 0;
     if (path[0] != '/') {
-        /* relative to the image's folder */
         const char *slash = strrchr(image, '/');
-        char *full = xasprintf("%.*s/%s", (int)(slash - image), image, path);
-        bool there = access(full, F_OK) == 0;
-        if (there) {
-            free(full);
-            return NULL;
-        }
-        return full;
+        return xasprintf("%.*s/%s", (int)(slash - image), image, path);
     }
-    return access(path, F_OK) == 0 ? NULL : xstrdup(path);
+    return xstrdup(path);
+}
+
+/*
+ * The destination of a mode=existing copy opens its backing file when it
+ * is finalized; if that file is not there yet, that disk alone would fail
+ * after others had pivoted.  Look first (when the proxy can see the file).
+ */
+char *op_missing_backing(const char *image)
+{
+    char *backing = op_backing_file(image);
+
+    if (backing && access(backing, F_OK) == 0) {
+        free(backing);
+        return NULL;
+    }
+    return backing;
+}
+
+const char *op_image_format(const char *image)
+{
+    unsigned char magic[4];
+    int fd = open(image, O_RDONLY | O_CLOEXEC);
+    bool qcow2 = fd >= 0 && pread(fd, magic, 4, 0) == 4
+                 && !memcmp(magic, "QFI\xfb", 4);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    return qcow2 ? "qcow2" : "raw";
 }

@@ -37,7 +37,29 @@ void op_answer(struct op *op);
 json_object *op_job_args(const char *key, const char *id);
 /* Forget what the events said of the job waited for before. */
 void op_reset_job_facts(struct op_disk *d);
+/* The backing file a qcow2 image names, absolute, or NULL (owned). */
+char *op_backing_file(const char *image);
 /* The backing file a qcow2 image names, when it is not there (owned). */
 char *op_missing_backing(const char *image);
+/* "qcow2" when the image starts with qcow2's magic, else "raw". */
+const char *op_image_format(const char *image);
+
+/*
+ * QEMU 10's way for the proxy's own copies of -blockdev disks: the copy is
+ * a node of its own (blockdev-add, its backing left out), the job is
+ * blockdev-mirror, and before the pivot blockdev-reopen gives the copy the
+ * backing its header names.  QEMU 7.2 (and a legacy -drive disk, or a copy
+ * QEMU must create) keeps drive-mirror, which opens the backing itself.
+ * Keyed on the version QEMU's greeting reported.
+ */
+#define OP_BLOCKDEV_WAY_SINCE 1000   /* QEMU 10.0, as major * 100 + minor */
+bool op_blockdev_way(const char *disk, const char *mode, const char *target,
+                     bool plain_job);
+/* The node-names of such a copy, its file and the backing given it:
+ * derived from the job id, so a restarted proxy finds them again. */
+char *op_copy_node(const char *job, char which);
+/* The node of the disk's copy when it was made that way (owned), else
+ * NULL (drive-mirror, or a client's own blockdev-mirror). */
+char *op_copy_target(const struct op_disk *d);
 
 #endif

@@ -79,13 +79,12 @@ static json_object *disk_json(const struct op_disk *d, bool internal)
     if (!internal && d->lag_known) {
         /* a ready copy: what it trails by (not saved: a restarted proxy
          * asks QEMU again) */
+        double seconds;
         json_object_object_add(o, "lag-bytes",
                                json_object_new_int64(d->lag_bytes));
-        if (d->lag_bytes == 0) {
-            json_object_object_add(o, "lag-seconds", json_object_new_double(0));
-        } else if (d->in_sync_at_us) {
-            json_object_object_add(o, "lag-seconds", json_object_new_double(
-                (double)(now_monotonic_us() - d->in_sync_at_us) / 1e6));
+        if (op_disk_lag_seconds(d, &seconds)) {
+            json_object_object_add(o, "lag-seconds",
+                                   json_object_new_double(seconds));
         }
     }
     return o;

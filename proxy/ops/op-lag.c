@@ -21,6 +21,34 @@ void op_disk_in_sync(struct op_disk *d)
     d->in_sync_at_us = now_monotonic_us();
 }
 
+bool op_disk_lag_seconds(const struct op_disk *d, double *seconds)
+{
+    if (!d->lag_known || (d->lag_bytes && !d->in_sync_at_us)) {
+        return false;
+    }
+    *seconds = d->lag_bytes == 0
+        ? 0 : (double)(now_monotonic_us() - d->in_sync_at_us) / 1e6;
+    return true;
+}
+
+void ops_each_lag(void (*fn)(void *opaque, const char *operation,
+                             const char *disk, int64_t bytes,
+                             const double *seconds),
+                  void *opaque)
+{
+    for (int i = 0; i < op_reg.nops; i++) {
+        const struct op *op = op_reg.ops[i];
+        for (int k = 0; k < op->ndisks; k++) {
+            const struct op_disk *d = &op->disks[k];
+            double seconds;
+            if (d->lag_known) {
+                fn(opaque, op->name, d->disk, d->lag_bytes,
+                   op_disk_lag_seconds(d, &seconds) ? &seconds : NULL);
+            }
+        }
+    }
+}
+
 void ops_observe_lag(void)
 {
     for (int i = 0; i < op_reg.nops; i++) {

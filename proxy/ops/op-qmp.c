@@ -73,6 +73,44 @@ void op_qmp(struct op *op, json_object *cmd,
     json_object_put(cmd);
 }
 
+bool op_blockdev_way(const char *disk, const char *mode, const char *target,
+                     bool plain_job)
+{
+    /* a RHEL-era client names its job by device and drives it itself;
+     * blkdebug: and other filename prefixes are drive-mirror's syntax */
+    return !plain_job && mode && !strcmp(mode, "existing")
+        && target && target[0] == '/'
+        && chain_disk_is_blockdev(op_chain(), disk)
+        && upstream_qemu_version(op_reg.env->up) >= OP_BLOCKDEV_WAY_SINCE;
+}
+
+char *op_copy_node(const char *job, char which)
+{
+    /* job ids are "qmp<tag><seq>m<i>": a letter first, well under the
+     * 31 characters QEMU allows a node-name */
+    return xasprintf("%s%c", job, which);
+}
+
+char *op_copy_target(const struct op_disk *d)
+{
+    const char *node;
+    char *ours;
+
+    if (!d->job) {
+        return NULL;
+    }
+    ours = op_copy_node(d->job, 't');
+    node = chain_mirror_target_node(op_chain(), d->disk);
+    /* the job QEMU runs says so; or this operation started it that way
+     * (the job may already be gone) */
+    if ((node && !strcmp(node, ours))
+        || op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
+        return ours;
+    }
+    free(ours);
+    return NULL;
+}
+
 json_object *op_job_args(const char *key, const char *id)
 {
     json_object *a = json_object_new_object();

@@ -175,6 +175,8 @@ static void disk_clear(struct op_disk *d)
     free(d->undo_job);
     free(d->job_status);
     free(d->job_error);
+    json_object_put(d->pending_args);
+    free(d->copy_node);
     free(d->note);
 }
 
@@ -227,6 +229,14 @@ static void forget_old(void)
             op_reg.nops--;
             op_free(op);
         }
+    }
+}
+
+void ops_count_by_state(unsigned counts[OP_STATE__MAX])
+{
+    memset(counts, 0, sizeof(unsigned) * OP_STATE__MAX);
+    for (int i = 0; i < op_reg.nops; i++) {
+        counts[op_reg.ops[i]->state]++;
     }
 }
 

@@ -111,6 +111,9 @@ struct op_disk {
     bool lag_known;
     int64_t lag_bytes;
     uint64_t in_sync_at_us;   /* monotonic; 0: not seen in sync */
+    json_object *pending_args; /* blockdev-mirror's, until its node is added */
+    char *copy_node;       /* the copy's own node (QEMU 10's way), while a
+                            * reopen may still have to delete it */
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -184,6 +187,9 @@ struct op *op_new(const char *type, const char *name, unsigned client,
 struct op *op_find(const char *name);
 /* How many operations have not ended (the service status). */
 size_t ops_count_active(void);
+/* How many operations the proxy holds in each state (the finished ones
+ * it keeps for clients to look at included), for the metrics. */
+void ops_count_by_state(unsigned counts[OP_STATE__MAX]);
 /* Is this name free for a new operation? */
 bool op_name_free(const char *name);
 struct op_disk *op_add_disk(struct op *op, const char *disk);
@@ -217,6 +223,15 @@ json_object *ops_to_json(const char *name);
 /* Read every ready copy's lag from the chain model (refreshed from QEMU
  * by the caller). */
 void ops_observe_lag(void);
+/* How long a ready copy has trailed its disk (0: in sync); false when
+ * not known (no lag known, or never seen in sync). */
+bool op_disk_lag_seconds(const struct op_disk *d, double *seconds);
+/* Every ready copy whose lag is known, for the metrics (seconds NULL
+ * when not known). */
+void ops_each_lag(void (*fn)(void *opaque, const char *operation,
+                             const char *disk, int64_t bytes,
+                             const double *seconds),
+                  void *opaque);
 /* A copy just reported ready: it is in sync now. */
 void op_disk_in_sync(struct op_disk *d);
 json_object *ops_save(void);

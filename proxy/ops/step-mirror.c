@@ -1,7 +1,9 @@
 /*
- * step-mirror: start a copy of every disk that gets one (drive-mirror,
- * auto-finalize off so that reopening can be all or nothing), then wait
- * until every copy is ready.
+ * step-mirror: start a copy of every disk that gets one (auto-finalize off
+ * so that reopening can be all or nothing), then wait until every copy is
+ * ready.  The copy is a drive-mirror, or on QEMU 10 for a -blockdev disk
+ * and an existing image a blockdev-add of the image followed by a
+ * blockdev-mirror to that node (op_blockdev_way).
  */
 #include "op.h"
 
@@ -14,6 +16,39 @@
 #include "qmp.h"
 #include "util.h"
 
+/* The step ends when the last of its commands is answered. */
+static void step_maybe_over(struct op *op)
+{
+    if (op->outstanding == 0) {
+        bool failed = op->step_failed;
+        op->step_failed = false;
+        op->next(op, !failed);
+    }
+}
+
+static void copy_refused(struct op *op, int i, const char *error)
+{
+    struct op_disk *d = &op->disks[i];
+
+    d->failed = true;
+    d->own_job = false;
+    d->state = d->snapshot_file ? DISK_SNAPSHOTTED : DISK_UNTOUCHED;
+    str_setf(&d->note, "QEMU refused the copy to %s: %s", d->mirror_file,
+         error);
+    if (!op->step_error) {
+        str_setf(&op->step_error, "the copy of %s to %s was refused: %s",
+             d->disk, d->mirror_file, error);
+    }
+    op->step_failed = true;
+}
+
+static void target_deleted(struct op *op, int i, bool ok, json_object *ret,
+                           const char *error)
+{
+    (void)i; (void)ok; (void)ret; (void)error;
+    step_maybe_over(op);
+}
+
 static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
                            const char *error)
 {
@@ -24,22 +59,63 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
         d->state = DISK_MIRRORING;
         str_setf(&d->note, "copying to %s", d->mirror_file);
     } else {
-        d->failed = true;
-        d->own_job = false;
-        d->state = d->snapshot_file ? DISK_SNAPSHOTTED : DISK_UNTOUCHED;
-        str_setf(&d->note, "QEMU refused the copy to %s: %s", d->mirror_file,
-             error);
-        if (!op->step_error) {
-            str_setf(&op->step_error, "the copy of %s to %s was refused: %s",
-                 d->disk, d->mirror_file, error);
+        if (op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
+            /* the node added for it goes too */
+            char *node = op_copy_node(d->job, 't');
+            op_qmp(op, qmp_command("blockdev-del",
+                                   op_job_args("node-name", node)),
+                   target_deleted, i);
+            free(node);
         }
-        op->step_failed = true;
+        copy_refused(op, i, error);
     }
-    if (op->outstanding == 0) {
-        bool failed = op->step_failed;
-        op->step_failed = false;
-        op->next(op, !failed);
+    step_maybe_over(op);
+}
+
+/* The copy's node is there: start the job on it (its arguments waited in
+ * d->pending_args). */
+static void target_added(struct op *op, int i, bool ok, json_object *ret,
+                         const char *error)
+{
+    struct op_disk *d = &op->disks[i];
+    json_object *a = d->pending_args;
+    (void)ret;
+
+    d->pending_args = NULL;
+    if (!ok) {
+        json_object_put(a);
+        copy_refused(op, i, error);  /* QEMU added no node */
+        step_maybe_over(op);
+        return;
     }
+    op_qmp(op, qmp_command("blockdev-mirror", a), mirror_started, i);
+}
+
+/* QEMU 10's way: blockdev-add {format node over a file node, no backing
+ * yet: step-reopen gives it the one its header names before the pivot},
+ * then blockdev-mirror onto it with the same job arguments. */
+static void start_blockdev_mirror(struct op *op, int i, json_object *a)
+{
+    struct op_disk *d = &op->disks[i];
+    json_object *add = json_object_new_object(), *file;
+    char *node = op_copy_node(d->job, 't'), *file_node = op_copy_node(d->job, 'f');
+
+    /* no format given: the image's, as drive-mirror would have probed */
+    jobj_add_str(add, "driver", d->mirror_format ? d->mirror_format
+                                : d->format ? d->format
+                                : op_image_format(d->mirror_file));
+    jobj_add_str(add, "node-name", node);
+    file = json_object_new_object();
+    jobj_add_str(file, "driver", "file");
+    jobj_add_str(file, "node-name", file_node);
+    jobj_add_str(file, "filename", d->mirror_file);
+    json_object_object_add(add, "file", file);
+    json_object_object_add(add, "backing", NULL);
+    jobj_add_str(a, "target", node);
+    d->pending_args = a;
+    op_qmp(op, qmp_command("blockdev-add", add), target_added, i);
+    free(node);
+    free(file_node);
 }
 
 void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
@@ -71,19 +147,8 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
             json_object_object_add(a, "job-id", json_object_new_string(d->job));
         }
         json_object_object_add(a, "device", json_object_new_string(device));
-        json_object_object_add(a, "target",
-                               json_object_new_string(d->mirror_file));
-        /* json:{} options name their driver (an NBD export with TLS:
-         * the nbd node itself, raw data); a format beside them would be
-         * laid over them and lack its "file" */
-        if (strncmp(d->mirror_file, "json:", 5)) {
-            jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
-                                                       : d->format);
-        }
         json_object_object_add(a, "sync", json_object_new_string(
                                    d->sync ? d->sync : "top"));
-        json_object_object_add(a, "mode", json_object_new_string(
-                                   d->mode ? d->mode : "absolute-paths"));
         if (d->copy_mode) {
             jobj_add_str(a, "copy-mode", d->copy_mode);
         }
@@ -95,7 +160,20 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (!d->plain_job) {
             jobj_add_bool(a, "auto-finalize", 0);
         }
-        op_qmp(op, qmp_command("drive-mirror", a), mirror_started, i);
+        if (op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
+            start_blockdev_mirror(op, i, a);
+        } else {
+            jobj_add_str(a, "target", d->mirror_file);
+            /* json:{} options name their driver (an NBD export with TLS:
+             * the nbd node itself, raw data); a format beside them would
+             * be laid over them and lack its "file" */
+            if (strncmp(d->mirror_file, "json:", 5)) {
+                jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
+                                                           : d->format);
+            }
+            jobj_add_str(a, "mode", d->mode ? d->mode : "absolute-paths");
+            op_qmp(op, qmp_command("drive-mirror", a), mirror_started, i);
+        }
         n++;
     }
     if (!n) {

@@ -30,6 +30,13 @@ static void rollback_cmd_done(struct op *op, int i, bool ok,
     rollback_check(op);
 }
 
+static void copy_node_deleted(struct op *op, int i, bool ok,
+                              json_object *ret, const char *error)
+{
+    (void)i; (void)ok; (void)ret; (void)error;  /* best effort */
+    rollback_check(op);
+}
+
 static void rollback_commit(struct op *op, int i)
 {
     struct op_disk *d = &op->disks[i];
@@ -42,8 +49,17 @@ static void rollback_commit(struct op *op, int i)
     json_object_object_add(a, "job-id", json_object_new_string(d->undo_job));
     json_object_object_add(a, "device", json_object_new_string(
                                chain_job_device(op_chain(), d->disk)));
-    /* by file: a node-name may have changed since, a file has not */
-    json_object_object_add(a, "base", json_object_new_string(d->old_top_file));
+    /* the layer on the old top's file, by its node-name as it is now (a
+     * node-name may have changed since, a file has not): "base" by file
+     * is deprecated since QEMU 3.1 (still in 10.0); kept for a layer the
+     * model cannot name */
+    const char *base = chain_layer_node_of_file(op_chain(), d->disk,
+                                                d->old_top_file);
+    if (base) {
+        jobj_add_str(a, "base-node", base);
+    } else {
+        jobj_add_str(a, "base", d->old_top_file);
+    }
     d->rollback = ROLLBACK_COMMITTING;
     op_qmp(op, qmp_command("block-commit", a), rollback_cmd_done, i);
 }
@@ -70,6 +86,13 @@ static void rollback_disk(struct op *op, int i)
             return;  /* not gone yet */
         }
         d->own_job = false;
+        if (d->copy_node) {
+            op_qmp(op, qmp_command("blockdev-del",
+                                   op_job_args("node-name", d->copy_node)),
+                   copy_node_deleted, i);
+            str_set(&d->copy_node, NULL);
+            return;  /* back here when QEMU has answered */
+        }
         if (d->snapshot_file && top && !strcmp(top, d->snapshot_file)) {
             rollback_commit(op, i);
             return;
@@ -152,7 +175,12 @@ void step_rollback(struct op *op, void (*next)(struct op *, bool))
     op->next = next;
     op->check = rollback_check;
     for (int i = 0; i < op->ndisks; i++) {
-        op->disks[i].rollback = ROLLBACK_START;
+        struct op_disk *d = &op->disks[i];
+        d->rollback = ROLLBACK_START;
+        /* a copy made QEMU 10's way leaves its node behind: it is deleted
+         * once the job is gone (else QEMU keeps the image open) */
+        free(d->copy_node);
+        d->copy_node = op_copy_target(d);
     }
     rollback_check(op);
 }

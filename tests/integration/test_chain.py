@@ -269,6 +269,162 @@ class Jobs(ChainTestCase):
 
 
 @for_each_shape
+class Truth(ChainTestCase):
+    """The model is QEMU's truth at the moment it answers: filters are not
+    layers, sizes follow block_resize, and what another monitor did is seen
+    by the next qmproxy-query-chain."""
+
+    def assert_no_disagreement(self):
+        self.assertNotIn("differs from what the traffic said",
+                         self.proxy.read_stderr())
+
+    def test_snapshots_through_another_monitor_are_seen_at_once(self):
+        other = self.direct()
+        top = self.qemu.images[0]
+        for i in range(25):
+            path = os.path.join(self.workdir, "behind%d.qcow2" % i)
+            args = {"snapshot-file": path, "format": "qcow2"}
+            if self.shape == "none":
+                args["device"] = "disk0"
+            else:
+                args["node-name"] = qemu_chain(other)[2]
+                args["snapshot-node-name"] = "behind%d" % i
+            other.ok("blockdev-snapshot-sync", args)
+            top = path
+        # no event told the proxy: its next answer must still be right
+        model = self.assert_matches_qemu()
+        self.assertEqual(len(model["chain"]), 26)
+        self.assertEqual(model["chain"][0]["file"], top)
+        # and a disk named by a node-name made behind its back is found
+        if self.shape == "q35":
+            self.assertEqual(proxy_chain(self.c, "behind24")["disk"], "disk0")
+        # found, not mistaken for a prediction gone wrong
+        self.assertIn("changed behind the proxy's back", self.proxy.read_stderr())
+        self.assert_no_disagreement()
+
+    def test_hmp_through_another_monitor_is_seen_at_once(self):
+        """HMP's snapshot_blkdev and drive_add on a second monitor: a new
+        layer and a new disk, each in the very next qmproxy-query-chain."""
+        if self.shape != "none":
+            self.skipTest("HMP's snapshot_blkdev names a device; -blockdev disks have none")
+        other = self.direct()
+        snap = os.path.join(self.workdir, "hmp-snap.qcow2")
+        self.assertEqual(other.hmp("snapshot_blkdev disk0 %s qcow2" % snap), "")
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [snap, self.qemu.images[0]])
+        extra = os.path.join(self.workdir, "extra.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", extra, "16M")
+        other.hmp("drive_add 0 if=none,id=extra,file=%s,format=qcow2" % extra)
+        model = proxy_chain(self.c, "extra")
+        self.assertEqual([l["file"] for l in model["chain"]], [extra])
+        self.assertEqual(model["chain"][0]["virtual-size"], 16 << 20)
+        self.assert_no_disagreement()
+
+    def test_reopen_without_backing(self):
+        """blockdev-reopen of the active layer with backing null: the
+        chain QEMU has, without a warning (a reopen is not predicted)."""
+        if self.shape != "q35":
+            self.skipTest("the -drive disk's nodes have generated names")
+        snap = self.snapshot()
+        files = [n for n in self.c.ok("query-named-block-nodes", {"flat": True})
+                 if n["drv"] == "file" and n["file"] == snap]
+        self.assertEqual(len(files), 1, files)
+        self.c.ok("blockdev-reopen", {"options": [{
+            "driver": "qcow2", "node-name": "snapnode1",
+            "file": files[0]["node-name"], "backing": None}]})
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [snap])
+        self.assert_no_disagreement()
+
+    def test_unchanged_model_is_answered_without_a_reconciliation(self):
+        self.snapshot()
+        self.assert_matches_qemu()
+        self.c.ok("query-status")  # the reconciliation's replies are in
+        before = self.proxy.read_stderr().count("changed behind the proxy")
+        for _ in range(3):
+            proxy_chain(self.c)
+        self.assertEqual(self.proxy.read_stderr().count("changed behind the proxy"),
+                         before)
+        self.direct().ok("blockdev-snapshot-sync", dict(
+            {"snapshot-file": os.path.join(self.workdir, "b.qcow2"),
+             "format": "qcow2"},
+            **({"device": "disk0"} if self.shape == "none"
+               else {"node-name": self.dev(), "snapshot-node-name": "b"})))
+        self.assertEqual(len(proxy_chain(self.c)["chain"]), 3)
+        self.assertEqual(self.proxy.read_stderr().count("changed behind the proxy"),
+                         before + 1)
+
+    def test_pull_backup_filter_is_not_a_layer(self):
+        """libvirt's pull-mode backup: blockdev-backup sync=none into a
+        scratch image backed by the disk; QEMU puts a copy-before-write
+        filter on the disk, which libvirt does not list as an image."""
+        scratch = os.path.join(self.workdir, "scratch.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", scratch, "64M")
+        node = self.dev() if self.shape == "q35" else qemu_chain(self.c)[2]
+        self.c.ok("blockdev-add", {"driver": "qcow2", "node-name": "scratch",
+                                   "file": {"driver": "file", "filename": scratch},
+                                   "backing": node})
+        self.c.ok("blockdev-backup", {"job-id": "pull", "device": node,
+                                      "target": "scratch", "sync": "none"})
+        files, formats, _ = qemu_chain(self.c)
+        self.assertEqual(formats, ["copy-before-write", "qcow2"])
+        model = proxy_chain(self.c)
+        self.assertEqual([l["file"] for l in model["chain"]], [self.qemu.images[0]])
+        self.assertEqual([l["format"] for l in model["chain"]], ["qcow2"])
+        self.assertEqual(model["chain"][0]["node-name"], node)
+        self.assertEqual([(f["driver"], f["layer"]) for f in model["filters"]],
+                         [("copy-before-write", 0)])
+        self.assertEqual(model["job"]["type"], "backup")
+        xml = ET.fromstring(self.c.ok("qmproxy-query-chain",
+                                      {"disk": "disk0", "format": "xml"}))
+        self.assertEqual([s.get("file") for s in xml.iter("source")],
+                         [self.qemu.images[0]])
+        self.assertEqual(len(xml.findall("backingStore")), 1)
+        self.assertEqual([f.get("driver") for f in xml.findall("filter")],
+                         ["copy-before-write"])
+        self.c.ok("block-job-cancel", {"device": "pull"})
+        self.c.wait_event("BLOCK_JOB_CANCELLED")
+        model = proxy_chain(self.c)
+        self.assertNotIn("filters", model)
+        self.assertNotIn("job", model)
+        self.assert_matches_qemu()
+        self.assert_no_disagreement()
+
+    def test_medium_changes_are_followed(self):
+        """eject and blockdev-change-medium (a drive without a device, or
+        a CD-ROM): followed, and QEMU's answer completes them quietly."""
+        if self.shape != "none":
+            self.skipTest("a -blockdev disk behind virtio-blk has no medium to change")
+        other = os.path.join(self.workdir, "other.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", other, "32M")
+        self.c.ok("eject", {"device": "disk0"})
+        self.assertEqual(proxy_chain(self.c)["chain"], [])
+        self.c.ok("blockdev-change-medium", {"device": "disk0", "filename": other,
+                                             "format": "qcow2"})
+        model = self.assert_matches_qemu()
+        self.assertEqual(model["chain"][0]["virtual-size"], 32 << 20)
+        self.c.ok("query-status")
+        self.assert_no_disagreement()
+
+    def test_block_resize_shows_at_once(self):
+        self.snapshot()
+        forms = [("node-name", lambda: qemu_chain(self.c)[2])]
+        if self.shape == "none":
+            forms.insert(0, ("device", lambda: "disk0"))
+        size = 64 << 20
+        for form, name in forms:
+            size += 16 << 20
+            self.c.ok("block_resize", {form: name(), "size": size})
+            model = proxy_chain(self.c)
+            self.assertEqual(model["chain"][0]["virtual-size"], size, form)
+            # the backing file keeps its size
+            self.assertEqual(model["chain"][1]["virtual-size"], 64 << 20)
+            top = self.c.ok("query-block")[0]["inserted"]["image"]
+            self.assertEqual(top["virtual-size"], size)
+        self.assert_no_disagreement()
+
+
+@for_each_shape
 class XmlForm(ChainTestCase):
 
     def test_xml_parses_back(self):
@@ -279,7 +435,10 @@ class XmlForm(ChainTestCase):
         self.assertEqual(disk.tag, "disk")
         self.assertEqual(disk.get("type"), "file")
         self.assertEqual(disk.find("source").get("file"), s2)
-        self.assertEqual(disk.find("format").get("type"), "qcow2")
+        # libvirt's form: the active layer's format in <driver>
+        self.assertEqual(disk.find("driver").get("type"), "qcow2")
+        self.assertEqual(disk.find("driver").get("name"), "qemu")
+        self.assertIsNone(disk.find("format"))
         self.assertEqual(disk.find("target").get("dev"), "disk0")
         files = []
         bs = disk.find("backingStore")

@@ -1123,5 +1123,25 @@ def tearDownModule():
           file=sys.stderr)
 
 
+class QemuAssertions(ProxyTestCase):
+    """Commands QEMU answers by aborting (found running QEMU 10.0's iotests
+    by hand): qmproxy refuses them with a GenericError and the VM lives."""
+
+    def test_blockdev_reopen_of_no_node(self):
+        c = self.client()
+        # QEMU 7.2 and 10.0.2 abort in bdrv_reopen_multiple() on this
+        r = c.cmd("blockdev-reopen", {"options": []})
+        self.assertEqual(r["error"]["class"], "GenericError", r)
+        self.assertIn("lists no node to reopen", r["error"]["desc"])
+        self.assertIsNone(self.qemu.proc.poll())
+        self.assertIn("status", c.ok("query-status"))
+        # a real reopen still reaches QEMU (and fails there on a bad node)
+        r = c.cmd("blockdev-reopen", {"options": [{"driver": "qcow2",
+                                                   "node-name": "no-such-node"}]})
+        self.assertEqual(r["error"]["class"], "GenericError", r)
+        self.assertNotIn("lists no node", r["error"]["desc"])
+        self.assertIsNone(self.qemu.proc.poll())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import xml.etree.ElementTree as ET
 
 from qmptest import QMPROXY, QEMU_BIN, QEMU_IMG, QEMU_IO, QMPClient, wait_for
 
@@ -194,14 +195,15 @@ def write_base_pattern(path, pattern, offset):
     run([QEMU_IO, "-f", "qcow2", "-c", "write -P 0x%02x %d %d" % (pattern, offset, CHUNK), path])
 
 
-def domain_xml(name, emulator, disk, machine="pc"):
+def domain_xml(name, emulator, disk, machine="pc", acpi=False):
     """A small domain (TCG, 64 MiB, one virtio qcow2 disk); the start-up
-    benchmark uses it too."""
+    benchmark uses it too.  acpi: PCI hotplug (attach-disk) needs it on
+    i440fx."""
     return """<domain type='qemu'>
   <name>%s</name>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='%s'>hvm</type></os>
+  <os><type arch='x86_64' machine='%s'>hvm</type></os>%s
   <on_crash>destroy</on_crash>
   <devices>
     <emulator>%s</emulator>
@@ -212,7 +214,8 @@ def domain_xml(name, emulator, disk, machine="pc"):
     </disk>
   </devices>
 </domain>
-""" % (name, machine, emulator, disk)
+""" % (name, machine, "\n  <features><acpi/></features>" if acpi else "",
+       emulator, disk)
 
 
 def wrapper_emulator(folder, traffic_dir, qmproxy_args, extra_conf=""):
@@ -373,13 +376,13 @@ class LibvirtSetup:
 class Domain:
     """A transient libvirt domain (virsh create) behind the wrapper."""
 
-    def __init__(self, test, name, disk, emulator):
+    def __init__(self, test, name, disk, emulator, acpi=False):
         self.test = test
         self.name = name
         self.disk = disk
         self.xml = os.path.join(os.path.dirname(disk), name + ".xml")
         with open(self.xml, "w") as f:
-            f.write(domain_xml(name, emulator, disk))
+            f.write(domain_xml(name, emulator, disk, acpi=acpi))
         self.log_path = os.path.join(DOMAIN_LOG_DIR, name + ".log")
         self.log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.qemu_pid = None
@@ -493,7 +496,63 @@ class Domain:
         proxy = self.proxy_chain()
         if proxy is not None:
             self.test.assertEqual(proxy, files, "qmproxy-query-chain's chain")
+            self.assert_matches_dumpxml()
         self.test.assertEqual(self.blklist().get("vda"), files[0], "domblklist")
+
+    def libvirt_disk(self, dev="vda"):
+        """A <disk> of libvirt's own live XML (virsh dumpxml), by target."""
+        root = ET.fromstring(self.virsh("dumpxml", self.name).stdout)
+        for disk in root.iter("disk"):
+            target = disk.find("target")
+            if target is not None and target.get("dev") == dev:
+                return disk
+        raise AssertionError("no %s in virsh dumpxml" % dev)
+
+    def proxy_disk(self, alias=None):
+        """qmproxy-query-chain's XML for a guest disk, by libvirt's alias
+        (the disk's own, read from virsh dumpxml when not given)."""
+        reply = self.qmp("qmproxy-query-chain", {"format": "xml"})
+        self.test.assertIn("return", reply)
+        root = ET.fromstring(reply["return"])
+        alias = alias or "virtio-disk0"
+        names = (alias, "/machine/peripheral/%s/virtio-backend" % alias)
+        disks = [d for d in root.iter("disk")
+                 if d.find("alias") is not None
+                 and d.find("alias").get("name") in names]
+        self.test.assertEqual(len(disks), 1, reply["return"])
+        return disks[0]
+
+    @staticmethod
+    def disk_summary(disk):
+        """What both XML forms must agree on: the chain's files and formats
+        in order (<source>, then each nested <backingStore>), and the
+        <mirror>'s file, format and job."""
+        chain = []
+        node = disk
+        while node is not None and node.find("source") is not None:
+            # the active layer's format is in <driver>, a backing layer's
+            # in <format>
+            fmt = node.find("driver" if node is disk else "format")
+            chain.append((node.find("source").get("file"),
+                          fmt.get("type") if fmt is not None else None))
+            node = node.find("backingStore")
+        mirror = disk.find("mirror")
+        if mirror is not None:
+            source = mirror.find("source")
+            fmt = mirror.find("format")
+            mirror = (mirror.get("file") or (source.get("file") if source is not None else None),
+                      mirror.get("format") or (fmt.get("type") if fmt is not None else None),
+                      mirror.get("job"))
+        return {"chain": chain, "mirror": mirror}
+
+    def assert_matches_dumpxml(self, dev="vda"):
+        """qmproxy's XML and libvirt's say the same of the disk: the same
+        files, in the same order, with the same formats, and the same copy."""
+        theirs = self.libvirt_disk(dev)
+        alias = theirs.find("alias").get("name")
+        self.test.assertEqual(self.disk_summary(self.proxy_disk(alias)),
+                              self.disk_summary(theirs),
+                              "qmproxy-query-chain's XML against virsh dumpxml (%s)" % dev)
 
     def log_text(self):
         try:
@@ -617,9 +676,10 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top])
         return base, top
 
-    def domain(self, disk):
+    def domain(self, disk, acpi=False):
+        """acpi: PCI hotplug (attach-disk) needs it on i440fx."""
         name = "qmpx-" + self._testMethodName[5:][:15]
-        dom = Domain(self, name, disk, self.emulator)
+        dom = Domain(self, name, disk, self.emulator, acpi=acpi)
         dom.virsh("destroy", name, check=False)   # a leftover of an aborted run
         self.addCleanup(dom.cleanup)
         dom.create()
@@ -766,6 +826,8 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         self.assertIn("Now in mirroring phase", out)
         info = dom.virsh("blockjob", dom.name, "vda", "--info")
         self.assertIn("Block Copy", info.stdout + info.stderr)
+        # the copy, named by reference in libvirt's blockdev-add, as libvirt says
+        dom.assert_matches_dumpxml()
         dom.virsh("blockjob", dom.name, "vda", "--pivot")
         dom.flush()
         # shallow: the copy of the top sits on the same base
@@ -827,6 +889,140 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         dom.write(*P_AFTER)
         self.assert_holds(top, P_AFTER)
         self.assertTrue(client_commands(self.traffic(dom), "block-stream"))
+        dom.destroy_and_check()
+
+    def test_backup_pull_with_scratch(self):
+        """A pull-mode backup puts QEMU's copy-before-write filter on the
+        disk; neither libvirt nor qmproxy lists it as an image."""
+        base, top = self.images()
+        dom = self.domain(top)
+        scratch = os.path.join(self.dir, "scratch.qcow2")
+        backup_xml = os.path.join(self.dir, "backup.xml")
+        with open(backup_xml, "w") as f:
+            f.write("""<domainbackup mode='pull'>
+  <server transport='unix' socket='%s'/>
+  <disks>
+    <disk name='vda' backup='yes' type='file'><scratch file='%s'/></disk>
+  </disks>
+</domainbackup>
+""" % (os.path.join(self.dir, "nbd.sock"), scratch))
+        dom.virsh("backup-begin", dom.name, backup_xml)
+        files = self.block_files_with_formats(dom)
+        self.assertIn("copy-before-write", [fmt for _, fmt in files], files)
+        dom.assert_matches_dumpxml()
+        model = [d for d in dom.qmp_ok("qmproxy-query-chain")
+                 if d.get("qdev") == QDEV][0]
+        self.assertEqual([l["file"] for l in model["chain"]], [top, base])
+        self.assertEqual([f["driver"] for f in model.get("filters", [])],
+                         ["copy-before-write"])
+        dom.virsh("domjobabort", dom.name)
+        wait_for(lambda: dom.qmp_ok("query-block-jobs") == [], timeout=30,
+                 what="the backup job to end")
+        dom.assert_chain([top, base])
+        model = [d for d in dom.qmp_ok("qmproxy-query-chain")
+                 if d.get("qdev") == QDEV][0]
+        self.assertNotIn("filters", model)
+        self.assertTrue(client_commands(self.traffic(dom), "blockdev-backup")
+                        or client_commands(self.traffic(dom), "transaction"))
+        dom.destroy_and_check()
+
+    @staticmethod
+    def block_files_with_formats(dom):
+        """QEMU's own query-block chain of the guest disk, with formats
+        (filters included, as QEMU lists them)."""
+        disk = [b for b in dom.qmp_ok("query-block") if b.get("qdev") == QDEV][0]
+        out, image = [], disk["inserted"]["image"]
+        while image:
+            out.append((image["filename"], image["format"]))
+            image = image.get("backing-image")
+        return out
+
+    def test_attach_then_snapshot_two_disks(self):
+        """A disk attached with its own chain, then a disk-only snapshot of
+        both disks at once (one transaction): qmproxy's chains are
+        libvirt's after each.  (Detaching needs a guest that answers the
+        ACPI unplug request; these domains run none.)"""
+        base, top = self.images()
+        dom = self.domain(top, acpi=True)
+        base2 = os.path.join(self.dir, "base2.qcow2")
+        top2 = os.path.join(self.dir, "top2.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", base2, "32M"])
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base2, "-F", "qcow2", top2])
+        dom.virsh("attach-disk", dom.name, top2, "vdb", "--driver", "qemu",
+                  "--subdriver", "qcow2", "--live")
+        dom.assert_matches_dumpxml("vda")
+        dom.assert_matches_dumpxml("vdb")
+        self.assertEqual(len(self.disk_summary_of(dom, "vdb")["chain"]), 2)
+        s1 = os.path.join(self.dir, "s1.qcow2")
+        s2 = os.path.join(self.dir, "s2.qcow2")
+        dom.virsh("snapshot-create-as", dom.name, "--disk-only", "--no-metadata",
+                  "--diskspec", "vda,file=%s" % s1, "--diskspec", "vdb,file=%s" % s2)
+        dom.assert_matches_dumpxml("vda")
+        dom.assert_matches_dumpxml("vdb")
+        self.assertEqual([f for f, _ in self.disk_summary_of(dom, "vdb")["chain"]],
+                         [s2, top2, base2])
+        dom.assert_chain([s1, top, base])
+        dom.destroy_and_check()
+
+    @staticmethod
+    def disk_summary_of(dom, dev):
+        return dom.disk_summary(dom.libvirt_disk(dev))
+
+    def three_layers(self):
+        """base <- mid <- top, base holding P_BASE."""
+        base, _ = self.images(chain=False)
+        mid = os.path.join(self.dir, "mid.qcow2")
+        top = os.path.join(self.dir, "top.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", mid])
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", mid, "-F", "qcow2", top])
+        return base, mid, top
+
+    def test_blockcommit_intermediate(self):
+        base, mid, top = self.three_layers()
+        dom = self.domain(top)
+        dom.assert_chain([top, mid, base])
+        dom.virsh("blockcommit", dom.name, "vda", "--top", mid, "--base", base,
+                  "--wait", "--verbose")
+        dom.assert_chain([top, base])
+        self.assertTrue(client_commands(self.traffic(dom), "block-commit"))
+        dom.destroy_and_check()
+
+    def test_blockpull_with_base(self):
+        base, mid, top = self.three_layers()
+        dom = self.domain(top)
+        dom.virsh("blockpull", dom.name, "vda", "--base", base, "--wait", "--verbose")
+        dom.assert_chain([top, base])
+        self.assertTrue(client_commands(self.traffic(dom), "block-stream"))
+        dom.destroy_and_check()
+
+    def test_blockcopy_reuse_external_onto_a_chain(self):
+        """The copy's destination made beforehand, on the same base: while
+        it mirrors and after the pivot, qmproxy's chain is libvirt's."""
+        base, top = self.images()
+        dom = self.domain(top)
+        dest = os.path.join(self.dir, "dest.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", dest])
+        out = dom.virsh("blockcopy", dom.name, "vda", dest, "--shallow",
+                        "--reuse-external", "--transient-job", "--wait",
+                        "--verbose").stdout
+        self.assertIn("Now in mirroring phase", out)
+        dom.assert_matches_dumpxml()
+        dom.virsh("blockjob", dom.name, "vda", "--pivot")
+        dom.assert_chain([dest, base])
+        dom.destroy_and_check()
+
+    def test_blockresize(self):
+        """libvirt resizes by node-name; the size is right at once."""
+        base, top = self.images()
+        dom = self.domain(top)
+        dom.virsh("blockresize", dom.name, "vda", "128M")
+        model = [d for d in dom.qmp_ok("qmproxy-query-chain")
+                 if d.get("qdev") == QDEV][0]
+        self.assertEqual(model["chain"][0]["virtual-size"], 128 * MiB)
+        self.assertEqual(model["chain"][1]["virtual-size"], 64 * MiB)
+        info = dom.virsh("domblkinfo", dom.name, "vda").stdout
+        self.assertRegex(info, r"Capacity:\s+%d" % (128 * MiB))
+        dom.assert_chain([top, base])
         dom.destroy_and_check()
 
     def test_save_and_restore(self):

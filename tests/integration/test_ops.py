@@ -37,6 +37,57 @@ class OpsTestCase(ProxyTestCase):
         self.dest = os.path.join(self.workdir, "dest")
         os.makedirs(self.dest, exist_ok=True)
 
+    def start_proxy(self, args=None, **kw):
+        # the traffic log shows which QMP commands the proxy itself sent
+        args = list(self.proxy_args if args is None else args)
+        if "--traffic-log" not in args:
+            self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+            args += ["--traffic-log", self.tlog]
+        return super().start_proxy(args=args, **kw)
+
+    def own_commands(self):
+        """The commands the proxy sent QEMU on its own, in order."""
+        out = []
+        with open(self.tlog) as f:
+            for line in f:
+                rec = json.loads(line)
+                if rec.get("from") == "qmproxy" and rec.get("kind") == "command":
+                    out.append(rec["msg"])
+        return out
+
+    def blockdev_way(self):
+        """Does the proxy copy this shape's disks QEMU 10's way (blockdev-add,
+        blockdev-mirror, blockdev-reopen) on this QEMU?  Only -blockdev disks
+        (shape q35) on QEMU >= 10.0; drive-mirror otherwise."""
+        v = self.c.ok("query-version")["qemu"]
+        return self.shape == "q35" and (v["major"], v["minor"]) >= (10, 0)
+
+    def assert_copy_way(self, pivoted):
+        # the log is written by a thread of its own, a little later: wait
+        # for the last command the operation sent
+        last = "block-job-complete" if pivoted else (
+            "blockdev-del" if self.blockdev_way() else "block-job-cancel")
+        names = wait_for(lambda: [m["execute"] for m in self.own_commands()]
+                         if last in [m["execute"] for m in self.own_commands()] else None,
+                         what="%s in the traffic log" % last)
+        if self.blockdev_way():
+            self.assertNotIn("drive-mirror", names)
+            self.assertIn("blockdev-mirror", names)
+            add = [m for m in self.own_commands() if m["execute"] == "blockdev-add"]
+            self.assertTrue(add, names)
+            # the copy is added without a backing: it gets one before the pivot
+            self.assertIsNone(add[0]["arguments"]["backing"], add[0])
+            if pivoted:
+                self.assertIn("blockdev-reopen", names)
+                self.assertLess(names.index("blockdev-reopen"),
+                                names.index("block-job-complete"), names)
+            else:
+                self.assertIn("blockdev-del", names)
+        else:
+            self.assertIn("drive-mirror", names)
+            for cmd in ("blockdev-mirror", "blockdev-reopen", "blockdev-add"):
+                self.assertNotIn(cmd, names)
+
     def write(self, disk, pattern, offset, size):
         out = self.qemu.io(self.c, disk, "write -P 0x%02x %d %d" % (pattern, offset, size))
         self.assertNotIn("error", out.lower(), out)
@@ -96,6 +147,9 @@ class OvirtFlow(OpsTestCase):
         self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]], files)
         self.assertEqual(self.op("mig")["state"], "pivoted")
         # source and destination chains hold the same data
+        # QEMU 10, -blockdev: blockdev-add + blockdev-mirror, and the base
+        # attached with blockdev-reopen before the pivot; else drive-mirror
+        self.assert_copy_way(pivoted=True)
         cmp = subprocess.run(["qemu-img", "compare", "-U",
                               os.path.join(self.src, "snap0.qcow2"), dest_snap],
                              capture_output=True, text=True)
@@ -183,6 +237,52 @@ class ManyDisks(OpsTestCase):
 
 
 @for_each_shape
+class ExistingCopyDropped(OpsTestCase):
+    """A copy onto an existing image, dropped: nothing of it stays in QEMU."""
+
+    def test_drop_existing_copy(self):
+        dest_snap = os.path.join(self.dest, "snap0.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", "-b", self.qemu.images[0], "-F", "qcow2",
+                 dest_snap)
+        r = self.snapshot_mirror("drop", [0], **{"mirror-mode": "existing"})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        job = r["return"]["disks"][0]["job"]
+        r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "drop", "target": "source"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual(r["return"]["disks"][0]["state"], "on source", r)
+        self.assertEqual(self.tops()[0], os.path.join(self.src, "snap0.qcow2"))
+        self.assert_copy_way(pivoted=False)
+        # the copy's node (QEMU 10's way) was deleted with it
+        nodes = [n.get("node-name") for n in self.c.ok("query-named-block-nodes")]
+        self.assertFalse([n for n in nodes if n and n.startswith(job)], nodes)
+        self.assertEqual(self.c.ok("query-block-jobs"), [])
+
+    def test_abort_existing_copy(self):
+        # no backing: the image can be written alone once QEMU lets go
+        dest_snap = os.path.join(self.dest, "snap0.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", dest_snap, "64M")
+        before = qemu_chain(self.c)[0]
+        r = self.snapshot_mirror("undo", [0], **{"mirror-mode": "existing"})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        job = r["return"]["disks"][0]["job"]
+        r = self.c.cmd("qmproxy-snapshot-abort", {"name": "undo"})
+        self.assertEqual(r["return"]["state"], "aborted", r)
+        self.assertEqual(qemu_chain(self.c)[0], before)
+        # (the log lags a little: wait for the commit, sent after the delete)
+        names = wait_for(lambda: [m["execute"] for m in self.own_commands()]
+                         if "block-commit" in [m["execute"] for m in self.own_commands()]
+                         else None, what="block-commit in the traffic log")
+        # the copy's node went with the rollback (QEMU 10's way only)
+        self.assertEqual("blockdev-del" in names, self.blockdev_way(), names)
+        nodes = [n.get("node-name") for n in self.c.ok("query-named-block-nodes")]
+        self.assertFalse([n for n in nodes if n and n.startswith(job)], nodes)
+        # and QEMU no longer holds the copy's image: it can be written
+        out = subprocess.run([QEMU_IO, "-c", "write 0 512", dest_snap],
+                             capture_output=True, text=True)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+
+
+@for_each_shape
 class Failures(OpsTestCase):
     disks = 2
 
@@ -232,6 +332,12 @@ class Failures(OpsTestCase):
         self.assertIn("s0.qcow2 was created and is no longer used", desc)
         self.assert_untouched()
         self.check(0, 0x61, 0, MiB)
+        # the undo is an active commit onto the old top, named by its
+        # node-name (block-commit's "base" is deprecated since QEMU 3.1)
+        commits = wait_for(lambda: [m["arguments"] for m in self.own_commands()
+                                    if m["execute"] == "block-commit"] or None,
+                           what="block-commit in the traffic log")
+        self.assertTrue(all("base-node" in a and "base" not in a for a in commits), commits)
 
     def test_target_write_errors(self):
         conf = os.path.join(self.workdir, "blkdebug.conf")
@@ -263,7 +369,13 @@ class Failures(OpsTestCase):
             {"disk": "disk0", "snapshot-file": os.path.join(self.src, "s0.qcow2"),
              "mirror-file": os.path.join(self.dest, "s0.qcow2")}]}})
         c.close()  # gone before any answer
-        wait_for(lambda: self.op("orphan")["state"] == "ready", what="the orphan to finish")
+        # it starts once the model is known fresh (a block-graph check),
+        # which may be after the client left
+
+        def orphan_ready():
+            r = self.c.cmd("qmproxy-query-operations", {"name": "orphan"})
+            return "return" in r and r["return"][0]["state"] == "ready"
+        wait_for(orphan_ready, what="the orphan to finish")
         r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "orphan", "target": "mirror"})
         self.assertEqual(r["return"]["state"], "pivoted", r)
 

@@ -175,6 +175,23 @@ class Chain(CtlTestCase):
         self.assertIn(target, dot)
 
 
+    def test_pull_backup_filter(self):
+        """A pull backup's copy-before-write is said as a filter, not drawn
+        as a layer of the tree."""
+        scratch = os.path.join(self.src, "scratch.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", scratch, "64M")
+        node = qemu_chain(self.c)[2]
+        self.c.ok("blockdev-add", {"driver": "qcow2", "node-name": "scratch",
+                                   "file": {"driver": "file", "filename": scratch},
+                                   "backing": node})
+        self.c.ok("blockdev-backup", {"job-id": "pull", "device": node,
+                                      "target": "scratch", "sync": "none"})
+        out, _ = self.ctl("chain", "disk0")
+        self.assertIn("filter copy-before-write on " + self.qemu.images[0], out)
+        self.assertEqual(out.count(self.qemu.images[0]), 2, out)  # layer, filter
+        self.c.ok("block-job-cancel", {"device": "pull"})
+
+
 class Operations(CtlTestCase):
     def test_snapshot_mirror_wait_reopen(self):
         self.write(0, 0x33, 0, MiB)

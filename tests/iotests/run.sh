@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# QEMU 7.2's own iotests, directly and through qmproxy.
+# QEMU's own iotests, directly and through qmproxy.
 #
-#   tests/iotests/run.sh [--direct|--proxied] [--qmproxy PATH] [-j N]
+#   tests/iotests/run.sh [--qemu 7.2|10.0] [--direct|--proxied] [--qmproxy PATH] [-j N]
 #                        [--timeout SECONDS] [--work DIR] [--traffic-log]
 #                        [--reuse-direct SECONDS] [TESTS...]
 #
-# Without --direct/--proxied, every test runs first directly (Debian's
+# --qemu (default $QMPROXY_IOTESTS_QEMU_VERSION, else 7.2) picks the QEMU
+# and its suite: 7.2 is Debian 12's (/usr/bin), 10.0 the one
+# contrib/qemu10.sh unpacks from bookworm-backports, with its own qemu-img,
+# qemu-io, qemu-nbd and qemu-storage-daemon and its own iotests.  A
+# tests.list line with a third field "qemu=V" runs only against QEMU V.
+#
+# Without --direct/--proxied, every test runs first directly (the chosen
 # QEMU, through the wrapper only for -accel qtest) to learn which pass on
 # this machine, then through qmproxy; the run fails if a test that passes
 # directly fails through qmproxy.  --direct or --proxied runs one mode only
@@ -31,6 +37,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 mode=both
+qemu=${QMPROXY_IOTESTS_QEMU_VERSION:-7.2}
 qmproxy=
 jobs=2
 timeout_s=300
@@ -40,6 +47,8 @@ reuse=0
 tests=()
 while [ $# -gt 0 ]; do
   case $1 in
+  --qemu) qemu=$2; shift ;;
+  --qemu=*) qemu=${1#*=} ;;
   --direct) mode=direct ;;
   --proxied) mode=proxied ;;
   --qmproxy) qmproxy=$2; shift ;;
@@ -49,7 +58,7 @@ while [ $# -gt 0 ]; do
   --work) work=$2; shift ;;
   --traffic-log) traffic=1 ;;
   --reuse-direct) reuse=$2; shift ;;
-  -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
   -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   *) tests+=("$1") ;;
   esac
@@ -65,7 +74,8 @@ if [ "$mode" != direct ]; then
   qmproxy=$(cd "$(dirname "$qmproxy")" && pwd)/$(basename "$qmproxy")
 fi
 
-src=$("$here/setup.sh") || { echo "run.sh: setup failed" >&2; exit 2; }
+case $qemu in 7.2|10.0) ;; *) echo "run.sh: --qemu wants 7.2 or 10.0" >&2; exit 2 ;; esac
+src=$("$here/setup.sh" --qemu "$qemu") || { echo "run.sh: setup failed" >&2; exit 2; }
 cache=$(dirname "$src")
 bios=$cache/halt.bin
 iotests=$src/tests/qemu-iotests
@@ -84,8 +94,9 @@ add_test() {   # add_test SPEC  ("030", "raw:045", "tests/image-fleecing")
   run_fmt+=("$fmt"); run_name+=("$name")
 }
 if [ ${#tests[@]} -eq 0 ]; then
-  while read -r fmt name _; do
+  while read -r fmt name only _; do
     case $fmt in ''|'#'*) continue ;; esac
+    case $only in qemu=*) [ "${only#qemu=}" = "$qemu" ] || continue ;; esac
     add_test "$fmt:$name"
   done <"$here/tests.list"
 else
@@ -98,10 +109,15 @@ work=$(cd "$work" && pwd)
 echo "iotests: QEMU $(cat "$src/VERSION" 2>/dev/null), suite in $src"
 echo "iotests: work folder $work"
 
+if [ "$qemu" = 10.0 ]; then
+  bin=$("$root/contrib/qemu10.sh") || { echo "run.sh: contrib/qemu10.sh failed" >&2; exit 2; }
+else
+  bin=/usr/bin
+fi
 export QEMU_PROG=$here/qemu-wrapper
-export QEMU_IMG_PROG=/usr/bin/qemu-img QEMU_IO_PROG=/usr/bin/qemu-io
-export QEMU_NBD_PROG=/usr/bin/qemu-nbd QSD_PROG=/usr/bin/qemu-storage-daemon
-export QMPROXY_IOTESTS_QEMU=/usr/bin/qemu-system-x86_64
+export QEMU_IMG_PROG=$bin/qemu-img QEMU_IO_PROG=$bin/qemu-io
+export QEMU_NBD_PROG=$bin/qemu-nbd QSD_PROG=$bin/qemu-storage-daemon
+export QMPROXY_IOTESTS_QEMU=$bin/qemu-system-x86_64
 export QMPROXY_IOTESTS_BIOS=$bios
 export PYTHONPATH=$src/python${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONDONTWRITEBYTECODE=1

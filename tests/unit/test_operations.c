@@ -48,10 +48,55 @@ static void stop(struct t *t)
     rig_down(&t->rig);
 }
 
-/* Send a command as the client; its reply (owned). */
+/* QEMU's last recorded answer to the proxy's x-debug-query-block-graph
+ * (owned): the graph as the end of the recording left it. */
+static char *last_graph(struct t *t)
+{
+    int asked = -1;
+    char *text = NULL;
+
+    for (int i = 0; replay_entry(t->rp, i); i++) {
+        json_object *e = replay_entry(t->rp, i), *msg;
+        if (!json_object_object_get_ex(e, "msg", &msg)) {
+            continue;
+        }
+        if (jobj_int(e, "client", -1) == 0 && jobj_str(msg, "execute")
+            && !strcmp(jobj_str(msg, "execute"),
+                       "x-debug-query-block-graph")) {
+            asked = i;
+        } else if (asked >= 0 && jobj_int(e, "client", -1) == 0
+                   && json_object_object_get_ex(msg, "return", NULL)) {
+            /* QEMU answers in order: the first answer after the last
+             * graph question that is an object is the graph */
+            json_object *ret = NULL;
+            json_object_object_get_ex(msg, "return", &ret);
+            if (json_object_is_type(ret, json_type_object)
+                && json_object_object_get_ex(ret, "nodes", NULL)) {
+                free(text);
+                text = replay_msg_text(t->rp, i);
+                asked = -1;
+            }
+        }
+    }
+    ck_assert_msg(text != NULL, "no block graph in the recording");
+    return text;
+}
+
+/* Send a command as the client; its reply (owned).  An operation first
+ * checks that the model is QEMU's truth (chain_settle): QEMU answers
+ * that block-graph question with the graph the recording ended with. */
 static json_object *ask(struct t *t, const char *cmd)
 {
+    json_object *sent;
+    char *graph;
+
     rig_send(replay_client(t->rp), cmd);
+    sent = replay_proxy_sends(t->rp);
+    ck_assert_str_eq(jobj_str(sent, "execute"), "x-debug-query-block-graph");
+    json_object_put(sent);
+    graph = last_graph(t);
+    replay_qemu_writes(t->rp, graph);
+    free(graph);
     return replay_client_gets(t->rp);
 }
 
@@ -76,7 +121,7 @@ START_TEST(test_snapshot_mirror_then_reopen)
      * then job-finalize of each (all or nothing) */
     ck_assert_int_eq(replay_until(t.rp, NULL, NULL), -1);
     /* the verb table: a pivoted operation can be neither reopened nor
-     * aborted again; QEMU hears nothing of it */
+     * aborted again; QEMU hears nothing of it but the freshness check */
     expect_refused(&t, "{\"execute\": \"qmproxy-snapshot-abort\", "
                        "\"arguments\": {\"name\": \"move\"}}",
                    "operation move is pivoted; only a snapshot whose copies "
@@ -105,7 +150,7 @@ START_TEST(test_snapshot_mirror_then_abort)
 
     start(&t, "mirror-abort");
     /* the abort: copies cancelled, each overlay folded back by an active
-     * commit (base by file), that commit completed */
+     * commit (base-node: the old top), that commit completed */
     ck_assert_int_eq(replay_until(t.rp, NULL, NULL), -1);
     stop(&t);
 }

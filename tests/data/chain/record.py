@@ -36,8 +36,8 @@ QUERIES = (("query-block", None), ("query-block-jobs", None),
 
 
 class Recorder:
-    def __init__(self, shape, disks, out):
-        self.dir = os.path.join(ROOT, shape)
+    def __init__(self, shape, disks, out, name=None):
+        self.dir = os.path.join(ROOT, name or shape)
         os.makedirs(self.dir)
         self.qemu = qmptest.QEMU(self.dir, shape=shape, disks=disks,
                                  disk_size=SIZE)
@@ -228,12 +228,45 @@ def q35_steps(r):
            gone="bm0")
 
 
+def record_filters(out):
+    """q35 as libvirt runs it: a pull-mode backup puts QEMU's
+    copy-before-write filter on the disk (query-block lists it as an
+    image), then block_resize by node-name."""
+    with Recorder("q35", 1, out, name="filters") as r:
+        filters_steps(r)
+
+
+def filters_steps(r):
+    r.queries("seed")
+    # libvirt's scratch: an image whose backing is the disk's node
+    qmptest.qemu_img("create", "-q", "-f", "qcow2", r.path("scratch.qcow2"),
+                     SIZE)
+    r.step("add-scratch", "blockdev-add",
+           {"driver": "qcow2", "node-name": "scratch", "backing": "fmt0",
+            "file": {"driver": "file", "filename": r.path("scratch.qcow2")}},
+           ask=False)
+    r.step("backup", "blockdev-backup",
+           {"job-id": "pull", "device": "fmt0", "target": "scratch",
+            "sync": "none"})
+    r.step("bcancel", "block-job-cancel", {"device": "pull"}, gone="pull")
+    # the scratch holds the disk's node as its backing: a resize waits
+    r.step("del-scratch", "blockdev-del", {"node-name": "scratch"}, ask=False)
+    r.step("resize", "block_resize", {"node-name": "fmt0",
+                                      "size": 128 << 20})
+
+
+RECORDINGS = {"none": record_none, "q35": record_q35,
+              "filters": record_filters}
+
+
 def main():
+    """record.py [OUTDIR [NAME...]]: every recording, or those named."""
     outdir = sys.argv[1] if len(sys.argv) > 1 else HERE
+    names = sys.argv[2:] or list(RECORDINGS)
     shutil.rmtree(ROOT, ignore_errors=True)
     try:
-        record_none(os.path.join(outdir, "none.qmp"))
-        record_q35(os.path.join(outdir, "q35.qmp"))
+        for name in names:
+            RECORDINGS[name](os.path.join(outdir, name + ".qmp"))
     finally:
         shutil.rmtree(ROOT, ignore_errors=True)
 

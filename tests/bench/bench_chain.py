@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""The chain model's cost with the size of the VM; prints figures, asserts
+nothing.
+
+For 1, 16 and 64 disks, each with a backing chain 1, 25 and 100 deep
+(qcow2 images made with qemu-img, QEMU 7.2 -M none with -drive disks),
+measured in the same run against QEMU answering directly:
+
+  query-chain   qmproxy-query-chain (nothing changed since the last one)
+                against one direct query-block.  Target at 16 x 25: <= 1.0.
+  snapshot      a transaction of blockdev-snapshot-sync of every disk through
+                qmproxy against the same transaction sent directly (the proxy
+                follows it and asks QEMU afterwards).  Target at 16 x 25:
+                <= 1.05.
+  job event     one copy (drive-mirror sync=top, READY, cancelled) on disk 0:
+                the proxy's own questions to QEMU from the copy's start to
+                its end (count, bytes of QEMU's answers), and how long the
+                first qmproxy-query-chain after the copy's end takes, against
+                a direct query-block.  Target: traffic bounded by the disks
+                the event concerns, not by the whole VM.
+  behind        a snapshot of every disk through a second monitor, then
+                qmproxy-query-chain (it finds the change and asks QEMU
+                again): its time against a direct query-block.
+
+Medians of --rounds; proxy and direct rounds alternate.  A snapshot's time
+is mostly QEMU creating the overlay files, which varies a lot on a shared
+disk, so the proxy's own share is printed too: the client's time less
+QEMU's time for the command as qmproxy measured it (its traffic log's
+latency, from writing the command to reading the reply).
+
+    tests/bench/bench_chain.py [--disks 1,16,64] [--depths 1,25,100]
+                               [--rounds 9] [--work DIR]
+
+The images are kept in --work (default /tmp/qmproxy-bench-chain) and reused
+by the next run: making 64 chains of 100 takes a minute or two.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from qmptest import QEMU_BIN, QEMU_IMG, QMPClient, Proxy, wait_for  # noqa: E402
+
+
+def make_chains(work, disks, depth, size="64M"):
+    """disks chains of depth qcow2 images (layer 0 the base), made with
+    qemu-img, two at a time; returns each disk's top file."""
+    tops = []
+    pending = []
+    for d in range(disks):
+        folder = os.path.join(work, "images", "disk%d" % d)
+        os.makedirs(folder, exist_ok=True)
+        tops.append(os.path.join(folder, "layer%d.qcow2" % (depth - 1)))
+    for layer in range(depth):
+        for d in range(disks):
+            folder = os.path.join(work, "images", "disk%d" % d)
+            path = os.path.join(folder, "layer%d.qcow2" % layer)
+            if os.path.exists(path):
+                continue
+            args = [QEMU_IMG, "create", "-q", "-f", "qcow2"]
+            if layer:
+                # -u: the backing is not opened (it exists; its size is given)
+                args += ["-u", "-b", "layer%d.qcow2" % (layer - 1), "-F", "qcow2"]
+            pending.append(subprocess.Popen(args + [path, size]))
+            if len(pending) >= 2:
+                for p in pending:
+                    if p.wait() != 0:
+                        raise RuntimeError("qemu-img create failed")
+                pending = []
+    for p in pending:
+        if p.wait() != 0:
+            raise RuntimeError("qemu-img create failed")
+    return tops
+
+
+class Cell:
+    """A QEMU with disks x depth and a qmproxy in front of it."""
+
+    def __init__(self, work, tops):
+        self.dir = os.path.join(work, "run")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.monitors = [os.path.join(self.dir, "qmp%d.sock" % i) for i in range(3)]
+        args = [QEMU_BIN, "-nodefaults", "-display", "none", "-no-user-config",
+                "-M", "none"]
+        for i, top in enumerate(tops):
+            args += ["-drive", "if=none,id=disk%d,file=%s,format=qcow2" % (i, top)]
+        for m in self.monitors:
+            args += ["-qmp", "unix:%s,server=on,wait=off" % m]
+        self.log = open(os.path.join(self.dir, "qemu.log"), "ab")
+        self.qemu = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        wait_for(lambda: all(os.path.exists(m) for m in self.monitors)
+                 or self.qemu.poll() is not None, timeout=300, what="QEMU's monitors")
+        if self.qemu.poll() is not None:
+            raise RuntimeError("QEMU exited")
+        self.tlog = os.path.join(self.dir, "traffic.jsonl")
+        self.proxy = Proxy(self.dir, self.monitors[0],
+                           args=["--traffic-log", self.tlog])
+        self.p = QMPClient(self.proxy.listen, timeout=600)
+        self.p.negotiate()
+        self.p.ok("qmproxy-capabilities")
+        self.d = QMPClient(self.monitors[1], timeout=600)
+        self.d.negotiate()
+        self.behind = QMPClient(self.monitors[2], timeout=600)
+        self.behind.negotiate()
+        self.snaps = 0
+
+    def stop(self):
+        for c in (self.p, self.d, self.behind):
+            c.close()
+        self.proxy.stop()
+        self.qemu.terminate()
+        try:
+            self.qemu.wait(30)
+        except subprocess.TimeoutExpired:
+            self.qemu.kill()
+            self.qemu.wait()
+        self.log.close()
+
+
+def timed(client, name, args=None):
+    t0 = time.perf_counter()
+    r = client.cmd(name, args)
+    elapsed = time.perf_counter() - t0
+    if "return" not in r:
+        raise RuntimeError("%s: %s" % (name, r))
+    return elapsed
+
+
+def snapshot_actions(cell, disks):
+    cell.snaps += 1
+    return {"actions": [{"type": "blockdev-snapshot-sync", "data": {
+        "device": "disk%d" % i, "format": "qcow2",
+        "snapshot-file": os.path.join(cell.dir, "s%d-%d.qcow2" % (cell.snaps, i))}}
+        for i in range(disks)]}
+
+
+def proxy_traffic(path, since):
+    """The proxy's own commands to QEMU (name -> count) and the bytes of
+    QEMU's answers to them, in traffic-log lines from index since on."""
+    with open(path) as f:
+        lines = f.readlines()
+    commands, replies = {}, 0
+    for line in lines[since:]:
+        e = json.loads(line)
+        if e.get("client") != 0:
+            continue
+        if e["kind"] == "command":
+            name = e["msg"].get("execute")
+            commands[name] = commands.get(name, 0) + 1
+        elif e["kind"] == "reply":
+            replies += len(json.dumps(e["msg"]))
+    return commands, replies, len(lines)
+
+
+def qemu_latencies(path, command):
+    """QEMU's own time (the proxy's latency field, from writing the command
+    to reading the reply) for each client command of this name."""
+    out = []
+    with open(path) as f:
+        lines = [json.loads(line) for line in f]
+    for i, e in enumerate(lines):
+        if e.get("kind") != "command" or not e.get("client") \
+                or e["msg"].get("execute") != command:
+            continue
+        for r in lines[i + 1:]:
+            if r.get("kind") == "reply" and r.get("client") == e["client"] \
+                    and r["msg"].get("id") == e["msg"].get("id"):
+                out.append(r.get("latency_us", 0) / 1e6)
+                break
+    return out
+
+
+def log_length(path, settle=0.3):
+    """Lines in the traffic log once its writer thread has caught up."""
+    n = -1
+    for _ in range(50):
+        time.sleep(settle / 3)
+        with open(path) as f:
+            m = sum(1 for _ in f)
+        if m == n:
+            return m
+        n = m
+    return n
+
+
+def measure(cell, disks, rounds):
+    out = {}
+    p, d = cell.p, cell.d
+    timed(p, "qmproxy-query-chain")
+    qb, qc, qg = [], [], []
+    for _ in range(rounds):
+        qb.append(timed(d, "query-block"))
+        qc.append(timed(p, "qmproxy-query-chain"))
+        qg.append(timed(d, "x-debug-query-block-graph"))
+    out["query-block"] = statistics.median(qb)
+    out["query-chain"] = statistics.median(qc)
+    out["graph"] = statistics.median(qg)
+
+    sp, sd = [], []
+    for _ in range(rounds):
+        sp.append(timed(p, "transaction", snapshot_actions(cell, disks)))
+        timed(p, "qmproxy-query-chain")   # the proxy's questions answered
+        sd.append(timed(d, "transaction", snapshot_actions(cell, disks)))
+        timed(p, "qmproxy-query-chain")   # found behind its back
+    out["snap-proxy"] = statistics.median(sp)
+    out["snap-direct"] = statistics.median(sd)
+    # QEMU's time for each proxied transaction (creating the overlays
+    # dominates and varies with the disk): what the proxy added is the rest
+    log_length(cell.tlog)
+    qemu = qemu_latencies(cell.tlog, "transaction")
+    out["snap-added"] = statistics.median(w - q for w, q in zip(sp, qemu[-len(sp):]))
+
+    bh = []
+    for _ in range(rounds):
+        cell.behind.ok("transaction", snapshot_actions(cell, disks))
+        bh.append(timed(p, "qmproxy-query-chain"))
+    out["behind"] = statistics.median(bh)
+
+    # one copy on disk 0, from start to end
+    since = log_length(cell.tlog)
+    target = os.path.join(cell.dir, "copy.qcow2")
+    p.ok("drive-mirror", {"device": "disk0", "job-id": "bench-copy", "sync": "top",
+                          "target": target, "format": "qcow2"})
+    p.wait_event("BLOCK_JOB_READY", timeout=600)
+    p.ok("block-job-cancel", {"device": "bench-copy"})
+    p.wait_event("BLOCK_JOB_COMPLETED", timeout=600)
+    # the job's own questions, and no client's: the job's last event, then
+    # the traffic log quiet for a while (the proxy's answers all in)
+    p.wait_event("JOB_STATUS_CHANGE", timeout=600,
+                 pred=lambda e: e["data"].get("status") == "null")
+    log_length(cell.tlog, settle=1.5)
+    commands, answer_bytes, _ = proxy_traffic(cell.tlog, since)
+    if "line(s) lost" in cell.proxy.read_stderr():
+        answer_bytes = None  # the log's writer fell behind: not all there
+    out["job-commands"] = commands
+    out["job-bytes"] = answer_bytes
+    out["query-block-bytes"] = len(json.dumps(d.cmd("query-block")))
+    t0 = time.perf_counter()
+    timed(p, "qmproxy-query-chain")
+    out["after-job"] = time.perf_counter() - t0
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--disks", default="1,16,64")
+    ap.add_argument("--depths", default="1,25,100")
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--work", default="/tmp/qmproxy-bench-chain")
+    a = ap.parse_args()
+    disk_counts = [int(x) for x in a.disks.split(",")]
+    depths = [int(x) for x in a.depths.split(",")]
+    os.makedirs(a.work, exist_ok=True)
+    print("making images (qemu-img, kept in %s)..." % a.work, flush=True)
+    t0 = time.monotonic()
+    make_chains(a.work, max(disk_counts), max(depths))
+    print("  %.0f s" % (time.monotonic() - t0), flush=True)
+
+    rows = []
+    for disks in disk_counts:
+        for depth in depths:
+            tops = [os.path.join(a.work, "images", "disk%d" % i,
+                                 "layer%d.qcow2" % (depth - 1)) for i in range(disks)]
+            cell = Cell(a.work, tops)
+            try:
+                r = measure(cell, disks, a.rounds)
+            finally:
+                cell.stop()
+            rows.append((disks, depth, r))
+            print("  %2d disks x %3d: done" % (disks, depth), flush=True)
+
+    ms = lambda s: "%8.2f" % (s * 1000)  # noqa: E731
+    print("\nTimes in ms (medians of %d); ratios against QEMU answering directly,"
+          " measured in this run" % a.rounds)
+    print("\nqmproxy-query-chain (nothing changed; one x-debug-query-block-graph"
+          " to check) and after a snapshot through another monitor (found, asked again)")
+    print("disks depth | query-block | query-chain ratio | graph (direct) | behind  ratio")
+    for disks, depth, r in rows:
+        print("%5d %5d | %s    | %s  %5.2f | %s       | %s %5.2f" % (
+            disks, depth, ms(r["query-block"]), ms(r["query-chain"]),
+            r["query-chain"] / r["query-block"], ms(r["graph"]),
+            ms(r["behind"]), r["behind"] / r["query-block"]))
+    print("\nA transaction of one blockdev-snapshot-sync per disk; 'added' is the"
+          " client's time through qmproxy less QEMU's own time for it")
+    print("disks depth | direct   | qmproxy  ratio | added by qmproxy  (added/direct)")
+    for disks, depth, r in rows:
+        print("%5d %5d | %s | %s %5.2f | %s         %5.3f" % (
+            disks, depth, ms(r["snap-direct"]), ms(r["snap-proxy"]),
+            r["snap-proxy"] / r["snap-direct"], ms(r["snap-added"]),
+            r["snap-added"] / r["snap-direct"]))
+    print("\nOne copy on disk 0 (drive-mirror, READY, cancel, end): the proxy's own"
+          " questions to QEMU and the bytes of QEMU's answers, against one direct"
+          " query-block of the whole VM")
+    print("disks depth | questions                                   | answer bytes"
+          " | in query-blocks")
+    for disks, depth, r in rows:
+        cmds = ", ".join("%s %d" % (k.replace("query-", "q-").replace(
+            "x-debug-q-block-graph", "graph"), v)
+            for k, v in sorted(r["job-commands"].items()))
+        if r["job-bytes"] is None:
+            print("%5d %5d | %-43s | %12s | (the traffic log lost lines)" % (
+                disks, depth, cmds, "?"))
+            continue
+        print("%5d %5d | %-43s | %12d | %5.1f" % (
+            disks, depth, cmds, r["job-bytes"],
+            r["job-bytes"] / r["query-block-bytes"]))
+    for disks, depth, r in rows:
+        if (disks, depth) == (16, 25):
+            print("\ntargets at 16 disks x 25 layers:")
+            print("  qmproxy-query-chain / direct query-block = %.2f (target <= 1.0)"
+                  % (r["query-chain"] / r["query-block"]))
+            print("  snapshot transaction through qmproxy / direct = %.2f, of which"
+                  " qmproxy's own %.3f (target <= 1.05)"
+                  % (r["snap-proxy"] / r["snap-direct"],
+                     1 + r["snap-added"] / r["snap-direct"]))
+    print("  traffic per job: not bounded by the disk (QMP has no per-disk query);"
+          " see the last table")
+
+
+if __name__ == "__main__":
+    main()
