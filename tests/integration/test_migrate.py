@@ -145,14 +145,17 @@ class MigrateTestCase(unittest.TestCase):
         self.assertNotIn("fail", out.lower(), out)
 
     def op_state(self):
-        ops = self.writer.ok("qmproxy-query-operations", {"name": "move"})
-        return ops[-1]["state"]
+        """The migration's state; None until qmproxy has started it (the
+        command may wait for the chain model to settle first)."""
+        r = self.writer.cmd("qmproxy-query-operations", {"name": "move"})
+        return r["return"][-1]["state"] if "return" in r else None
 
     def write_while_copying(self, limit=12):
         """Writes while the copies run: each counts only if the copies
         were still not ready after it (the source cannot have stopped).
         Returns the writes made, [(disk, pattern, offset)]."""
         made = []
+        wait_for(lambda: self.op_state() is not None, what="the migration")
         for n in range(limit):
             disk, pattern, offset = n % DISKS, 0x40 + n, (8 + n) * MiB
             if self.op_state() not in ("running", "mirroring"):
