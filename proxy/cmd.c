@@ -17,6 +17,8 @@ extern const struct cmd_entry cmd_reopen_entry;
 extern const struct cmd_entry cmd_snapshot_reopen_entry;
 extern const struct cmd_entry cmd_snapshot_abort_entry;
 extern const struct cmd_entry cmd_block_copy_entry;
+extern const struct cmd_entry cmd_migrate_entry;
+extern const struct cmd_entry cmd_migrate_cancel_entry;
 extern const struct cmd_entry cmd_query_operations_entry;
 extern const struct cmd_entry cmd_rhel_drive_mirror_entry;
 extern const struct cmd_entry cmd_rhel_drive_reopen_entry;
@@ -31,6 +33,8 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_snapshot_reopen_entry,
     &cmd_snapshot_abort_entry,
     &cmd_block_copy_entry,
+    &cmd_migrate_entry,
+    &cmd_migrate_cancel_entry,
     &cmd_query_operations_entry,
     &cmd_rhel_drive_mirror_entry,
     &cmd_rhel_drive_reopen_entry,

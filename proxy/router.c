@@ -352,14 +352,15 @@ static bool event_name(const struct js_text *text, char name[64])
     return true;
 }
 
-/* Block job events feed the chain model (parsed only when they do). */
+/* Block job events feed the chain model (parsed only when they do); a
+ * migration's events the operation waiting for them. */
 static void observe_event(struct router *r, const char *raw, size_t len,
                           const char *name)
 {
     json_tokener *tok;
     json_object *ev, *data = NULL;
 
-    if (!chain_watches_event(name)) {
+    if (!chain_watches_event(name) && !ops_watch_event(name)) {
         return;
     }
     tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);

@@ -24,7 +24,6 @@ static int exec(int argc, char **argv)
     json_object *args = json_object_new_object();
     bool wait = false;
     int opt;
-    int64_t speed;
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -33,11 +32,9 @@ static int exec(int argc, char **argv)
         case 'e': jobj_add_str(args, "mode", "existing"); break;
         case 'f': jobj_add_str(args, "format", optarg); break;
         case 'b':
-            if (!ctl_parse_size(optarg, &speed)) {
-                ctl_error("--speed %s: bytes per second (64M, 1G...)", optarg);
+            if (!ctl_add_speed(args, optarg)) {
                 goto usage;
             }
-            json_object_object_add(args, "speed", json_object_new_int64(speed));
             break;
         case 'w': wait = true; break;
         case 'a': w.abort_on_interrupt = true; break;

@@ -34,7 +34,6 @@ static int exec(int argc, char **argv)
     bool wait = false;
     const char *name = NULL;
     int opt;
-    int64_t speed;
 
     json_object_object_add(args, "disks", disks);
     optind = 1;
@@ -57,11 +56,9 @@ static int exec(int argc, char **argv)
         case 'f': jobj_add_str(disk, "format", optarg); break;
         case 'e': jobj_add_str(disk, "mirror-mode", "existing"); break;
         case 'b':
-            if (!ctl_parse_size(optarg, &speed)) {
-                ctl_error("--speed %s: bytes per second (64M, 1G...)", optarg);
+            if (!ctl_add_speed(disk, optarg)) {
                 goto usage;
             }
-            json_object_object_add(disk, "speed", json_object_new_int64(speed));
             break;
         case 'w': wait = true; break;
         case 'a': w.abort_on_interrupt = true; break;

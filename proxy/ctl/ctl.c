@@ -24,6 +24,7 @@ const struct ctl_entry *const ctl_table[] = {
     &ctl_snapshot_mirror_entry,
     &ctl_snapshot_mirror_xml_entry,
     &ctl_block_copy_entry,
+    &ctl_migrate_entry,
     &ctl_reopen_entry,
     &ctl_snapshot_reopen_entry,
     &ctl_abort_entry,

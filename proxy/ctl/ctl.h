@@ -152,6 +152,9 @@ int ctl_run_operation(const char *command, json_object *args,
                       const struct ctl_op_wait *w, bool wait);
 /* 64M, 1.5G, 1048576, 10MiB -> bytes; false when it is not a size. */
 bool ctl_parse_size(const char *s, int64_t *out);
+/* --speed B: the "speed" member of obj, in bytes per second; false (said
+ * on stderr) when B is not a size. */
+bool ctl_add_speed(json_object *obj, const char *arg);
 
 /* ---- exec's pieces, for other commands (cmd-exec.c) ----------------- */
 
@@ -210,7 +213,7 @@ extern const struct ctl_entry ctl_exec_entry, ctl_chain_entry,
     ctl_snapshot_mirror_entry, ctl_snapshot_mirror_xml_entry,
     ctl_block_copy_entry, ctl_reopen_entry, ctl_snapshot_reopen_entry,
     ctl_abort_entry, ctl_ops_entry, ctl_policy_entry, ctl_watch_entry,
-    ctl_top_entry, ctl_shell_entry;
+    ctl_top_entry, ctl_shell_entry, ctl_migrate_entry;
 
 extern const struct ctl_entry *const ctl_table[];
 const struct ctl_entry *ctl_find(const char *name);

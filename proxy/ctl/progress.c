@@ -434,6 +434,18 @@ int ctl_run_operation(const char *command, json_object *args,
     return rc;
 }
 
+bool ctl_add_speed(json_object *obj, const char *arg)
+{
+    int64_t speed;
+
+    if (!ctl_parse_size(arg, &speed)) {
+        ctl_error("--speed %s: bytes per second (64M, 1G...)", arg);
+        return false;
+    }
+    json_object_object_add(obj, "speed", json_object_new_int64(speed));
+    return true;
+}
+
 bool ctl_parse_size(const char *s, int64_t *out)
 {
     char *end;

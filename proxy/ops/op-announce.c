@@ -64,6 +64,17 @@ void op_answer(struct op *op)
     }
 }
 
+void op_take_over_call(struct op *op, struct cmd_call *call,
+                       const char *why)
+{
+    if (op->call) {
+        struct cmd_call *waiting = op->call;
+        op->call = NULL;
+        cmd_error(waiting, QMP_GENERIC_ERROR, "%s", why);
+    }
+    op->call = call;
+}
+
 void op_succeed(struct op *op, enum op_state final)
 {
     op->check = NULL;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "op-internal.h"
+#include "qmp.h"
 #include "chain.h"
 #include "log.h"
 #include "nbd-target.h"
@@ -144,6 +145,43 @@ static void resumed_ready(struct op *op, bool ok)
     }
 }
 
+static void migration_command_sent(struct op *op, int disk, bool ok,
+                                   json_object *ret, const char *error)
+{
+    (void)op;
+    (void)disk;
+    (void)ok;
+    (void)ret;
+    (void)error;   /* nothing to cancel is fine too */
+}
+
+static void migration_undone(struct op *op, bool ok)
+{
+    op_fail(op, "%s; %s", op->step_error, ok
+            ? "its copies and any migration under way were cancelled: the "
+              "source runs as before; the destination is left to whoever "
+              "prepared it"
+            : "undoing it did not fully succeed: see query-block-jobs and "
+              "query-migrate on the source");
+}
+
+/* A migration's own state (its URI, its destination's monitor, QEMU's
+ * status) is not saved: rather than guess how to carry it on, it is
+ * undone while the source still can be (before the switch-over). */
+static void resume_migration(struct op *op)
+{
+    str_setf(&op->step_error, "qmproxy restarted while the migration was %s",
+             op_state_name(op->state));
+    if (op->state == OP_SWITCHING) {
+        op_fail(op, "%s, its source stopped at the switch-over; see "
+                "query-migrate on both sides", op->step_error);
+        return;
+    }
+    op_qmp(op, qmp_command("migrate_cancel", NULL), migration_command_sent,
+           -1);
+    step_rollback(op, migration_undone);
+}
+
 void ops_resume(void)
 {
     for (int i = 0; i < op_reg.nops; i++) {
@@ -152,6 +190,10 @@ void ops_resume(void)
         struct strbuf why = STRBUF_INIT;
 
         if (op_is_final(op->state)) {
+            continue;
+        }
+        if (!strcmp(op->type, "migrate")) {
+            resume_migration(op);
             continue;
         }
         for (int k = 0; k < op->ndisks; k++) {

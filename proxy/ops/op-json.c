@@ -39,6 +39,7 @@ static const struct disk_field {
     F("note", FIELD_STR, note, false, false),
     F("mode", FIELD_STR, mode, true, false),
     F("sync", FIELD_STR, sync, true, false),
+    F("copy-mode", FIELD_STR, copy_mode, false, false),
     F("speed", FIELD_INT, speed, true, false),
     F("old-top-file", FIELD_STR, old_top_file, true, false),
     F("old-top-node", FIELD_STR, old_top_node, true, false),

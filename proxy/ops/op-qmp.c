@@ -166,11 +166,22 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
     (void)op;
 }
 
+bool ops_watch_event(const char *name)
+{
+    return !strcmp(name, "MIGRATION");
+}
+
 void ops_observe_event(const char *name, json_object *data)
 {
     const char *id = jobj_str(data, "device") ? jobj_str(data, "device")
                                           : jobj_str(data, "id");
 
+    for (int i = 0; !id && i < op_reg.nops; i++) {
+        struct op *op = op_reg.ops[i];
+        if (op->vm_event && !op_is_final(op->state)) {
+            op->vm_event(op, name, data);
+        }
+    }
     if (!id) {
         return;
     }

@@ -22,7 +22,7 @@ struct op_registry op_reg;
 
 static const char *const state_names[] = {
     "running", "mirroring", "ready", "pivoting", "pivoted", "aborted",
-    "failed",
+    "failed", "migrating", "switching", "migrated",
 };
 
 const char *op_state_name(enum op_state s)
@@ -34,16 +34,21 @@ const char *op_state_name(enum op_state s)
  * The operation's state machine: which state may follow which (a state
  * may always be announced again).  As QEMU's job.c keeps JobSTT.
  *
- *               to: RUN MIR RDY PIV PVD ABT FLD
+ *               to: RUN MIR RDY PIV PVD ABT FLD MIG SWI MGD
  */
 static const bool transitions[OP_STATE__MAX][OP_STATE__MAX] = {
-    [OP_RUNNING]   = { 1,  1,  1,  1,  0,  0,  1 },
-    [OP_MIRRORING] = { 0,  1,  1,  1,  1,  1,  1 },
-    [OP_READY]     = { 0,  1,  1,  1,  1,  1,  1 },
-    [OP_PIVOTING]  = { 0,  1,  1,  1,  1,  0,  1 },
-    [OP_PIVOTED]   = { 0,  0,  0,  0,  1,  0,  0 },
-    [OP_ABORTED]   = { 0,  0,  0,  0,  0,  1,  0 },
-    [OP_FAILED]    = { 0,  0,  0,  0,  0,  0,  1 },
+    [OP_RUNNING]   = { 1,  1,  1,  1,  0,  0,  1,  0,  0,  0 },
+    [OP_MIRRORING] = { 0,  1,  1,  1,  1,  1,  1,  0,  0,  0 },
+    [OP_READY]     = { 0,  1,  1,  1,  1,  1,  1,  1,  0,  0 },
+    [OP_PIVOTING]  = { 0,  1,  1,  1,  1,  0,  1,  0,  0,  0 },
+    [OP_PIVOTED]   = { 0,  0,  0,  0,  1,  0,  0,  0,  0,  0 },
+    [OP_ABORTED]   = { 0,  0,  0,  0,  0,  1,  0,  0,  0,  0 },
+    [OP_FAILED]    = { 0,  0,  0,  0,  0,  0,  1,  0,  0,  0 },
+    /* a migration cancelled or failed before the switch-over is undone
+     * (ABT/FLD); after the source stopped only forward or failed */
+    [OP_MIGRATING] = { 0,  0,  0,  0,  0,  1,  1,  1,  1,  0 },
+    [OP_SWITCHING] = { 0,  0,  0,  0,  0,  1,  1,  0,  1,  1 },
+    [OP_MIGRATED]  = { 0,  0,  0,  0,  0,  0,  0,  0,  0,  1 },
 };
 
 /* What a client may ask of an operation in each state, as job.c keeps
@@ -60,6 +65,11 @@ static const struct {
                         { [OP_MIRRORING] = true, [OP_READY] = true },
                         "only a snapshot whose copies are running or ready "
                         "can be aborted" },
+    [OP_VERB_MIGRATE_CANCEL] = { "cancel",
+                        { [OP_MIRRORING] = true, [OP_READY] = true,
+                          [OP_MIGRATING] = true },
+                        "a migration can be cancelled only until its "
+                        "switch-over begins" },
 };
 
 bool op_may_become(enum op_state from, enum op_state to)
@@ -110,7 +120,7 @@ bool op_disk_state_from_name(const char *name, enum op_disk_state *s)
 
 bool op_state_from_name(const char *name, enum op_state *s)
 {
-    for (int k = 0; name && k <= OP_FAILED; k++) {
+    for (int k = 0; name && k < OP_STATE__MAX; k++) {
         if (!strcmp(name, state_names[k])) {
             *s = (enum op_state)k;
             return true;
@@ -121,7 +131,8 @@ bool op_state_from_name(const char *name, enum op_state *s)
 
 bool op_is_final(enum op_state s)
 {
-    return s == OP_PIVOTED || s == OP_ABORTED || s == OP_FAILED;
+    return s == OP_PIVOTED || s == OP_ABORTED || s == OP_FAILED
+        || s == OP_MIGRATED;
 }
 
 size_t ops_count_active(void)
@@ -154,6 +165,7 @@ static void disk_clear(struct op_disk *d)
     free(d->mirror_file);
     free(d->format);
     free(d->mirror_format);
+    free(d->copy_mode);
     free(d->mode);
     free(d->sync);
     free(d->old_top_file);
@@ -295,7 +307,8 @@ bool ops_busy_disk(const char *disk, const struct op **by)
     return false;
 }
 
-char *op_find_snapshot(const char *name, struct op **found)
+char *op_find_of_type(const char *name, const char *const *types,
+                      const char *what, struct op **found)
 {
     struct op *op = op_find(name);
 
@@ -303,13 +316,21 @@ char *op_find_snapshot(const char *name, struct op **found)
         return xasprintf("No operation named '%s' (see "
                          "qmproxy-query-operations)", name);
     }
-    if (strcmp(op->type, "snapshot-mirror")
-        && strcmp(op->type, "transaction")) {
-        return xasprintf("operation %s is a %s, not a snapshot with copies",
-                         name, op->type);
+    for (int k = 0; types[k]; k++) {
+        if (!strcmp(op->type, types[k])) {
+            *found = op;
+            return NULL;
+        }
     }
-    *found = op;
-    return NULL;
+    return xasprintf("operation %s is a %s, not %s", name, op->type, what);
+}
+
+char *op_find_snapshot(const char *name, struct op **found)
+{
+    static const char *const types[] = { "snapshot-mirror", "transaction",
+                                         NULL };
+
+    return op_find_of_type(name, types, "a snapshot with copies", found);
 }
 
 struct op *op_owning_job(const char *job, int *index)

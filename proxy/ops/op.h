@@ -29,9 +29,13 @@ enum op_state {
                     * source, on their source without copies) */
     OP_ABORTED,    /* undone: the disks run where they did before */
     OP_FAILED,     /* did not reach its goal; see the disks' states */
+    /* a live migration (migrate.c), after its copies are ready: */
+    OP_MIGRATING,  /* the VM's state streams to the destination */
+    OP_SWITCHING,  /* the source is stopped; the copies are completing */
+    OP_MIGRATED,   /* the destination has the VM; the source is ended */
 };
 
-#define OP_STATE__MAX (OP_FAILED + 1)
+#define OP_STATE__MAX (OP_MIGRATED + 1)
 
 const char *op_state_name(enum op_state s);
 
@@ -71,6 +75,7 @@ enum rollback_phase {
 enum op_verb {
     OP_VERB_REOPEN,   /* qmproxy-snapshot-reopen */
     OP_VERB_ABORT,    /* qmproxy-snapshot-abort */
+    OP_VERB_MIGRATE_CANCEL,  /* qmproxy-migrate-cancel */
 };
 
 struct op_disk {
@@ -82,6 +87,9 @@ struct op_disk {
                             * export of a snapshot's copy: raw) */
     char *mode;            /* the copy: existing | absolute-paths */
     char *sync;            /* the copy: top | full */
+    char *copy_mode;       /* the copy: NULL (background) | write-blocking
+                            * (the guest's writes reach the copy before
+                            * they complete: nothing left to drain) */
     int64_t speed;
     /* what the snapshot replaced, to undo it */
     char *old_top_file, *old_top_node;
@@ -129,6 +137,8 @@ struct op {
     bool step_failed;
     char *step_error;
     void (*check)(struct op *op);               /* after each job event */
+    /* after each event of the whole VM (MIGRATION, STOP, RESUME) */
+    void (*vm_event)(struct op *op, const char *name, json_object *data);
     /* check() runs with the chain model settled (QEMU's answer to every
      * event so far): a job another client completed has pivoted or not
      * only in QEMU's next answer */
@@ -198,6 +208,11 @@ void op_succeed(struct op *op, enum op_state final);
  * caller answered with it as a GenericError. */
 void op_fail(struct op *op, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A command that takes an operation over (an abort, a cancel) becomes the
+ * caller to answer; the operation's own caller, if still waiting, is
+ * answered now with the error why. */
+void op_take_over_call(struct op *op, struct cmd_call *call,
+                       const char *why);
 /* One line per disk: where each stands now. */
 char *op_disks_summary(const struct op *op);
 
@@ -234,7 +249,13 @@ void op_watch(struct op *op);
 bool op_wait_for_model(struct op *op);
 /* Block-job events, for the operations waiting on them. */
 void ops_observe_event(const char *name, json_object *data);
+/* Events of the whole VM an operation may wait for (a migration's). */
+bool ops_watch_event(const char *name);
 bool ops_busy_disk(const char *disk, const struct op **by);
+/* The operation a command names, if of one of types (NULL-ended; what:
+ * how to say them): NULL and *found set, or what is wrong (owned). */
+char *op_find_of_type(const char *name, const char *const *types,
+                      const char *what, struct op **found);
 /* The snapshot-with-copies operation a command names: NULL and *found
  * set, or what is wrong (owned). */
 char *op_find_snapshot(const char *name, struct op **found);
@@ -250,6 +271,9 @@ void step_wait_ready(struct op *op, void (*next)(struct op *, bool));
  * finalized; if one cannot be, none is. */
 void step_reopen(struct op *op, bool to_mirror,
                  void (*next)(struct op *, bool));
+/* End every ready copy without pivoting: the copies hold the disks as
+ * they are now (the VM stopped), the disks stay where they run. */
+void step_complete_copies(struct op *op, void (*next)(struct op *, bool));
 /* Undo: cancel copies, fold new overlays back by active commit. */
 void step_rollback(struct op *op, void (*next)(struct op *, bool));
 /* The usual ending of a step chain: ready, or undo and report. */

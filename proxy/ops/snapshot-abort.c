@@ -31,6 +31,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     const char *name = qapi_get_str(a, "name", NULL);
     struct op *op = NULL;
     char *refused = op_find_snapshot(name, &op);
+    char *why;
 
     if (!refused) {
         refused = op_verb_refused(op, OP_VERB_ABORT);
@@ -40,16 +41,12 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         free(refused);
         return CMD_RETURN_NORMAL;
     }
-    if (op->call) {
-        /* the snapshot's own caller is still waiting for READY */
-        struct cmd_call *waiting = op->call;
-        op->call = NULL;
-        cmd_error(waiting, QMP_GENERIC_ERROR, "operation %s was aborted by "
-                  "qmproxy-snapshot-abort before its copies were ready",
-                  name);
-    }
+    why = xasprintf("operation %s was aborted by qmproxy-snapshot-abort "
+                    "before its copies were ready", name);
+    /* the snapshot's own caller may still be waiting for READY */
+    op_take_over_call(op, call, why);
+    free(why);
     op->busy_with = "abort";
-    op->call = call;
     free(op->step_error);
     op->step_error = xstrdup("aborted on request");
     step_rollback(op, aborted);

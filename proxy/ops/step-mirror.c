@@ -149,6 +149,9 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         json_object_object_add(a, "device", json_object_new_string(device));
         json_object_object_add(a, "sync", json_object_new_string(
                                    d->sync ? d->sync : "top"));
+        if (d->copy_mode) {
+            jobj_add_str(a, "copy-mode", d->copy_mode);
+        }
         if (d->speed > 0) {
             json_object_object_add(a, "speed", json_object_new_int64(d->speed));
         }
