@@ -24,19 +24,12 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     struct op *op = NULL;
     char *refused = op_find_of_type(name, migrations, "a migration", &op);
 
-    if (!refused) {
-        refused = op_verb_refused(op, OP_VERB_MIGRATE_CANCEL);
-    }
-    if (refused) {
-        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
-        free(refused);
+    if (!op_for_verb(call, refused, op, OP_VERB_MIGRATE_CANCEL)) {
         return CMD_RETURN_NORMAL;
     }
-    refused = xasprintf("migration %s was cancelled by "
-                        "qmproxy-migrate-cancel; the source runs on", name);
     /* qmproxy-migrate's own caller is still waiting */
-    op_take_over_call(op, call, refused);
-    free(refused);
+    op_take_over_call(op, call, "migration %s was cancelled by "
+                      "qmproxy-migrate-cancel; the source runs on", name);
     migrate_cancel(op);
     return CMD_RETURN_WAIT;
 }

@@ -64,13 +64,45 @@ void op_answer(struct op *op)
     }
 }
 
+struct op *op_for_verb(struct cmd_call *call, char *refused, struct op *op,
+                       enum op_verb verb)
+{
+    if (!refused) {
+        refused = op_verb_refused(op, verb);
+    }
+    if (refused) {
+        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
+        free(refused);
+        return NULL;
+    }
+    return op;
+}
+
+void op_note_copy_failed(struct op *op, struct op_disk *d, const char *what,
+                         const char *fallback)
+{
+    const char *why = d->job_error ? d->job_error : fallback;
+
+    d->state = DISK_COPY_FAILED;
+    str_setf(&d->note, "the copy to %s %s: %s", d->mirror_file, what, why);
+    str_setf(&op->step_error, "the copy of %s to %s %s: %s", d->disk,
+             d->mirror_file, what, why);
+}
+
 void op_take_over_call(struct op *op, struct cmd_call *call,
-                       const char *why)
+                       const char *why_fmt, ...)
 {
     if (op->call) {
         struct cmd_call *waiting = op->call;
+        va_list ap;
+        char *why;
+
+        va_start(ap, why_fmt);
+        why = xvasprintf(why_fmt, ap);
+        va_end(ap);
         op->call = NULL;
         cmd_error(waiting, QMP_GENERIC_ERROR, "%s", why);
+        free(why);
     }
     op->call = call;
 }

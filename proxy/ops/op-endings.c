@@ -70,12 +70,8 @@ static void watch_ready(struct op *op)
         }
         if (d->failed) {
             d->own_job = false;
-            d->state = DISK_COPY_FAILED;
-            str_setf(&d->note, "the copy to %s failed after it was ready: %s",
-                 d->mirror_file, d->job_error ? d->job_error : "it ended");
-            str_setf(&op->step_error, "the copy of %s to %s failed after it was "
-                 "ready: %s", d->disk, d->mirror_file,
-                 d->job_error ? d->job_error : "it ended");
+            op_note_copy_failed(op, d, "failed after it was ready",
+                                "it ended");
             op->check = NULL;
             step_rollback(op, rolled_back);
             return;

@@ -208,11 +208,21 @@ void op_succeed(struct op *op, enum op_state final);
  * caller answered with it as a GenericError. */
 void op_fail(struct op *op, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The operation a command names, when verb may be asked of it now;
+ * otherwise the client is answered why (refused: the lookup's own
+ * refusal, owned, or NULL) and NULL returned. */
+struct op *op_for_verb(struct cmd_call *call, char *refused, struct op *op,
+                       enum op_verb verb);
+/* A copy that ended without completing: the disk's note and the step's
+ * error say so ("<disk's copy> <what>: <QEMU's reason, or fallback>"). */
+void op_note_copy_failed(struct op *op, struct op_disk *d, const char *what,
+                         const char *fallback);
 /* A command that takes an operation over (an abort, a cancel) becomes the
  * caller to answer; the operation's own caller, if still waiting, is
  * answered now with the error why. */
 void op_take_over_call(struct op *op, struct cmd_call *call,
-                       const char *why);
+                       const char *why_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* One line per disk: where each stands now. */
 char *op_disks_summary(const struct op *op);
 

@@ -31,21 +31,14 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     const char *name = qapi_get_str(a, "name", NULL);
     struct op *op = NULL;
     char *refused = op_find_snapshot(name, &op);
-    char *why;
 
-    if (!refused) {
-        refused = op_verb_refused(op, OP_VERB_ABORT);
-    }
-    if (refused) {
-        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
-        free(refused);
+    if (!op_for_verb(call, refused, op, OP_VERB_ABORT)) {
         return CMD_RETURN_NORMAL;
     }
-    why = xasprintf("operation %s was aborted by qmproxy-snapshot-abort "
-                    "before its copies were ready", name);
     /* the snapshot's own caller may still be waiting for READY */
-    op_take_over_call(op, call, why);
-    free(why);
+    op_take_over_call(op, call, "operation %s was aborted by "
+                      "qmproxy-snapshot-abort before its copies were ready",
+                      name);
     op->busy_with = "abort";
     free(op->step_error);
     op->step_error = xstrdup("aborted on request");

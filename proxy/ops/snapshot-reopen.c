@@ -57,12 +57,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     char *refused = op_find_snapshot(name, &op);
     bool to_mirror = !strcmp(qapi_get_str(a, "target", "mirror"), "mirror");
 
-    if (!refused) {
-        refused = op_verb_refused(op, OP_VERB_REOPEN);
-    }
-    if (refused) {
-        cmd_error(call, QMP_GENERIC_ERROR, "%s", refused);
-        free(refused);
+    if (!op_for_verb(call, refused, op, OP_VERB_REOPEN)) {
         return CMD_RETURN_NORMAL;
     }
     op->busy_with = "reopen";

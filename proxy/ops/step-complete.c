@@ -38,12 +38,8 @@ static void complete_check(struct op *op)
             continue;
         }
         if (d->failed) {
-            d->state = DISK_COPY_FAILED;
-            str_setf(&d->note, "its copy to %s did not complete: %s",
-                     d->mirror_file, d->job_error ? d->job_error : "?");
-            str_setf(&op->step_error, "the copy of %s to %s did not "
-                     "complete: %s", d->disk, d->mirror_file,
-                     d->job_error ? d->job_error : "?");
+            op_note_copy_failed(op, d, "did not complete",
+                                "QEMU gave no reason");
             op->step_failed = true;
         } else if (d->pending && !d->done && d->own_job) {
             d->own_job = false;   /* finalized once */
