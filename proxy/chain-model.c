@@ -244,9 +244,11 @@ void ch_keep_layers(struct disk *d, int from, int to)
             ch_layer_clear(&d->layers[i]);
         }
     }
-    memmove(d->layers, d->layers + from, sizeof(*d->layers)
-            * (size_t)(to - from));
-    d->nlayers = to - from;
+    if (to > from) {  /* a disk with no layers may have no array at all */
+        memmove(d->layers, d->layers + from, sizeof(*d->layers)
+                * (size_t)(to - from));
+    }
+    d->nlayers = to > from ? to - from : 0;
 }
 
 void ch_insert_top(struct disk *d, const char *file, const char *format,
