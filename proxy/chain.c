@@ -374,8 +374,8 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
  * due is waited for, and with no job running (no fingerprint then) the
  * block graph is checked as for a query. */
 /* A job QEMU just ended and will dismiss by itself: its last word
- * (JOB_STATUS_CHANGE to null) is on its way, and the model asks QEMU
- * about the disk then, not at BLOCK_JOB_COMPLETED. */
+ * (JOB_STATUS_CHANGE to null) is on its way, and the model would ask QEMU
+ * about the disk only then, not at BLOCK_JOB_COMPLETED. */
 static bool job_being_dismissed(const struct chain *c)
 {
     for (int i = 0; i < c->njobs; i++) {
@@ -391,9 +391,19 @@ void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
 {
     if (c->lost) {
         done(opaque);
-    } else if (!c->reconciling && !c->dirty && job_being_dismissed(c)) {
-        /* settled is after the reconciliation its dismissal starts */
-        add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+    } else if (job_being_dismissed(c)) {
+        /* QEMU has ended the job: only an answer asked from now on shows
+         * what it left (a reconciliation under way may have been answered
+         * before it ended), so settled is after one that starts now, or
+         * right after the one under way */
+        bool under_way = c->reconciling;
+
+        ch_schedule(c);
+        if (under_way) {
+            add_waiter(&c->next_waiters, &c->nnext_waiters, done, opaque);
+        } else {
+            add_waiter(&c->waiters, &c->nwaiters, done, opaque);
+        }
     } else if (!c->reconciling && !c->dirty) {
         if (c->njobs == 0) {
             check_graph(c, false, done, opaque);
