@@ -62,6 +62,12 @@ def qemu_img(*args):
                           capture_output=True, text=True).stdout
 
 
+def write_policy(path, body):
+    """A policy file with body inside <policy>."""
+    with open(path, "w") as f:
+        f.write('<?xml version="1.0"?>\n<policy>\n%s\n</policy>\n' % body)
+
+
 class QEMU:
     """A throwaway QEMU with one disk per image and several QMP monitors.
 

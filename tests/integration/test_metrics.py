@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from qmptest import ProxyTestCase, Proxy, QMPClient, wait_for, TIMEOUT
+from qmptest import ProxyTestCase, Proxy, QMPClient, wait_for, write_policy, TIMEOUT
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -64,11 +64,8 @@ class Metrics(ProxyTestCase):
         self.port = free_port()
         self.ro = os.path.join(self.workdir, "ro.sock")
         policy = os.path.join(self.workdir, "policy.xml")
-        with open(policy, "w") as f:
-            f.write('<?xml version="1.0"?>\n<policy>\n<listeners>'
-                    '<listener name="default" role="full"/>'
-                    '<listener name="ro" role="monitor"/></listeners>\n'
-                    '</policy>\n')
+        write_policy(policy, '<listeners><listener name="default" role="full"/>'
+                     '<listener name="ro" role="monitor"/></listeners>')
         p = Proxy(self.workdir, self.qemu.monitors[0],
                   args=["--metrics", "tcp:127.0.0.1:%d" % self.port,
                         "--listen", "ro=unix:" + self.ro, "--extras", "default",

@@ -19,7 +19,7 @@ import unittest
 
 import hosts
 import tlscerts
-from qmptest import BUILD, QMPClient, wait_for
+from qmptest import BUILD, QMPClient, wait_for, write_policy
 
 QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
 
@@ -621,11 +621,8 @@ class Refused(MigrateTestCase):
         policy = os.path.join(self.workdir, "policy.xml")
         outside = os.path.join(self.workdir, "outside")
         os.makedirs(outside)
-        with open(policy, "w") as f:
-            f.write('<?xml version="1.0"?>\n<policy><paths>'
-                    '<allow dir="%s"/><allow nbd="tcp:%s:%d"/>'
-                    '</paths></policy>\n' % (self.srcdir, self.target.addr,
-                                             NBD_PORT))
+        write_policy(policy, '<paths><allow dir="%s"/><allow nbd="tcp:%s:%d"/>'
+                     '</paths>' % (self.srcdir, self.target.addr, NBD_PORT))
         restricted = self.source.proxy(self.srcdir, self.qemu.monitors[1],
                                        name="restricted",
                                        args=("--policy", policy))

@@ -13,16 +13,11 @@ import threading
 import time
 import unittest
 
-from qmptest import (ProxyTestCase, QMPClient, QMPROXY, Proxy, qemu_img,
+from qmptest import (write_policy, ProxyTestCase, QMPClient, QMPROXY, Proxy, qemu_img,
                      wait_for, QEMU_IO, ROOT)
 from test_chain import qemu_chain, proxy_chain
 
 MiB = 1 << 20
-
-
-def write_policy(path, body):
-    with open(path, "w") as f:
-        f.write('<?xml version="1.0"?>\n<policy>\n%s\n</policy>\n' % body)
 
 
 class CheckPolicy(unittest.TestCase):

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import unittest
 
-from qmptest import BUILD, QEMU, QMPClient, QMPROXY, TIMEOUT, wait_for
+from qmptest import BUILD, QEMU, QMPClient, QMPROXY, TIMEOUT, wait_for, write_policy
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 # bounds of every wait below: messages, not seconds
@@ -236,8 +236,7 @@ class Notify(ServiceTestCase):
     def test_reload_and_stop(self):
         qemu = self.start_qemu()
         policy = os.path.join(self.workdir, "policy.xml")
-        with open(policy, "w") as f:
-            f.write('<policy><listeners default-role="full"/></policy>\n')
+        write_policy(policy, '<listeners default-role="full"/>')
         proxy = self.start_proxy(qemu.monitors[0],
                                  ["--listen", "unix:" + self.listen,
                                   "--policy", policy])
@@ -377,11 +376,9 @@ class SocketActivation(ServiceTestCase):
         mgmt = os.path.join(self.workdir, "mgmt.sock")
         ro = os.path.join(self.workdir, "ro.sock")
         policy = os.path.join(self.workdir, "policy.xml")
-        with open(policy, "w") as f:
-            f.write('<policy><listeners default-role="monitor">'
-                    '<listener name="mgmt" role="full"/>'
-                    '<listener name="ro" role="monitor"/>'
-                    '</listeners></policy>\n')
+        write_policy(policy, '<listeners default-role="monitor">'
+                     '<listener name="mgmt" role="full"/>'
+                     '<listener name="ro" role="monitor"/></listeners>')
         # systemd's tool binds both, and execs qmproxy (same pid, so
         # LISTEN_PID is qmproxy's) at the first connection
         self.start_proxy(qemu.monitors[0],
