@@ -375,7 +375,13 @@ class ProxyTestCase(unittest.TestCase):
         """A client of the proxy; extras=True asks for the proxy's own
         events and commands (qmproxy-capabilities), which a client does not
         see by default."""
-        c = QMPClient(path or self.proxy.listen)
+        try:
+            c = QMPClient(path or self.proxy.listen)
+        except (socket.timeout, OSError) as e:
+            # a client that gets no greeting says why only in qmproxy's
+            # log, which the test's cleanup deletes: show it now
+            raise AssertionError("no greeting from qmproxy (%s); its log ends:\n%s"
+                                 % (e, self.proxy.read_stderr()[-4000:])) from e
         self.addCleanup(c.close)
         if negotiate:
             c.negotiate(oob=oob)
