@@ -31,6 +31,7 @@
 #include "nbd-target.h"
 #include "op.h"
 #include "policy.h"
+#include "replica-watch.h"
 #include "spawn.h"
 #include "util.h"
 
@@ -46,6 +47,7 @@ struct auto_state {
     long long size;
     char *last_error;
     struct event *timer;
+    struct replica_watch *watch;      /* a replica on another host */
 };
 
 static void auto_free(void *priv)
@@ -55,6 +57,7 @@ static void auto_free(void *priv)
     if (a->timer) {
         event_free(a->timer);
     }
+    replica_watch_free(a->watch);
     free(a->rule.name);
     free(a->rule.disks);
     free(a->rule.target);
@@ -73,8 +76,13 @@ static void failed(struct auto_state *a, const char *why)
     struct op *op = a->op;
     struct op_disk *d = &op->disks[0];
 
+    /* the watch's reason (the outage budget) over QEMU's (cancelled) */
+    why = replica_watch_gave_up(a->watch) ? replica_watch_gave_up(a->watch)
+                                          : why;
     free(a->last_error);
     a->last_error = xstrdup(why);
+    replica_watch_free(a->watch);
+    a->watch = NULL;
     if (a->rule.retry && a->attempt <= a->rule.retries) {
         struct timeval tv = { a->next_backoff_ms / 1000,
                               (a->next_backoff_ms % 1000) * 1000 };
@@ -159,6 +167,12 @@ static void started(struct op *op, bool ok)
         return;
     }
     op_set_state(op, OP_MIRRORING);
+    if (op->disks[0].on_target_error) {
+        struct replica_budget b = { a->rule.outage_budget_ms,
+                                    a->rule.backoff_ms,
+                                    a->rule.max_backoff_ms };
+        a->watch = replica_watch_new(a->env, op, &b);
+    }
     step_wait_ready(op, ready);
 }
 
@@ -253,6 +267,11 @@ static void start(const struct cmd_env *env,
         /* an export: made beforehand, serving the disk's data */
         d->format = xstrdup("raw");
         d->mode = xstrdup("existing");
+        if (full) {
+            /* a replica across a link: a write error pauses the copy, its
+             * dirty bitmap kept, to be resumed (replica-watch.h) */
+            d->on_target_error = xstrdup("stop");
+        }
     } else {
         d->format = xstrdup(rule->format);
         d->mode = xstrdup(below && rule->precreate ? "existing"

@@ -177,6 +177,8 @@ static void disk_clear(struct op_disk *d)
     free(d->job_error);
     json_object_put(d->pending_args);
     free(d->copy_node);
+    free(d->on_target_error);
+    free(d->target_node);
     free(d->note);
 }
 

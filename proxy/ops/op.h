@@ -90,6 +90,12 @@ struct op_disk {
     char *copy_mode;       /* the copy: NULL (background) | write-blocking
                             * (the guest's writes reach the copy before
                             * they complete: nothing left to drain) */
+    char *on_target_error; /* the copy: NULL (QEMU's default, the job
+                            * fails) | stop (a replica: the job pauses,
+                            * its dirty bitmap kept, and is resumed) */
+    char *target_node;     /* the copy's NBD node, named by the proxy so
+                            * that a hung connection can be yanked */
+    bool stopped_on_error; /* the job paused itself on a target error */
     int64_t speed;
     /* what the snapshot replaced, to undo it */
     char *old_top_file, *old_top_node;
