@@ -79,8 +79,8 @@ static void failed(struct auto_state *a, const char *why)
     /* the watch's reason (the outage budget) over QEMU's (cancelled) */
     why = replica_watch_gave_up(a->watch) ? replica_watch_gave_up(a->watch)
                                           : why;
-    free(a->last_error);
-    a->last_error = xstrdup(why);
+    str_set(&a->last_error, why);
+    why = a->last_error;   /* kept: the watch (which may own why) goes */
     replica_watch_free(a->watch);
     a->watch = NULL;
     if (a->rule.retry && a->attempt <= a->rule.retries) {
