@@ -203,6 +203,9 @@ void ops_observe_event(const char *name, json_object *data)
                 touched = true;
             }
         }
+        if (touched && op->job_watcher) {
+            op->job_watcher(op, op->job_watcher_opaque);
+        }
         if (touched && op->check) {
             op->check(op);
         }

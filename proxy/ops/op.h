@@ -143,6 +143,10 @@ struct op {
     bool step_failed;
     char *step_error;
     void (*check)(struct op *op);               /* after each job event */
+    /* also after each job event, beside the step (a replica's watch):
+     * before check(), which may end the operation */
+    void (*job_watcher)(struct op *op, void *opaque);
+    void *job_watcher_opaque;
     /* after each event of the whole VM (MIGRATION, STOP, RESUME) */
     void (*vm_event)(struct op *op, const char *name, json_object *data);
     /* check() runs with the chain model settled (QEMU's answer to every

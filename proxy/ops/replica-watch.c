@@ -5,8 +5,10 @@
  * One timer a second per watched replica: it asks QEMU for the job's
  * progress (query-block-jobs, the cheap question) and then decides, from
  * what the events said (paused on an error or not) and the progress
- * (moving or not), in this order: give up past the budget, resume when
- * the backoff is due, announce the lag when it changed.
+ * (moving or not): give up past the budget, arm the resume timer when
+ * the copy paused, announce the lag when it changed.  The resume timer
+ * runs on the rule's backoff rather than on the tick, so a copy resumes
+ * as soon as the backoff allows.
  */
 #include "replica-watch.h"
 
@@ -46,10 +48,10 @@ struct replica_watch {
     struct op *op;
     struct replica_budget budget;
     struct event *tick;
+    struct event *resume;  /* the next block-job-resume, while paused */
     bool asking;           /* a progress question is out */
     bool freed;            /* freed while asking: the answer frees it */
     uint64_t last_good_us; /* last seen in sync or making progress */
-    uint64_t resume_at_us; /* 0: no resume scheduled */
     int next_backoff_ms;
     int64_t last_offset;
     bool have_offset;
@@ -106,6 +108,7 @@ static void give_up(struct replica_watch *w, enum replica_state st,
                            w->budget.outage_budget_ms / 1000.0);
     log_warn("replica %s of %s: %s", op->name, d->disk, w->gave_up);
     event_del(w->tick);
+    event_del(w->resume);
     if (st != REPLICA_PAUSED && d->target_node) {
         /* requests hung on a connection that drops packets: a force
          * cancel would wait for them (no NBD timeout in 7.2) */
@@ -147,6 +150,13 @@ static void announce(struct replica_watch *w, enum replica_state st)
     json_object_put(data);
 }
 
+static void arm_resume(struct replica_watch *w)
+{
+    struct timeval tv = { w->next_backoff_ms / 1000,
+                          (w->next_backoff_ms % 1000) * 1000 };
+    evtimer_add(w->resume, &tv);
+}
+
 static void judge(struct replica_watch *w)
 {
     struct op *op = w->op;
@@ -186,7 +196,7 @@ static void judge(struct replica_watch *w)
     w->have_offset = true;
     if (st == REPLICA_IN_SYNC || st == REPLICA_BEHIND) {
         w->last_good_us = now;
-        w->resume_at_us = 0;
+        event_del(w->resume);
         w->next_backoff_ms = w->budget.backoff_ms;
     }
     down = (double)(now - w->last_good_us) / 1e6;
@@ -195,22 +205,47 @@ static void judge(struct replica_watch *w)
         give_up(w, st, down);
         return;
     }
-    if (st == REPLICA_PAUSED) {
-        if (!w->resume_at_us) {
-            w->resume_at_us = now + (uint64_t)w->next_backoff_ms * 1000;
-        } else if (now >= w->resume_at_us) {
-            log_info("replica %s of %s: paused on write errors for %.0f s, "
-                     "resuming", op->name, d->disk, down);
-            send_job_command(op, "block-job-resume", false);
-            w->next_backoff_ms *= 2;
-            if (w->next_backoff_ms > w->budget.max_backoff_ms) {
-                w->next_backoff_ms = w->budget.max_backoff_ms;
-            }
-            w->resume_at_us = now + (uint64_t)w->next_backoff_ms * 1000;
-        }
+    if (st == REPLICA_PAUSED && !evtimer_pending(w->resume, NULL)) {
+        arm_resume(w);
     }
     if (d->ready) {
         announce(w, st);
+    }
+}
+
+/* Resume a copy paused on errors; until it runs again, once more after
+ * the next backoff (the first resume after the other side is back often
+ * fails: it starts QEMU's reconnection, which the next one finds made). */
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct replica_watch *w = arg;
+    struct op *op = w->op;
+    struct op_disk *d = &op->disks[0];
+
+    (void)fd;
+    (void)what;
+    if (!d->stopped_on_error || d->done || w->gave_up) {
+        return;   /* running again (the tick re-arms it if it pauses) */
+    }
+    log_info("replica %s of %s: paused on write errors, resuming", op->name,
+             d->disk);
+    send_job_command(op, "block-job-resume", false);
+    w->next_backoff_ms *= 2;
+    if (w->next_backoff_ms > w->budget.max_backoff_ms) {
+        w->next_backoff_ms = w->budget.max_backoff_ms;
+    }
+    arm_resume(w);
+}
+
+/* A job event: a copy that just paused is resumed after the backoff,
+ * not a tick later. */
+static void job_event(struct op *op, void *opaque)
+{
+    struct replica_watch *w = opaque;
+
+    if (op->disks[0].stopped_on_error && !w->gave_up
+        && !evtimer_pending(w->resume, NULL)) {
+        arm_resume(w);
     }
 }
 
@@ -255,6 +290,9 @@ struct replica_watch *replica_watch_new(const struct cmd_env *env,
     w->announced = REPLICA_UNKNOWN;
     w->announced_bytes = -1;
     w->tick = event_new(env->base, -1, EV_PERSIST, on_tick, w);
+    w->resume = evtimer_new(env->base, on_resume, w);
+    op->job_watcher = job_event;
+    op->job_watcher_opaque = w;
     event_add(w->tick, &tv);
     return w;
 }
@@ -264,9 +302,15 @@ void replica_watch_free(struct replica_watch *w)
     if (!w) {
         return;
     }
+    if (w->op->job_watcher_opaque == w) {
+        w->op->job_watcher = NULL;
+        w->op->job_watcher_opaque = NULL;
+    }
     if (w->tick) {
         event_free(w->tick);
+        event_free(w->resume);
         w->tick = NULL;
+        w->resume = NULL;
     }
     if (w->asking) {
         w->freed = true;   /* the progress answer still names it */

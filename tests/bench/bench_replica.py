@@ -11,7 +11,12 @@ errors, its dirty bitmap kept), the guest writes, the daemon comes back
 and qmproxy resumes the copy: the catch-up.  Bytes (from the job's
 progress) and time of both, in the same run, and their ratios.
 
-    tests/bench/bench_replica.py [--disk-mib 512] [--write-mib 16]   (as root)
+    tests/bench/bench_replica.py [--disk-mib 512] [--write-mib 16]
+                                 [--speed-mib N]   (as root)
+
+The catch-up's time has a fixed part (the resume backoff, QEMU's
+reconnection) and the copy of the changes; --speed-mib stands for a link
+slower than the veth, where the copy dominates.
 """
 import argparse
 import os
@@ -33,17 +38,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--disk-mib", type=int, default=512)
     ap.add_argument("--write-mib", type=int, default=16)
+    ap.add_argument("--speed-mib", type=int, default=0,
+                    help="the rule's speed, MiB/s (a slower link); 0: none")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-replica-")
     h = hosts.Hosts(2)
     try:
-        run(h, work, args.disk_mib, args.write_mib)
+        run(h, work, args.disk_mib, args.write_mib, args.speed_mib)
     finally:
         h.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(h, work, disk_mib, write_mib):
+def run(h, work, disk_mib, write_mib, speed_mib):
     src = os.path.join(work, "src")
     dest = os.path.join(work, "dest")
     os.makedirs(src)
@@ -60,8 +67,8 @@ def run(h, work, disk_mib, write_mib):
     policy = os.path.join(work, "policy.xml")
     write_policy(policy, '<mirroring><rule name="away" disks="disk0" '
                  'on="connect" target="nbd://%s" backoff-ms="200" '
-                 'max-backoff-ms="200" outage-budget-ms="600000"/>'
-                 '</mirroring>' % h[1].addr)
+                 'max-backoff-ms="200" outage-budget-ms="600000" '
+                 'speed="%d"/></mirroring>' % (h[1].addr, speed_mib * MiB))
     qemu = h[0].qemu(src, shape="none", monitors=1, image_dir=src)
     t0 = time.monotonic()
     proxy = h[0].proxy(src, qemu.monitors[0], args=("--policy", policy))
@@ -89,8 +96,8 @@ def run(h, work, disk_mib, write_mib):
     assert "error" not in out.lower(), out
     wait_for(lambda: disk().get("job-status") == "standby", timeout=60,
              what="the copy to pause")
-    t0 = time.monotonic()
     qsd = h[1].storage_daemon(dest, {"disk0-replica": replica}, name="qsd2")
+    t0 = time.monotonic()           # serving again
     wait_for(lambda: disk()["offset"] - before >= write_mib * MiB
              and in_sync(), timeout=3600, interval=0.05, what="the catch-up")
     t_catch = time.monotonic() - t0
@@ -98,7 +105,8 @@ def run(h, work, disk_mib, write_mib):
     qsd.stop()
 
     print("\nReplica of a %d MiB disk on another host, %d MiB written while "
-          "its link was down" % (disk_mib, write_mib))
+          "its link was down (copy speed %s)" % (disk_mib, write_mib,
+          "%d MiB/s" % speed_mib if speed_mib else "unlimited"))
     print("  full recopy (first sync):  %10d bytes  %7.2f s"
           % (full_bytes, t_full))
     print("  catch-up after the outage: %10d bytes  %7.2f s (from the "

@@ -563,9 +563,10 @@ class SnapshotMirror(RemoteTestCase):
         self.check(0x22, 4 * MiB)                  # folded back
 
 
-class Replica(RemoteTestCase):
+class ReplicaCase(RemoteTestCase):
     """The policy's on="connect" rule keeps a replica on another host: its
-    target names the NBD server, the receiving side exports DISK-replica."""
+    target names the NBD server, the receiving side exports DISK-replica.
+    (No tests of its own: the classes below share its set-up.)"""
 
     rule_attrs = ""     # more attributes of the rule, per test class
 
@@ -585,6 +586,10 @@ class Replica(RemoteTestCase):
     def wait_ready(self):
         wait_for(lambda: self.c.ok("qmproxy-query-operations")
                  and self.op()["state"] == "ready", what="the replica")
+
+
+class Replica(ReplicaCase):
+    """A replica on another host: kept, its lag shown, bad rules refused."""
 
     def test_replica_on_another_host(self):
         uri = "nbd://%s:10809/disk0-replica" % self.target.addr
@@ -657,7 +662,7 @@ class Replica(RemoteTestCase):
         self.assertIn("names no host", out)
 
 
-class ReplicaOutage(Replica):
+class ReplicaOutage(ReplicaCase):
     """The link to the replica's host fails for a while, within the rule's
     outage budget: the replica catches up copying only what the guest
     wrote meanwhile (QEMU's mirror keeps its dirty bitmap while its
@@ -772,7 +777,7 @@ class ReplicaOutage(Replica):
                                 (b["data"]["state"], b["data"]["lag-bytes"]))
 
 
-class ReplicaPastBudget(Replica):
+class ReplicaPastBudget(ReplicaCase):
     """A link down for longer than the rule's outage budget: the copy is
     given up cleanly (the hung NBD connection cut, the job cancelled), the
     guest keeps running on its own image with all its data, and the
