@@ -135,6 +135,11 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
         if (st && (!strcmp(st, "running") || !strcmp(st, "ready"))) {
             d->stopped_on_error = false;   /* resumed */
         }
+        if (st && !strcmp(st, "ready")) {
+            /* a ready job resumed is ready again, with no new
+             * BLOCK_JOB_READY (a restarted proxy may have missed it) */
+            d->ready = true;
+        }
         if (st && !strcmp(st, "pending")) {
             d->pending = true;
         } else if (st && (!strcmp(st, "concluded") || !strcmp(st, "null"))) {

@@ -145,6 +145,17 @@ size_t ops_count_active(void)
     return n;
 }
 
+void ops_each_live(const char *type, void (*fn)(struct op *op, void *opaque),
+                   void *opaque)
+{
+    for (int i = 0; i < op_reg.nops; i++) {
+        struct op *op = op_reg.ops[i];
+        if (!op_is_final(op->state) && !strcmp(op->type, type)) {
+            fn(op, opaque);
+        }
+    }
+}
+
 struct chain *op_chain(void)
 {
     return op_reg.env->chain;

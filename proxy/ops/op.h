@@ -195,6 +195,9 @@ void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);
 struct op *op_find(const char *name);
+/* fn for every operation of this type that has not ended. */
+void ops_each_live(const char *type, void (*fn)(struct op *op, void *opaque),
+                   void *opaque);
 /* How many operations have not ended (the service status). */
 size_t ops_count_active(void);
 /* How many operations the proxy holds in each state (the finished ones

@@ -275,9 +275,36 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     chain_refresh_progress(w->env->chain, on_progress, w);
 }
 
+/* QEMU's word on a job found when the proxy started: paused with a
+ * failed I/O status is a copy paused on errors. */
+static void on_jobs(struct op *op, int disk, bool ok, json_object *ret,
+                    const char *error)
+{
+    struct op_disk *d = &op->disks[0];
+
+    (void)disk;
+    (void)error;
+    for (size_t i = 0; ok && i < json_object_array_length(ret); i++) {
+        json_object *j = json_object_array_get_idx(ret, i);
+        const char *io = jobj_str(j, "io-status");
+        if (d->job && jobj_str(j, "device")
+            && !strcmp(jobj_str(j, "device"), d->job)
+            && jobj_bool(j, "paused", false) && io && !strcmp(io, "failed")) {
+            d->stopped_on_error = true;
+            if (op->job_watcher) {
+                op->job_watcher(op, op->job_watcher_opaque);
+            }
+        }
+    }
+    if (op->check) {
+        op->check(op);
+    }
+}
+
 struct replica_watch *replica_watch_new(const struct cmd_env *env,
                                         struct op *op,
-                                        const struct replica_budget *b)
+                                        const struct replica_budget *b,
+                                        bool adopted)
 {
     struct replica_watch *w = xcalloc(1, sizeof(*w));
     struct timeval tv = { TICK_MS / 1000, (TICK_MS % 1000) * 1000 };
@@ -293,6 +320,9 @@ struct replica_watch *replica_watch_new(const struct cmd_env *env,
     w->resume = evtimer_new(env->base, on_resume, w);
     op->job_watcher = job_event;
     op->job_watcher_opaque = w;
+    if (adopted) {
+        op_qmp(op, qmp_command("query-block-jobs", NULL), on_jobs, 0);
+    }
     event_add(w->tick, &tv);
     return w;
 }

@@ -26,6 +26,7 @@
 #ifndef QMPROXY_REPLICA_WATCH_H
 #define QMPROXY_REPLICA_WATCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct cmd_env;
@@ -38,10 +39,13 @@ struct replica_budget {
     int max_backoff_ms;
 };
 
-/* Watch disk 0 of op (its copy started) until replica_watch_free(). */
+/* Watch disk 0 of op (its copy started) until replica_watch_free().
+ * adopted: a copy an earlier run of the proxy started (the events that
+ * said it paused on errors were missed: QEMU is asked). */
 struct replica_watch *replica_watch_new(const struct cmd_env *env,
                                         struct op *op,
-                                        const struct replica_budget *b);
+                                        const struct replica_budget *b,
+                                        bool adopted);
 void replica_watch_free(struct replica_watch *w);
 /* Why the watch gave the copy up (NULL: it did not). */
 const char *replica_watch_gave_up(const struct replica_watch *w);

@@ -760,6 +760,28 @@ class ReplicaOutage(ReplicaCase):
         self.assertEqual(self.op()["state"], "ready")
         self.assert_rate_limited()
 
+    def test_paused_copy_resumed_by_a_restarted_proxy(self):
+        """qmproxy killed while the copy is paused on errors, started again
+        with its --state: it finds the copy paused (QEMU's io-status, the
+        events were missed), resumes it once the other side is back, and
+        only the changes are copied."""
+        self.wait_ready()
+        self.write(0x11, 0, 8 * MiB)
+        before = self.synced()
+        self.qsd.stop()
+        self.write_during_outage()
+        wait_for(lambda: self.op()["disks"][0].get("job-status") == "standby",
+                 timeout=30, interval=0.2, what="the copy to pause")
+        self.kill_proxy()
+        self.qsd = self.serve({"disk0-replica": self.replica}, name="qsd2")
+        self.restart_proxy()
+        op = self.op()
+        self.assertEqual(op["state"], "ready", op)
+        copied = self.catch_up(before)
+        self.assert_only_changes(copied)
+        self.assertEqual(self.op()["state"], "ready")
+        self.assertIn("watched again after a restart", self.proxy.read_stderr())
+
     def assert_rate_limited(self):
         """QMPROXY_REPLICA_LAG: on changes only, at most once a second."""
         events = self.lag_events()
