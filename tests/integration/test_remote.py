@@ -10,6 +10,7 @@ source, and data written after the reopen is read back on the receiving
 host.  Also: bad targets get a clear error, and a policy that does not name
 the NBD server refuses the copy."""
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -68,7 +69,10 @@ class RemoteTestCase(unittest.TestCase):
 
     def kill_proxy(self):
         """qmproxy killed outright, once it has saved a ready operation."""
-        wait_for(lambda: '"ready"' in self.saved_state(), what="saved ready")
+        # an operation (or disk) state, not the "ready": false every disk
+        # is saved with from the start
+        wait_for(lambda: re.search(r'"state": ?"ready"', self.saved_state()),
+                 what="saved ready")
         self.c.close()
         self.proxy.proc.kill()
         self.proxy.proc.wait()
