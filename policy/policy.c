@@ -446,6 +446,7 @@ static void load_mirroring(struct policy *p, xmlNodePtr m, struct errors *e)
         rule->retries = int_prop(r, "retries", 5);
         rule->backoff_ms = int_prop(r, "backoff-ms", 1000);
         rule->max_backoff_ms = int_prop(r, "max-backoff-ms", 60000);
+        rule->outage_budget_ms = int_prop(r, "outage-budget-ms", 300000);
         rule->format = prop(r, "format");
         if (!rule->format) {
             rule->format = xstrdup("qcow2");

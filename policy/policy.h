@@ -36,6 +36,8 @@ struct policy_mirror_rule {
     bool precreate;
     int retries;
     int backoff_ms, max_backoff_ms;
+    int outage_budget_ms;   /* a replica's link may be down this long
+                             * before its copy is given up */
     char *format;
 };
 

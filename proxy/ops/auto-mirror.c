@@ -31,6 +31,7 @@
 #include "nbd-target.h"
 #include "op.h"
 #include "policy.h"
+#include "replica-watch.h"
 #include "spawn.h"
 #include "util.h"
 
@@ -46,6 +47,7 @@ struct auto_state {
     long long size;
     char *last_error;
     struct event *timer;
+    struct replica_watch *watch;      /* a replica on another host */
 };
 
 static void auto_free(void *priv)
@@ -55,6 +57,7 @@ static void auto_free(void *priv)
     if (a->timer) {
         event_free(a->timer);
     }
+    replica_watch_free(a->watch);
     free(a->rule.name);
     free(a->rule.disks);
     free(a->rule.target);
@@ -73,8 +76,13 @@ static void failed(struct auto_state *a, const char *why)
     struct op *op = a->op;
     struct op_disk *d = &op->disks[0];
 
-    free(a->last_error);
-    a->last_error = xstrdup(why);
+    /* the watch's reason (the outage budget) over QEMU's (cancelled) */
+    why = replica_watch_gave_up(a->watch) ? replica_watch_gave_up(a->watch)
+                                          : why;
+    str_set(&a->last_error, why);
+    why = a->last_error;   /* kept: the watch (which may own why) goes */
+    replica_watch_free(a->watch);
+    a->watch = NULL;
     if (a->rule.retry && a->attempt <= a->rule.retries) {
         struct timeval tv = { a->next_backoff_ms / 1000,
                               (a->next_backoff_ms % 1000) * 1000 };
@@ -159,6 +167,11 @@ static void started(struct op *op, bool ok)
         return;
     }
     op_set_state(op, OP_MIRRORING);
+    if (op->disks[0].on_target_error) {
+        a->watch = replica_watch_new(a->env, op, &(struct replica_budget){
+            a->rule.outage_budget_ms, a->rule.backoff_ms,
+            a->rule.max_backoff_ms }, false);
+    }
     step_wait_ready(op, ready);
 }
 
@@ -223,14 +236,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     attempt(arg);
 }
 
-static void start(const struct cmd_env *env,
-                  const struct policy_mirror_rule *rule,
-                  const char *disk, const char *target, bool full,
-                  const char *below, const char *below_format, long long size)
+/* The operation's own state, its rule copied (the policy may change). */
+static struct auto_state *new_state(const struct cmd_env *env, struct op *op,
+                                    const struct policy_mirror_rule *rule)
 {
-    struct op *op = op_new("auto-mirror", NULL, 0, NULL);
     struct auto_state *a = xcalloc(1, sizeof(*a));
-    struct op_disk *d = op_add_disk(op, disk);
 
     a->env = env;
     a->op = op;
@@ -240,12 +250,24 @@ static void start(const struct cmd_env *env,
     a->rule.target = xstrdup(rule->target);
     a->rule.format = xstrdup(rule->format);
     a->next_backoff_ms = rule->backoff_ms;
-    a->below = below ? xstrdup(below) : NULL;
-    a->below_format = below_format ? xstrdup(below_format) : NULL;
-    a->size = size;
     a->timer = evtimer_new(env->base, on_timer, a);
     op->priv = a;
     op->priv_free = auto_free;
+    return a;
+}
+
+static void start(const struct cmd_env *env,
+                  const struct policy_mirror_rule *rule,
+                  const char *disk, const char *target, bool full,
+                  const char *below, const char *below_format, long long size)
+{
+    struct op *op = op_new("auto-mirror", NULL, 0, NULL);
+    struct op_disk *d = op_add_disk(op, disk);
+    struct auto_state *a = new_state(env, op, rule);
+
+    a->below = below ? xstrdup(below) : NULL;
+    a->below_format = below_format ? xstrdup(below_format) : NULL;
+    a->size = size;
     op->rule = xstrdup(rule->name);
     d->mirror_file = xstrdup(target);
     d->sync = xstrdup(full ? "full" : "top");
@@ -253,6 +275,11 @@ static void start(const struct cmd_env *env,
         /* an export: made beforehand, serving the disk's data */
         d->format = xstrdup("raw");
         d->mode = xstrdup("existing");
+        if (full) {
+            /* a replica across a link: a write error pauses the copy, its
+             * dirty bitmap kept, to be resumed (replica-watch.h) */
+            d->on_target_error = xstrdup("stop");
+        }
     } else {
         d->format = xstrdup(rule->format);
         d->mode = xstrdup(below && rule->precreate ? "existing"
@@ -285,12 +312,51 @@ void auto_mirror_snapshot(const struct cmd_env *env, const char *disk,
     free(copy);
 }
 
+/* A replica an earlier run of the proxy started (carried on by
+ * ops_resume): watched again, under its rule as the policy now says. */
+static void adopt(struct op *op, void *opaque)
+{
+    const struct cmd_env *env = opaque;
+    const struct policy *p = env->policy(env->opaque);
+    const struct policy_mirror_rule *rule = NULL;
+    struct auto_state *a;
+
+    if (op->priv || !op->ndisks || !op->disks[0].on_target_error
+        || !op->rule) {
+        return;   /* ours already, or not a replica across a link */
+    }
+    for (int i = 0; p && i < policy_mirror_rule_count(p); i++) {
+        if (!strcmp(policy_mirror_rule(p, i)->name, op->rule)) {
+            rule = policy_mirror_rule(p, i);
+        }
+    }
+    if (!rule) {
+        log_warn("replica %s: its rule %s is no longer in the policy; not "
+                 "watched", op->name, op->rule);
+        return;
+    }
+    a = new_state(env, op, rule);
+    a->attempt = 1;
+    if (op->state == OP_READY) {
+        op->check = watch;
+    } else {
+        step_wait_ready(op, ready);
+    }
+    a->watch = replica_watch_new(env, op, &(struct replica_budget){
+        a->rule.outage_budget_ms, a->rule.backoff_ms,
+        a->rule.max_backoff_ms }, true);
+    log_info("replica %s of %s: watched again after a restart", op->name,
+             op->disks[0].disk);
+}
+
 void auto_mirror_connect(const struct cmd_env *env)
 {
     const struct policy *p = env->policy(env->opaque);
     struct chain *c = env->chain;
     json_object *disks = chain_to_json(c, NULL);
     const struct op *busy;
+
+    ops_each_live("auto-mirror", adopt, (void *)env);
 
     for (size_t i = 0; i < json_object_array_length(disks); i++) {
         json_object *d = json_object_array_get_idx(disks, i), *name;

@@ -6,7 +6,7 @@
  *   {"execute": "qmproxy-capabilities", "arguments": {"enable": ["events"]}}
  *
  * it also gets the proxy's events (QMPROXY_CHAIN_CHANGED,
- * QMPROXY_OPERATION), and with "commands" the proxy's commands in
+ * QMPROXY_OPERATION, QMPROXY_REPLICA_LAG), and with "commands" the proxy's commands in
  * query-commands.  Without "enable", both.  Against a plain QEMU the
  * command is simply not found, so a client can try it either way.
  */

@@ -201,7 +201,10 @@ void ops_resume(void)
                 continue;
             }
             if (job && !strcmp(job, d->job)) {
-                d->ready = status && !strcmp(status, "ready");
+                /* standby: ready, and paused (a replica's copy paused on
+                 * errors, to be resumed) */
+                d->ready = status && (!strcmp(status, "ready")
+                                      || !strcmp(status, "standby"));
                 str_set(&d->job_status, status);
                 d->state = d->ready ? DISK_READY : DISK_MIRRORING;
                 if (!d->ready) {

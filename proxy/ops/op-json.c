@@ -40,6 +40,8 @@ static const struct disk_field {
     F("mode", FIELD_STR, mode, true, false),
     F("sync", FIELD_STR, sync, true, false),
     F("copy-mode", FIELD_STR, copy_mode, false, false),
+    F("on-target-error", FIELD_STR, on_target_error, true, false),
+    F("target-node", FIELD_STR, target_node, true, false),
     F("speed", FIELD_INT, speed, true, false),
     F("old-top-file", FIELD_STR, old_top_file, true, false),
     F("old-top-node", FIELD_STR, old_top_node, true, false),

@@ -132,6 +132,14 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
     if (!strcmp(name, "JOB_STATUS_CHANGE")) {
         const char *st = jobj_str(data, "status");
         str_set(&d->job_status, st);
+        if (st && (!strcmp(st, "running") || !strcmp(st, "ready"))) {
+            d->stopped_on_error = false;   /* resumed */
+        }
+        if (st && !strcmp(st, "ready")) {
+            /* a ready job resumed is ready again, with no new
+             * BLOCK_JOB_READY (a restarted proxy may have missed it) */
+            d->ready = true;
+        }
         if (st && !strcmp(st, "pending")) {
             d->pending = true;
         } else if (st && (!strcmp(st, "concluded") || !strcmp(st, "null"))) {
@@ -143,6 +151,10 @@ static void disk_event(struct op *op, struct op_disk *d, const char *name,
     } else if (!strcmp(name, "BLOCK_JOB_PENDING")) {
         d->pending = true;
     } else if (!strcmp(name, "BLOCK_JOB_ERROR")) {
+        const char *action = jobj_str(data, "action");
+        if (action && !strcmp(action, "stop")) {
+            d->stopped_on_error = true;   /* on-target-error=stop: paused */
+        }
         str_setf(&d->job_error, "%s error on the %s, action %s",
              jobj_str(data, "operation") ? jobj_str(data, "operation") : "an I/O",
              "job's image", jobj_str(data, "action") ? jobj_str(data, "action") : "?");
@@ -195,6 +207,9 @@ void ops_observe_event(const char *name, json_object *data)
                 disk_event(op, d, name, data);
                 touched = true;
             }
+        }
+        if (touched && op->job_watcher) {
+            op->job_watcher(op, op->job_watcher_opaque);
         }
         if (touched && op->check) {
             op->check(op);

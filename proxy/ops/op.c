@@ -145,6 +145,17 @@ size_t ops_count_active(void)
     return n;
 }
 
+void ops_each_live(const char *type, void (*fn)(struct op *op, void *opaque),
+                   void *opaque)
+{
+    for (int i = 0; i < op_reg.nops; i++) {
+        struct op *op = op_reg.ops[i];
+        if (!op_is_final(op->state) && !strcmp(op->type, type)) {
+            fn(op, opaque);
+        }
+    }
+}
+
 struct chain *op_chain(void)
 {
     return op_reg.env->chain;
@@ -177,6 +188,8 @@ static void disk_clear(struct op_disk *d)
     free(d->job_error);
     json_object_put(d->pending_args);
     free(d->copy_node);
+    free(d->on_target_error);
+    free(d->target_node);
     free(d->note);
 }
 

@@ -90,6 +90,12 @@ struct op_disk {
     char *copy_mode;       /* the copy: NULL (background) | write-blocking
                             * (the guest's writes reach the copy before
                             * they complete: nothing left to drain) */
+    char *on_target_error; /* the copy: NULL (QEMU's default, the job
+                            * fails) | stop (a replica: the job pauses,
+                            * its dirty bitmap kept, and is resumed) */
+    char *target_node;     /* the copy's NBD node, named by the proxy so
+                            * that a hung connection can be yanked */
+    bool stopped_on_error; /* the job paused itself on a target error */
     int64_t speed;
     /* what the snapshot replaced, to undo it */
     char *old_top_file, *old_top_node;
@@ -137,6 +143,10 @@ struct op {
     bool step_failed;
     char *step_error;
     void (*check)(struct op *op);               /* after each job event */
+    /* also after each job event, beside the step (a replica's watch):
+     * before check(), which may end the operation */
+    void (*job_watcher)(struct op *op, void *opaque);
+    void *job_watcher_opaque;
     /* after each event of the whole VM (MIGRATION, STOP, RESUME) */
     void (*vm_event)(struct op *op, const char *name, json_object *data);
     /* check() runs with the chain model settled (QEMU's answer to every
@@ -185,6 +195,9 @@ void ops_free(void);
 struct op *op_new(const char *type, const char *name, unsigned client,
                   struct cmd_call *call);
 struct op *op_find(const char *name);
+/* fn for every operation of this type that has not ended. */
+void ops_each_live(const char *type, void (*fn)(struct op *op, void *opaque),
+                   void *opaque);
 /* How many operations have not ended (the service status). */
 size_t ops_count_active(void);
 /* How many operations the proxy holds in each state (the finished ones

@@ -13,6 +13,7 @@
 #include "op-internal.h"
 #include "chain.h"
 #include "jsonobj.h"
+#include "nbd-target.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -152,6 +153,9 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (d->copy_mode) {
             jobj_add_str(a, "copy-mode", d->copy_mode);
         }
+        if (d->on_target_error) {
+            jobj_add_str(a, "on-target-error", d->on_target_error);
+        }
         if (d->speed > 0) {
             json_object_object_add(a, "speed", json_object_new_int64(d->speed));
         }
@@ -164,10 +168,20 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
             start_blockdev_mirror(op, i, a);
         } else {
             jobj_add_str(a, "target", d->mirror_file);
-            /* json:{} options name their driver (an NBD export with TLS:
-             * the nbd node itself, raw data); a format beside them would
-             * be laid over them and lack its "file" */
-            if (strncmp(d->mirror_file, "json:", 5)) {
+            if (d->on_target_error && nbd_target_is(d->mirror_file)) {
+                /* a replica's export: the nbd node itself (format nbd
+                 * for a URI: the same raw data), under a name of ours,
+                 * which yank takes when the connection hangs */
+                str_set(&d->target_node, NULL);
+                d->target_node = op_copy_node(d->job, 'n');
+                jobj_add_str(a, "node-name", d->target_node);
+                if (strncmp(d->mirror_file, "json:", 5)) {
+                    jobj_add_str(a, "format", "nbd");
+                }
+            } else if (strncmp(d->mirror_file, "json:", 5)) {
+                /* json:{} options name their driver (an NBD export with
+                 * TLS: the nbd node itself, raw data); a format beside
+                 * them would be laid over them and lack its "file" */
                 jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
                                                            : d->format);
             }

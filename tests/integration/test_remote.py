@@ -10,6 +10,7 @@ source, and data written after the reopen is read back on the receiving
 host.  Also: bad targets get a clear error, and a policy that does not name
 the NBD server refuses the copy."""
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ import unittest
 
 import hosts
 import tlscerts
-from qmptest import BUILD, QMPROXY, QMPClient, wait_for
+from qmptest import BUILD, QMPROXY, TIMEOUT, QMPClient, wait_for
 from test_chain import qemu_chain
 
 QMPROXYCTL = os.environ.get("QMPROXYCTL_BIN", os.path.join(BUILD, "qmproxyctl"))
@@ -68,7 +69,10 @@ class RemoteTestCase(unittest.TestCase):
 
     def kill_proxy(self):
         """qmproxy killed outright, once it has saved a ready operation."""
-        wait_for(lambda: '"ready"' in self.saved_state(), what="saved ready")
+        # an operation (or disk) state, not the "ready": false every disk
+        # is saved with from the start
+        wait_for(lambda: re.search(r'"state": ?"ready"', self.saved_state()),
+                 what="saved ready")
         self.c.close()
         self.proxy.proc.kill()
         self.proxy.proc.wait()
@@ -563,26 +567,37 @@ class SnapshotMirror(RemoteTestCase):
         self.check(0x22, 4 * MiB)                  # folded back
 
 
-class Replica(RemoteTestCase):
+class ReplicaCase(RemoteTestCase):
     """The policy's on="connect" rule keeps a replica on another host: its
-    target names the NBD server, the receiving side exports DISK-replica."""
+    target names the NBD server, the receiving side exports DISK-replica.
+    (No tests of its own: the classes below share its set-up.)"""
+
+    rule_attrs = ""     # more attributes of the rule, per test class
 
     def start_proxy(self, args):
         # the receiving side first: its export is there when qmproxy starts
-        self.replica = self.make_dest("disk0-replica.qcow2")
-        self.qsd = self.serve({"disk0-replica": self.replica})
+        if not hasattr(self, "replica"):
+            self.replica = self.make_dest("disk0-replica.qcow2")
+            self.qsd = self.serve({"disk0-replica": self.replica})
         path = os.path.join(self.workdir, "policy.xml")
         with open(path, "w") as f:
             f.write('<?xml version="1.0"?>\n<policy><mirroring>'
                     '<rule name="away" disks="disk0" on="connect" '
-                    'target="nbd://%s"/></mirroring></policy>\n'
-                    % self.target.addr)
+                    'target="nbd://%s" %s/></mirroring></policy>\n'
+                    % (self.target.addr, self.rule_attrs))
         return super().start_proxy(tuple(args) + ("--policy", path))
+
+    def wait_ready(self):
+        wait_for(lambda: self.c.ok("qmproxy-query-operations")
+                 and self.op()["state"] == "ready", what="the replica")
+
+
+class Replica(ReplicaCase):
+    """A replica on another host: kept, its lag shown, bad rules refused."""
 
     def test_replica_on_another_host(self):
         uri = "nbd://%s:10809/disk0-replica" % self.target.addr
-        wait_for(lambda: self.c.ok("qmproxy-query-operations")
-                 and self.op()["state"] == "ready", what="the replica")
+        self.wait_ready()
         op = self.op()
         self.assertEqual(op["type"], "auto-mirror")
         self.assertEqual(op["rule"], "away")
@@ -649,6 +664,182 @@ class Replica(RemoteTestCase):
         self.assertIn("names an export (vda)", out)
         out = check('<rule name="r" disks="d*" on="connect" target="nbd://:5"/>')
         self.assertIn("names no host", out)
+
+
+class ReplicaOutage(ReplicaCase):
+    """The link to the replica's host fails for a while, within the rule's
+    outage budget: the replica catches up copying only what the guest
+    wrote meanwhile (QEMU's mirror keeps its dirty bitmap while its
+    connection is stalled, or while paused on write errors and resumed by
+    qmproxy), and the lag is announced as it goes."""
+
+    rule_attrs = 'backoff-ms="500" max-backoff-ms="1000" outage-budget-ms="60000"'
+    WRITES = 3          # MiB written during the outage
+
+    def copied(self):
+        disk = self.op()["disks"][0]
+        return disk["offset"], disk["len"]
+
+    def in_sync(self):
+        offset, length = self.copied()
+        return offset == length
+
+    def write_during_outage(self):
+        for i in range(self.WRITES):
+            self.write(0x90 + i, (20 + 2 * i) * MiB)
+        self.flush()
+
+    def lag_events(self):
+        return [e for e in self.c.events if e["event"] == "QMPROXY_REPLICA_LAG"]
+
+    def synced(self, timeout=TIMEOUT):
+        """The replica equal to the disk, and its job seen in sync (QEMU's
+        mirror counts a write only when its loop next runs: the data
+        compared first), then the job's offset."""
+        self.flush()
+        uri = "nbd://%s:10809/disk0-replica" % self.target.addr
+        wait_for(lambda: self.target.run(
+            ["qemu-img", "compare", "-U", "-f", "qcow2", "-F", "raw",
+             self.image, uri], check=False).returncode == 0,
+            timeout=timeout, interval=0.2, what="the replica to match the disk")
+        wait_for(self.in_sync, timeout=timeout, interval=0.2,
+                 what="the replica's job in sync")
+        return self.copied()[0]
+
+    def catch_up(self, before):
+        """Bytes copied since before, once caught up."""
+        return self.synced(timeout=120) - before
+
+    def assert_only_changes(self, copied):
+        written = self.WRITES * MiB
+        # what was written, in whole chunks of the mirror's granularity
+        # (64 KiB for a 64 MiB disk): nothing of the rest of the disk
+        self.assertGreaterEqual(copied, written)
+        self.assertLessEqual(copied, written + MiB)
+        self.assertLess(copied, 64 * MiB // 8)
+
+    def test_link_down_then_back_copies_only_the_changes(self):
+        """Packets dropped (no reset): the copy stalls, nothing fails;
+        once the link is back only the changes are copied."""
+        self.wait_ready()
+        self.write(0x11, 0, 8 * MiB)
+        before = self.synced()
+        self.target.link_down()
+        try:
+            self.write_during_outage()
+            wait_for(lambda: any(e["data"]["state"] == "stalled"
+                                 for e in self.lag_events()) or
+                     (self.op() and False), timeout=30, interval=0.5,
+                     what="the replica announced stalled")
+            self.assertEqual(self.op()["state"], "ready")
+        finally:
+            self.target.link_up()
+        copied = self.catch_up(before)
+        self.assert_only_changes(copied)
+        wait_for(lambda: self.op() and self.lag_events()[-1]["data"]["state"]
+                 == "in-sync", what="in-sync announced")
+        self.assert_rate_limited()
+
+    def test_receiving_daemon_gone_pauses_and_resumes(self):
+        """The connection reset (the receiving daemon restarted): QEMU's
+        mirror pauses on the write errors (on-target-error=stop), qmproxy
+        resumes it on its backoff until the export is back, and only the
+        changes are copied."""
+        self.wait_ready()
+        self.write(0x11, 0, 8 * MiB)
+        before = self.synced()
+        # stopped, not killed: a daemon killed outright loses the writes
+        # its qcow2 cache held, which the mirror counted as copied
+        self.qsd.stop()
+        self.write_during_outage()
+        wait_for(lambda: self.op()["disks"][0].get("job-status") == "standby",
+                 timeout=30, interval=0.2, what="the copy to pause")
+        time.sleep(3)         # a few resumes that fail again
+        op = self.op()
+        self.assertEqual(op["state"], "ready", op)
+        self.assertIn("paused", [e["data"]["state"] for e in self.lag_events()])
+        self.qsd = self.serve({"disk0-replica": self.replica}, name="qsd2")
+        copied = self.catch_up(before)
+        self.assert_only_changes(copied)
+        self.assertEqual(self.op()["state"], "ready")
+        self.assert_rate_limited()
+
+    def test_paused_copy_resumed_by_a_restarted_proxy(self):
+        """qmproxy killed while the copy is paused on errors, started again
+        with its --state: it finds the copy paused (QEMU's io-status, the
+        events were missed), resumes it once the other side is back, and
+        only the changes are copied."""
+        self.wait_ready()
+        self.write(0x11, 0, 8 * MiB)
+        before = self.synced()
+        self.qsd.stop()
+        self.write_during_outage()
+        wait_for(lambda: self.op()["disks"][0].get("job-status") == "standby",
+                 timeout=30, interval=0.2, what="the copy to pause")
+        self.kill_proxy()
+        self.qsd = self.serve({"disk0-replica": self.replica}, name="qsd2")
+        self.restart_proxy()
+        op = self.op()
+        self.assertEqual(op["state"], "ready", op)
+        copied = self.catch_up(before)
+        self.assert_only_changes(copied)
+        self.assertEqual(self.op()["state"], "ready")
+        self.assertIn("watched again after a restart", self.proxy.read_stderr())
+
+    def assert_rate_limited(self):
+        """QMPROXY_REPLICA_LAG: on changes only, at most once a second."""
+        events = self.lag_events()
+        self.assertTrue(events)
+        for e in events:
+            self.assertEqual(e["data"]["disk"], "disk0")
+            self.assertIn(e["data"]["state"], ("in-sync", "behind", "stalled",
+                                               "paused"))
+        stamps = [e["timestamp"]["seconds"] + e["timestamp"]["microseconds"] / 1e6
+                  for e in events]
+        for a, b in zip(stamps, stamps[1:]):
+            self.assertGreaterEqual(b - a, 0.5, stamps)
+        for a, b in zip(events, events[1:]):
+            self.assertNotEqual((a["data"]["state"], a["data"]["lag-bytes"]),
+                                (b["data"]["state"], b["data"]["lag-bytes"]))
+
+
+class ReplicaPastBudget(ReplicaCase):
+    """A link down for longer than the rule's outage budget: the copy is
+    given up cleanly (the hung NBD connection cut, the job cancelled), the
+    guest keeps running on its own image with all its data, and the
+    operation says why."""
+
+    rule_attrs = 'backoff-ms="500" max-backoff-ms="1000" outage-budget-ms="4000"'
+
+    def test_link_down_past_the_budget_fails_cleanly(self):
+        self.wait_ready()
+        self.target.link_down()
+        self.addCleanup(self.target.link_up)
+        for i in range(4):
+            self.write(0xa0 + i, i * MiB)
+        wait_for(lambda: self.op()["state"] == "failed", timeout=60,
+                 interval=0.5, what="the copy to be given up")
+        op = self.op()
+        self.assertIn("outage budget of 4 s", op["error"])
+        self.assertIn("no progress", op["error"])
+        self.assertEqual(self.c.ok("query-block-jobs"), [])
+        self.assertEqual(self.top(), self.image)
+        for i in range(4):
+            self.check(0xa0 + i, i * MiB)
+        self.write(0xb0, 8 * MiB)          # the guest carries on
+        self.check(0xb0, 8 * MiB)
+
+    def test_daemon_gone_past_the_budget_fails_cleanly(self):
+        self.wait_ready()
+        self.qsd.kill()
+        self.write(0xa0, 0)
+        wait_for(lambda: self.op()["state"] == "failed", timeout=60,
+                 interval=0.5, what="the copy to be given up")
+        op = self.op()
+        self.assertIn("the copy paused on write errors", op["error"])
+        self.assertEqual(self.c.ok("query-block-jobs"), [])
+        self.assertEqual(self.top(), self.image)
+        self.check(0xa0, 0)
 
 
 class Policy(RemoteTestCase):
