@@ -64,7 +64,7 @@ void ch_job_completed(struct chain *c, struct job *j)
     }
     if (same(j->type, "mirror") && j->pivot_requested && !j->target_file) {
         /* a job found after a restart whose target nobody told us: no
-         * guess; QEMU's next answer (the completion schedules one) says */
+         * guess; QEMU's answer, when the disk is checked, says */
         d->uncertain = true;
     } else if (same(j->type, "mirror") && j->pivot_requested) {
         /* the copy is the disk now: its backing is the old backing for a

@@ -208,8 +208,8 @@ static struct job *start_job(struct chain *c, json_object *a,
     return j;
 }
 
-static struct job *observe_mirror(struct chain *c, json_object *a, unsigned client,
-                           bool blockdev)
+static struct job *observe_mirror(struct chain *c, json_object *a,
+                                  unsigned client, bool blockdev)
 {
     struct job *j = start_job(c, a, "mirror", client);
     struct disk *d;
@@ -241,7 +241,8 @@ static struct job *observe_mirror(struct chain *c, json_object *a, unsigned clie
     return j;
 }
 
-static struct job *observe_commit(struct chain *c, json_object *a, unsigned client)
+static struct job *observe_commit(struct chain *c, json_object *a,
+                                  unsigned client)
 {
     struct job *j = start_job(c, a, "commit", client);
     struct disk *d;
@@ -273,7 +274,8 @@ static struct job *observe_commit(struct chain *c, json_object *a, unsigned clie
     return j;
 }
 
-static struct job *observe_stream(struct chain *c, json_object *a, unsigned client)
+static struct job *observe_stream(struct chain *c, json_object *a,
+                                  unsigned client)
 {
     struct job *j = start_job(c, a, "stream", client);
     struct disk *d;
@@ -410,6 +412,7 @@ static void observe(struct chain *c, const char *command, json_object *args,
                     unsigned client, bool ok);
 static void apply_early_ends(struct chain *c);
 static void job_started(struct chain *c, struct job *j);
+static void predict_on(struct chain *c, const char *disk);
 
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok)
@@ -528,8 +531,8 @@ static void observe(struct chain *c, const char *command, json_object *args,
 }
 
 /* Jobs whose end QEMU reported before the reply that started them: their
- * facts are in now, so their end is predicted as if it came now (the job
- * itself is gone if QEMU dismissed it; the reconciliation says so). */
+ * facts are in now, so their end is predicted as if it came now (and the
+ * job let go of if QEMU dismissed it already). */
 static void apply_early_ends(struct chain *c)
 {
     for (int i = c->njobs; i-- > 0;) {
@@ -561,10 +564,8 @@ static void job_started(struct chain *c, struct job *j)
 {
     char *disk = j ? dup_or_null(j->disk) : NULL;
 
-    apply_early_ends(c);
-    if (!ch_predicted(c, disk)) {
-        ch_schedule(c);
-    }
+    apply_early_ends(c);   /* may let go of j */
+    predict_on(c, disk);
     free(disk);
 }
 

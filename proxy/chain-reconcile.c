@@ -558,17 +558,29 @@ static void forget_answers(struct chain *c)
     c->q_block = c->q_nodes = c->q_jobs = c->q_graph = NULL;
 }
 
-/* A disk's chain as QEMU has it now: announce it if it changed, and tell
- * the hooks of a new overlay over what was the active layer. */
-static void publish_disk(struct chain *c, struct disk *d)
+/* Announce d's chain if it differs from what was last announced. */
+static void announce_if_changed(struct chain *c, struct disk *d,
+                                bool predicted)
 {
     char *now = ch_publishable(c, d);
 
     if (d->published && strcmp(d->published, now)) {
-        announce(c, d, NULL, NULL, d->unverified);
+        announce(c, d, NULL, NULL, predicted);
     }
     free(d->published);
     d->published = now;
+}
+
+void ch_publish_prediction(struct chain *c, struct disk *d)
+{
+    announce_if_changed(c, d, true);
+}
+
+/* A disk's chain as QEMU has it now: announce it if it changed, and tell
+ * the hooks of a new overlay over what was the active layer. */
+static void publish_disk(struct chain *c, struct disk *d)
+{
+    announce_if_changed(c, d, d->unverified);
     if (!d->unverified) {
         /* QEMU's own answer (not a prediction kept over an older one):
          * what a block graph unchanged since means */
@@ -585,17 +597,6 @@ static void publish_disk(struct chain *c, struct disk *d)
                               (long long)d->layers[0].virtual_size);
     }
     str_set(&d->last_top, d->nlayers ? d->layers[0].file : NULL);
-}
-
-void ch_publish_prediction(struct chain *c, struct disk *d)
-{
-    char *now = ch_publishable(c, d);
-
-    if (d->published && strcmp(d->published, now)) {
-        announce(c, d, NULL, NULL, true);
-    }
-    free(d->published);
-    d->published = now;
 }
 
 /* Tell what changed: after a restart, against the saved model first. */

@@ -379,8 +379,7 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
 }
 
 /* A job QEMU just ended and will dismiss by itself: its last word
- * (JOB_STATUS_CHANGE to null) is on its way, and the model would ask QEMU
- * about the disk only then, not at BLOCK_JOB_COMPLETED. */
+ * (JOB_STATUS_CHANGE to null) is on its way. */
 static bool job_being_dismissed(const struct chain *c)
 {
     for (int i = 0; i < c->njobs; i++) {
