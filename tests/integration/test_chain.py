@@ -540,6 +540,28 @@ class JobEventTraffic(ChainTestCase):
             "id": "fold", "status": "null"})
         self.assertEqual(qemu_chain(c)[0], [qemu.images[0]])
 
+    def two_snapshots(self, c, qemu):
+        """Two overlays on disk 0 (commands: asked about as before)."""
+        for n in ("over", "over2"):
+            args = {"snapshot-file": os.path.join(
+                os.path.dirname(qemu.images[0]), n + ".qcow2"), "format": "qcow2"}
+            if self.shape == "none":
+                args["device"] = "disk0"
+            else:
+                args["node-name"] = "fmt0" if n == "over" else "over"
+                args["snapshot-node-name"] = n
+            c.ok("blockdev-snapshot-sync", args)
+            c.wait_event("QMPROXY_CHAIN_CHANGED")
+
+    def stream(self, c, qemu):
+        """A stream of everything below into the top: the layers leave."""
+        c.ok("block-stream", {"device": "disk0" if self.shape == "none" else "over2",
+                              "job-id": "pull"})
+        c.wait_event("JOB_STATUS_CHANGE", pred=lambda e: e["data"] == {
+            "id": "pull", "status": "null"})
+        self.assertEqual(qemu_chain(c)[0], [os.path.join(
+            os.path.dirname(qemu.images[0]), "over2.qcow2")])
+
     def assert_bounded(self, job, prepare=None):
         small, small_events, small_check = self.one_vm(1, job, prepare)
         large, large_events, large_check = self.one_vm(8, job, prepare)
@@ -557,6 +579,9 @@ class JobEventTraffic(ChainTestCase):
 
     def test_commit_events_ask_nothing_at_any_size(self):
         self.assert_bounded(self.commit, prepare=self.snapshot)
+
+    def test_stream_events_ask_nothing_at_any_size(self):
+        self.assert_bounded(self.stream, prepare=self.two_snapshots)
 
 @for_each_shape
 class XmlForm(ChainTestCase):
