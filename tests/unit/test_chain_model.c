@@ -1466,6 +1466,41 @@ START_TEST(test_block_resize)
 }
 END_TEST
 
+/* A backup's start predicts QEMU's copy-before-write filter on the disk
+ * (its node-name is QEMU's to give) and its end the filter's going, and
+ * neither asks QEMU; the check when the chain is asked names the filter. */
+START_TEST(test_backup_filter_predicted)
+{
+    struct t t;
+    char *q;
+
+    start(&t, "filters");
+    forget_log(&t);
+    play(&t, "add-scratch");
+    expect_quiet(&t);
+    play(&t, "backup");
+    events_after(&t, "backup");
+    expect_quiet(&t);
+    ck_model_has(&t, "disk0", "\"filters\":[{\"driver\":\"copy-before-write\","
+                              "\"layer\":0}]", true);
+    q = verify(&t, "backup");
+    ck_assert_str_eq(q, ASK_JOBS);  /* a job runs: no graph to compare */
+    free(q);
+    ck_model_has(&t, "disk0", F_CBW, true);
+    play(&t, "bcancel");
+    events_after(&t, "bcancel");
+    expect_quiet(&t);
+    ck_model_has(&t, "disk0", "filters", false);
+    ck_model_has(&t, "disk0", F_TOP("67108864"), true);
+    q = verify(&t, "bcancel");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
+    ck_model_has(&t, "disk0", "filters", false);
+    expect_no_warning(&t);
+    stop(&t);
+}
+END_TEST
+
 /* qmproxy-query-chain through the router: while a job runs it asks QEMU
  * afresh before answering, and answers the model. */
 START_TEST(test_query_chain_command)
@@ -1534,6 +1569,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_wrong_prediction_found_when_asked);
     tcase_add_test(tc, test_wrong_prediction_found_by_a_refusal);
     tcase_add_test(tc, test_settle_pays_for_a_prediction);
+    tcase_add_test(tc, test_backup_filter_predicted);
     suite_add_tcase(s, tc);
     tc = tcase_create("reconciliation");
     tcase_add_test(tc, test_qemu_wins_with_a_warning);
