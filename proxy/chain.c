@@ -239,6 +239,8 @@ static void on_progress_reply(void *opaque, const struct upstream_reply *r)
 
 static void add_waiter(struct waiter **list, int *n, void (*fn)(void *),
                        void *opaque);
+static void settle_step(struct chain *c, void (*done)(void *opaque),
+                        void *opaque);
 
 void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
                             void *opaque)
@@ -328,7 +330,7 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
         done(done_opaque);
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
-        (progress ? chain_refresh : chain_settle)(c, done, done_opaque);
+        (progress ? chain_refresh : settle_step)(c, done, done_opaque);
     } else if (print && print == c->graph_print && c->graph_known
                && ch_predictions_hold(c)) {
         done(done_opaque);
@@ -399,7 +401,8 @@ static bool job_being_dismissed(const struct chain *c)
  * job running (no fingerprint then) QEMU is asked - one question for the
  * operation, not one for each event.
  */
-void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+static void settle_step(struct chain *c, void (*done)(void *opaque),
+                        void *opaque)
 {
     if (c->lost) {
         done(opaque);
@@ -429,6 +432,43 @@ void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
     } else {
         add_waiter(&c->waiters, &c->nwaiters, done, opaque);
     }
+}
+
+/* An operation waiting to settle, and how often it was sent round again. */
+struct settling {
+    struct chain *chain;
+    unsigned generation;
+    int rounds;
+    void (*done)(void *opaque);
+    void *opaque;
+};
+
+/*
+ * Settled - unless a job event's prediction came while QEMU was being
+ * asked (the model keeps it over QEMU's older answer, unverified): then
+ * once more, asked from now on.  Each round means a new event; after a
+ * few the operation goes on, as it would have before predictions.
+ */
+static void settled(void *opaque)
+{
+    struct settling *w = opaque;
+    struct chain *c = w->chain;
+
+    if (!c->lost && w->generation == c->generation && ch_unverified(c)
+        && w->rounds++ < 4) {
+        settle_step(c, settled, w);
+        return;
+    }
+    w->done(w->opaque);
+    free(w);
+}
+
+void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+{
+    struct settling *w = xcalloc(1, sizeof(*w));
+
+    *w = (struct settling){ c, c->generation, 0, done, opaque };
+    settle_step(c, settled, w);
 }
 
 void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque)

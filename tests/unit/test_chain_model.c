@@ -1052,6 +1052,38 @@ START_TEST(test_settle_pays_for_a_prediction)
 }
 END_TEST
 
+/* An operation waiting for a reconciliation under way is not let go on a
+ * prediction that came meanwhile: QEMU answered query-block before the
+ * copy's pivot, the pivot's events came, and the operation settles only
+ * once QEMU has been asked again. */
+START_TEST(test_settle_waits_out_a_prediction_made_meanwhile)
+{
+    struct t t;
+    bool settled = false;
+    char *q;
+
+    start(&t, "none");
+    run_until(&t, "complete");
+    play(&t, "complete");
+    chain_reconcile(chain(&t));
+    q = asked(&t);
+    ck_assert_str_eq(q, ASK_JOBS);
+    free(q);
+    chain_settle(chain(&t), nothing, &settled);
+    reply(&t, "ready", 1);  /* query-block: not pivoted yet */
+    event(&t, "complete", "BLOCK_JOB_COMPLETED", "m0", NULL);
+    event(&t, "complete", "JOB_STATUS_CHANGE", "m0", "concluded");
+    event(&t, "complete", "JOB_STATUS_CHANGE", "m0", "null");
+    reply(&t, "complete", 1);  /* query-block-jobs: gone */
+    ck_assert(!settled);
+    ck_model(&t, "disk0", PIVOTED(""));
+    answer_all(&t, "complete");
+    ck_assert(settled);
+    ck_model(&t, "disk0", PIVOTED(N("#block2838")));
+    stop(&t);
+}
+END_TEST
+
 /* ---- reconciliation ------------------------------------------------ */
 
 /* Another monitor took a snapshot the proxy never saw: QEMU's chain has a
@@ -1570,6 +1602,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_wrong_prediction_found_by_a_refusal);
     tcase_add_test(tc, test_settle_pays_for_a_prediction);
     tcase_add_test(tc, test_backup_filter_predicted);
+    tcase_add_test(tc, test_settle_waits_out_a_prediction_made_meanwhile);
     suite_add_tcase(s, tc);
     tc = tcase_create("reconciliation");
     tcase_add_test(tc, test_qemu_wins_with_a_warning);
