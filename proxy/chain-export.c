@@ -313,8 +313,17 @@ json_object *chain_save(const struct chain *c)
 {
     json_object *o = json_object_new_object();
     json_object *jobs = json_object_new_array();
+    json_object *disks = chain_to_json(c, NULL);
 
-    json_object_object_add(o, "disks", chain_to_json(c, NULL));
+    for (int i = 0; i < c->ndisks; i++) {
+        if (c->disks[i]->unverified) {
+            /* a job event's prediction QEMU has not confirmed: a restart
+             * compares it with QEMU's chains, as every saved chain */
+            jobj_add_bool(json_object_array_get_idx(disks, (size_t)i),
+                          "unverified", true);
+        }
+    }
+    json_object_object_add(o, "disks", disks);
     for (int i = 0; i < c->njobs; i++) {
         const struct job *j = c->jobs[i];
         json_object *s = ch_job_json(j);

@@ -93,6 +93,7 @@ void ch_disk_free(struct disk *d)
     free(d->qdev);
     free(d->published);
     free(d->last_top);
+    free(d->verified_files);
     free(d);
 }
 
@@ -281,6 +282,24 @@ void ch_nothing_predicted(struct chain *c)
     for (int i = 0; i < c->ndisks; i++) {
         c->disks[i]->uncertain = true;
     }
+}
+
+/* Words for a log line (how a predicted chain differs from QEMU's), and
+ * what the lazy check compares. */
+char *ch_describe_chain(const struct disk *d)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    if (!d) {
+        return xstrdup("(no such disk)");
+    }
+    for (int i = 0; i < d->nlayers; i++) {
+        strbuf_addf(&sb, "%s%s", i ? " <- " : "", d->layers[i].file);
+    }
+    if (!d->nlayers) {
+        strbuf_adds(&sb, "(no medium)");
+    }
+    return strbuf_detach(&sb, NULL);
 }
 
 /* ---- accessors for operations -------------------------------------- */

@@ -73,6 +73,10 @@ struct disk {
     struct filter *filters;
     int nfilters;
     bool uncertain;       /* a prediction with parts QEMU must fill in */
+    /* a job event's prediction, not yet checked with QEMU (chain-lazy.c):
+     * checked when someone needs the answer, not because of the event */
+    bool unverified;
+    char *verified_files; /* the chain's files in QEMU's last answer */
     char *published;      /* the chain as last announced */
     char *last_top;       /* the active layer in QEMU's last answer */
 };
@@ -156,6 +160,8 @@ int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);
 void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
+/* The files of a disk's chain, in words ("top <- ... <- base"). */
+char *ch_describe_chain(const struct disk *d);
 
 /* chain.c: asking QEMU */
 
@@ -165,6 +171,32 @@ void ch_schedule(struct chain *c);
  * QEMU's next answer, whatever it is, completes the model without a
  * warning. */
 void ch_nothing_predicted(struct chain *c);
+
+/* chain-job-predict.c: what a job's end means for its disk */
+
+/* A job finished without error: predict the chain QEMU now has. */
+void ch_job_completed(struct chain *c, struct job *j);
+/* A backup's copy-before-write filter on its disk (on), or gone. */
+void ch_backup_filter(struct chain *c, const struct job *j, bool on);
+
+/* chain-lazy.c: a job event's prediction, verified when needed */
+
+/* The prediction of a job event (or a job's start) on this disk is the
+ * model's until someone needs the answer: announced and saved now, asked
+ * of QEMU later.  False for a disk the model does not know (the caller
+ * asks QEMU now: there is nothing to predict on). */
+bool ch_predicted(struct chain *c, const char *disk);
+/* Does some disk hold a prediction QEMU has not confirmed? */
+bool ch_unverified(const struct chain *c);
+/* QEMU's block graph is the one of the last answer: do the predictions
+ * say the same chains?  Then they are confirmed (true). */
+bool ch_predictions_hold(struct chain *c);
+
+/* chain-reconcile.c: announcing a disk's chain */
+
+/* Announce d's chain if it differs from what was last announced; a
+ * prediction (predicted) says so in the event. */
+void ch_publish_prediction(struct chain *c, struct disk *d);
 
 /* chain-export.c: the model as JSON */
 json_object *ch_layers_json(const struct disk *d);

@@ -1,8 +1,10 @@
 /*
  * chain-observe: the chain model's predictions from what passes through,
  * whoever sent it: snapshots, transactions, job starts, the verbs that
- * pivot or drop a copy, and QEMU's block-job events.  Each ends by asking
- * QEMU for the truth (ch_schedule).
+ * pivot or drop a copy, and QEMU's block-job events.  A command that
+ * changes chains ends by asking QEMU for the truth (ch_schedule); a job's
+ * start and end concern one disk, whose prediction stands until someone
+ * needs the answer (chain-lazy.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,14 +208,14 @@ static struct job *start_job(struct chain *c, json_object *a,
     return j;
 }
 
-static void observe_mirror(struct chain *c, json_object *a, unsigned client,
-                           bool blockdev)
+static struct job *observe_mirror(struct chain *c, json_object *a,
+                                  unsigned client, bool blockdev)
 {
     struct job *j = start_job(c, a, "mirror", client);
     struct disk *d;
 
     if (!j) {
-        return;
+        return NULL;
     }
     d = ch_disk_by_name(c, j->disk);
     str_set(&j->sync, jobj_str(a, "sync"));
@@ -236,9 +238,11 @@ static void observe_mirror(struct chain *c, json_object *a, unsigned client,
         str_set(&j->target_format, jobj_str(a, "format") ? jobj_str(a, "format")
                 : (d && d->nlayers ? d->layers[0].format : NULL));
     }
+    return j;
 }
 
-static void observe_commit(struct chain *c, json_object *a, unsigned client)
+static struct job *observe_commit(struct chain *c, json_object *a,
+                                  unsigned client)
 {
     struct job *j = start_job(c, a, "commit", client);
     struct disk *d;
@@ -246,7 +250,7 @@ static void observe_commit(struct chain *c, json_object *a, unsigned client)
     int ti, bi;
 
     if (!j) {
-        return;
+        return NULL;
     }
     d = ch_disk_by_name(c, j->disk);
     topname = jobj_str(a, "top-node") ? jobj_str(a, "top-node")
@@ -267,9 +271,11 @@ static void observe_commit(struct chain *c, json_object *a, unsigned client)
             str_set(&j->target_format, d->layers[bi].format);
         }
     }
+    return j;
 }
 
-static void observe_stream(struct chain *c, json_object *a, unsigned client)
+static struct job *observe_stream(struct chain *c, json_object *a,
+                                  unsigned client)
 {
     struct job *j = start_job(c, a, "stream", client);
     struct disk *d;
@@ -277,7 +283,7 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     int bi, ti;
 
     if (!j) {
-        return;
+        return NULL;
     }
     d = ch_disk_by_name(c, j->disk);
     basename = jobj_str(a, "base-node") ? jobj_str(a, "base-node")
@@ -303,6 +309,7 @@ static void observe_stream(struct chain *c, json_object *a, unsigned client)
     if (d && ti > 0) {
         str_set(&j->top_file, d->layers[ti].file);
     }
+    return j;
 }
 
 static void observe_transaction(struct chain *c, json_object *a,
@@ -404,6 +411,8 @@ void chain_unanswered(struct chain *c)
 static void observe(struct chain *c, const char *command, json_object *args,
                     unsigned client, bool ok);
 static void apply_early_ends(struct chain *c);
+static void job_started(struct chain *c, struct job *j);
+static void predict_on(struct chain *c, const char *disk);
 
 void chain_observe(struct chain *c, const char *command, json_object *args,
                    unsigned client, bool ok)
@@ -419,7 +428,13 @@ static void observe(struct chain *c, const char *command, json_object *args,
     const char *id;
 
     if (!ok) {
-        return;  /* QEMU refused it: nothing changed */
+        /* QEMU refused it: nothing changed, but a refusal while a job
+         * event's prediction stands may be QEMU saying it is wrong (a
+         * verb on a job the model thinks alive, a node it thinks there) */
+        if (ch_unverified(c)) {
+            ch_schedule(c);
+        }
+        return;
     }
     c->seq++;
     if (!strcmp(command, "blockdev-snapshot-sync")) {
@@ -428,17 +443,25 @@ static void observe(struct chain *c, const char *command, json_object *args,
         observe_snapshot(c, args);
     } else if (!strcmp(command, "transaction")) {
         observe_transaction(c, args, client);
-    } else if (!strcmp(command, "drive-mirror")) {
-        observe_mirror(c, args, client, false);
-    } else if (!strcmp(command, "blockdev-mirror")) {
-        observe_mirror(c, args, client, true);
+    } else if (!strcmp(command, "drive-mirror")
+               || !strcmp(command, "blockdev-mirror")) {
+        job_started(c, observe_mirror(c, args, client,
+                                      !strcmp(command, "blockdev-mirror")));
+        return;
     } else if (!strcmp(command, "block-commit")) {
-        observe_commit(c, args, client);
+        job_started(c, observe_commit(c, args, client));
+        return;
     } else if (!strcmp(command, "block-stream")) {
-        observe_stream(c, args, client);
+        job_started(c, observe_stream(c, args, client));
+        return;
     } else if (!strcmp(command, "drive-backup")
                || !strcmp(command, "blockdev-backup")) {
-        start_job(c, args, "backup", client);
+        j = start_job(c, args, "backup", client);
+        if (j) {
+            ch_backup_filter(c, j, true);
+        }
+        job_started(c, j);
+        return;
     } else if (!strcmp(command, "eject")
                || (!strncmp(command, "blockdev-", 9)
                    && (strstr(command, "-medium")
@@ -496,109 +519,72 @@ static void observe(struct chain *c, const char *command, json_object *args,
         } else if (j && (!strcmp(command, "job-finalize")
                          || !strcmp(command, "block-job-finalize"))) {
             return;
+        } else if (strstr(command, "job-")) {
+            /* a verb on a job the model does not hold: gone already (QEMU
+             * often reports a finalized job's end before its reply to
+             * job-finalize), or started elsewhere, whose events ask */
+            return;
         }
     }
     apply_early_ends(c);
     ch_schedule(c);
 }
 
-/* Layers [from, to) of d leave the chain (folded into another). */
-static void drop_layers(struct disk *d, int from, int to)
-{
-    for (int i = from; i < to; i++) {
-        ch_layer_clear(&d->layers[i]);
-    }
-    memmove(d->layers + from, d->layers + to, sizeof(*d->layers)
-            * (size_t)(d->nlayers - to));
-    d->nlayers -= to - from;
-}
-
-/* A job finished without error: predict the chain QEMU now has. */
-static void job_completed(struct chain *c, struct job *j)
-{
-    struct disk *d = ch_disk_by_name(c, j->disk);
-    int bi, ti;
-
-    if (!d) {
-        return;
-    }
-    if (same(j->type, "mirror") && j->pivot_requested && !j->target_file) {
-        /* a job found after a restart whose target nobody told us: no
-         * guess; QEMU's next answer (the completion schedules one) says */
-        d->uncertain = true;
-    } else if (same(j->type, "mirror") && j->pivot_requested) {
-        /* the copy is the disk now: its backing is the old backing for a
-         * top-only copy QEMU created, nothing for a full one, and whatever
-         * the image says for an existing one */
-        bool top_only = same(j->sync, "top");
-        bool created = same(j->mode, "absolute-paths");
-        int keep_from = top_only && created ? 1 : d->nlayers;
-        struct layer new_top = {
-            .file = dup_or_null(j->target_file),
-            .format = dup_or_null(j->target_format),
-            .virtual_size = d->nlayers ? d->layers[0].virtual_size : -1,
-        };
-        ch_keep_layers(d, keep_from, d->nlayers);
-        d->layers = xrealloc(d->layers, sizeof(*d->layers)
-                             * (size_t)(d->nlayers + 1));
-        memmove(d->layers + 1, d->layers, sizeof(*d->layers)
-                * (size_t)d->nlayers);
-        d->layers[0] = new_top;
-        d->nlayers++;
-        /* certain only for a copy QEMU created for sync top or full: an
-         * existing target (blockdev-mirror's always is) keeps the backing
-         * it was opened with, whatever the sync (iotest 155's null-co
-         * backing), and sync none's is the old top */
-        d->uncertain = !created || same(j->sync, "none");
-    } else if (same(j->type, "commit")) {
-        bi = ch_layer_index(d, j->base_file);
-        ti = j->active_commit ? 0 : ch_layer_index(d, j->top_file);
-        if (bi < 0 || ti < 0) {
-            d->uncertain = true;
-        } else if (j->active_commit && j->pivot_requested) {
-            ch_keep_layers(d, bi, d->nlayers);
-            d->layers[0].read_only = false;
-        } else if (!j->active_commit) {
-            /* layers top..base-1 are folded into base */
-            drop_layers(d, ti, bi);
-        }
-    } else if (same(j->type, "stream")) {
-        /* the layers between the one streamed into and the base are
-         * pulled into it */
-        ti = j->top_file ? ch_layer_index(d, j->top_file) : 0;
-        bi = j->base_file ? ch_layer_index(d, j->base_file) : d->nlayers;
-        if (j->base_unknown || ti < 0 || bi < 0) {
-            d->uncertain = true;
-        } else if (bi > ti + 1) {
-            drop_layers(d, ti + 1, bi);
-        }
-    }
-}
-
 /* Jobs whose end QEMU reported before the reply that started them: their
- * facts are in now, so their end is predicted as if it came now (the job
- * itself is gone if QEMU dismissed it; the reconciliation says so). */
+ * facts are in now, so their end is predicted as if it came now (and the
+ * job let go of if QEMU dismissed it already). */
 static void apply_early_ends(struct chain *c)
 {
-    for (int i = 0; i < c->njobs; i++) {
+    for (int i = c->njobs; i-- > 0;) {
         struct job *j = c->jobs[i];
         if (j->ended_early) {
+            /* its last word may have come too: dismissed already */
+            bool gone = same(j->status, "null");
             j->ended_early = false;
             if (j->completed_early) {
-                job_completed(c, j);
+                ch_job_completed(c, j);
             }
+            ch_backup_filter(c, j, false);
             str_set(&j->status, "concluded");
+            if (gone) {
+                ch_remove_job(c, j);
+            }
         }
     }
 }
 
-/* A job concluded: ask QEMU what the chain is now - at once when the job
- * stays until dismissed, else when it is dismissed, which QEMU reports in
- * the same breath (JOB_STATUS_CHANGE to null): one question, not two. */
+/*
+ * A job started (j; NULL if the command named none the model could
+ * follow): its copy or its end (QEMU may have reported it before the
+ * reply) is the prediction of the one disk it runs on.  Nothing is asked
+ * of QEMU because of it; a job on a disk the model cannot name is asked
+ * about now.
+ */
+static void job_started(struct chain *c, struct job *j)
+{
+    char *disk = j ? dup_or_null(j->disk) : NULL;
+
+    apply_early_ends(c);   /* may let go of j */
+    predict_on(c, disk);
+    free(disk);
+}
+
+/* A job's end on its disk is the model's prediction; nothing is asked
+ * because of it (a job on a disk the model cannot name excepted). */
+static void predict_on(struct chain *c, const char *disk)
+{
+    if (!ch_predicted(c, disk)) {
+        ch_schedule(c);
+    }
+}
+
+/* A job concluded: its chain is predicted at once when the job stays
+ * until dismissed, else when it is dismissed, which QEMU reports in the
+ * same breath (JOB_STATUS_CHANGE to null). */
 static void job_ended(struct chain *c, struct job *j)
 {
     if (j->manual_dismiss) {
-        ch_schedule(c);
+        predict_on(c, j->disk);
     }
 }
 
@@ -652,8 +638,10 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         if (j && jobj_str(data, "status")) {
             str_set(&j->status, jobj_str(data, "status"));
             if (same(j->status, "null")) {
+                char *disk = dup_or_null(j->disk);
                 ch_remove_job(c, j);
-                ch_schedule(c);
+                predict_on(c, disk);
+                free(disk);
             }
         }
         return;
@@ -700,11 +688,13 @@ void chain_observe_event(struct chain *c, const char *name, json_object *data)
         if (jobj_str(data, "error")) {
             str_set(&j->error, jobj_str(data, "error"));
         } else {
-            job_completed(c, j);
+            ch_job_completed(c, j);
         }
+        ch_backup_filter(c, j, false);
         str_set(&j->status, "concluded");
         job_ended(c, j);
     } else if (!strcmp(name, "BLOCK_JOB_CANCELLED")) {
+        ch_backup_filter(c, j, false);
         str_set(&j->status, "concluded");
         job_ended(c, j);
     }

@@ -194,23 +194,6 @@ static struct disk **disks_from_qemu(json_object *blocks, json_object *nodes,
     return out;
 }
 
-/* Words for a log line: how a predicted chain differs from QEMU's. */
-static char *describe_chain(const struct disk *d)
-{
-    struct strbuf sb = STRBUF_INIT;
-
-    if (!d) {
-        return xstrdup("(no such disk)");
-    }
-    for (int i = 0; i < d->nlayers; i++) {
-        strbuf_addf(&sb, "%s%s", i ? " <- " : "", d->layers[i].file);
-    }
-    if (!d->nlayers) {
-        strbuf_adds(&sb, "(no medium)");
-    }
-    return strbuf_detach(&sb, NULL);
-}
-
 static bool chains_equal(const struct disk *a, const struct disk *b)
 {
     if (a->nlayers != b->nlayers) {
@@ -323,7 +306,7 @@ static void update_jobs_from_qemu(struct chain *c, json_object *jobs)
 
 /* Tell clients a disk's chain changed. */
 static void announce(struct chain *c, struct disk *d, const char *reason,
-                     const char *before)
+                     const char *before, bool predicted)
 {
     json_object *data = json_object_new_object();
 
@@ -335,6 +318,10 @@ static void announce(struct chain *c, struct disk *d, const char *reason,
     }
     jobj_add_str(data, "reason", reason);
     jobj_add_str(data, "before", before);
+    if (predicted) {
+        /* a job event's prediction, not yet checked with QEMU */
+        jobj_add_bool(data, "predicted", true);
+    }
     if (c->hooks->emit_event) {
         c->hooks->emit_event(c->opaque, "QMPROXY_CHAIN_CHANGED", data);
     }
@@ -363,7 +350,7 @@ static void compare_saved_disks(struct chain *c, json_object *disks)
                                         "file");
             strbuf_addf(&before, "%s%s", k ? " <- " : "", file ? file : "?");
         }
-        char *after = describe_chain(now);
+        char *after = ch_describe_chain(now);
         if (!now) {
             log_warn("while qmproxy was away, disk %s went away (its chain "
                      "was %s)", name, before.buf ? before.buf : "");
@@ -371,7 +358,7 @@ static void compare_saved_disks(struct chain *c, json_object *disks)
             log_warn("while qmproxy was away, the chain of disk %s changed: "
                      "was %s, is %s", name, before.buf ? before.buf : "",
                      after);
-            announce(c, now, "changed-while-away", before.buf);
+            announce(c, now, "changed-while-away", before.buf, false);
         }
         free(after);
         strbuf_release(&before);
@@ -513,7 +500,7 @@ static void adopt_disk(struct chain *c, struct disk **slot)
         *slot = old;
         return;
     } else if (old && !chains_equal(old, truth)) {
-        char *was = describe_chain(old), *is = describe_chain(truth);
+        char *was = ch_describe_chain(old), *is = ch_describe_chain(truth);
         if (old->uncertain) {
             log_debug("chain of %s completed from QEMU: %s", old->name, is);
         } else {
@@ -571,17 +558,35 @@ static void forget_answers(struct chain *c)
     c->q_block = c->q_nodes = c->q_jobs = c->q_graph = NULL;
 }
 
-/* A disk's chain as QEMU has it now: announce it if it changed, and tell
- * the hooks of a new overlay over what was the active layer. */
-static void publish_disk(struct chain *c, struct disk *d)
+/* Announce d's chain if it differs from what was last announced. */
+static void announce_if_changed(struct chain *c, struct disk *d,
+                                bool predicted)
 {
     char *now = ch_publishable(c, d);
 
     if (d->published && strcmp(d->published, now)) {
-        announce(c, d, NULL, NULL);
+        announce(c, d, NULL, NULL, predicted);
     }
     free(d->published);
     d->published = now;
+}
+
+void ch_publish_prediction(struct chain *c, struct disk *d)
+{
+    announce_if_changed(c, d, true);
+}
+
+/* A disk's chain as QEMU has it now: announce it if it changed, and tell
+ * the hooks of a new overlay over what was the active layer. */
+static void publish_disk(struct chain *c, struct disk *d)
+{
+    announce_if_changed(c, d, d->unverified);
+    if (!d->unverified) {
+        /* QEMU's own answer (not a prediction kept over an older one):
+         * what a block graph unchanged since means */
+        free(d->verified_files);
+        d->verified_files = ch_describe_chain(d);
+    }
     /* a new overlay over what was the active layer: a snapshot */
     if (d->nlayers >= 2 && d->last_top
         && strcmp(d->last_top, d->layers[0].file)

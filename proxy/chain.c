@@ -239,6 +239,8 @@ static void on_progress_reply(void *opaque, const struct upstream_reply *r)
 
 static void add_waiter(struct waiter **list, int *n, void (*fn)(void *),
                        void *opaque);
+static void settle_step(struct chain *c, void (*done)(void *opaque),
+                        void *opaque);
 
 void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
                             void *opaque)
@@ -328,9 +330,15 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
         done(done_opaque);
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
-        (progress ? chain_refresh : chain_settle)(c, done, done_opaque);
-    } else if (print && print == c->graph_print && c->graph_known) {
+        (progress ? chain_refresh : settle_step)(c, done, done_opaque);
+    } else if (print && print == c->graph_print && c->graph_known
+               && ch_predictions_hold(c)) {
         done(done_opaque);
+    } else if (ch_unverified(c)) {
+        /* a job event's prediction to check: QEMU's answer says whether
+         * it was right (a wrong one is warned about) */
+        log_debug("checking the chains predicted from job events with QEMU");
+        chain_after_reconcile(c, done, done_opaque);
     } else {
         log_info("the block graph changed behind the proxy's back (another "
                  "monitor?): asking QEMU for the chains again");
@@ -363,19 +371,17 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque)
         check_graph(c, true, done, opaque);
         return;
     }
-    if (c->reconciling && !c->dirty && c->njobs == 0) {
+    if (c->reconciling && !c->dirty && c->njobs == 0 && !ch_unverified(c)) {
         add_waiter(&c->waiters, &c->nwaiters, done, opaque);
         return;
     }
+    /* a job runs (its progress moves), or a prediction made after the
+     * questions under way were asked: an answer asked from now on */
     chain_after_reconcile(c, done, opaque);
 }
 
-/* An operation starts from QEMU's truth: a reconciliation under way or
- * due is waited for, and with no job running (no fingerprint then) the
- * block graph is checked as for a query. */
 /* A job QEMU just ended and will dismiss by itself: its last word
- * (JOB_STATUS_CHANGE to null) is on its way, and the model would ask QEMU
- * about the disk only then, not at BLOCK_JOB_COMPLETED. */
+ * (JOB_STATUS_CHANGE to null) is on its way. */
 static bool job_being_dismissed(const struct chain *c)
 {
     for (int i = 0; i < c->njobs; i++) {
@@ -387,11 +393,22 @@ static bool job_being_dismissed(const struct chain *c)
     return false;
 }
 
-void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+/*
+ * An operation starts from QEMU's truth: a reconciliation under way or
+ * due is waited for, and with no job running the block graph is checked
+ * as for a query.  A job event's prediction is never acted on unchecked:
+ * with no job running the graph check confirms it or asks again; with a
+ * job running (no fingerprint then) QEMU is asked - one question for the
+ * operation, not one for each event.
+ */
+static void settle_step(struct chain *c, void (*done)(void *opaque),
+                        void *opaque)
 {
     if (c->lost) {
         done(opaque);
-    } else if (job_being_dismissed(c)) {
+    } else if (job_being_dismissed(c)
+               || (ch_unverified(c)
+                   && (c->njobs > 0 || c->reconciling || c->dirty))) {
         /* QEMU has ended the job: only an answer asked from now on shows
          * what it left (a reconciliation under way may have been answered
          * before it ended), so settled is after one that starts now, or
@@ -415,6 +432,43 @@ void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
     } else {
         add_waiter(&c->waiters, &c->nwaiters, done, opaque);
     }
+}
+
+/* An operation waiting to settle, and how often it was sent round again. */
+struct settling {
+    struct chain *chain;
+    unsigned generation;
+    int rounds;
+    void (*done)(void *opaque);
+    void *opaque;
+};
+
+/*
+ * Settled - unless a job event's prediction came while QEMU was being
+ * asked (the model keeps it over QEMU's older answer, unverified): then
+ * once more, asked from now on.  Each round means a new event; after a
+ * few the operation goes on, as it would have before predictions.
+ */
+static void settled(void *opaque)
+{
+    struct settling *w = opaque;
+    struct chain *c = w->chain;
+
+    if (!c->lost && w->generation == c->generation && ch_unverified(c)
+        && w->rounds++ < 4) {
+        settle_step(c, settled, w);
+        return;
+    }
+    w->done(w->opaque);
+    free(w);
+}
+
+void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque)
+{
+    struct settling *w = xcalloc(1, sizeof(*w));
+
+    *w = (struct settling){ c, c->generation, 0, done, opaque };
+    settle_step(c, settled, w);
 }
 
 void chain_seed(struct chain *c, void (*done)(void *opaque), void *opaque)

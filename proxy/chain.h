@@ -3,10 +3,13 @@
  * or copy target and the block job running on it.  It is seeded from
  * QEMU's query-block (and query-named-block-nodes, for the node-names of
  * backing layers), kept up to date from what passes through (snapshots,
- * job starts, job events, pivots) whoever sent it, and after every change
- * reconciled with a fresh query of its own: where its prediction and
- * QEMU's answer differ, QEMU wins and the difference is logged.  Chains
- * that changed are announced with a QMPROXY_CHAIN_CHANGED event.
+ * job starts, job events, pivots) whoever sent it, and reconciled with a
+ * fresh query of its own: after every change, except a job's start and
+ * events, whose prediction concerns one disk and is checked only when an
+ * answer is needed (a query, an operation settling).  Where its
+ * prediction and QEMU's answer differ, QEMU wins and the difference is
+ * logged.  Chains that changed are announced with a QMPROXY_CHAIN_CHANGED
+ * event.
  *
  * Disks are named by their QMP device when they have one, else by their
  * qdev id (with -blockdev the device is empty), and are also found by the
@@ -69,8 +72,9 @@ void chain_refresh(struct chain *c, void (*done)(void *opaque), void *opaque);
  * QEMU adds or drops are left to the reconciliations. */
 void chain_refresh_progress(struct chain *c, void (*done)(void *opaque),
                             void *opaque);
-/* Call done once no reconciliation is under way or due: the model then
- * holds QEMU's answer to everything done so far. */
+/* Call done once no reconciliation is under way or due and no job
+ * event's prediction is unchecked: the model then holds QEMU's answer to
+ * everything done so far (an operation may act on it). */
 void chain_settle(struct chain *c, void (*done)(void *opaque), void *opaque);
 /* Call done once the next reconciliation has completed. */
 void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),

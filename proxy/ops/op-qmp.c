@@ -40,6 +40,8 @@ static void on_reply(void *opaque, const struct upstream_reply *r)
     if (!r->lost) {
         /* the chain model follows the proxy's own commands too */
         chain_observe(op_chain(), p->command, p->args, 0, ok);
+    } else {
+        chain_unanswered(op_chain());
     }
     op->outstanding--;
     /* an operation that already ended (QEMU went away) takes no more */
@@ -69,6 +71,9 @@ void op_qmp(struct op *op, json_object *cmd,
         p->args = json_object_get(v);
     }
     op->outstanding++;
+    /* out until answered: an event about the job it starts, coming before
+     * its reply, waits for the reply instead of asking QEMU */
+    chain_command_sent(op_chain());
     upstream_send_internal(op_reg.env->up, cmd, on_reply, p);
     json_object_put(cmd);
 }

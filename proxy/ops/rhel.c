@@ -68,6 +68,7 @@ static void mirror_reply(void *opaque, const struct upstream_reply *r)
     struct cmd_call *call = f->call;
 
     if (r->lost) {
+        chain_unanswered(call->env->chain);
         cmd_error(call, QMP_GENERIC_ERROR, "QEMU closed its monitor before "
                   "answering");
     } else if (r->kind == QMP_RETURN) {
@@ -75,6 +76,8 @@ static void mirror_reply(void *opaque, const struct upstream_reply *r)
                       call->client, true);
         cmd_return(call, NULL);
     } else {
+        chain_observe(call->env->chain, "drive-mirror", f->args,
+                      call->client, false);
         /* QEMU's own words (and class) for what is wrong */
         cmd_error(call, upstream_reply_error_class(r), "%s",
                   upstream_reply_error_desc(r));
@@ -91,6 +94,7 @@ static enum cmd_retval exec_mirror(struct cmd_call *call, json_object *a)
     f->call = call;
     f->args = drive_mirror_args(a);
     cmd = qmp_command("drive-mirror", json_object_get(f->args));
+    chain_command_sent(call->env->chain);  /* answered in mirror_reply */
     upstream_send_internal(call->env->up, cmd, mirror_reply, f);
     json_object_put(cmd);
     return CMD_RETURN_WAIT;

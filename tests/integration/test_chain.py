@@ -10,7 +10,7 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from qmptest import (ProxyTestCase, QMPClient, Proxy, for_each_shape,
+from qmptest import (QEMU, ProxyTestCase, QMPClient, Proxy, for_each_shape,
                      qemu_img, wait_for)
 
 
@@ -423,6 +423,165 @@ class Truth(ChainTestCase):
             self.assertEqual(top["virtual-size"], size)
         self.assert_no_disagreement()
 
+
+def traffic_lines(path):
+    """The traffic log's lines once its writer thread has caught up (the
+    count stable over a few reads; at most 50 reads, 5 s)."""
+    last = None
+    for _ in range(50):
+        time.sleep(0.1)
+        with open(path) as f:
+            lines = f.readlines()
+        if last is not None and len(lines) == len(last):
+            return lines
+        last = lines
+    return last
+
+
+def own_commands(lines):
+    """The proxy's own commands to QEMU among traffic-log lines (names)."""
+    out = []
+    for line in lines:
+        e = json.loads(line)
+        if e.get("client") == 0 and e.get("kind") == "command":
+            out.append(e["msg"]["execute"])
+    return out
+
+
+def job_events(lines):
+    """QEMU's job events among traffic-log lines."""
+    return [json.loads(l)["msg"]["event"] for l in lines
+            if '"kind": "event"' in l and '"from": "qemu"' in l
+            and ("JOB" in json.loads(l)["msg"]["event"])]
+
+
+@for_each_shape
+class JobEventTraffic(ChainTestCase):
+    """A job's events make the proxy ask QEMU nothing: QMP has no per-disk
+    query, so anything asked would be about the whole VM.  The job's start
+    and end are predicted for its disk and checked when someone asks, so
+    the proxy's own traffic per job event does not grow with the VM's
+    disks (1 against 8 here), and qmproxy-query-chain right after the
+    events still answers QEMU's truth."""
+
+    def one_vm(self, disks, job, prepare=None):
+        """A VM of disks disks behind a proxy with a traffic log; prepare
+        (c, qemu) runs first, outside the count; job(c, qemu) runs a job on
+        disk 0 through client c and waits for its last event.  Returns
+        (the proxy's own commands while the job ran, QEMU's job events
+        then, the proxy's commands for the qmproxy-query-chain after)."""
+        work = os.path.join(self.workdir, "vm%d" % disks)
+        os.makedirs(work)
+        qemu = QEMU(work, shape=self.shape, disks=disks)
+        tlog = os.path.join(work, "traffic.jsonl")
+        proxy = Proxy(work, qemu.monitors[0], args=["--traffic-log", tlog])
+        c = None
+        try:
+            c = QMPClient(proxy.listen).negotiate()
+            c.ok("qmproxy-capabilities")
+            if prepare:
+                prepare(c, qemu)
+            before = len(traffic_lines(tlog))
+            job(c, qemu)
+            during = traffic_lines(tlog)
+            asked = own_commands(during[before:])
+            events = job_events(during[before:])
+            # right after the events the model is still QEMU's truth: one
+            # qmproxy-query-chain of every disk against QEMU's query-block
+            models = c.ok("qmproxy-query-chain")
+            check = own_commands(traffic_lines(tlog)[len(during):])
+            self.assertEqual(len(models), disks)
+            for i, model in enumerate(models):
+                files, formats, node = qemu_chain(c, i)
+                self.assertEqual(model["disk"], "disk%d" % i)
+                self.assertEqual([l["file"] for l in model["chain"]], files)
+                self.assertEqual([l["format"] for l in model["chain"]], formats)
+                self.assertEqual(model["node-name"], node)
+                self.assertNotIn("job", model)
+            self.assertNotIn("differs from what the traffic said",
+                             proxy.read_stderr())
+            return asked, events, check
+        finally:
+            if c:
+                c.close()
+            proxy.stop()
+            qemu.stop()
+
+    def copy_and_pivot(self, c, qemu):
+        """A copy of disk 0 (drive-mirror sync full), ready, pivoted onto."""
+        target = os.path.join(os.path.dirname(qemu.images[0]), "copy.qcow2")
+        c.ok("drive-mirror", {"device": qemu.device_arg(0), "job-id": "copy",
+                              "target": target, "format": "qcow2", "sync": "full"})
+        c.wait_event("BLOCK_JOB_READY", pred=lambda e: e["data"]["device"] == "copy")
+        c.ok("block-job-complete", {"device": "copy"})
+        c.wait_event("JOB_STATUS_CHANGE", pred=lambda e: e["data"] == {
+            "id": "copy", "status": "null"})
+        self.assertEqual(qemu_chain(c)[0], [target])
+
+    def snapshot(self, c, qemu):
+        """An overlay on disk 0 (a command: asked about as before)."""
+        args = {"snapshot-file": os.path.join(os.path.dirname(qemu.images[0]),
+                                              "over.qcow2"), "format": "qcow2"}
+        if self.shape == "none":
+            args["device"] = "disk0"
+        else:
+            args["node-name"] = "fmt0"
+            args["snapshot-node-name"] = "over"
+        c.ok("blockdev-snapshot-sync", args)
+        c.wait_event("QMPROXY_CHAIN_CHANGED")  # QEMU's answer is in
+
+    def commit(self, c, qemu):
+        """An active commit of the overlay, pivoted: the layer leaves."""
+        c.ok("block-commit", {"device": "disk0" if self.shape == "none" else "over",
+                              "job-id": "fold"})
+        c.wait_event("BLOCK_JOB_READY", pred=lambda e: e["data"]["device"] == "fold")
+        c.ok("block-job-complete", {"device": "fold"})
+        c.wait_event("JOB_STATUS_CHANGE", pred=lambda e: e["data"] == {
+            "id": "fold", "status": "null"})
+        self.assertEqual(qemu_chain(c)[0], [qemu.images[0]])
+
+    def two_snapshots(self, c, qemu):
+        """Two overlays on disk 0 (commands: asked about as before)."""
+        for n in ("over", "over2"):
+            args = {"snapshot-file": os.path.join(
+                os.path.dirname(qemu.images[0]), n + ".qcow2"), "format": "qcow2"}
+            if self.shape == "none":
+                args["device"] = "disk0"
+            else:
+                args["node-name"] = "fmt0" if n == "over" else "over"
+                args["snapshot-node-name"] = n
+            c.ok("blockdev-snapshot-sync", args)
+            c.wait_event("QMPROXY_CHAIN_CHANGED")
+
+    def stream(self, c, qemu):
+        """A stream of everything below into the top: the layers leave."""
+        c.ok("block-stream", {"device": "disk0" if self.shape == "none" else "over2",
+                              "job-id": "pull"})
+        c.wait_event("JOB_STATUS_CHANGE", pred=lambda e: e["data"] == {
+            "id": "pull", "status": "null"})
+        self.assertEqual(qemu_chain(c)[0], [os.path.join(
+            os.path.dirname(qemu.images[0]), "over2.qcow2")])
+
+    def assert_bounded(self, job, prepare=None):
+        small, small_events, small_check = self.one_vm(1, job, prepare)
+        large, large_events, large_check = self.one_vm(8, job, prepare)
+        self.assertGreaterEqual(len(small_events), 5, small_events)
+        self.assertEqual(len(small_events), len(large_events))
+        # nothing asked because of an event, at 1 disk as at 8
+        self.assertEqual(small, [])
+        self.assertEqual(large, [])
+        # the check when asked: the same questions at 1 and 8 disks
+        self.assertEqual(small_check, large_check)
+        self.assertIn("query-block", small_check)
+
+    def test_copy_events_ask_nothing_at_any_size(self):
+        self.assert_bounded(self.copy_and_pivot)
+
+    def test_commit_events_ask_nothing_at_any_size(self):
+        self.assert_bounded(self.commit, prepare=self.snapshot)
+
+    def test_stream_events_ask_nothing_at_any_size(self):
+        self.assert_bounded(self.stream, prepare=self.two_snapshots)
 
 @for_each_shape
 class XmlForm(ChainTestCase):

@@ -270,19 +270,54 @@ static void event(struct t *t, const char *step, const char *name,
     spin(t);
 }
 
-/* A step as a client would run it, QEMU's later events included, and the
- * proxy's questions answered from answers_from. */
-static void run(struct t *t, const char *step, const char *answers_from)
+/* Every question the proxy asks, answered from answers_from, until it
+ * asks no more. */
+static void answer_all(struct t *t, const char *answers_from)
 {
-    bool more = true;
-
-    play(t, step);
-    events_after(t, step);
-    while (more) {
+    for (int round = 0; round < 8; round++) {
         char *names = answer(t, answers_from);
-        more = names[0] != 0;
+        bool more = names[0] != 0;
+        free(names);
+        if (!more) {
+            return;
+        }
+    }
+    ck_abort_msg("the proxy kept asking");
+}
+
+static void nothing(void *opaque)
+{
+    *(bool *)opaque = true;
+}
+
+/* Someone needs the answer (qmproxy-query-chain does this): the model is
+ * checked with QEMU, whose answers are those recorded after answers_from;
+ * returns the names of the questions asked for it. */
+static char *verify(struct t *t, const char *answers_from)
+{
+    bool done = false;
+    struct strbuf all = STRBUF_INIT;
+
+    chain_refresh(router_chain(t->r.router), nothing, &done);
+    for (int round = 0; round < 8 && !done; round++) {
+        char *names = answer(t, answers_from);
+        strbuf_addf(&all, "%s%s", all.len && names[0] ? " " : "", names);
         free(names);
     }
+    ck_assert_msg(done, "the check never ended");
+    return strbuf_detach(&all, NULL);
+}
+
+/* A step as a client would run it, QEMU's later events included, the
+ * proxy's questions answered from answers_from, and then the model
+ * checked as a client asking for it would have it checked (a job event
+ * asks nothing by itself). */
+static void run(struct t *t, const char *step, const char *answers_from)
+{
+    play(t, step);
+    events_after(t, step);
+    answer_all(t, answers_from);
+    free(verify(t, answers_from));
 }
 
 /* The steps of none.qmp in order, each with the step whose recorded
@@ -562,6 +597,7 @@ END_TEST
 START_TEST(test_blockdev_add_snapshot_mirror)
 {
     struct t t;
+    char *q;
 
     start(&t, "q35");
     run(&t, "snap", "snap");
@@ -582,14 +618,17 @@ START_TEST(test_blockdev_add_snapshot_mirror)
         MIRROR("q-m.qcow2", "bm0", "copy", "running", "no", "0", "0")
         JOB("bm0", "mirror", "running", "0", "0", "false")));
     events_after(&t, "bmirror");
-    expect_asked(&t, "bmirror", ASK_JOBS);
+    expect_quiet(&t);  /* a job's start asks nothing: a prediction */
     play(&t, "bcomplete");
-    expect_quiet(&t);  /* the pivot's events will ask */
+    expect_quiet(&t);
     events_after(&t, "bcomplete");
     /* a full copy: the disk is the copy alone */
     ck_model(&t, "disk0", QDISK("", LAYER("q-m.qcow2", "", RW, SIZE), ""));
-    /* one question when the job is gone, not one at its end too */
-    expect_asked(&t, "bcomplete", ASK_KNOWN);
+    /* nor its end: the prediction is checked when someone asks */
+    expect_quiet(&t);
+    q = verify(&t, "bcomplete");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
     ck_model(&t, "disk0", QDISK(N("qm"), LAYER("q-m.qcow2", N("qm"), RW, SIZE),
                                 ""));
     expect_no_warning(&t);
@@ -604,13 +643,18 @@ END_TEST
 START_TEST(test_mirror_pivot)
 {
     struct t t;
+    char *q, *got;
 
     start(&t, "none");
     run_until(&t, "mirror");
     forget_log(&t);
     play(&t, "mirror");
     ck_model(&t, "disk0", DISK0_M0("running", "no", "0", "0", "false"));
-    expect_asked(&t, "mirror", ASK_JOBS);
+    expect_quiet(&t);  /* the copy's start is predicted, nothing asked */
+    /* asked for (a job runs: its progress too, not the node-names) */
+    q = verify(&t, "mirror");
+    ck_assert_str_eq(q, ASK_JOBS);
+    free(q);
     /* QEMU's progress; the backing layers keep their node-names */
     ck_model(&t, "disk0", DISK0_M0("running", "no", "0", M32, "false"));
     ck_assert_str_eq(chain_mirror_file(chain(&t), "disk0"),
@@ -626,11 +670,22 @@ START_TEST(test_mirror_pivot)
     play(&t, "complete");
     ck_model(&t, "disk0", DISK0_M0("ready", "pivot", M32, M32, "true"));
     expect_quiet(&t);  /* the verb changes no chain: its events will ask */
+    free(client_since(&t));
     events_after(&t, "complete");
     /* the copy is the disk now, on the old backing (sync top) */
     ck_model(&t, "disk0", PIVOTED(""));
-    /* one question when the job is gone, not one at its end too */
-    expect_asked(&t, "complete", ASK_KNOWN);
+    /* announced as a prediction; nothing asked because of the events */
+    got = client_since(&t);
+    ck_assert_msg(strstr(got, "\"QMPROXY_CHAIN_CHANGED\", \"data\": "
+                             "{\"predicted\": true, \"disk\": \"disk0\"")
+                  && strstr(got, "d0-m.qcow2"), "%s", got);
+    free(got);
+    expect_quiet(&t);
+    /* checked when asked: the graph changed (the job was alive at the
+     * last answer, so no fingerprint holds), so everything is asked */
+    q = verify(&t, "complete");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     expect_quiet(&t);
     expect_no_warning(&t);
@@ -650,6 +705,7 @@ START_TEST(test_cancel_is_not_a_pivot)
 
     start(&t, "none");
     run_until(&t, "cancel");
+    forget_log(&t);
     play(&t, "cancel");
     ck_model(&t, "disk0", m1);
     expect_quiet(&t);
@@ -661,9 +717,11 @@ START_TEST(test_cancel_is_not_a_pivot)
                      "/tmp/qmpc/none/d0-m.qcow2");
     event(&t, "cancel", "JOB_STATUS_CHANGE", "m1", "null");
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
-    /* one question when the job is gone, not one at its end too */
-    expect_asked(&t, "cancel", ASK_KNOWN);
+    /* nothing asked because of the job's end */
+    expect_quiet(&t);
+    free(verify(&t, "cancel"));
     ck_model(&t, "disk0", PIVOTED(N("#block2838")));
+    expect_no_warning(&t);
     stop(&t);
 }
 END_TEST
@@ -676,6 +734,7 @@ END_TEST
 START_TEST(test_commit_and_stream)
 {
     struct t t;
+    char *q;
     const char *disk1 = DISK("disk1", N("d1s3"),
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) ","
         LAYER("d1-s2.qcow2", N("d1s2"), RO, SIZE) "," S11 "," BASE1,
@@ -690,9 +749,11 @@ START_TEST(test_commit_and_stream)
                                           "0", "false")));
     events_after(&t, "commit");
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0, ""));
-    /* the start's question (the job lives), then the end's */
-    expect_asked(&t, "commit", ASK_JOBS);
-    expect_asked(&t, "commit", ASK_KNOWN);
+    /* neither the start nor the end asks: checked when asked for */
+    expect_quiet(&t);
+    q = verify(&t, "commit");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0, ""));
 
     play(&t, "acommit");
@@ -701,7 +762,7 @@ START_TEST(test_commit_and_stream)
                "0")
         JOB("c1", "commit", "running", "0", "0", "false")));
     events_after(&t, "acommit");
-    expect_asked(&t, "acommit", ASK_JOBS);
+    expect_quiet(&t);  /* READY's progress is in the event */
     ck_model(&t, "disk0", DISK("disk0", N("#block2838"), D0M "," BASE0,
         MIRROR("disk0.qcow2", "c1", "active-commit", "ready", "yes", M32,
                M32)
@@ -711,8 +772,10 @@ START_TEST(test_commit_and_stream)
     events_after(&t, "acomplete");
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
-    /* one question when the job is gone, not one at its end too */
-    expect_asked(&t, "acomplete", ASK_KNOWN);
+    expect_quiet(&t);
+    q = verify(&t, "acomplete");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
     ck_model(&t, "disk0", DISK("disk0", N("#block197"), LAYER("disk0.qcow2",
                                N("#block197"), RW, SIZE), ""));
 
@@ -721,9 +784,10 @@ START_TEST(test_commit_and_stream)
     events_after(&t, "stream");
     ck_model(&t, "disk1", DISK("disk1", N("d1s3"),
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) "," S11 "," BASE1, ""));
-    /* the start's question (the job lives), then the end's */
-    expect_asked(&t, "stream", ASK_JOBS);
-    expect_asked(&t, "stream", ASK_KNOWN);
+    expect_quiet(&t);
+    q = verify(&t, "stream");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
     ck_model(&t, "disk1", DISK("disk1", N("d1s3"),
         LAYER("d1-s3.qcow2", N("d1s3"), RW, SIZE) "," S11 "," BASE1, ""));
     expect_no_warning(&t);
@@ -767,8 +831,10 @@ START_TEST(test_ready_before_reply)
     free(text);
     spin(&t);
     ck_model(&t, "disk0", DISK0_M0("ready", "yes", M32, M32, "true"));
-    /* one reconciliation, a job living: no node-names */
-    q = answer(&t, "ready");
+    /* nothing asked because of the start; when asked for, a job
+     * living: no node-names */
+    expect_quiet(&t);
+    q = verify(&t, "ready");
     ck_assert_str_eq(q, ASK_JOBS);
     free(q);
     ck_model(&t, "disk0", DISK0_M0("ready", "yes", M32, M32, "true"));
@@ -805,8 +871,12 @@ START_TEST(test_job_status_change)
     }
     event(&t, "complete", "JOB_STATUS_CHANGE", "m0", "null");
     ck_assert_ptr_null(chain_job_id(chain(&t), "disk0"));
-    /* no job left: everything is asked again */
-    expect_asked(&t, "complete", ASK_KNOWN);
+    /* the end asks nothing; when asked for, with no job left, the graph
+     * first, then (it changed) everything */
+    expect_quiet(&t);
+    char *q = verify(&t, "complete");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
     stop(&t);
 }
 END_TEST
@@ -835,6 +905,181 @@ START_TEST(test_no_node_query_while_a_job_lives)
     up = asked(&t);
     ck_assert_str_eq(up, ASK_JOBS);
     free(up);
+    stop(&t);
+}
+END_TEST
+
+static char *saved_text(struct t *t);
+
+/* ---- lazy checks: job events predict, asking waits for a need ------- */
+
+/*
+ * A copy started, ready and cancelled: no event asks QEMU anything (QMP
+ * has no per-disk query, so any question would be about the whole VM).
+ * When the chain is asked for, QEMU's block graph is the one of its last
+ * answer (the copy left nothing behind), and the prediction says the
+ * same chain: confirmed with that one question.
+ */
+START_TEST(test_cancelled_copy_confirmed_by_the_graph)
+{
+    struct t t;
+    char *q, *saved;
+
+    start(&t, "none");
+    run_until(&t, "mirror2");   /* the last check had no job: a fingerprint */
+    forget_log(&t);
+    play(&t, "mirror2");
+    expect_quiet(&t);
+    events_after(&t, "mirror2");
+    expect_quiet(&t);
+    play(&t, "cancel");
+    expect_quiet(&t);
+    event(&t, "cancel", "BLOCK_JOB_COMPLETED", "m1", NULL);
+    event(&t, "cancel", "JOB_STATUS_CHANGE", "m1", "concluded");
+    event(&t, "cancel", "JOB_STATUS_CHANGE", "m1", "null");
+    expect_quiet(&t);
+    ck_model(&t, "disk0", PIVOTED(N("#block2838")));
+    /* the state file holds the prediction, marked */
+    saved = saved_text(&t);
+    ck_assert_msg(strstr(saved, "\"unverified\":true"), "%s", saved);
+    free(saved);
+    q = verify(&t, "cancel");
+    ck_assert_str_eq(q, "x-debug-query-block-graph");
+    free(q);
+    saved = saved_text(&t);
+    ck_assert_msg(!strstr(saved, "unverified"), "%s", saved);
+    free(saved);
+    ck_model(&t, "disk0", PIVOTED(N("#block2838")));
+    expect_no_warning(&t);
+    expect_quiet(&t);
+    stop(&t);
+}
+END_TEST
+
+/* The pivot QEMU's events implied did not happen (QEMU's answers are
+ * those recorded before the copy existed): the check finds the
+ * prediction wrong, warns, and QEMU's chain is the model's. */
+START_TEST(test_wrong_prediction_found_when_asked)
+{
+    struct t t;
+    char *q, *log;
+
+    start(&t, "none");
+    run_until(&t, "complete");
+    forget_log(&t);
+    play(&t, "complete");
+    events_after(&t, "complete");
+    ck_model(&t, "disk0", PIVOTED(""));
+    expect_quiet(&t);
+    q = verify(&t, "behind");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
+    ck_model(&t, "disk0", DISK0);
+    log = log_since(&t);
+    ck_assert_msg(logged(log, "warning", "the chain of disk disk0 differs "
+        "from what the traffic said: predicted /tmp/qmpc/none/d0-m.qcow2 <- "
+        "/tmp/qmpc/none/d0-s1.qcow2 <- /tmp/qmpc/none/disk0.qcow2, QEMU has "
+        "/tmp/qmpc/none/d0-s2.qcow2 <- /tmp/qmpc/none/d0-s1.qcow2 <- "
+        "/tmp/qmpc/none/disk0.qcow2; QEMU wins"), "%s", log);
+    free(log);
+    expect_quiet(&t);
+    stop(&t);
+}
+END_TEST
+
+/* The same wrong prediction, found by QEMU refusing a command while it
+ * stands: the refusal makes the proxy ask at once. */
+START_TEST(test_wrong_prediction_found_by_a_refusal)
+{
+    struct t t;
+    const char *cmd = "{\"execute\": \"block-job-cancel\", \"arguments\": "
+                      "{\"device\": \"m0\"}, \"id\": \"x\"}";
+    char *up, *q, *log;
+
+    start(&t, "none");
+    run_until(&t, "complete");
+    forget_log(&t);
+    play(&t, "complete");
+    events_after(&t, "complete");
+    expect_quiet(&t);
+    rig_send(t.c, cmd);
+    spin(&t);
+    up = rig_drain(t.r.qemu);
+    ck_assert_str_eq(up, cmd);
+    free(up);
+    rig_send(t.r.qemu, "{\"id\": \"x\", \"error\": {\"class\": "
+                       "\"DeviceNotActive\", \"desc\": \"Block job 'm0' not "
+                       "found\"}}\r\n");
+    spin(&t);
+    q = answer(&t, "behind");
+    ck_assert_str_eq(q, ASK_KNOWN);
+    free(q);
+    ck_model(&t, "disk0", DISK0);
+    log = log_since(&t);
+    ck_assert_msg(logged(log, "warning", "the chain of disk disk0 differs"),
+                  "%s", log);
+    free(log);
+    expect_quiet(&t);
+    stop(&t);
+}
+END_TEST
+
+/* An operation needs certainty (chain_settle): a copy's start predicted
+ * while the job runs has no fingerprint to check, so QEMU is asked then -
+ * once for the operation, not once per event.  With nothing predicted, a
+ * running job's model is taken as it is. */
+START_TEST(test_settle_pays_for_a_prediction)
+{
+    struct t t;
+    bool settled = false;
+    char *q;
+
+    start(&t, "none");
+    run_until(&t, "mirror");
+    play(&t, "mirror");
+    expect_quiet(&t);
+    chain_settle(chain(&t), nothing, &settled);
+    ck_assert(!settled);
+    q = answer(&t, "mirror");
+    ck_assert_str_eq(q, ASK_JOBS);
+    free(q);
+    ck_assert(settled);
+    settled = false;
+    chain_settle(chain(&t), nothing, &settled);
+    ck_assert(settled);
+    expect_quiet(&t);
+    stop(&t);
+}
+END_TEST
+
+/* An operation waiting for a reconciliation under way is not let go on a
+ * prediction that came meanwhile: QEMU answered query-block before the
+ * copy's pivot, the pivot's events came, and the operation settles only
+ * once QEMU has been asked again. */
+START_TEST(test_settle_waits_out_a_prediction_made_meanwhile)
+{
+    struct t t;
+    bool settled = false;
+    char *q;
+
+    start(&t, "none");
+    run_until(&t, "complete");
+    play(&t, "complete");
+    chain_reconcile(chain(&t));
+    q = asked(&t);
+    ck_assert_str_eq(q, ASK_JOBS);
+    free(q);
+    chain_settle(chain(&t), nothing, &settled);
+    reply(&t, "ready", 1);  /* query-block: not pivoted yet */
+    event(&t, "complete", "BLOCK_JOB_COMPLETED", "m0", NULL);
+    event(&t, "complete", "JOB_STATUS_CHANGE", "m0", "concluded");
+    event(&t, "complete", "JOB_STATUS_CHANGE", "m0", "null");
+    reply(&t, "complete", 1);  /* query-block-jobs: gone */
+    ck_assert(!settled);
+    ck_model(&t, "disk0", PIVOTED(""));
+    answer_all(&t, "complete");
+    ck_assert(settled);
+    ck_model(&t, "disk0", PIVOTED(N("#block2838")));
     stop(&t);
 }
 END_TEST
@@ -1253,6 +1498,41 @@ START_TEST(test_block_resize)
 }
 END_TEST
 
+/* A backup's start predicts QEMU's copy-before-write filter on the disk
+ * (its node-name is QEMU's to give) and its end the filter's going, and
+ * neither asks QEMU; the check when the chain is asked names the filter. */
+START_TEST(test_backup_filter_predicted)
+{
+    struct t t;
+    char *q;
+
+    start(&t, "filters");
+    forget_log(&t);
+    play(&t, "add-scratch");
+    expect_quiet(&t);
+    play(&t, "backup");
+    events_after(&t, "backup");
+    expect_quiet(&t);
+    ck_model_has(&t, "disk0", "\"filters\":[{\"driver\":\"copy-before-write\","
+                              "\"layer\":0}]", true);
+    q = verify(&t, "backup");
+    ck_assert_str_eq(q, ASK_JOBS);  /* a job runs: no graph to compare */
+    free(q);
+    ck_model_has(&t, "disk0", F_CBW, true);
+    play(&t, "bcancel");
+    events_after(&t, "bcancel");
+    expect_quiet(&t);
+    ck_model_has(&t, "disk0", "filters", false);
+    ck_model_has(&t, "disk0", F_TOP("67108864"), true);
+    q = verify(&t, "bcancel");
+    ck_assert_str_eq(q, "x-debug-query-block-graph " ASK_KNOWN);
+    free(q);
+    ck_model_has(&t, "disk0", "filters", false);
+    expect_no_warning(&t);
+    stop(&t);
+}
+END_TEST
+
 /* qmproxy-query-chain through the router: while a job runs it asks QEMU
  * afresh before answering, and answers the model. */
 START_TEST(test_query_chain_command)
@@ -1315,6 +1595,14 @@ static Suite *suite(void)
     tcase_add_test(tc, test_ready_before_reply);
     tcase_add_test(tc, test_job_status_change);
     tcase_add_test(tc, test_no_node_query_while_a_job_lives);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lazy");
+    tcase_add_test(tc, test_cancelled_copy_confirmed_by_the_graph);
+    tcase_add_test(tc, test_wrong_prediction_found_when_asked);
+    tcase_add_test(tc, test_wrong_prediction_found_by_a_refusal);
+    tcase_add_test(tc, test_settle_pays_for_a_prediction);
+    tcase_add_test(tc, test_backup_filter_predicted);
+    tcase_add_test(tc, test_settle_waits_out_a_prediction_made_meanwhile);
     suite_add_tcase(s, tc);
     tc = tcase_create("reconciliation");
     tcase_add_test(tc, test_qemu_wins_with_a_warning);
