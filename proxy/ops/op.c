@@ -178,6 +178,9 @@ static void disk_clear(struct op_disk *d)
     json_object_put(d->pending_args);
     free(d->copy_node);
     free(d->note);
+    if (d->mirror_fd >= 0) {
+        close(d->mirror_fd);
+    }
 }
 
 static void op_free(struct op *op)
@@ -287,6 +290,8 @@ struct op_disk *op_add_disk(struct op *op, const char *disk)
     memset(d, 0, sizeof(*d));
     d->disk = xstrdup(disk);
     d->state = DISK_UNTOUCHED;
+    d->mirror_fd = -1;
+    d->mirror_fdset = -1;
     return d;
 }
 

@@ -114,6 +114,12 @@ struct op_disk {
     json_object *pending_args; /* blockdev-mirror's, until its node is added */
     char *copy_node;       /* the copy's own node (QEMU 10's way), while a
                             * reopen may still have to delete it */
+    /* under a path policy: the copy's image as the proxy opened it (-1:
+     * none, or handed over), and the fd set QEMU holds it in (-1: none;
+     * QEMU opens it as /dev/fdset/N), removed when the operation ends */
+    int mirror_fd;
+    int64_t mirror_fdset;
+    bool mirror_fdset_removed;
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -164,6 +170,16 @@ char *op_check_existing_file(const char *what, const char *path);
  * is set to the mode to use.
  */
 char *op_check_target(const char *what, const char *target, const char **mode);
+/*
+ * Under a path policy, the image at path (what: "target"...) opened by the
+ * proxy beneath its allowed folder, following no symbolic link, to be
+ * handed to QEMU by descriptor: created (exclusively, empty) when create,
+ * else opened read-write.  *fd is -1 when there is nothing to open (no
+ * path policy, or not a host file).  NULL: fine; else what to fix (owned).
+ */
+struct policy;
+char *op_open_image(const struct policy *pol, const char *what,
+                    const char *path, bool create, int *fd);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {
@@ -294,5 +310,14 @@ void op_qmp(struct op *op, json_object *cmd,
             void (*done)(struct op *op, int disk, bool ok,
                          json_object *ret, const char *error),
             int disk);
+/* The same with a descriptor (ownership passes; -1: none), for add-fd. */
+void op_qmp_fd(struct op *op, json_object *cmd, int fd,
+               void (*done)(struct op *op, int disk, bool ok,
+                            json_object *ret, const char *error),
+               int disk);
+/* The operation has ended: the fd sets of its images are removed (QEMU
+ * keeps the descriptors its nodes still use, and drops each set once
+ * nothing uses it), images not handed over are closed. */
+void op_release_images(struct op *op);
 
 #endif
