@@ -12,6 +12,7 @@
 #include "op.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,4 +88,48 @@ char *op_open_image(const struct policy *pol, const char *what,
     }
     close(dirfd);
     return msg;
+}
+
+void op_disk_take_image(struct op_disk *d, int fd, bool created)
+{
+    struct stat st;
+
+    d->mirror_fd = fd;
+    d->mirror_created = created && fd >= 0 && fstat(fd, &st) == 0;
+    if (d->mirror_created) {
+        d->mirror_dev = (uint64_t)st.st_dev;
+        d->mirror_ino = (uint64_t)st.st_ino;
+    }
+}
+
+void op_remove_unused_image(const struct policy *pol, struct op_disk *d)
+{
+    const char *folder, *rest, *slash;
+    char *parent;
+    int dirfd, pfd;
+    struct stat st;
+
+    if (!d->mirror_created || d->mirror_used) {
+        return;
+    }
+    d->mirror_created = false;
+    folder = policy_folder_of(pol, d->mirror_file, &rest);
+    if (!folder || (dirfd = open(folder, O_RDONLY | O_DIRECTORY
+                                         | O_CLOEXEC)) < 0) {
+        return;   /* the policy changed meanwhile: leave it */
+    }
+    slash = strrchr(rest, '/');
+    parent = slash ? xstrndup(rest, (size_t)(slash - rest)) : xstrdup(".");
+    pfd = beneath_open(dirfd, parent, O_RDONLY | O_DIRECTORY, 0);
+    if (pfd >= 0) {
+        const char *name = slash ? slash + 1 : rest;
+        if (fstatat(pfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+            && (uint64_t)st.st_dev == d->mirror_dev
+            && (uint64_t)st.st_ino == d->mirror_ino) {
+            unlinkat(pfd, name, 0);
+        }
+        close(pfd);
+    }
+    free(parent);
+    close(dirfd);
 }

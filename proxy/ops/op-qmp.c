@@ -85,8 +85,11 @@ void op_qmp_fd(struct op *op, json_object *cmd, int fd,
 
 void op_release_images(struct op *op)
 {
+    const struct cmd_env *env = op_reg.env;
+
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
+        op_remove_unused_image(env->policy(env->opaque), d);
         if (d->mirror_fd >= 0) {
             close(d->mirror_fd);
             d->mirror_fd = -1;

@@ -118,6 +118,10 @@ struct op_disk {
      * none, or handed over), and the fd set QEMU holds it in (-1: none;
      * QEMU opens it as /dev/fdset/N), removed when the operation ends */
     int mirror_fd;
+    /* the proxy created that image (its identity, to remove it again if
+     * no copy ever ran on it), and a copy did */
+    bool mirror_created, mirror_used;
+    uint64_t mirror_dev, mirror_ino;
     int64_t mirror_fdset;
     bool mirror_fdset_removed;
     /* where the disk stands, for people */
@@ -180,6 +184,13 @@ char *op_check_target(const char *what, const char *target, const char **mode);
 struct policy;
 char *op_open_image(const struct policy *pol, const char *what,
                     const char *path, bool create, int *fd);
+/* Take d's copy target from op_open_image (fd, created or not). */
+void op_disk_take_image(struct op_disk *d, int fd, bool created);
+/* Remove an image the proxy created for d's copy that no copy ran on (an
+ * operation refused or failed before it), so that asking again works: by
+ * name beneath its folder again, and only while that name is still the
+ * file the proxy made. */
+void op_remove_unused_image(const struct policy *pol, struct op_disk *d);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {

@@ -60,6 +60,7 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
 
     if (ok) {
+        d->mirror_used = true;
         d->state = DISK_MIRRORING;
         str_setf(&d->note, "copying to %s", d->mirror_file);
     } else {

@@ -403,6 +403,17 @@ class OwnImagesByDescriptor(ProxyTestCase):
             self.workdir, "alias", "d.qcow2")})
         self.assertIn("name it beneath one of them as it lies there", r["error"]["desc"])
 
+    def test_refused_copy_leaves_no_image(self):
+        """The image the proxy created for a copy that never ran is
+        removed, so that asking again works."""
+        target = os.path.join(self.allowed, "again.qcow2")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target,
+                                              "format": "nosuch"})
+        self.assertIn("qemu-img could not format", r["error"]["desc"])
+        wait_for(lambda: not os.path.exists(target), what="the image to go")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target})
+        self.assertEqual(r["return"]["state"], "ready", r)
+
     def swapped_under_the_op(self, target, swap):
         """QEMU stopped, ask for a copy to target; once the proxy has
         checked it and the operation runs (the commands wait in QEMU's
