@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "nbd-target.h"
@@ -64,12 +65,57 @@ static void snapshotted(struct op *op, bool ok)
     step_start_mirrors(op, mirrors_started);
 }
 
+static bool creates(const char *mode)
+{
+    return !mode || strcmp(mode, "existing");
+}
+
+/*
+ * Under a path policy, the copies' images opened (or created) beneath
+ * their folders, to be handed to QEMU by descriptor (op-images.c); all or
+ * none: when one cannot be, those created already are removed.
+ */
+static char *open_copies(const struct policy *pol, char *const *targets,
+                         const char *const *copy_modes, int n, int *images)
+{
+    char *err = NULL;
+    int i;
+
+    for (i = 0; i < n; i++) {
+        images[i] = -1;
+    }
+    for (i = 0; i < n && !err; i++) {
+        if (targets[i]) {
+            err = op_open_image(pol, "mirror-file", targets[i],
+                                creates(copy_modes[i]), &images[i]);
+        }
+    }
+    if (!err) {
+        return NULL;
+    }
+    for (int k = 0; k < n; k++) {
+        if (images[k] >= 0) {
+            struct op_disk undo = { .mirror_file = targets[k] };
+            op_disk_take_image(&undo, images[k], creates(copy_modes[k]));
+            close(images[k]);
+            op_remove_unused_image(pol, &undo);
+        }
+    }
+    {
+        char *tmp = xasprintf("%s; nothing was done", err);
+        free(err);
+        err = tmp;
+    }
+    return err;
+}
+
 void snapshot_mirror_start(struct cmd_call *call, const char *name,
                            const struct snapshot_spec *specs, int n)
 {
     const char *resolved[64];
     char *targets[64] = { NULL };
     const char *mirror_modes[64];
+    int images[64];
     struct op *op;
     char *err = NULL;
 
@@ -115,6 +161,10 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
             err = tmp;
         }
     }
+    if (!err) {
+        err = open_copies(call->env->policy(call->env->opaque), targets,
+                          mirror_modes, n, images);
+    }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s", err);
         free(err);
@@ -137,6 +187,7 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
                                          : "absolute-paths");
         d->sync = xstrdup("top");
         d->speed = specs[i].speed;
+        op_disk_take_image(d, images[i], creates(mirror_modes[i]));
     }
     op_set_state(op, OP_RUNNING);
     step_snapshot(op, snapshotted);

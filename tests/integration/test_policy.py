@@ -363,6 +363,35 @@ class OwnImagesByDescriptor(ProxyTestCase):
         self.assertIn("read 1048576/1048576 bytes", out)
         self.assertEqual(os.listdir(self.outside), [])
 
+    def test_snapshot_mirror_copy_by_descriptor(self):
+        """qmproxy-snapshot-mirror's copy: created by the proxy over the
+        image below the new overlay, named by its path in the header."""
+        snap = os.path.join(self.allowed, "s.qcow2")
+        copy = os.path.join(self.allowed, "sub", "s-copy.qcow2")
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "sm", "disks": [{
+            "disk": "disk0", "snapshot-file": snap, "mirror-file": copy}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        [add] = self.sent_by_proxy("add-fd")
+        self.assertIn(copy, add["arguments"]["opaque"])
+        self.assertEqual(self.header(copy)["backing-filename"], self.qemu.images[0])
+        r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "sm", "target": "mirror"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [copy, self.qemu.images[0]])
+        # one copy's image cannot be opened (a link on the way): the one
+        # made for the other disk is removed, no snapshot is taken
+        os.symlink(os.path.join(self.allowed, "sub"), os.path.join(self.allowed, "dirlink"))
+        made = os.path.join(self.allowed, "made-first.qcow2")
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"disks": [
+            {"disk": "disk0", "snapshot-file": os.path.join(self.allowed, "t0.qcow2"),
+             "mirror-file": made},
+            {"disk": "disk1", "snapshot-file": os.path.join(self.allowed, "t1.qcow2"),
+             "mirror-file": os.path.join(self.allowed, "dirlink", "t1.qcow2")}]})
+        self.assertIn("goes through a symbolic link", r["error"]["desc"])
+        self.assertIn("nothing was done", r["error"]["desc"])
+        for name in ("made-first.qcow2", "t0.qcow2", "t1.qcow2"):
+            self.assertFalse(os.path.exists(os.path.join(self.allowed, name)), name)
+
     def test_existing_target_by_descriptor(self):
         """mode existing: the image made beforehand is opened, not
         created (on QEMU 10 with -blockdev: blockdev-add of /dev/fdset/N)."""
