@@ -74,7 +74,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     op = op_new("block-copy", NULL, call->client, call);
     d = op_add_disk(op, disk);
     d->mirror_file = target;
-    op_disk_take_image(d, image, strcmp(mode, "existing") != 0);
+    op_image_take(&d->copy_image, image, strcmp(mode, "existing") != 0);
     d->sync = xstrdup(qapi_get_bool(a, "shallow", false) ? "top" : "full");
     d->mode = xstrdup(mode);
     d->speed = speed;

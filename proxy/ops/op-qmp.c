@@ -83,36 +83,11 @@ void op_qmp_fd(struct op *op, json_object *cmd, int fd,
     json_object_put(cmd);
 }
 
-void op_release_images(struct op *op)
-{
-    const struct cmd_env *env = op_reg.env;
-
-    for (int i = 0; i < op->ndisks; i++) {
-        struct op_disk *d = &op->disks[i];
-        op_remove_unused_image(env->policy(env->opaque), d);
-        if (d->mirror_fd >= 0) {
-            close(d->mirror_fd);
-            d->mirror_fd = -1;
-        }
-        if (d->mirror_fdset >= 0 && !d->mirror_fdset_removed) {
-            /* nobody waits for the answer: the operation is over, and a
-             * set QEMU no longer has is no worse */
-            json_object *a = json_object_new_object();
-            json_object_object_add(a, "fdset-id",
-                                   json_object_new_int64(d->mirror_fdset));
-            json_object *cmd = qmp_command("remove-fd", a);
-            upstream_send_internal(op_reg.env->up, cmd, NULL, NULL);
-            json_object_put(cmd);
-            d->mirror_fdset_removed = true;
-        }
-    }
-}
-
 bool op_blockdev_way(const struct op_disk *d)
 {
     const char *mode = d->mode, *target = d->mirror_file;
 
-    if (d->mirror_fdset >= 0) {
+    if (d->copy_image.fdset >= 0) {
         return true;   /* handed over by descriptor */
     }
     /* a RHEL-era client names its job by device and drives it itself;

@@ -178,8 +178,11 @@ static void disk_clear(struct op_disk *d)
     json_object_put(d->pending_args);
     free(d->copy_node);
     free(d->note);
-    if (d->mirror_fd >= 0) {
-        close(d->mirror_fd);
+    if (d->copy_image.fd >= 0) {
+        close(d->copy_image.fd);
+    }
+    if (d->snapshot_image.fd >= 0) {
+        close(d->snapshot_image.fd);
     }
 }
 
@@ -290,8 +293,8 @@ struct op_disk *op_add_disk(struct op *op, const char *disk)
     memset(d, 0, sizeof(*d));
     d->disk = xstrdup(disk);
     d->state = DISK_UNTOUCHED;
-    d->mirror_fd = -1;
-    d->mirror_fdset = -1;
+    op_image_init(&d->copy_image);
+    op_image_init(&d->snapshot_image);
     return d;
 }
 

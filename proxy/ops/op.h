@@ -78,6 +78,24 @@ enum op_verb {
     OP_VERB_MIGRATE_CANCEL,  /* qmproxy-migrate-cancel */
 };
 
+/*
+ * An image the proxy opened beneath its allowed folder (under a path
+ * policy) to hand QEMU by descriptor: op-images.c.
+ */
+struct op_image {
+    int fd;                /* not handed over yet; -1: none */
+    bool created;          /* by the proxy: removed again if unused */
+    bool used;             /* a node of QEMU's runs on it */
+    uint64_t dev, ino;     /* what was created, to remove only that */
+    int64_t fdset;         /* the proxy's fd set QEMU holds it in (QEMU
+                            * opens /dev/fdset/N); -1: not handed over */
+    bool fdset_removed;    /* remove-fd sent (the operation ended) */
+    /* while it is being handed over */
+    bool handing;
+    char *path;            /* borrowed from the disk */
+    void (*handed)(struct op *op, int disk, const char *error);
+};
+
 struct op_disk {
     char *disk;            /* the chain model's name for it */
     char *snapshot_file;   /* NULL: no snapshot step */
@@ -114,16 +132,9 @@ struct op_disk {
     json_object *pending_args; /* blockdev-mirror's, until its node is added */
     char *copy_node;       /* the copy's own node (QEMU 10's way), while a
                             * reopen may still have to delete it */
-    /* under a path policy: the copy's image as the proxy opened it (-1:
-     * none, or handed over), and the fd set QEMU holds it in (-1: none;
-     * QEMU opens it as /dev/fdset/N), removed when the operation ends */
-    int mirror_fd;
-    /* the proxy created that image (its identity, to remove it again if
-     * no copy ever ran on it), and a copy did */
-    bool mirror_created, mirror_used;
-    uint64_t mirror_dev, mirror_ino;
-    int64_t mirror_fdset;
-    bool mirror_fdset_removed;
+    /* under a path policy, the copy's and the snapshot's images as the
+     * proxy opened them (op-images.c) */
+    struct op_image copy_image, snapshot_image;
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -184,13 +195,40 @@ char *op_check_target(const char *what, const char *target, const char **mode);
 struct policy;
 char *op_open_image(const struct policy *pol, const char *what,
                     const char *path, bool create, int *fd);
-/* Take d's copy target from op_open_image (fd, created or not). */
-void op_disk_take_image(struct op_disk *d, int fd, bool created);
-/* Remove an image the proxy created for d's copy that no copy ran on (an
- * operation refused or failed before it), so that asking again works: by
+/* No image (inline: op.c, below op-images.c, starts every disk so). */
+static inline void op_image_init(struct op_image *im)
+{
+    *im = (struct op_image){ .fd = -1, .fdset = -1 };
+}
+/* An image op_open_image opened (fd -1: none), created or not. */
+void op_image_take(struct op_image *im, int fd, bool created);
+/* The name QEMU opens it by: /dev/fdset/N once handed over, else path
+ * (owned). */
+char *op_image_qemu_name(const struct op_image *im, const char *path);
+/* How the proxy formats an image it created: qemu-img on the descriptor,
+ * the backing file (NULL: none) named by its real path, because QEMU
+ * would write the name its node has, /dev/fdset/N. */
+struct op_image_header {
+    const char *format;
+    int64_t size;
+    const char *backing, *backing_format;
+};
+/* Hand disk i's image over: format it (hdr, its size known; NULL: opened,
+ * not created), then add-fd into a set of the proxy's own; handed(op, i,
+ * NULL) when QEMU holds it, else with what went wrong (never before this
+ * returns).  path: the image's real path (the chain model calls
+ * /dev/fdset/N by it); role: "copy", "snapshot". */
+void op_image_hand_over(struct op *op, int i, struct op_image *im,
+                        const char *path, const char *role,
+                        const struct op_image_header *hdr,
+                        void (*handed)(struct op *op, int disk,
+                                       const char *error));
+/* Remove an image the proxy created that no node ever ran on (an
+ * operation refused or failed before), so that asking again works: by
  * name beneath its folder again, and only while that name is still the
  * file the proxy made. */
-void op_remove_unused_image(const struct policy *pol, struct op_disk *d);
+void op_image_remove_unused(const struct policy *pol, struct op_image *im,
+                            const char *path);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {
@@ -326,9 +364,10 @@ void op_qmp_fd(struct op *op, json_object *cmd, int fd,
                void (*done)(struct op *op, int disk, bool ok,
                             json_object *ret, const char *error),
                int disk);
-/* The operation has ended: the fd sets of its images are removed (QEMU
- * keeps the descriptors its nodes still use, and drops each set once
- * nothing uses it), images not handed over are closed. */
+/* The operation has ended (op-images.c): the fd sets of its images are
+ * removed (QEMU keeps the descriptors its nodes still use, and drops each
+ * set once nothing uses it), images not handed over are closed, and
+ * those the proxy created that nothing ran on are removed. */
 void op_release_images(struct op *op);
 
 #endif

@@ -95,10 +95,11 @@ static char *open_copies(const struct policy *pol, char *const *targets,
     }
     for (int k = 0; k < n; k++) {
         if (images[k] >= 0) {
-            struct op_disk undo = { .mirror_file = targets[k] };
-            op_disk_take_image(&undo, images[k], creates(copy_modes[k]));
+            struct op_image undo;
+            op_image_init(&undo);
+            op_image_take(&undo, images[k], creates(copy_modes[k]));
             close(images[k]);
-            op_remove_unused_image(pol, &undo);
+            op_image_remove_unused(pol, &undo, targets[k]);
         }
     }
     {
@@ -187,7 +188,7 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
                                          : "absolute-paths");
         d->sync = xstrdup("top");
         d->speed = specs[i].speed;
-        op_disk_take_image(d, images[i], creates(mirror_modes[i]));
+        op_image_take(&d->copy_image, images[i], creates(mirror_modes[i]));
     }
     op_set_state(op, OP_RUNNING);
     step_snapshot(op, snapshotted);

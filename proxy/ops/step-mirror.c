@@ -7,16 +7,13 @@
  */
 #include "op.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "op-internal.h"
 #include "chain.h"
 #include "cmd.h"
-#include "fdset-names.h"
 #include "jsonobj.h"
-#include "spawn.h"
 #include "qmp.h"
 #include "util.h"
 
@@ -60,7 +57,7 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
 
     if (ok) {
-        d->mirror_used = true;
+        d->copy_image.used = true;
         d->state = DISK_MIRRORING;
         str_setf(&d->note, "copying to %s", d->mirror_file);
     } else {
@@ -96,15 +93,6 @@ static void target_added(struct op *op, int i, bool ok, json_object *ret,
     op_qmp(op, qmp_command("blockdev-mirror", a), mirror_started, i);
 }
 
-/* The name QEMU opens the copy by: its path, or /dev/fdset/N when the
- * proxy handed it over (owned). */
-static char *qemu_name(const struct op_disk *d)
-{
-    return d->mirror_fdset >= 0
-        ? xasprintf("/dev/fdset/%lld", (long long)d->mirror_fdset)
-        : xstrdup(d->mirror_file);
-}
-
 /* QEMU 10's way: blockdev-add {format node over a file node, no backing
  * yet: step-reopen gives it the one its header names before the pivot},
  * then blockdev-mirror onto it with the same job arguments. */
@@ -113,7 +101,7 @@ static void start_blockdev_mirror(struct op *op, int i, json_object *a)
     struct op_disk *d = &op->disks[i];
     json_object *add = json_object_new_object(), *file;
     char *node = op_copy_node(d->job, 't'), *file_node = op_copy_node(d->job, 'f');
-    char *name = qemu_name(d);
+    char *name = op_image_qemu_name(&d->copy_image, d->mirror_file);
 
     /* no format given: the image's, as drive-mirror would have probed */
     jobj_add_str(add, "driver", d->mirror_format ? d->mirror_format
@@ -144,7 +132,7 @@ static void start_copy(struct op *op, int i, json_object *a)
         start_blockdev_mirror(op, i, a);
         return;
     }
-    name = qemu_name(d);
+    name = op_image_qemu_name(&d->copy_image, d->mirror_file);
     jobj_add_str(a, "target", name);
     /* json:{} options name their driver (an NBD export with TLS:
      * the nbd node itself, raw data); a format beside them would
@@ -158,130 +146,50 @@ static void start_copy(struct op *op, int i, json_object *a)
     free(name);
 }
 
-/* add-fd answered: QEMU holds a descriptor of the copy's image in an fd
- * set of the proxy's; the next one, or start the copy onto /dev/fdset/N
- * (its arguments waited in d->pending_args). */
-static void image_handed_over(struct op *op, int i, bool ok, json_object *ret,
-                              const char *error)
+/* QEMU holds the copy's image: start the copy onto /dev/fdset/N (its
+ * arguments waited in d->pending_args). */
+static void copy_handed_over(struct op *op, int i, const char *error)
 {
     struct op_disk *d = &op->disks[i];
     json_object *a = d->pending_args;
-    json_object *id;
 
     d->pending_args = NULL;
-    if (!ok || !json_object_object_get_ex(ret, "fdset-id", &id)) {
+    if (error) {
         json_object_put(a);
-        copy_refused(op, i, error ? error : "add-fd gave no fdset-id");
+        copy_refused(op, i, error);
         step_maybe_over(op);
         return;
     }
-    d->mirror_fdset = json_object_get_int64(id);
-    fdset_names_set(d->mirror_fdset, d->mirror_file);
     start_copy(op, i, a);
 }
 
-/* Hand QEMU the image the proxy opened beneath the allowed folder
- * (op-images.c), in an fd set of the proxy's own; the opaque string says
- * whose it is in query-fdsets.  Only the read-write descriptor: a node
- * added with blockdev-add opens it read-write only, and a read-only
- * descriptor of another open file beside it would make QEMU's image
- * locks (per open file) conflict with each other. */
-static void hand_over_image(struct op *op, int i, json_object *a)
+/* The copy's image, opened by the proxy under a path policy (op-images.c):
+ * a new one is formatted as drive-mirror would have made it (over the
+ * layer below for a shallow copy, alone for a full one), then handed
+ * over.  false when it cannot be. */
+static bool hand_over_copy(struct op *op, int i, json_object *a)
 {
     struct op_disk *d = &op->disks[i];
-    json_object *args = json_object_new_object();
-    int fd = d->mirror_fd;
-    char *opaque = xasprintf("qmproxy %s %s copy %s", op->name, d->disk,
-                             d->mirror_file);
-
-    d->mirror_fd = -1;   /* the upstream's now */
-    if (d->mirror_fdset < 0) {
-        d->mirror_fdset = fdset_names_next_id(op_reg.tag);
-    }
-    json_object_object_add(args, "fdset-id",
-                           json_object_new_int64(d->mirror_fdset));
-    jobj_add_str(args, "opaque", opaque);
-    d->pending_args = a;
-    op_qmp_fd(op, qmp_command("add-fd", args), fd, image_handed_over, i);
-    free(opaque);
-}
-
-struct creating {
-    struct op *op;
-    int disk;
-    json_object *args;
-};
-
-static void image_created(void *opaque, int status, const char *output)
-{
-    struct creating *c = opaque;
-    struct op *op = c->op;
-
-    op->outstanding--;
-    if (op_is_final(op->state)) {
-        json_object_put(c->args);   /* ended meanwhile (QEMU went away) */
-    } else if (status != 0) {
-        char *why = xasprintf("qemu-img could not format the image qmproxy "
-                              "created: %s", output);
-        json_object_put(c->args);
-        copy_refused(op, c->disk, why);
-        free(why);
-        step_maybe_over(op);
-    } else {
-        hand_over_image(op, c->disk, c->args);
-    }
-    free(c);
-}
-
-/*
- * A new image the proxy created (empty) beneath the allowed folder: QEMU
- * would format it through /dev/fdset/N, but writes into a new overlay's
- * header the name its nodes have, which for an image handed over is
- * /dev/fdset/N.  So qemu-img formats it, on the descriptor itself
- * (/dev/fd/3 in the child: the open file, not a path), with the backing
- * file named by its real path, as drive-mirror would have named it (the
- * layer below for a shallow copy, none for a full one).
- */
-static void create_image(struct op *op, int i, json_object *a)
-{
-    struct op_disk *d = &op->disks[i];
-    const char *format = d->mirror_format ? d->mirror_format
-                       : d->format ? d->format : "qcow2";
-    int64_t size = chain_top_size(op_chain(), d->disk);
     const char *below = d->sync && !strcmp(d->sync, "top")
         ? chain_layer_file(op_chain(), d->disk, 1) : NULL;
-    struct creating *c;
-    char sz[32];
-    char *argv[16];
-    int n = 0;
+    struct op_image_header hdr = {
+        .format = d->mirror_format ? d->mirror_format
+                : d->format ? d->format : "qcow2",
+        .size = chain_top_size(op_chain(), d->disk),
+        .backing = below,
+        .backing_format = below ? op_image_format(below) : NULL,
+    };
+    bool existing = d->mode && !strcmp(d->mode, "existing");
 
-    if (size < 0) {
+    if (!existing && hdr.size < 0) {
         json_object_put(a);
         copy_refused(op, i, "the disk's size is not known yet");
-        return;
+        return false;
     }
-    snprintf(sz, sizeof(sz), "%lld", (long long)size);
-    argv[n++] = "qemu-img";
-    argv[n++] = "create";
-    argv[n++] = "-q";
-    argv[n++] = "-f";
-    argv[n++] = (char *)format;
-    if (below && strcmp(format, "raw")) {
-        argv[n++] = "-u";   /* QEMU has it open; no need to look */
-        argv[n++] = "-b";
-        argv[n++] = (char *)below;
-        argv[n++] = "-F";
-        argv[n++] = (char *)op_image_format(below);
-    }
-    argv[n++] = "/dev/fd/3";
-    argv[n++] = sz;
-    argv[n] = NULL;
-    c = xcalloc(1, sizeof(*c));
-    c->op = op;
-    c->disk = i;
-    c->args = a;
-    op->outstanding++;  /* keeps the step while qemu-img runs */
-    spawn_run_with_fd(op_reg.env->base, argv, d->mirror_fd, image_created, c);
+    d->pending_args = a;
+    op_image_hand_over(op, i, &d->copy_image, d->mirror_file, "copy",
+                       existing ? NULL : &hdr, copy_handed_over);
+    return true;
 }
 
 void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
@@ -326,10 +234,10 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (!d->plain_job) {
             jobj_add_bool(a, "auto-finalize", 0);
         }
-        if (d->mirror_fd >= 0 && d->mode && !strcmp(d->mode, "existing")) {
-            hand_over_image(op, i, a);
-        } else if (d->mirror_fd >= 0) {
-            create_image(op, i, a);
+        if (d->copy_image.fd >= 0) {
+            if (!hand_over_copy(op, i, a)) {
+                continue;
+            }
         } else {
             start_copy(op, i, a);
         }

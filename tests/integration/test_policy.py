@@ -316,6 +316,12 @@ class OwnImagesByDescriptor(ProxyTestCase):
         return [m["msg"] for m in msgs if m["dir"] == "in" and m.get("client") == 0
                 and m["msg"].get("execute") == command]
 
+    def sent_once(self, command):
+        """What the proxy sent, once its traffic log (written by a thread
+        of its own) has the command."""
+        wait_for(lambda: self.sent_by_proxy(command), what=command + " in the log")
+        return self.sent_by_proxy(command)
+
     def header(self, image):
         return json.loads(qemu_img("info", "-U", "--output=json", image))
 
@@ -328,12 +334,12 @@ class OwnImagesByDescriptor(ProxyTestCase):
                                               "shallow": True})
         self.assertEqual(r["return"]["state"], "ready", r)
         # QEMU got a descriptor, not the path: a node on /dev/fdset/N
-        [add] = self.sent_by_proxy("add-fd")
+        [add] = self.sent_once("add-fd")
         fdset = add["arguments"]["fdset-id"]
         self.assertIn(target, add["arguments"]["opaque"])
-        [file_node] = [a["arguments"]["file"] for a in self.sent_by_proxy("blockdev-add")]
+        [file_node] = [a["arguments"]["file"] for a in self.sent_once("blockdev-add")]
         self.assertEqual(file_node["filename"], "/dev/fdset/%d" % fdset)
-        self.assertEqual(len(self.sent_by_proxy("blockdev-mirror")), 1)
+        self.assertEqual(len(self.sent_once("blockdev-mirror")), 1)
         self.assertEqual(self.sent_by_proxy("drive-mirror"), [])
         # the header QEMU wrote names the real backing file, and clients
         # see the real path
@@ -348,8 +354,7 @@ class OwnImagesByDescriptor(ProxyTestCase):
                          [target, self.qemu.images[0]])
         # the operation over, its fd set was removed: QEMU keeps only the
         # descriptor its node uses
-        wait_for(lambda: self.sent_by_proxy("remove-fd"), what="remove-fd")
-        self.assertEqual(self.sent_by_proxy("remove-fd"),
+        self.assertEqual(self.sent_once("remove-fd"),
                          [{"execute": "remove-fd", "arguments": {"fdset-id": fdset}}])
         running = self.c.ok("query-status")["running"]
         for s in self.c.ok("query-fdsets"):
@@ -371,7 +376,7 @@ class OwnImagesByDescriptor(ProxyTestCase):
         r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "sm", "disks": [{
             "disk": "disk0", "snapshot-file": snap, "mirror-file": copy}]})
         self.assertEqual(r["return"]["state"], "ready", r)
-        [add] = self.sent_by_proxy("add-fd")
+        [add] = self.sent_once("add-fd")
         self.assertIn(copy, add["arguments"]["opaque"])
         self.assertEqual(self.header(copy)["backing-filename"], self.qemu.images[0])
         r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "sm", "target": "mirror"})
@@ -402,9 +407,9 @@ class OwnImagesByDescriptor(ProxyTestCase):
         r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target,
                                               "shallow": True, "mode": "existing"})
         self.assertEqual(r["return"]["state"], "ready", r)
-        self.assertEqual(len(self.sent_by_proxy("add-fd")), 1)
+        self.assertEqual(len(self.sent_once("add-fd")), 1)
         self.assertNotIn(target, json.dumps(self.sent_by_proxy("drive-mirror")
-                                            + self.sent_by_proxy("blockdev-add")))
+                                            + self.sent_once("blockdev-add")))
         r = self.c.cmd("qmproxy-reopen", {"disk": "disk0"})
         self.assertEqual(r["return"]["state"], "pivoted", r)
         self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
