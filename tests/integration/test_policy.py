@@ -376,26 +376,47 @@ class OwnImagesByDescriptor(ProxyTestCase):
         r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "sm", "disks": [{
             "disk": "disk0", "snapshot-file": snap, "mirror-file": copy}]})
         self.assertEqual(r["return"]["state"], "ready", r)
-        [add] = self.sent_once("add-fd")
-        self.assertIn(copy, add["arguments"]["opaque"])
+        # the overlay and the copy were both handed over, the overlay
+        # taken by blockdev-snapshot onto its node
+        wait_for(lambda: len(self.sent_by_proxy("add-fd")) == 2, what="two add-fd")
+        adds = self.sent_by_proxy("add-fd")
+        self.assertIn(snap, adds[0]["arguments"]["opaque"])
+        self.assertIn(copy, adds[1]["arguments"]["opaque"])
+        [tr] = self.sent_once("transaction")
+        self.assertEqual([a["type"] for a in tr["arguments"]["actions"]], ["blockdev-snapshot"])
+        self.assertNotIn(snap, json.dumps(self.sent_by_proxy("blockdev-add")))
+        # both headers name the image below by its path
+        self.assertEqual(self.header(snap)["backing-filename"], self.qemu.images[0])
         self.assertEqual(self.header(copy)["backing-filename"], self.qemu.images[0])
         r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "sm", "target": "mirror"})
         self.assertEqual(r["return"]["state"], "pivoted", r)
         self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
                          [copy, self.qemu.images[0]])
-        # one copy's image cannot be opened (a link on the way): the one
-        # made for the other disk is removed, no snapshot is taken
+        # a later snapshot over the layer QEMU calls /dev/fdset/N: its
+        # header names the layer by its path
+        later = os.path.join(self.allowed, "later.qcow2")
+        later_copy = os.path.join(self.allowed, "later-copy.qcow2")
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"disks": [{
+            "disk": "disk0", "snapshot-file": later, "mirror-file": later_copy}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.assertEqual(self.header(later)["backing-filename"], copy)
+        self.assertEqual(self.header(later_copy)["backing-filename"], copy)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [later, copy, self.qemu.images[0]])
+        out = subprocess.run([QEMU_IO, "-U", "-r", "-c", "read 0 1M", later],
+                             capture_output=True, text=True)
+        self.assertIn("read 1048576/1048576 bytes", out.stdout, out.stderr)
+        # the copy's image cannot be opened (a link on the way): the
+        # overlay made for it already is removed, no snapshot is taken
         os.symlink(os.path.join(self.allowed, "sub"), os.path.join(self.allowed, "dirlink"))
-        made = os.path.join(self.allowed, "made-first.qcow2")
+        before = qemu_chain(self.c, 1)[0]
         r = self.c.cmd("qmproxy-snapshot-mirror", {"disks": [
-            {"disk": "disk0", "snapshot-file": os.path.join(self.allowed, "t0.qcow2"),
-             "mirror-file": made},
             {"disk": "disk1", "snapshot-file": os.path.join(self.allowed, "t1.qcow2"),
              "mirror-file": os.path.join(self.allowed, "dirlink", "t1.qcow2")}]})
         self.assertIn("goes through a symbolic link", r["error"]["desc"])
         self.assertIn("nothing was done", r["error"]["desc"])
-        for name in ("made-first.qcow2", "t0.qcow2", "t1.qcow2"):
-            self.assertFalse(os.path.exists(os.path.join(self.allowed, name)), name)
+        self.assertFalse(os.path.exists(os.path.join(self.allowed, "t1.qcow2")))
+        self.assertEqual(qemu_chain(self.c, 1)[0], before)
 
     def test_existing_target_by_descriptor(self):
         """mode existing: the image made beforehand is opened, not
