@@ -418,6 +418,23 @@ class OwnImagesByDescriptor(ProxyTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.allowed, "t1.qcow2")))
         self.assertEqual(qemu_chain(self.c, 1)[0], before)
 
+    def test_snapshot_mirror_abort_by_descriptor(self):
+        """Undoing a snapshot whose overlay was handed over: the overlay is
+        folded back (active commit) and the disk runs on its image again."""
+        hmp = self.direct()
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "undo", "disks": [{
+            "disk": "disk0", "snapshot-file": os.path.join(self.allowed, "u.qcow2"),
+            "mirror-file": os.path.join(self.allowed, "u-copy.qcow2")}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.qemu.io(hmp, 0, "write -P 0x6b 0 1M")
+        r = self.c.cmd("qmproxy-snapshot-abort", {"name": "undo"})
+        self.assertEqual(r["return"]["state"], "aborted", r)
+        self.assertEqual(qemu_chain(self.c)[0], [self.qemu.images[0]])
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [self.qemu.images[0]])
+        self.assertNotIn("fail", self.qemu.io(hmp, 0, "read -P 0x6b 0 1M").lower())
+        wait_for(lambda: len(self.sent_by_proxy("remove-fd")) == 2, what="both fd sets removed")
+
     def test_existing_target_by_descriptor(self):
         """mode existing: the image made beforehand is opened, not
         created (on QEMU 10 with -blockdev: blockdev-add of /dev/fdset/N)."""
