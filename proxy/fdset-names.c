@@ -69,3 +69,14 @@ void fdset_names_clear(void)
     names = NULL;
     nnames = 0;
 }
+
+int fdset_names_count(void)
+{
+    return nnames;
+}
+
+void fdset_names_at(int i, int64_t *id, const char **path)
+{
+    *id = names[i].id;
+    *path = names[i].path;
+}

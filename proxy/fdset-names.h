@@ -27,5 +27,8 @@ void fdset_names_set(int64_t id, const char *path);
  * or NULL (not such a name, or not the proxy's). */
 const char *fdset_names_path(const char *qemu_name);
 void fdset_names_clear(void);
+/* Every name, for the state file: how many, and the i-th. */
+int fdset_names_count(void);
+void fdset_names_at(int i, int64_t *id, const char **path);
 
 #endif

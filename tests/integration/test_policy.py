@@ -289,11 +289,13 @@ class OwnImagesByDescriptor(ProxyTestCase):
         self.allowed = os.path.join(self.workdir, "allowed")
         self.outside = os.path.join(self.workdir, "outside")
         os.makedirs(os.path.join(self.allowed, "sub"), exist_ok=True)
-        os.makedirs(self.outside)
+        os.makedirs(self.outside, exist_ok=True)   # (started again: restart)
         self.policy = os.path.join(self.workdir, "policy.xml")
         write_policy(self.policy, '<paths><allow dir="%s"/></paths>' % self.allowed)
         self.tlog = os.path.join(self.workdir, "traffic.jsonl")
-        return super().start_proxy(args=["--policy", self.policy, "--traffic-log", self.tlog])
+        self.state = os.path.join(self.workdir, "state.json")
+        return super().start_proxy(args=["--policy", self.policy, "--traffic-log", self.tlog,
+                                         "--state", self.state])
 
     def setUp(self):
         super().setUp()
@@ -434,6 +436,36 @@ class OwnImagesByDescriptor(ProxyTestCase):
                          [self.qemu.images[0]])
         self.assertNotIn("fail", self.qemu.io(hmp, 0, "read -P 0x6b 0 1M").lower())
         wait_for(lambda: len(self.sent_by_proxy("remove-fd")) == 2, what="both fd sets removed")
+
+    def test_restarted_proxy_knows_its_fd_sets(self):
+        """Killed while a copy handed over is ready: the next run still
+        calls it by its path (the state file keeps the fd sets' names),
+        reopens onto it and removes the set when the operation ends."""
+        target = os.path.join(self.allowed, "kept.qcow2")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        [add] = self.sent_once("add-fd")
+
+        def saved_ready():
+            try:
+                with open(self.state) as f:
+                    saved = json.load(f)["state"]
+            except (OSError, ValueError):
+                return False
+            return [o["state"] for o in saved.get("operations", [])] == ["ready"]
+        wait_for(saved_ready, what="the ready operation saved")
+        self.c.close()
+        self.proxy.proc.send_signal(signal.SIGKILL)
+        self.proxy.proc.wait()
+        os.unlink(self.proxy.listen)
+        self.proxy = self.start_proxy()
+        self.c = self.client(extras=True)
+        self.assertEqual(proxy_chain(self.c)["mirror"]["file"], target)
+        r = self.c.cmd("qmproxy-reopen", {"disk": "disk0", "file": target})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]], [target])
+        self.assertEqual(self.sent_once("remove-fd"), [{"execute": "remove-fd", "arguments": {
+            "fdset-id": add["arguments"]["fdset-id"]}}])
 
     def test_existing_target_by_descriptor(self):
         """mode existing: the image made beforehand is opened, not
