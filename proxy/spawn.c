@@ -101,7 +101,11 @@ void spawn_run_with_fd(struct event_base *base, char *const argv[], int fd,
         return;
     }
     if (c->pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
+        int null;
+        if (fd >= 0 && fd < 3) {
+            fd = fcntl(fd, F_DUPFD, 10);   /* out of the way of 0-2 */
+        }
+        null = open("/dev/null", O_RDONLY);
         dup2(null, 0);
         dup2(p[1], 1);
         dup2(p[1], 2);
