@@ -63,7 +63,8 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         /* under a path policy the proxy creates or opens the image itself
          * and hands it to QEMU (op-images.c) */
         err = op_open_image(call->env->policy(call->env->opaque), "target",
-                            target, strcmp(mode, "existing") != 0, &image);
+                            target, strcmp(mode, "existing")
+                            ? OP_IMAGE_NEW : OP_IMAGE_EXISTING, &image);
     }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);

@@ -12,24 +12,24 @@
 #include "op.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "op-internal.h"
 #include "beneath.h"
 #include "cmd.h"
 #include "fdset-names.h"
 #include "jsonobj.h"
-#include "op-internal.h"
+#include "nbd-target.h"
+#include "policy.h"
 #include "qmp.h"
 #include "spawn.h"
 #include "upstream.h"
-#include "nbd-target.h"
-#include "policy.h"
 #include "util.h"
 
 /* What went wrong opening path (rest beneath folder), said so that the
@@ -62,8 +62,14 @@ static char *open_failed(const char *what, const char *path,
 }
 
 char *op_open_image(const struct policy *pol, const char *what,
-                    const char *path, bool create, int *fd)
+                    const char *path, enum op_image_open how, int *fd)
 {
+    static const int flags[] = {
+        [OP_IMAGE_EXISTING] = O_RDWR,
+        [OP_IMAGE_NEW] = O_CREAT | O_EXCL | O_RDWR,
+        [OP_IMAGE_REPLACE] = O_CREAT | O_TRUNC | O_RDWR,
+    };
+    bool create = how != OP_IMAGE_EXISTING;
     const char *folder, *rest;
     int dirfd, err;
     char *msg = NULL;
@@ -88,8 +94,7 @@ char *op_open_image(const struct policy *pol, const char *what,
                          what, path, folder, strerror(errno));
     }
     /* created as QEMU creates images (0644 less the umask) */
-    *fd = beneath_open(dirfd, rest, create ? O_CREAT | O_EXCL | O_RDWR
-                                           : O_RDWR, 0644);
+    *fd = beneath_open(dirfd, rest, flags[how], 0644);
     err = errno;
     if (*fd < 0) {
         msg = open_failed(what, path, folder, rest, dirfd, err, create);

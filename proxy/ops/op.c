@@ -177,6 +177,8 @@ static void disk_clear(struct op_disk *d)
     free(d->job_error);
     json_object_put(d->pending_args);
     free(d->copy_node);
+    free(d->copy_backing);
+    free(d->copy_backing_format);
     free(d->note);
     if (d->copy_image.fd >= 0) {
         close(d->copy_image.fd);

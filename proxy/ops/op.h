@@ -132,6 +132,10 @@ struct op_disk {
     json_object *pending_args; /* blockdev-mirror's, until its node is added */
     char *copy_node;       /* the copy's own node (QEMU 10's way), while a
                             * reopen may still have to delete it */
+    /* the backing file (and its format) a copy the proxy formats names,
+     * when not the layer below the disk's (automatic mirroring builds on
+     * the destination's copy of the older layers); NULL: that layer */
+    char *copy_backing, *copy_backing_format;
     /* under a path policy, the copy's and the snapshot's images as the
      * proxy opened them (op-images.c) */
     struct op_image copy_image, snapshot_image;
@@ -188,13 +192,15 @@ char *op_check_target(const char *what, const char *target, const char **mode);
 /*
  * Under a path policy, the image at path (what: "target"...) opened by the
  * proxy beneath its allowed folder, following no symbolic link, to be
- * handed to QEMU by descriptor: created (exclusively, empty) when create,
- * else opened read-write.  *fd is -1 when there is nothing to open (no
+ * handed to QEMU by descriptor, read-write: an existing one, a new one
+ * (exclusively), or a new one replacing a file there (as QEMU's
+ * absolute-paths mode would).  *fd is -1 when there is nothing to open (no
  * path policy, or not a host file).  NULL: fine; else what to fix (owned).
  */
 struct policy;
+enum op_image_open { OP_IMAGE_EXISTING, OP_IMAGE_NEW, OP_IMAGE_REPLACE };
 char *op_open_image(const struct policy *pol, const char *what,
-                    const char *path, bool create, int *fd);
+                    const char *path, enum op_image_open how, int *fd);
 /* No image (inline: op.c, below op-images.c, starts every disk so). */
 static inline void op_image_init(struct op_image *im)
 {

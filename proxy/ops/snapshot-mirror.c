@@ -93,7 +93,9 @@ static char *open_images(const struct policy *pol, struct to_open *img,
     }
     for (int i = 0; i < n && !err; i++) {
         if (img[i].path) {
-            err = op_open_image(pol, img[i].what, img[i].path, img[i].create,
+            err = op_open_image(pol, img[i].what, img[i].path,
+                                img[i].create ? OP_IMAGE_NEW
+                                              : OP_IMAGE_EXISTING,
                                 &img[i].fd);
         }
     }

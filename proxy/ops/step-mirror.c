@@ -170,14 +170,16 @@ static void copy_handed_over(struct op *op, int i, const char *error)
 static bool hand_over_copy(struct op *op, int i, json_object *a)
 {
     struct op_disk *d = &op->disks[i];
-    const char *below = d->sync && !strcmp(d->sync, "top")
+    const char *below = d->copy_backing ? d->copy_backing
+        : d->sync && !strcmp(d->sync, "top")
         ? chain_layer_file(op_chain(), d->disk, 1) : NULL;
     struct op_image_header hdr = {
         .format = d->mirror_format ? d->mirror_format
                 : d->format ? d->format : "qcow2",
         .size = chain_top_size(op_chain(), d->disk),
         .backing = below,
-        .backing_format = below ? op_image_format(below) : NULL,
+        .backing_format = d->copy_backing_format ? d->copy_backing_format
+                        : below ? op_image_format(below) : NULL,
     };
     bool existing = d->mode && !strcmp(d->mode, "existing");
 

@@ -610,6 +610,52 @@ class AutoMirrorOnSnapshot(ProxyTestCase):
             self.assertNotIn("fail", out.lower(), out)
 
 
+class AutoMirrorByDescriptor(ProxyTestCase):
+    """Automatic mirroring under a path policy: the destination overlay is
+    made by the proxy beneath the target folder, formatted over the
+    destination's copy of the older layers (as precreate does), and handed
+    to QEMU by descriptor."""
+
+    def start_proxy(self, args=None, **kw):
+        self.dest = os.path.join(self.workdir, "dest")
+        os.makedirs(self.dest, exist_ok=True)
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, '<paths><allow dir="%s"/></paths>'
+                     '<mirroring><rule name="follow" disks="disk*" on="snapshot" '
+                     'target="%s" pivot="never" precreate="yes"/></mirroring>'
+                     % (self.workdir, self.dest))
+        self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+        return super().start_proxy(args=["--policy", self.policy, "--traffic-log", self.tlog])
+
+    def test_snapshot_mirrored_by_descriptor(self):
+        c = self.client(extras=True)
+        snap = os.path.join(self.workdir, "snap.qcow2")
+        c.ok("blockdev-snapshot-sync", {"device": "disk0", "snapshot-file": snap,
+                                        "format": "qcow2"})
+        ev = c.wait_event("QMPROXY_OPERATION", pred=lambda e: e["data"]["state"] == "ready")
+        target = os.path.join(self.dest, "snap.qcow2")
+        self.assertEqual(ev["data"]["disks"][0]["mirror-file"], target)
+
+        def sent(command):
+            with open(self.tlog) as f:
+                msgs = [json.loads(l) for l in f if l.endswith("\n")]
+            return [m["msg"] for m in msgs if m["dir"] == "in" and m.get("client") == 0
+                    and m["msg"].get("execute") == command]
+        wait_for(lambda: sent("blockdev-mirror"), what="blockdev-mirror in the log")
+        [add] = sent("add-fd")
+        self.assertIn(target, add["arguments"]["opaque"])
+        self.assertNotIn(target, json.dumps(sent("blockdev-add") + sent("drive-mirror")))
+        info = json.loads(qemu_img("info", "-U", "--output=json", target))
+        self.assertEqual(info["backing-filename"], os.path.join(self.dest, "disk0.qcow2"))
+        self.assertEqual(proxy_chain(c)["mirror"]["file"], target)
+        subprocess.run(["cp", self.qemu.images[0], os.path.join(self.dest, "disk0.qcow2")],
+                       check=True)
+        r = c.cmd("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(c)["chain"]],
+                         [target, os.path.join(self.dest, "disk0.qcow2")])
+
+
 class ReplicationToFullFilesystem(ProxyTestCase):
     """A continuous copy whose target fills up: retried with backoff,
     reported, and the source untouched."""
