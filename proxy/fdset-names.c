@@ -80,3 +80,13 @@ void fdset_names_at(int i, int64_t *id, const char **path)
     *id = names[i].id;
     *path = names[i].path;
 }
+
+bool fdset_names_handed_over(const char *path)
+{
+    for (int i = 0; path && i < nnames; i++) {
+        if (!strcmp(names[i].path, path)) {
+            return true;
+        }
+    }
+    return false;
+}

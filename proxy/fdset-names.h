@@ -13,6 +13,7 @@
 #ifndef QMPROXY_FDSET_NAMES_H
 #define QMPROXY_FDSET_NAMES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* QEMU parses /dev/fdset/N as a non-negative int. */
@@ -26,6 +27,8 @@ void fdset_names_set(int64_t id, const char *path);
 /* The path of a QEMU name /dev/fdset/N the proxy handed over (borrowed),
  * or NULL (not such a name, or not the proxy's). */
 const char *fdset_names_path(const char *qemu_name);
+/* Is path an image the proxy handed over (QEMU calls it /dev/fdset/N)? */
+bool fdset_names_handed_over(const char *path);
 void fdset_names_clear(void);
 /* Every name, for the state file: how many, and the i-th. */
 int fdset_names_count(void);

@@ -364,6 +364,22 @@ class OwnImagesByDescriptor(ProxyTestCase):
                 # (QEMU 7.2 closes a removed one only while the VM runs)
                 self.assertEqual(s["fds"], [], s)
         self.assertNotIn("fail", self.qemu.io(hmp, 0, "read -P 0x5a 0 1M").lower())
+        # a client's blockdev-snapshot-sync over it would have QEMU write
+        # /dev/fdset/N into the new header: refused, saying what to use
+        over = os.path.join(self.allowed, "over.qcow2")
+        args = {"snapshot-file": over, "format": "qcow2"}
+        if self.shape == "none":
+            args["device"] = "disk0"
+        else:
+            args["node-name"] = qemu_chain(self.c)[2]
+        for cmd, a in (("blockdev-snapshot-sync", args),
+                       ("transaction", {"actions": [{"type": "blockdev-snapshot-sync",
+                                                     "data": args}]})):
+            r = self.c.cmd(cmd, a)
+            self.assertEqual(r["error"]["class"], "GenericError", r)
+            self.assertIn("/dev/fdset/N, into the new overlay's header", r["error"]["desc"])
+            self.assertIn("qmproxy-snapshot-mirror", r["error"]["desc"])
+        self.assertFalse(os.path.exists(over))
         # the copy holds the data, and its chain opens from its header
         out = subprocess.run([QEMU_IO, "-U", "-r", "-c", "read -P 0x5a 0 1M", target],
                              capture_output=True, text=True).stdout
