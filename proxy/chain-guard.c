@@ -1,10 +1,11 @@
 /*
- * chain-guard: a client's blockdev-snapshot-sync over a layer the proxy
- * handed QEMU by descriptor.  QEMU writes into the new overlay's header
- * the name its node has, and that node's name is /dev/fdset/N: the image
- * would name a backing file no one else can open, and any later open of
- * the chain by its header fails.  Refused before QEMU sees it, saying
- * how to take the snapshot instead.
+ * chain-guard: a client's command that has QEMU write a layer the proxy
+ * handed over by descriptor into a new image's header as its backing file
+ * (blockdev-snapshot-sync over it; drive-mirror of the layer above it,
+ * sync top, QEMU creating the copy).  QEMU writes the name its node has,
+ * and that node's name is /dev/fdset/N: the image would name a backing
+ * file no one else can open, and any later open of the chain by its
+ * header fails.  Refused before QEMU sees it, saying what to do instead.
  */
 #include "chain.h"
 #include "chain-model.h"
@@ -35,6 +36,24 @@ static char *check_snapshot(const struct chain *c, json_object *data)
                      "blockdev-snapshot", top);
 }
 
+static char *check_mirror(const struct chain *c, json_object *args)
+{
+    const char *device = jobj_str(args, "device");
+    const char *disk = device ? chain_disk_name(c, device) : NULL;
+    const char *mode = jobj_str(args, "mode"), *sync = jobj_str(args, "sync");
+    const char *below = disk ? chain_layer_file(c, disk, 1) : NULL;
+
+    if ((mode && strcmp(mode, "absolute-paths")) || !sync
+        || strcmp(sync, "top") || !below || !fdset_names_handed_over(below)) {
+        return NULL;
+    }
+    return xasprintf("drive-mirror with sync 'top' would write QEMU's name "
+                     "for %s, /dev/fdset/N, into the new copy's header as its "
+                     "backing file: qmproxy handed QEMU that image by "
+                     "descriptor.  Create the copy naming its backing file "
+                     "and use mode 'existing', or qmproxy-block-copy", below);
+}
+
 char *chain_check_backing_names(const struct chain *c, const char *command,
                                 json_object *args)
 {
@@ -42,6 +61,9 @@ char *chain_check_backing_names(const struct chain *c, const char *command,
 
     if (!strcmp(command, "blockdev-snapshot-sync")) {
         return check_snapshot(c, args);
+    }
+    if (!strcmp(command, "drive-mirror")) {
+        return check_mirror(c, args);
     }
     if (strcmp(command, "transaction")
         || !json_object_object_get_ex(args, "actions", &actions)

@@ -89,7 +89,8 @@ const char *chain_top_file(const struct chain *c, const char *disk);
 const char *chain_top_format(const struct chain *c, const char *disk);
 /* chain-guard.c: NULL when QEMU may have this client command; else why
  * not (owned): a blockdev-snapshot-sync over a layer the proxy handed
- * QEMU by descriptor would write /dev/fdset/N into a header. */
+ * QEMU by descriptor, or a drive-mirror (sync top) of the layer above
+ * one, would write /dev/fdset/N into a header. */
 char *chain_check_backing_names(const struct chain *c, const char *command,
                                 json_object *args);
 /* The disk's size as its active layer says, or -1 when not known. */

@@ -380,6 +380,21 @@ class OwnImagesByDescriptor(ProxyTestCase):
             self.assertIn("/dev/fdset/N, into the new overlay's header", r["error"]["desc"])
             self.assertIn("qmproxy-snapshot-mirror", r["error"]["desc"])
         self.assertFalse(os.path.exists(over))
+        # the same for a copy of the layer above it that QEMU would create
+        # naming it as the backing: a snapshot over it first (the proxy's,
+        # its copy dropped), then drive-mirror sync top
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "above2", "disks": [{
+            "disk": "disk0", "snapshot-file": os.path.join(self.allowed, "above2.qcow2"),
+            "mirror-file": os.path.join(self.allowed, "above2-copy.qcow2")}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "above2", "target": "source"})
+        self.assertIn(r["return"]["state"], ("pivoted", "aborted"), r)
+        r = self.c.cmd("drive-mirror", {"device": self.qemu.device_arg(0) if self.shape == "none"
+                                        else qemu_chain(self.c)[2],
+                                        "target": os.path.join(self.allowed, "m.qcow2"),
+                                        "sync": "top", "format": "qcow2"})
+        self.assertIn("/dev/fdset/N, into the new copy's header", r["error"]["desc"])
+        self.assertFalse(os.path.exists(os.path.join(self.allowed, "m.qcow2")))
         # the copy holds the data, and its chain opens from its header
         out = subprocess.run([QEMU_IO, "-U", "-r", "-c", "read -P 0x5a 0 1M", target],
                              capture_output=True, text=True).stdout
