@@ -246,7 +246,10 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         n++;
     }
     if (!n) {
-        next(op, true);
+        /* nothing sent: fine, unless a copy was refused before it went */
+        bool failed = op->step_failed;
+        op->step_failed = false;
+        next(op, !failed);
     }
 }
 
