@@ -306,6 +306,20 @@ static char *scheme_of(const char *s)
 }
 
 /* A string that names a file: a path, or a protocol's URI. */
+const char *policy_folder_of(const struct policy *p, const char *path,
+                             const char **rest)
+{
+    for (int i = 0; p && p->has_paths && i < p->ndirs; i++) {
+        const char *dir = p->dirs[i];
+        size_t n = strcmp(dir, "/") ? strlen(dir) : 0;
+        if (!strncmp(path, dir, n) && path[n] == '/') {
+            *rest = path + n + strspn(path + n, "/");
+            return dir;
+        }
+    }
+    return NULL;
+}
+
 char *policy_check_path(const struct policy *p, const char *what,
                         const char *path)
 {

@@ -74,6 +74,14 @@ bool policy_confines_places(const struct policy *p);
 /* Is this image path (what: "snapshot-file"...) allowed?  NULL: yes. */
 char *policy_check_path(const struct policy *p, const char *what,
                         const char *path);
+/*
+ * The allowed folder an absolute path lies under as written (no symbolic
+ * link looked at), and in *rest the path below it; NULL when none does.
+ * For the proxy's own operations, which open their images beneath that
+ * folder themselves (proxy/beneath.h).
+ */
+const char *policy_folder_of(const struct policy *p, const char *path,
+                             const char **rest);
 
 int policy_mirror_rule_count(const struct policy *p);
 const struct policy_mirror_rule *policy_mirror_rule(const struct policy *p,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "chain-model.h"
+#include "fdset-names.h"
 
 /* ---- JSON and XML -------------------------------------------------- */
 
@@ -343,11 +344,34 @@ json_object *chain_save(const struct chain *c)
     json_object_object_add(o, "jobs", jobs);
     json_object_object_add(o, "blockdev-nodes",
                            json_object_get(c->blockdev_nodes));
+    /* QEMU still calls the images the proxy handed over /dev/fdset/N */
+    if (fdset_names_count()) {
+        json_object *fdsets = json_object_new_array();
+        for (int i = 0; i < fdset_names_count(); i++) {
+            json_object *f = json_object_new_object();
+            int64_t id;
+            const char *path;
+            fdset_names_at(i, &id, &path);
+            json_object_object_add(f, "fdset-id", json_object_new_int64(id));
+            jobj_add_str(f, "path", path);
+            json_object_array_add(fdsets, f);
+        }
+        json_object_object_add(o, "fdset-names", fdsets);
+    }
     return o;
 }
 
 void chain_load(struct chain *c, json_object *saved)
 {
+    json_object *fdsets = jobj_typed(saved, "fdset-names", json_type_array);
+
+    /* before the first answer of QEMU's that names them */
+    for (size_t i = 0; fdsets && i < json_object_array_length(fdsets); i++) {
+        json_object *f = json_object_array_get_idx(fdsets, i);
+        if (jobj_str(f, "path") && jobj_int(f, "fdset-id", -1) >= 0) {
+            fdset_names_set(jobj_int(f, "fdset-id", -1), jobj_str(f, "path"));
+        }
+    }
     json_object_put(c->loaded);
     c->loaded = json_object_get(saved);
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fdset-names.h"
 #include "util.h"
 
 char *ch_plain_filename(const char *name)
@@ -19,6 +20,10 @@ char *ch_plain_filename(const char *name)
     json_object *o, *v;
     char *out;
 
+    if (fdset_names_path(name)) {
+        /* an image the proxy handed QEMU by descriptor: its path */
+        return xstrdup(fdset_names_path(name));
+    }
     if (!name || strncmp(name, "json:", 5)) {
         return dup_or_null(name);
     }
@@ -28,7 +33,8 @@ char *ch_plain_filename(const char *name)
         json_object *file;
         if (json_object_object_get_ex(v, "filename", &file)
             && json_object_is_type(file, json_type_string)) {
-            out = xstrdup(json_object_get_string(file));
+            const char *f = json_object_get_string(file);
+            out = xstrdup(fdset_names_path(f) ? fdset_names_path(f) : f);
             json_object_put(o);
             return out;
         }
@@ -320,6 +326,12 @@ const char *chain_top_format(const struct chain *c, const char *disk)
 {
     const struct layer *l = top(c, disk);
     return l ? l->format : NULL;
+}
+
+int64_t chain_top_size(const struct chain *c, const char *disk)
+{
+    const struct layer *l = top(c, disk);
+    return l ? l->virtual_size : -1;
 }
 
 const char *chain_top_node(const struct chain *c, const char *disk)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "chain-model.h"
+#include "fdset-names.h"
 #include "log.h"
 
 static const char *const watched_commands[] = {
@@ -357,7 +358,8 @@ static const char *options_filename(struct chain *c, json_object *o,
             ? jobj_str(added, "file") : NULL;
     }
     if (jobj_str(o, "filename")) {
-        return jobj_str(o, "filename");
+        const char *real = fdset_names_path(jobj_str(o, "filename"));
+        return real ? real : jobj_str(o, "filename");
     }
     return json_object_object_get_ex(o, "file", &file)
         ? options_filename(c, file, depth + 1) : NULL;

@@ -91,6 +91,14 @@ char *chain_to_xml(const struct chain *c, const char *disk);
 /* The disk's active layer, its backing chain and job, for operations. */
 const char *chain_top_file(const struct chain *c, const char *disk);
 const char *chain_top_format(const struct chain *c, const char *disk);
+/* chain-guard.c: NULL when QEMU may have this client command; else why
+ * not (owned): a blockdev-snapshot-sync over a layer the proxy handed
+ * QEMU by descriptor, or a drive-mirror (sync top) of the layer above
+ * one, would write /dev/fdset/N into a header. */
+char *chain_check_backing_names(const struct chain *c, const char *command,
+                                json_object *args);
+/* The disk's size as its active layer says, or -1 when not known. */
+int64_t chain_top_size(const struct chain *c, const char *disk);
 const char *chain_top_node(const struct chain *c, const char *disk);
 /* The "device" argument QEMU's block commands take for this disk. */
 const char *chain_job_device(const struct chain *c, const char *disk);

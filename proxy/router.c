@@ -573,6 +573,10 @@ static enum route_result route(void *opaque, struct session *s,
     if (!why) {
         why = qemu_guard_check(cmd->req.command, cmd->req.args);
     }
+    if (!why) {
+        why = chain_check_backing_names(r->chain, cmd->req.command,
+                                        cmd->req.args);
+    }
     if (why) {
         refuse(r, s, slot, cmd, why);
         free(why);

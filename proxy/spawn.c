@@ -78,6 +78,12 @@ static void on_output(evutil_socket_t fd, short what, void *arg)
 void spawn_run(struct event_base *base, char *const argv[],
                spawn_done_fn done, void *opaque)
 {
+    spawn_run_with_fd(base, argv, -1, done, opaque);
+}
+
+void spawn_run_with_fd(struct event_base *base, char *const argv[], int fd,
+                       spawn_done_fn done, void *opaque)
+{
     struct child *c = xcalloc(1, sizeof(*c));
     int p[2];
 
@@ -95,10 +101,19 @@ void spawn_run(struct event_base *base, char *const argv[],
         return;
     }
     if (c->pid == 0) {
-        int null = open("/dev/null", O_RDONLY);
+        int null;
+        if (fd >= 0 && fd < 3) {
+            fd = fcntl(fd, F_DUPFD, 10);   /* out of the way of 0-2 */
+        }
+        null = open("/dev/null", O_RDONLY);
         dup2(null, 0);
         dup2(p[1], 1);
         dup2(p[1], 2);
+        if (fd == 3) {
+            fcntl(3, F_SETFD, 0);   /* dup2 onto itself keeps cloexec */
+        } else if (fd >= 0) {
+            dup2(fd, 3);
+        }
         execvp(argv[0], argv);
         _exit(127);
     }

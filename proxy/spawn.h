@@ -13,5 +13,9 @@ typedef void (*spawn_done_fn)(void *opaque, int status, const char *output);
 
 void spawn_run(struct event_base *base, char *const argv[],
                spawn_done_fn done, void *opaque);
+/* The same, the child getting fd (kept by the caller) as its descriptor
+ * 3, which argv can name as /dev/fd/3 (-1: none). */
+void spawn_run_with_fd(struct event_base *base, char *const argv[], int fd,
+                       spawn_done_fn done, void *opaque);
 
 #endif

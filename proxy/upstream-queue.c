@@ -316,12 +316,19 @@ void upstream_pump(struct upstream *up)
         struct upstream_waiter *w = TAILQ_FIRST(&up->waiters);
 
         if (req && (!w || up->client_turns >= INTERNAL_TURN_EVERY)) {
+            bool hold = req->nfds > 0 && !TAILQ_EMPTY(&up->fifo);
             up->client_turns = 0;
             TAILQ_REMOVE(&up->internal, req, link);
             TAILQ_INSERT_TAIL(&up->fifo, req, link);
             up->inflight++;
             upstream_log(up, TLOG_IN, TLOG_FROM_PROXY, "command", req->queued,
                          req->queued_len, -1);
+            if (hold) {
+                /* the proxy's own add-fd: its descriptors are held like a
+                 * client's, until every earlier command is answered */
+                up->held = req;
+                break;
+            }
             write_queued(up, req);
             continue;
         }
@@ -419,6 +426,15 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
                                                 upstream_reply_fn fn,
                                                 void *opaque)
 {
+    return upstream_send_internal_fds(up, cmd, NULL, 0, fn, opaque);
+}
+
+struct upstream_request *upstream_send_internal_fds(struct upstream *up,
+                                                    json_object *cmd,
+                                                    const int *fds, int nfds,
+                                                    upstream_reply_fn fn,
+                                                    void *opaque)
+{
     struct upstream_request *req = xcalloc(1, sizeof(*req));
     size_t len;
     const char *s = json_object_to_json_string_length(
@@ -429,7 +445,13 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
     req->opaque = opaque;
     req->queued = xstrndup(s, len);
     req->queued_len = len;
+    if (nfds > 0) {
+        req->nfds = nfds > CONN_MAX_FDS ? CONN_MAX_FDS : nfds;
+        memcpy(req->fds, fds, sizeof(int) * (size_t)req->nfds);
+        close_fds((int *)fds + req->nfds, nfds - req->nfds);
+    }
     if (up->state != UP_READY) {
+        /* request_free closes the descriptors */
         TAILQ_INSERT_TAIL(&up->doomed, req, link);
         event_active(up->doom_ev, 0, 0);
         return req;

@@ -118,6 +118,15 @@ struct upstream_request *upstream_send_internal(struct upstream *up,
                                                 json_object *cmd,
                                                 upstream_reply_fn fn,
                                                 void *opaque);
+/* The same with descriptors (ownership passes), as add-fd takes them:
+ * like a client's, held until QEMU has answered every earlier command, so
+ * that nobody else's getfd or add-fd takes them; closed if QEMU is not
+ * there. */
+struct upstream_request *upstream_send_internal_fds(struct upstream *up,
+                                                    json_object *cmd,
+                                                    const int *fds, int nfds,
+                                                    upstream_reply_fn fn,
+                                                    void *opaque);
 /*
  * QEMU is shutting down (a client's `quit` went up, or QEMU sent
  * SHUTDOWN): hold the proxy's own queries, so none of them meets the

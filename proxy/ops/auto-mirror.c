@@ -193,6 +193,16 @@ static void precreated(void *opaque, int status, const char *output)
     step_start_mirrors(a->op, started);
 }
 
+/* The destination's copy of the layer below the new overlay (owned). */
+static char *destination_below(const struct auto_state *a)
+{
+    char *below_copy = xstrdup(a->below);
+    char *dest = xasprintf("%s/%s", a->rule.target, basename(below_copy));
+
+    free(below_copy);
+    return dest;
+}
+
 static void attempt(struct auto_state *a)
 {
     struct op *op = a->op;
@@ -208,12 +218,12 @@ static void attempt(struct auto_state *a)
         failed(a, "another job runs on the disk");
         return;
     }
-    if (a->below && a->rule.precreate) {
+    if (a->below && a->rule.precreate && d->copy_image.fd < 0
+        && d->copy_image.fdset < 0) {
         /* the destination overlay, over the destination's copy of the
-         * layer below (which may not be there yet: -u) */
-        char *below_copy = xstrdup(a->below);
-        char *dest_below = xasprintf("%s/%s", a->rule.target,
-                                     basename(below_copy));
+         * layer below (which may not be there yet: -u); under a path
+         * policy the copy step formats the image the proxy opened */
+        char *dest_below = destination_below(a);
         char size[32];
         snprintf(size, sizeof(size), "%lld", a->size);
         char *argv[] = { "qemu-img", "create", "-q", "-f", a->rule.format,
@@ -223,7 +233,6 @@ static void attempt(struct auto_state *a)
         op->outstanding++;  /* keeps the operation while qemu-img runs */
         spawn_run(a->env->base, argv, precreated, a);
         free(dest_below);
-        free(below_copy);
         return;
     }
     step_start_mirrors(op, started);
@@ -287,6 +296,30 @@ static void start(const struct cmd_env *env,
     }
     d->speed = rule->speed;
     log_info("policy rule %s: mirroring %s to %s", rule->name, disk, target);
+    if (!nbd_target_is(target)) {
+        /* under a path policy the proxy makes the copy's image beneath the
+         * folder and hands it over (op-images.c), replacing a file there
+         * as QEMU or qemu-img would have */
+        int fd;
+        char *err = op_open_image(env->policy(env->opaque), "target", target,
+                                  OP_IMAGE_REPLACE, &fd);
+        if (err) {
+            op_set_state(op, OP_RUNNING);
+            op_fail(op, "the automatic copy of %s (rule %s) cannot start: %s",
+                    disk, rule->name, err);
+            free(err);
+            return;
+        }
+        if (fd >= 0) {
+            op_image_take(&d->copy_image, fd, true);
+            str_set(&d->mode, "absolute-paths");   /* the proxy formats it */
+            if (below && rule->precreate) {
+                d->copy_backing = destination_below(a);
+                d->copy_backing_format = xstrdup(below_format ? below_format
+                                                              : "qcow2");
+            }
+        }
+    }
     op_set_state(op, OP_RUNNING);
     attempt(a);
 }

@@ -47,6 +47,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     struct op *op;
     struct op_disk *d;
     json_object *given = NULL;
+    int image = -1;
 
     json_object_object_get_ex(a, "target", &given);
     if (!err) {
@@ -58,6 +59,13 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     if (!err && speed < 0) {
         err = xstrdup("speed must not be negative");
     }
+    if (!err) {
+        /* under a path policy the proxy creates or opens the image itself
+         * and hands it to QEMU (op-images.c) */
+        err = op_open_image(call->env->policy(call->env->opaque), "target",
+                            target, strcmp(mode, "existing")
+                            ? OP_IMAGE_NEW : OP_IMAGE_EXISTING, &image);
+    }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
         free(err);
@@ -67,6 +75,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     op = op_new("block-copy", NULL, call->client, call);
     d = op_add_disk(op, disk);
     d->mirror_file = target;
+    op_image_take(&d->copy_image, image, strcmp(mode, "existing") != 0);
     d->sync = xstrdup(qapi_get_bool(a, "shallow", false) ? "top" : "full");
     d->mode = xstrdup(mode);
     d->speed = speed;

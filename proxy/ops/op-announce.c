@@ -34,6 +34,9 @@ void op_set_state(struct op *op, enum op_state s)
         log_info("operation %s (%s): %s -> %s", op->name, op->type,
                  op_state_name(op->state), op_state_name(s));
         op->state = s;
+        if (op_is_final(s)) {
+            op_release_images(op);
+        }
     }
     announce(op);
 }

@@ -50,11 +50,13 @@ const char *op_image_format(const char *image);
  * blockdev-mirror, and before the pivot blockdev-reopen gives the copy the
  * backing its header names.  QEMU 7.2 (and a legacy -drive disk, or a copy
  * QEMU must create) keeps drive-mirror, which opens the backing itself.
- * Keyed on the version QEMU's greeting reported.
+ * Keyed on the version QEMU's greeting reported.  An image the proxy
+ * handed over by descriptor (op-images.c) always goes this way, on every
+ * version and disk: drive-mirror opens its target read-only first, and
+ * QEMU takes from an fd set only a descriptor of the access mode asked.
  */
 #define OP_BLOCKDEV_WAY_SINCE 1000   /* QEMU 10.0, as major * 100 + minor */
-bool op_blockdev_way(const char *disk, const char *mode, const char *target,
-                     bool plain_job);
+bool op_blockdev_way(const struct op_disk *d);
 /* The node-names of such a copy, its file and the backing given it:
  * derived from the job id, so a restarted proxy finds them again. */
 char *op_copy_node(const char *job, char which);

@@ -49,6 +49,10 @@ static const struct disk_field {
     F("own-job", FIELD_BOOL, own_job, true, false),
     F("manual-finalize", FIELD_BOOL, manual_finalize, true, false),
     F("ready", FIELD_BOOL, ready, true, false),
+    /* the proxy's fd sets of the images it handed over: to remove them
+     * when a restarted proxy ends the operation */
+    F("copy-fdset", FIELD_INT, copy_image.fdset, true, false),
+    F("snapshot-fdset", FIELD_INT, snapshot_image.fdset, true, false),
 #undef F
 };
 
@@ -102,7 +106,9 @@ static void disk_load(struct op_disk *d, json_object *saved)
             str_set(FIELD(d, f, char *), jobj_str(saved, f->key));
             break;
         case FIELD_INT:
-            *FIELD(d, f, int64_t) = jobj_int(saved, f->key, 0);
+            /* absent: as op_add_disk left it */
+            *FIELD(d, f, int64_t) = jobj_int(saved, f->key,
+                                             *FIELD(d, f, int64_t));
             break;
         case FIELD_BOOL:
             *FIELD(d, f, bool) = jobj_bool(saved, f->key, false);

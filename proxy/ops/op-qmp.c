@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "op-internal.h"
 #include "chain.h"
@@ -59,6 +60,14 @@ void op_qmp(struct op *op, json_object *cmd,
                          const char *error),
             int disk)
 {
+    op_qmp_fd(op, cmd, -1, done, disk);
+}
+
+void op_qmp_fd(struct op *op, json_object *cmd, int fd,
+               void (*done)(struct op *op, int disk, bool ok,
+                            json_object *ret, const char *error),
+               int disk)
+{
     struct pending *p = xcalloc(1, sizeof(*p));
     json_object *v;
 
@@ -74,18 +83,23 @@ void op_qmp(struct op *op, json_object *cmd,
     /* out until answered: an event about the job it starts, coming before
      * its reply, waits for the reply instead of asking QEMU */
     chain_command_sent(op_chain());
-    upstream_send_internal(op_reg.env->up, cmd, on_reply, p);
+    upstream_send_internal_fds(op_reg.env->up, cmd, &fd, fd >= 0 ? 1 : 0,
+                               on_reply, p);
     json_object_put(cmd);
 }
 
-bool op_blockdev_way(const char *disk, const char *mode, const char *target,
-                     bool plain_job)
+bool op_blockdev_way(const struct op_disk *d)
 {
+    const char *mode = d->mode, *target = d->mirror_file;
+
+    if (d->copy_image.fdset >= 0) {
+        return true;   /* handed over by descriptor */
+    }
     /* a RHEL-era client names its job by device and drives it itself;
      * blkdebug: and other filename prefixes are drive-mirror's syntax */
-    return !plain_job && mode && !strcmp(mode, "existing")
+    return !d->plain_job && mode && !strcmp(mode, "existing")
         && target && target[0] == '/'
-        && chain_disk_is_blockdev(op_chain(), disk)
+        && chain_disk_is_blockdev(op_chain(), d->disk)
         && upstream_qemu_version(op_reg.env->up) >= OP_BLOCKDEV_WAY_SINCE;
 }
 
@@ -109,7 +123,7 @@ char *op_copy_target(const struct op_disk *d)
     /* the job QEMU runs says so; or this operation started it that way
      * (the job may already be gone) */
     if ((node && !strcmp(node, ours))
-        || op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
+        || op_blockdev_way(d)) {
         return ours;
     }
     free(ours);

@@ -190,7 +190,15 @@ static void disk_clear(struct op_disk *d)
     free(d->copy_node);
     free(d->on_target_error);
     free(d->target_node);
+    free(d->copy_backing);
+    free(d->copy_backing_format);
     free(d->note);
+    if (d->copy_image.fd >= 0) {
+        close(d->copy_image.fd);
+    }
+    if (d->snapshot_image.fd >= 0) {
+        close(d->snapshot_image.fd);
+    }
 }
 
 static void op_free(struct op *op)
@@ -300,6 +308,8 @@ struct op_disk *op_add_disk(struct op *op, const char *disk)
     memset(d, 0, sizeof(*d));
     d->disk = xstrdup(disk);
     d->state = DISK_UNTOUCHED;
+    op_image_init(&d->copy_image);
+    op_image_init(&d->snapshot_image);
     return d;
 }
 

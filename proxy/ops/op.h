@@ -78,6 +78,24 @@ enum op_verb {
     OP_VERB_MIGRATE_CANCEL,  /* qmproxy-migrate-cancel */
 };
 
+/*
+ * An image the proxy opened beneath its allowed folder (under a path
+ * policy) to hand QEMU by descriptor: op-images.c.
+ */
+struct op_image {
+    int fd;                /* not handed over yet; -1: none */
+    bool created;          /* by the proxy: removed again if unused */
+    bool used;             /* a node of QEMU's runs on it */
+    uint64_t dev, ino;     /* what was created, to remove only that */
+    int64_t fdset;         /* the proxy's fd set QEMU holds it in (QEMU
+                            * opens /dev/fdset/N); -1: not handed over */
+    bool fdset_removed;    /* remove-fd sent (the operation ended) */
+    /* while it is being handed over */
+    bool handing;
+    char *path;            /* borrowed from the disk */
+    void (*handed)(struct op *op, int disk, const char *error);
+};
+
 struct op_disk {
     char *disk;            /* the chain model's name for it */
     char *snapshot_file;   /* NULL: no snapshot step */
@@ -120,6 +138,13 @@ struct op_disk {
     json_object *pending_args; /* blockdev-mirror's, until its node is added */
     char *copy_node;       /* the copy's own node (QEMU 10's way), while a
                             * reopen may still have to delete it */
+    /* the backing file (and its format) a copy the proxy formats names,
+     * when not the layer below the disk's (automatic mirroring builds on
+     * the destination's copy of the older layers); NULL: that layer */
+    char *copy_backing, *copy_backing_format;
+    /* under a path policy, the copy's and the snapshot's images as the
+     * proxy opened them (op-images.c) */
+    struct op_image copy_image, snapshot_image;
     /* where the disk stands, for people */
     enum op_disk_state state;
     char *note;
@@ -174,6 +199,52 @@ char *op_check_existing_file(const char *what, const char *path);
  * is set to the mode to use.
  */
 char *op_check_target(const char *what, const char *target, const char **mode);
+/*
+ * Under a path policy, the image at path (what: "target"...) opened by the
+ * proxy beneath its allowed folder, following no symbolic link, to be
+ * handed to QEMU by descriptor, read-write: an existing one, a new one
+ * (exclusively), or a new one replacing a file there (as QEMU's
+ * absolute-paths mode would).  *fd is -1 when there is nothing to open (no
+ * path policy, or not a host file).  NULL: fine; else what to fix (owned).
+ */
+struct policy;
+enum op_image_open { OP_IMAGE_EXISTING, OP_IMAGE_NEW, OP_IMAGE_REPLACE };
+char *op_open_image(const struct policy *pol, const char *what,
+                    const char *path, enum op_image_open how, int *fd);
+/* No image (inline: op.c, below op-images.c, starts every disk so). */
+static inline void op_image_init(struct op_image *im)
+{
+    *im = (struct op_image){ .fd = -1, .fdset = -1 };
+}
+/* An image op_open_image opened (fd -1: none), created or not. */
+void op_image_take(struct op_image *im, int fd, bool created);
+/* The name QEMU opens it by: /dev/fdset/N once handed over, else path
+ * (owned). */
+char *op_image_qemu_name(const struct op_image *im, const char *path);
+/* How the proxy formats an image it created: qemu-img on the descriptor,
+ * the backing file (NULL: none) named by its real path, because QEMU
+ * would write the name its node has, /dev/fdset/N. */
+struct op_image_header {
+    const char *format;
+    int64_t size;
+    const char *backing, *backing_format;
+};
+/* Hand disk i's image over: format it (hdr, its size known; NULL: opened,
+ * not created), then add-fd into a set of the proxy's own; handed(op, i,
+ * NULL) when QEMU holds it, else with what went wrong (never before this
+ * returns).  path: the image's real path (the chain model calls
+ * /dev/fdset/N by it); role: "copy", "snapshot". */
+void op_image_hand_over(struct op *op, int i, struct op_image *im,
+                        const char *path, const char *role,
+                        const struct op_image_header *hdr,
+                        void (*handed)(struct op *op, int disk,
+                                       const char *error));
+/* Remove an image the proxy created that no node ever ran on (an
+ * operation refused or failed before), so that asking again works: by
+ * name beneath its folder again, and only while that name is still the
+ * file the proxy made. */
+void op_image_remove_unused(const struct policy *pol, struct op_image *im,
+                            const char *path);
 
 /* One disk of a snapshot-with-mirror request, however it was asked for. */
 struct snapshot_spec {
@@ -307,5 +378,15 @@ void op_qmp(struct op *op, json_object *cmd,
             void (*done)(struct op *op, int disk, bool ok,
                          json_object *ret, const char *error),
             int disk);
+/* The same with a descriptor (ownership passes; -1: none), for add-fd. */
+void op_qmp_fd(struct op *op, json_object *cmd, int fd,
+               void (*done)(struct op *op, int disk, bool ok,
+                            json_object *ret, const char *error),
+               int disk);
+/* The operation has ended (op-images.c): the fd sets of its images are
+ * removed (QEMU keeps the descriptors its nodes still use, and drops each
+ * set once nothing uses it), images not handed over are closed, and
+ * those the proxy created that nothing ran on are removed. */
+void op_release_images(struct op *op);
 
 #endif

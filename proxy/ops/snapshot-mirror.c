@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "nbd-target.h"
@@ -64,12 +65,64 @@ static void snapshotted(struct op *op, bool ok)
     step_start_mirrors(op, mirrors_started);
 }
 
+static bool creates(const char *mode)
+{
+    return !mode || strcmp(mode, "existing");
+}
+
+/* One image to open beneath its folder. */
+struct to_open {
+    const char *what, *path;
+    bool create;
+    int fd;
+};
+
+/*
+ * Under a path policy, the overlays' and the copies' images opened (or
+ * created) beneath their folders, to be handed to QEMU by descriptor
+ * (op-images.c); all or none: when one cannot be, those created already
+ * are removed.
+ */
+static char *open_images(const struct policy *pol, struct to_open *img,
+                         int n)
+{
+    char *err = NULL, *tmp;
+
+    for (int i = 0; i < n; i++) {
+        img[i].fd = -1;
+    }
+    for (int i = 0; i < n && !err; i++) {
+        if (img[i].path) {
+            err = op_open_image(pol, img[i].what, img[i].path,
+                                img[i].create ? OP_IMAGE_NEW
+                                              : OP_IMAGE_EXISTING,
+                                &img[i].fd);
+        }
+    }
+    if (!err) {
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (img[i].fd >= 0) {
+            struct op_image undo;
+            op_image_init(&undo);
+            op_image_take(&undo, img[i].fd, img[i].create);
+            close(img[i].fd);
+            op_image_remove_unused(pol, &undo, img[i].path);
+        }
+    }
+    tmp = xasprintf("%s; nothing was done", err);
+    free(err);
+    return tmp;
+}
+
 void snapshot_mirror_start(struct cmd_call *call, const char *name,
                            const struct snapshot_spec *specs, int n)
 {
     const char *resolved[64];
     char *targets[64] = { NULL };
     const char *mirror_modes[64];
+    struct to_open images[128];   /* each disk's overlay, then copy */
     struct op *op;
     char *err = NULL;
 
@@ -115,6 +168,16 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
             err = tmp;
         }
     }
+    for (int i = 0; i < n && !err; i++) {
+        images[2 * i] = (struct to_open){ "snapshot-file",
+                                          specs[i].snapshot_file, true, -1 };
+        images[2 * i + 1] = (struct to_open){ "mirror-file", targets[i],
+                                              creates(mirror_modes[i]), -1 };
+    }
+    if (!err) {
+        err = open_images(call->env->policy(call->env->opaque), images,
+                          2 * n);
+    }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s", err);
         free(err);
@@ -137,6 +200,9 @@ void snapshot_mirror_start(struct cmd_call *call, const char *name,
                                          : "absolute-paths");
         d->sync = xstrdup("top");
         d->speed = specs[i].speed;
+        op_image_take(&d->snapshot_image, images[2 * i].fd, true);
+        op_image_take(&d->copy_image, images[2 * i + 1].fd,
+                      creates(mirror_modes[i]));
     }
     op_set_state(op, OP_RUNNING);
     step_snapshot(op, snapshotted);

@@ -12,6 +12,7 @@
 
 #include "op-internal.h"
 #include "chain.h"
+#include "cmd.h"
 #include "jsonobj.h"
 #include "nbd-target.h"
 #include "qmp.h"
@@ -57,10 +58,11 @@ static void mirror_started(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
 
     if (ok) {
+        d->copy_image.used = true;
         d->state = DISK_MIRRORING;
         str_setf(&d->note, "copying to %s", d->mirror_file);
     } else {
-        if (op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
+        if (op_blockdev_way(d)) {
             /* the node added for it goes too */
             char *node = op_copy_node(d->job, 't');
             op_qmp(op, qmp_command("blockdev-del",
@@ -100,6 +102,7 @@ static void start_blockdev_mirror(struct op *op, int i, json_object *a)
     struct op_disk *d = &op->disks[i];
     json_object *add = json_object_new_object(), *file;
     char *node = op_copy_node(d->job, 't'), *file_node = op_copy_node(d->job, 'f');
+    char *name = op_image_qemu_name(&d->copy_image, d->mirror_file);
 
     /* no format given: the image's, as drive-mirror would have probed */
     jobj_add_str(add, "driver", d->mirror_format ? d->mirror_format
@@ -109,7 +112,7 @@ static void start_blockdev_mirror(struct op *op, int i, json_object *a)
     file = json_object_new_object();
     jobj_add_str(file, "driver", "file");
     jobj_add_str(file, "node-name", file_node);
-    jobj_add_str(file, "filename", d->mirror_file);
+    jobj_add_str(file, "filename", name);
     json_object_object_add(add, "file", file);
     json_object_object_add(add, "backing", NULL);
     jobj_add_str(a, "target", node);
@@ -117,6 +120,89 @@ static void start_blockdev_mirror(struct op *op, int i, json_object *a)
     op_qmp(op, qmp_command("blockdev-add", add), target_added, i);
     free(node);
     free(file_node);
+    free(name);
+}
+
+/* The job's arguments are ready: start the copy (a is taken). */
+static void start_copy(struct op *op, int i, json_object *a)
+{
+    struct op_disk *d = &op->disks[i];
+    char *name;
+
+    if (op_blockdev_way(d)) {
+        start_blockdev_mirror(op, i, a);
+        return;
+    }
+    name = op_image_qemu_name(&d->copy_image, d->mirror_file);
+    jobj_add_str(a, "target", name);
+    if (d->on_target_error && nbd_target_is(d->mirror_file)) {
+        /* a replica's export: the nbd node itself (format nbd for a
+         * URI: the same raw data), under a name of ours, which yank
+         * takes when the connection hangs */
+        str_set(&d->target_node, NULL);
+        d->target_node = op_copy_node(d->job, 'n');
+        jobj_add_str(a, "node-name", d->target_node);
+        if (strncmp(d->mirror_file, "json:", 5)) {
+            jobj_add_str(a, "format", "nbd");
+        }
+    } else if (strncmp(d->mirror_file, "json:", 5)) {
+        /* json:{} options name their driver (an NBD export with TLS:
+         * the nbd node itself, raw data); a format beside them would
+         * be laid over them and lack its "file" */
+        jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
+                                                   : d->format);
+    }
+    jobj_add_str(a, "mode", d->mode ? d->mode : "absolute-paths");
+    op_qmp(op, qmp_command("drive-mirror", a), mirror_started, i);
+    free(name);
+}
+
+/* QEMU holds the copy's image: start the copy onto /dev/fdset/N (its
+ * arguments waited in d->pending_args). */
+static void copy_handed_over(struct op *op, int i, const char *error)
+{
+    struct op_disk *d = &op->disks[i];
+    json_object *a = d->pending_args;
+
+    d->pending_args = NULL;
+    if (error) {
+        json_object_put(a);
+        copy_refused(op, i, error);
+        step_maybe_over(op);
+        return;
+    }
+    start_copy(op, i, a);
+}
+
+/* The copy's image, opened by the proxy under a path policy (op-images.c):
+ * a new one is formatted as drive-mirror would have made it (over the
+ * layer below for a shallow copy, alone for a full one), then handed
+ * over.  false when it cannot be. */
+static bool hand_over_copy(struct op *op, int i, json_object *a)
+{
+    struct op_disk *d = &op->disks[i];
+    const char *below = d->copy_backing ? d->copy_backing
+        : d->sync && !strcmp(d->sync, "top")
+        ? chain_layer_file(op_chain(), d->disk, 1) : NULL;
+    struct op_image_header hdr = {
+        .format = d->mirror_format ? d->mirror_format
+                : d->format ? d->format : "qcow2",
+        .size = chain_top_size(op_chain(), d->disk),
+        .backing = below,
+        .backing_format = d->copy_backing_format ? d->copy_backing_format
+                        : below ? op_image_format(below) : NULL,
+    };
+    bool existing = d->mode && !strcmp(d->mode, "existing");
+
+    if (!existing && hdr.size < 0) {
+        json_object_put(a);
+        copy_refused(op, i, "the disk's size is not known yet");
+        return false;
+    }
+    d->pending_args = a;
+    op_image_hand_over(op, i, &d->copy_image, d->mirror_file, "copy",
+                       existing ? NULL : &hdr, copy_handed_over);
+    return true;
 }
 
 void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
@@ -164,34 +250,20 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (!d->plain_job) {
             jobj_add_bool(a, "auto-finalize", 0);
         }
-        if (op_blockdev_way(d->disk, d->mode, d->mirror_file, d->plain_job)) {
-            start_blockdev_mirror(op, i, a);
-        } else {
-            jobj_add_str(a, "target", d->mirror_file);
-            if (d->on_target_error && nbd_target_is(d->mirror_file)) {
-                /* a replica's export: the nbd node itself (format nbd
-                 * for a URI: the same raw data), under a name of ours,
-                 * which yank takes when the connection hangs */
-                str_set(&d->target_node, NULL);
-                d->target_node = op_copy_node(d->job, 'n');
-                jobj_add_str(a, "node-name", d->target_node);
-                if (strncmp(d->mirror_file, "json:", 5)) {
-                    jobj_add_str(a, "format", "nbd");
-                }
-            } else if (strncmp(d->mirror_file, "json:", 5)) {
-                /* json:{} options name their driver (an NBD export with
-                 * TLS: the nbd node itself, raw data); a format beside
-                 * them would be laid over them and lack its "file" */
-                jobj_add_str(a, "format", d->mirror_format ? d->mirror_format
-                                                           : d->format);
+        if (d->copy_image.fd >= 0) {
+            if (!hand_over_copy(op, i, a)) {
+                continue;
             }
-            jobj_add_str(a, "mode", d->mode ? d->mode : "absolute-paths");
-            op_qmp(op, qmp_command("drive-mirror", a), mirror_started, i);
+        } else {
+            start_copy(op, i, a);
         }
         n++;
     }
     if (!n) {
-        next(op, true);
+        /* nothing sent: fine, unless a copy was refused before it went */
+        bool failed = op->step_failed;
+        op->step_failed = false;
+        next(op, !failed);
     }
 }
 

@@ -13,7 +13,7 @@ import threading
 import time
 import unittest
 
-from qmptest import (write_policy, ProxyTestCase, QMPClient, QMPROXY, Proxy, qemu_img,
+from qmptest import (write_policy, ProxyTestCase, for_each_shape, QMPClient, QMPROXY, Proxy, qemu_img,
                      wait_for, QEMU_IO, ROOT)
 from test_chain import qemu_chain, proxy_chain
 
@@ -274,6 +274,333 @@ class Paths(ProxyTestCase):
         self.assertEqual(r["return"]["state"], "ready", r)
 
 
+@for_each_shape
+class OwnImagesByDescriptor(ProxyTestCase):
+    """Under a path policy the proxy's own operations do not let QEMU
+    resolve the paths of the images they have it create or open: the proxy
+    opens them beneath the allowed folder, following no symbolic link, and
+    hands QEMU the descriptor (add-fd, /dev/fdset/N).  What is swapped in
+    between the policy's check and the use cannot take the image outside."""
+
+    image_dir = "allowed"   # the disks' images may be named too
+    disks = 2
+
+    def start_proxy(self, args=None, **kw):
+        self.allowed = os.path.join(self.workdir, "allowed")
+        self.outside = os.path.join(self.workdir, "outside")
+        os.makedirs(os.path.join(self.allowed, "sub"), exist_ok=True)
+        os.makedirs(self.outside, exist_ok=True)   # (started again: restart)
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, '<paths><allow dir="%s"/></paths>' % self.allowed)
+        self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+        self.state = os.path.join(self.workdir, "state.json")
+        return super().start_proxy(args=["--policy", self.policy, "--traffic-log", self.tlog,
+                                         "--state", self.state])
+
+    def setUp(self):
+        super().setUp()
+        self.c = self.client(extras=True)
+
+    def snapshot_below(self):
+        """A layer in the allowed folder over the disk's image, so that a
+        shallow copy names a backing file."""
+        args = {"snapshot-file": os.path.join(self.allowed, "top.qcow2"), "format": "qcow2"}
+        if self.shape == "none":
+            args["device"] = "disk0"
+        else:
+            args["node-name"] = qemu_chain(self.c)[2]
+            args["snapshot-node-name"] = "topnode"
+        self.c.ok("blockdev-snapshot-sync", args)
+
+    def sent_by_proxy(self, command):
+        with open(self.tlog) as f:
+            msgs = [json.loads(l) for l in f if l.endswith("\n")]
+        return [m["msg"] for m in msgs if m["dir"] == "in" and m.get("client") == 0
+                and m["msg"].get("execute") == command]
+
+    def sent_once(self, command):
+        """What the proxy sent, once its traffic log (written by a thread
+        of its own) has the command."""
+        wait_for(lambda: self.sent_by_proxy(command), what=command + " in the log")
+        return self.sent_by_proxy(command)
+
+    def header(self, image):
+        return json.loads(qemu_img("info", "-U", "--output=json", image))
+
+    def test_block_copy_by_descriptor(self):
+        self.snapshot_below()
+        hmp = self.direct()   # HMP is refused under a path policy
+        self.qemu.io(hmp, 0, "write -P 0x5a 0 1M")
+        target = os.path.join(self.allowed, "sub", "copy.qcow2")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target,
+                                              "shallow": True})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        # QEMU got a descriptor, not the path: a node on /dev/fdset/N
+        [add] = self.sent_once("add-fd")
+        fdset = add["arguments"]["fdset-id"]
+        self.assertIn(target, add["arguments"]["opaque"])
+        [file_node] = [a["arguments"]["file"] for a in self.sent_once("blockdev-add")]
+        self.assertEqual(file_node["filename"], "/dev/fdset/%d" % fdset)
+        self.assertEqual(len(self.sent_once("blockdev-mirror")), 1)
+        self.assertEqual(self.sent_by_proxy("drive-mirror"), [])
+        # the header QEMU wrote names the real backing file, and clients
+        # see the real path
+        self.assertEqual(self.header(target)["backing-filename"], self.qemu.images[0])
+        self.assertEqual(proxy_chain(self.c)["mirror"]["file"], target)
+        r = self.c.cmd("qmproxy-reopen", {"disk": "disk0", "file": target})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        # QEMU calls the layer by its fd set; the proxy by its path
+        self.assertEqual(qemu_chain(self.c)[0],
+                         ["/dev/fdset/%d" % fdset, self.qemu.images[0]])
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [target, self.qemu.images[0]])
+        # the operation over, its fd set was removed: QEMU keeps only the
+        # descriptor its node uses
+        self.assertEqual(self.sent_once("remove-fd"),
+                         [{"execute": "remove-fd", "arguments": {"fdset-id": fdset}}])
+        running = self.c.ok("query-status")["running"]
+        for s in self.c.ok("query-fdsets"):
+            if s["fdset-id"] == fdset and running:
+                # (QEMU 7.2 closes a removed one only while the VM runs)
+                self.assertEqual(s["fds"], [], s)
+        self.assertNotIn("fail", self.qemu.io(hmp, 0, "read -P 0x5a 0 1M").lower())
+        # a client's blockdev-snapshot-sync over it would have QEMU write
+        # /dev/fdset/N into the new header: refused, saying what to use
+        over = os.path.join(self.allowed, "over.qcow2")
+        args = {"snapshot-file": over, "format": "qcow2"}
+        if self.shape == "none":
+            args["device"] = "disk0"
+        else:
+            args["node-name"] = qemu_chain(self.c)[2]
+        for cmd, a in (("blockdev-snapshot-sync", args),
+                       ("transaction", {"actions": [{"type": "blockdev-snapshot-sync",
+                                                     "data": args}]})):
+            r = self.c.cmd(cmd, a)
+            self.assertEqual(r["error"]["class"], "GenericError", r)
+            self.assertIn("/dev/fdset/N, into the new overlay's header", r["error"]["desc"])
+            self.assertIn("qmproxy-snapshot-mirror", r["error"]["desc"])
+        self.assertFalse(os.path.exists(over))
+        # the same for a copy of the layer above it that QEMU would create
+        # naming it as the backing: a snapshot over it first (the proxy's,
+        # its copy dropped), then drive-mirror sync top
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "above2", "disks": [{
+            "disk": "disk0", "snapshot-file": os.path.join(self.allowed, "above2.qcow2"),
+            "mirror-file": os.path.join(self.allowed, "above2-copy.qcow2")}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "above2", "target": "source"})
+        self.assertIn(r["return"]["state"], ("pivoted", "aborted"), r)
+        r = self.c.cmd("drive-mirror", {"device": self.qemu.device_arg(0) if self.shape == "none"
+                                        else qemu_chain(self.c)[2],
+                                        "target": os.path.join(self.allowed, "m.qcow2"),
+                                        "sync": "top", "format": "qcow2"})
+        self.assertIn("/dev/fdset/N, into the new copy's header", r["error"]["desc"])
+        self.assertFalse(os.path.exists(os.path.join(self.allowed, "m.qcow2")))
+        # the copy holds the data, and its chain opens from its header
+        out = subprocess.run([QEMU_IO, "-U", "-r", "-c", "read -P 0x5a 0 1M", target],
+                             capture_output=True, text=True).stdout
+        self.assertIn("read 1048576/1048576 bytes", out)
+        self.assertEqual(os.listdir(self.outside), [])
+
+    def test_snapshot_mirror_copy_by_descriptor(self):
+        """qmproxy-snapshot-mirror's copy: created by the proxy over the
+        image below the new overlay, named by its path in the header."""
+        snap = os.path.join(self.allowed, "s.qcow2")
+        copy = os.path.join(self.allowed, "sub", "s-copy.qcow2")
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "sm", "disks": [{
+            "disk": "disk0", "snapshot-file": snap, "mirror-file": copy}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        # the overlay and the copy were both handed over, the overlay
+        # taken by blockdev-snapshot onto its node
+        wait_for(lambda: len(self.sent_by_proxy("add-fd")) == 2, what="two add-fd")
+        adds = self.sent_by_proxy("add-fd")
+        self.assertIn(snap, adds[0]["arguments"]["opaque"])
+        self.assertIn(copy, adds[1]["arguments"]["opaque"])
+        [tr] = self.sent_once("transaction")
+        self.assertEqual([a["type"] for a in tr["arguments"]["actions"]], ["blockdev-snapshot"])
+        self.assertNotIn(snap, json.dumps(self.sent_by_proxy("blockdev-add")))
+        # both headers name the image below by its path
+        self.assertEqual(self.header(snap)["backing-filename"], self.qemu.images[0])
+        self.assertEqual(self.header(copy)["backing-filename"], self.qemu.images[0])
+        r = self.c.cmd("qmproxy-snapshot-reopen", {"name": "sm", "target": "mirror"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [copy, self.qemu.images[0]])
+        # a later snapshot over the layer QEMU calls /dev/fdset/N: its
+        # header names the layer by its path
+        later = os.path.join(self.allowed, "later.qcow2")
+        later_copy = os.path.join(self.allowed, "later-copy.qcow2")
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"disks": [{
+            "disk": "disk0", "snapshot-file": later, "mirror-file": later_copy}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.assertEqual(self.header(later)["backing-filename"], copy)
+        self.assertEqual(self.header(later_copy)["backing-filename"], copy)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [later, copy, self.qemu.images[0]])
+        out = subprocess.run([QEMU_IO, "-U", "-r", "-c", "read 0 1M", later],
+                             capture_output=True, text=True)
+        self.assertIn("read 1048576/1048576 bytes", out.stdout, out.stderr)
+        # the copy's image cannot be opened (a link on the way): the
+        # overlay made for it already is removed, no snapshot is taken
+        os.symlink(os.path.join(self.allowed, "sub"), os.path.join(self.allowed, "dirlink"))
+        before = qemu_chain(self.c, 1)[0]
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"disks": [
+            {"disk": "disk1", "snapshot-file": os.path.join(self.allowed, "t1.qcow2"),
+             "mirror-file": os.path.join(self.allowed, "dirlink", "t1.qcow2")}]})
+        self.assertIn("goes through a symbolic link", r["error"]["desc"])
+        self.assertIn("nothing was done", r["error"]["desc"])
+        self.assertFalse(os.path.exists(os.path.join(self.allowed, "t1.qcow2")))
+        self.assertEqual(qemu_chain(self.c, 1)[0], before)
+
+    def test_snapshot_mirror_abort_by_descriptor(self):
+        """Undoing a snapshot whose overlay was handed over: the overlay is
+        folded back (active commit) and the disk runs on its image again."""
+        hmp = self.direct()
+        r = self.c.cmd("qmproxy-snapshot-mirror", {"name": "undo", "disks": [{
+            "disk": "disk0", "snapshot-file": os.path.join(self.allowed, "u.qcow2"),
+            "mirror-file": os.path.join(self.allowed, "u-copy.qcow2")}]})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.qemu.io(hmp, 0, "write -P 0x6b 0 1M")
+        r = self.c.cmd("qmproxy-snapshot-abort", {"name": "undo"})
+        self.assertEqual(r["return"]["state"], "aborted", r)
+        self.assertEqual(qemu_chain(self.c)[0], [self.qemu.images[0]])
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [self.qemu.images[0]])
+        self.assertNotIn("fail", self.qemu.io(hmp, 0, "read -P 0x6b 0 1M").lower())
+        wait_for(lambda: len(self.sent_by_proxy("remove-fd")) == 2, what="both fd sets removed")
+
+    def test_restarted_proxy_knows_its_fd_sets(self):
+        """Killed while a copy handed over is ready: the next run still
+        calls it by its path (the state file keeps the fd sets' names),
+        reopens onto it and removes the set when the operation ends."""
+        target = os.path.join(self.allowed, "kept.qcow2")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        [add] = self.sent_once("add-fd")
+
+        def saved_ready():
+            try:
+                with open(self.state) as f:
+                    saved = json.load(f)["state"]
+            except (OSError, ValueError):
+                return False
+            return [o["state"] for o in saved.get("operations", [])] == ["ready"]
+        wait_for(saved_ready, what="the ready operation saved")
+        self.c.close()
+        self.proxy.proc.send_signal(signal.SIGKILL)
+        self.proxy.proc.wait()
+        os.unlink(self.proxy.listen)
+        self.proxy = self.start_proxy()
+        self.c = self.client(extras=True)
+        self.assertEqual(proxy_chain(self.c)["mirror"]["file"], target)
+        r = self.c.cmd("qmproxy-reopen", {"disk": "disk0", "file": target})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]], [target])
+        self.assertEqual(self.sent_once("remove-fd"), [{"execute": "remove-fd", "arguments": {
+            "fdset-id": add["arguments"]["fdset-id"]}}])
+
+    def test_existing_target_by_descriptor(self):
+        """mode existing: the image made beforehand is opened, not
+        created (on QEMU 10 with -blockdev: blockdev-add of /dev/fdset/N)."""
+        self.snapshot_below()
+        target = os.path.join(self.allowed, "made.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", self.qemu.images[0],
+                 target, "64M")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target,
+                                              "shallow": True, "mode": "existing"})
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.assertEqual(len(self.sent_once("add-fd")), 1)
+        self.assertNotIn(target, json.dumps(self.sent_by_proxy("drive-mirror")
+                                            + self.sent_once("blockdev-add")))
+        r = self.c.cmd("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(self.c)["chain"]],
+                         [target, self.qemu.images[0]])
+        self.assertEqual(self.header(target)["backing-filename"], self.qemu.images[0])
+
+    def test_links_refused_at_the_open(self):
+        """Links the resolver lets through (they point inside the folder)
+        are not followed when the proxy opens the image: the policy's check
+        and the open could see different links, so the open follows none."""
+        os.symlink(os.path.join(self.allowed, "sub"), os.path.join(self.allowed, "dirlink"))
+        os.symlink(os.path.join(self.allowed, "sub", "c.qcow2"),
+                   os.path.join(self.allowed, "filelink.qcow2"))
+        for target in (os.path.join(self.allowed, "dirlink", "c.qcow2"),
+                       os.path.join(self.allowed, "filelink.qcow2")):
+            r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target})
+            self.assertEqual(r["error"]["class"], "GenericError", r)
+            self.assertIn("goes through a symbolic link", r["error"]["desc"])
+            self.assertIn("nothing was done", r["error"]["desc"])
+        self.assertEqual(os.listdir(os.path.join(self.allowed, "sub")), [])
+        self.assertEqual(self.sent_by_proxy("add-fd"), [])
+        # an allowed folder named through a link: said how to name it
+        os.symlink(self.allowed, os.path.join(self.workdir, "alias"))
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": os.path.join(
+            self.workdir, "alias", "d.qcow2")})
+        self.assertIn("name it beneath one of them as it lies there", r["error"]["desc"])
+
+    def test_refused_copy_leaves_no_image(self):
+        """The image the proxy created for a copy that never ran is
+        removed, so that asking again works."""
+        target = os.path.join(self.allowed, "again.qcow2")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target,
+                                              "format": "nosuch"})
+        self.assertIn("qemu-img could not format", r["error"]["desc"])
+        wait_for(lambda: not os.path.exists(target), what="the image to go")
+        r = self.c.cmd("qmproxy-block-copy", {"disk": "disk0", "target": target})
+        self.assertEqual(r["return"]["state"], "ready", r)
+
+    def swapped_under_the_op(self, target, swap):
+        """QEMU stopped, ask for a copy to target; once the proxy has
+        checked it and the operation runs (the commands wait in QEMU's
+        socket), swap() redirects the name; then QEMU goes on."""
+        # a job on the other disk: the proxy's model then takes no answer of
+        # QEMU's to settle, and the operation runs while QEMU is stopped
+        self.c.ok("drive-mirror", {"device": self.qemu.device_arg(1), "job-id": "slow",
+                                   "target": os.path.join(self.allowed, "slow.qcow2"),
+                                   "sync": "full", "speed": 1})
+        wait_for(lambda: "job" in proxy_chain(self.c, "disk1"), what="the job in the model")
+        os.kill(self.qemu.proc.pid, signal.SIGSTOP)
+        try:
+            self.c.send({"execute": "qmproxy-block-copy", "id": "race",
+                         "arguments": {"disk": "disk0", "target": target}})
+            # the proxy's first command of the copy went up (by the
+            # descriptor, or the name)
+            wait_for(lambda: self.sent_by_proxy("add-fd") or self.sent_by_proxy("drive-mirror"),
+                     what="the operation's first command")
+            swap()
+        finally:
+            os.kill(self.qemu.proc.pid, signal.SIGCONT)
+        return self.c.read_reply()
+
+    def test_name_swapped_for_a_link(self):
+        """The target's name becomes a link to a forbidden folder after the
+        policy's check: QEMU still writes the file the proxy created."""
+        target = os.path.join(self.allowed, "race.qcow2")
+
+        def swap():
+            if os.path.lexists(target):
+                os.unlink(target)
+            os.symlink(os.path.join(self.outside, "race.qcow2"), target)
+        r = self.swapped_under_the_op(target, swap)
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.assertEqual(os.listdir(self.outside), [])
+
+    def test_folder_swapped_for_a_link(self):
+        """The same with a folder on the way replaced by a link."""
+        folder = os.path.join(self.allowed, "racedir")
+        os.makedirs(folder)
+
+        def swap():
+            os.rename(folder, folder + ".old")
+            os.symlink(self.outside, folder)
+        r = self.swapped_under_the_op(os.path.join(folder, "r.qcow2"), swap)
+        self.assertEqual(r["return"]["state"], "ready", r)
+        self.assertEqual(os.listdir(self.outside), [])
+        # the image is where it was made, beneath the allowed folder
+        self.assertEqual(self.header(os.path.join(folder + ".old", "r.qcow2"))["format"],
+                         "qcow2")
+
+
 class AutoMirrorOnSnapshot(ProxyTestCase):
 
     def start_proxy(self, args=None, **kw):
@@ -312,6 +639,52 @@ class AutoMirrorOnSnapshot(ProxyTestCase):
             out = subprocess.run([QEMU_IO, "-r", "-c", "read -P 0x%02x %d 1M" % (pat, off), target],
                                  capture_output=True, text=True).stdout
             self.assertNotIn("fail", out.lower(), out)
+
+
+class AutoMirrorByDescriptor(ProxyTestCase):
+    """Automatic mirroring under a path policy: the destination overlay is
+    made by the proxy beneath the target folder, formatted over the
+    destination's copy of the older layers (as precreate does), and handed
+    to QEMU by descriptor."""
+
+    def start_proxy(self, args=None, **kw):
+        self.dest = os.path.join(self.workdir, "dest")
+        os.makedirs(self.dest, exist_ok=True)
+        self.policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(self.policy, '<paths><allow dir="%s"/></paths>'
+                     '<mirroring><rule name="follow" disks="disk*" on="snapshot" '
+                     'target="%s" pivot="never" precreate="yes"/></mirroring>'
+                     % (self.workdir, self.dest))
+        self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+        return super().start_proxy(args=["--policy", self.policy, "--traffic-log", self.tlog])
+
+    def test_snapshot_mirrored_by_descriptor(self):
+        c = self.client(extras=True)
+        snap = os.path.join(self.workdir, "snap.qcow2")
+        c.ok("blockdev-snapshot-sync", {"device": "disk0", "snapshot-file": snap,
+                                        "format": "qcow2"})
+        ev = c.wait_event("QMPROXY_OPERATION", pred=lambda e: e["data"]["state"] == "ready")
+        target = os.path.join(self.dest, "snap.qcow2")
+        self.assertEqual(ev["data"]["disks"][0]["mirror-file"], target)
+
+        def sent(command):
+            with open(self.tlog) as f:
+                msgs = [json.loads(l) for l in f if l.endswith("\n")]
+            return [m["msg"] for m in msgs if m["dir"] == "in" and m.get("client") == 0
+                    and m["msg"].get("execute") == command]
+        wait_for(lambda: sent("blockdev-mirror"), what="blockdev-mirror in the log")
+        [add] = sent("add-fd")
+        self.assertIn(target, add["arguments"]["opaque"])
+        self.assertNotIn(target, json.dumps(sent("blockdev-add") + sent("drive-mirror")))
+        info = json.loads(qemu_img("info", "-U", "--output=json", target))
+        self.assertEqual(info["backing-filename"], os.path.join(self.dest, "disk0.qcow2"))
+        self.assertEqual(proxy_chain(c)["mirror"]["file"], target)
+        subprocess.run(["cp", self.qemu.images[0], os.path.join(self.dest, "disk0.qcow2")],
+                       check=True)
+        r = c.cmd("qmproxy-reopen", {"disk": "disk0"})
+        self.assertEqual(r["return"]["state"], "pivoted", r)
+        self.assertEqual([l["file"] for l in proxy_chain(c)["chain"]],
+                         [target, os.path.join(self.dest, "disk0.qcow2")])
 
 
 class ReplicationToFullFilesystem(ProxyTestCase):

@@ -172,6 +172,41 @@ START_TEST(test_paths_resolved)
 END_TEST
 
 /* Every place a block node, an NBD URI, a socket or a URI can point. */
+/* The allowed folder a path is written under, and the rest of it: what
+ * the proxy's operations open their images beneath. */
+START_TEST(test_folder_of)
+{
+    char a[128], b[128], body[512], path[256];
+    const char *rest = NULL;
+    struct policy *p;
+
+    snprintf(a, sizeof(a), "%s/vms", dir);
+    snprintf(b, sizeof(b), "%s/vms2", dir);
+    ck_assert_int_eq(mkdir(a, 0700), 0);
+    ck_assert_int_eq(mkdir(b, 0700), 0);
+    snprintf(body, sizeof(body), "<paths><allow dir='%s'/><allow dir='%s/'/>"
+             "</paths>", a, b);
+    p = load(body);
+    snprintf(path, sizeof(path), "%s/sub/x.qcow2", a);
+    ck_assert_str_eq(policy_folder_of(p, path, &rest), a);
+    ck_assert_str_eq(rest, "sub/x.qcow2");
+    /* a component boundary: vms2 is not under vms */
+    snprintf(path, sizeof(path), "%s//y.qcow2", b);
+    ck_assert_str_eq(policy_folder_of(p, path, &rest), b);
+    ck_assert_str_eq(rest, "y.qcow2");
+    snprintf(path, sizeof(path), "%sx/z.qcow2", a);
+    ck_assert_ptr_null(policy_folder_of(p, path, &rest));
+    ck_assert_ptr_null(policy_folder_of(p, a, &rest));   /* the folder itself */
+    ck_assert_ptr_null(policy_folder_of(p, "/etc/passwd", &rest));
+    policy_free(p);
+    /* no <paths>: nothing to open beneath */
+    p = load("<roles/>");
+    ck_assert_ptr_null(policy_folder_of(p, path, &rest));
+    ck_assert_ptr_null(policy_folder_of(NULL, path, &rest));
+    policy_free(p);
+}
+END_TEST
+
 START_TEST(test_endpoints)
 {
     char body[1024];
@@ -283,6 +318,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_roles_first_match);
     tcase_add_test(tc, test_paths_resolved);
     tcase_add_test(tc, test_endpoints);
+    tcase_add_test(tc, test_folder_of);
     suite_add_tcase(s, tc);
     return s;
 }
