@@ -118,6 +118,9 @@ struct chain {
      * saw it, hashed: the freshness check of chain_refresh() */
     uint64_t graph_print;
     bool graph_known;
+    /* the image files' own sizes at the last reconciliation, hashed: what
+     * the graph does not show (ch_sizes_print) */
+    uint64_t sizes_print;
     json_object *loaded;           /* a saved model to compare, first time */
 };
 
@@ -156,6 +159,9 @@ int ch_layer_index(const struct disk *d, const char *file_or_node);
 void ch_keep_layers(struct disk *d, int from, int to);
 void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
+/* The sizes the model's image files give themselves (image_file_size),
+ * hashed: a block_resize made through another monitor changes it. */
+uint64_t ch_sizes_print(const struct chain *c);
 
 /* chain.c: asking QEMU */
 

@@ -137,6 +137,9 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         return;
     }
     ch_reconciled(c);
+    if (c->graph_known) {
+        c->sizes_print = ch_sizes_print(c);
+    }
     reconciliation_done(c);
 }
 
@@ -301,8 +304,10 @@ void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
  * image headers or file sizes - a third to a half of what query-block
  * costs) and compares its fingerprint with the one taken at the last
  * reconciliation; only when they differ does it reconcile in full.
- * What the graph does not show stays unseen until the next reconciliation:
- * a block_resize or change-backing-file made through another monitor.
+ * The graph shows no sizes, and QEMU has no query cheaper than query-block
+ * that does, so the sizes the image files give themselves (a qcow2
+ * header's size, a raw file's length: what block_resize rewrites before
+ * QEMU answers it) are compared the same way.
  */
 struct fresh_check {
     struct chain *chain;
@@ -329,10 +334,15 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
         (progress ? chain_refresh : chain_settle)(c, done, done_opaque);
-    } else if (print && print == c->graph_print && c->graph_known) {
+    } else if (!(print && print == c->graph_print && c->graph_known)) {
+        log_info("the block graph changed behind the proxy's back (another "
+                 "monitor?): asking QEMU for the chains again");
+        ch_nothing_predicted(c);
+        chain_after_reconcile(c, done, done_opaque);
+    } else if (ch_sizes_print(c) == c->sizes_print) {
         done(done_opaque);
     } else {
-        log_info("the block graph changed behind the proxy's back (another "
+        log_info("an image's size changed behind the proxy's back (another "
                  "monitor?): asking QEMU for the chains again");
         ch_nothing_predicted(c);
         chain_after_reconcile(c, done, done_opaque);
