@@ -497,6 +497,38 @@ class Truth(ChainTestCase):
         self.assertEqual([l["file"] for l in model["chain"]], [s3, s2, s1, base])
         self.assert_no_disagreement()
 
+    def test_x_blockdev_change_on_a_quorum(self):
+        """x-blockdev-change adds and removes a quorum's children: the
+        disk's one image is the quorum, which QEMU names by its options
+        (json:{"children": [...]}); after each change, made through the
+        proxy or through another monitor, the model says what QEMU says."""
+        files = {}
+        for name in ("a", "b"):
+            files[name] = os.path.join(self.workdir, "q%s.qcow2" % name)
+            qemu_img("create", "-q", "-f", "qcow2", files[name], "16M")
+        self.c.hmp("drive_add 0 if=none,id=qdisk,node-name=quorum0,driver=quorum,"
+                   "vote-threshold=1,children.0.driver=qcow2,children.0.file.driver=file,"
+                   "children.0.file.filename=%s" % files["a"])
+
+        def assert_quorum(children):
+            qemu = [b for b in self.c.ok("query-block") if b["device"] == "qdisk"][0]
+            image = qemu["inserted"]["image"]
+            named = [c["file"]["filename"]
+                     for c in json.loads(image["filename"][5:])["children"]]
+            self.assertEqual(named, [files[n] for n in children])
+            model = proxy_chain(self.c, "qdisk")
+            self.assertEqual([(l["file"], l["format"], l["node-name"]) for l in model["chain"]],
+                             [(image["filename"], "quorum", "quorum0")])
+
+        assert_quorum("a")
+        self.c.ok("blockdev-add", {"driver": "qcow2", "node-name": "qb",
+                                   "file": {"driver": "file", "filename": files["b"]}})
+        self.c.ok("x-blockdev-change", {"parent": "quorum0", "node": "qb"})
+        assert_quorum("ab")
+        self.direct().ok("x-blockdev-change", {"parent": "quorum0", "child": "children.0"})
+        assert_quorum("b")
+        self.assert_no_disagreement()
+
 
 @for_each_shape
 class XmlForm(ChainTestCase):
