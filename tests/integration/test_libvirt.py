@@ -968,7 +968,9 @@ class LibvirtThroughQmproxy(unittest.TestCase):
     def test_backup_push(self):
         """A push backup (libvirt creates the target with blockdev-create,
         a job of its own, then blockdev-backup sync=full): qmproxy's chain
-        is libvirt's while it runs and after, and no job or filter stays."""
+        is libvirt's right after backup-begin (the copy of a small image may
+        be over already) and once the job is over, when no job or filter
+        stays in the model."""
         base, top = self.images()
         dom = self.domain(top)
         dom.write(*P_TOP)
