@@ -325,7 +325,7 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     void *done_opaque = f->opaque;
     uint64_t print = graph_fingerprint(r);
     bool current = f->generation == c->generation;
-
+    bool graph_same = print && print == c->graph_print && c->graph_known;
     bool progress = f->progress;
 
     free(f);
@@ -334,16 +334,12 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
         (progress ? chain_refresh : chain_settle)(c, done, done_opaque);
-    } else if (!(print && print == c->graph_print && c->graph_known)) {
-        log_info("the block graph changed behind the proxy's back (another "
-                 "monitor?): asking QEMU for the chains again");
-        ch_nothing_predicted(c);
-        chain_after_reconcile(c, done, done_opaque);
-    } else if (ch_sizes_print(c) == c->sizes_print) {
+    } else if (graph_same && ch_sizes_print(c) == c->sizes_print) {
         done(done_opaque);
     } else {
-        log_info("an image's size changed behind the proxy's back (another "
-                 "monitor?): asking QEMU for the chains again");
+        log_info("%s changed behind the proxy's back (another monitor?): "
+                 "asking QEMU for the chains again",
+                 graph_same ? "an image's size" : "the block graph");
         ch_nothing_predicted(c);
         chain_after_reconcile(c, done, done_opaque);
     }
