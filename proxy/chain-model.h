@@ -122,6 +122,9 @@ struct chain {
      * saw it, hashed: the freshness check of chain_refresh() */
     uint64_t graph_print;
     bool graph_known;
+    /* the image files' own sizes at the last reconciliation, hashed: what
+     * the graph does not show (ch_sizes_print) */
+    uint64_t sizes_print;
     json_object *loaded;           /* a saved model to compare, first time */
 };
 
@@ -162,6 +165,9 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
 /* The files of a disk's chain, in words ("top <- ... <- base"). */
 char *ch_describe_chain(const struct disk *d);
+/* The sizes the model's image files give themselves (image_file_size),
+ * hashed: a block_resize made through another monitor changes it. */
+uint64_t ch_sizes_print(const struct chain *c);
 
 /* chain.c: asking QEMU */
 

@@ -137,6 +137,9 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
         return;
     }
     ch_reconciled(c);
+    if (c->graph_known) {
+        c->sizes_print = ch_sizes_print(c);
+    }
     reconciliation_done(c);
 }
 
@@ -303,8 +306,10 @@ void chain_after_reconcile(struct chain *c, void (*done)(void *opaque),
  * image headers or file sizes - a third to a half of what query-block
  * costs) and compares its fingerprint with the one taken at the last
  * reconciliation; only when they differ does it reconcile in full.
- * What the graph does not show stays unseen until the next reconciliation:
- * a block_resize or change-backing-file made through another monitor.
+ * The graph shows no sizes, and QEMU has no query cheaper than query-block
+ * that does, so the sizes the image files give themselves (a qcow2
+ * header's size, a raw file's length: what block_resize rewrites before
+ * QEMU answers it) are compared the same way.
  */
 struct fresh_check {
     struct chain *chain;
@@ -322,7 +327,7 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     void *done_opaque = f->opaque;
     uint64_t print = graph_fingerprint(r);
     bool current = f->generation == c->generation;
-
+    bool graph_same = print && print == c->graph_print && c->graph_known;
     bool progress = f->progress;
 
     free(f);
@@ -331,8 +336,8 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
         (progress ? chain_refresh : settle_step)(c, done, done_opaque);
-    } else if (print && print == c->graph_print && c->graph_known
-               && ch_predictions_hold(c)) {
+    } else if (graph_same && ch_predictions_hold(c)
+               && ch_sizes_print(c) == c->sizes_print) {
         done(done_opaque);
     } else if (ch_unverified(c)) {
         /* a job event's prediction to check: QEMU's answer says whether
@@ -340,8 +345,9 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
         log_debug("checking the chains predicted from job events with QEMU");
         chain_after_reconcile(c, done, done_opaque);
     } else {
-        log_info("the block graph changed behind the proxy's back (another "
-                 "monitor?): asking QEMU for the chains again");
+        log_info("%s changed behind the proxy's back (another monitor?): "
+                 "asking QEMU for the chains again",
+                 graph_same ? "an image's size" : "the block graph");
         ch_nothing_predicted(c);
         chain_after_reconcile(c, done, done_opaque);
     }

@@ -6,8 +6,10 @@ For 1, 16 and 64 disks, each with a backing chain 1, 25 and 100 deep
 (qcow2 images made with qemu-img, QEMU 7.2 -M none with -drive disks),
 measured in the same run against QEMU answering directly:
 
-  query-chain   qmproxy-query-chain (nothing changed since the last one)
-                against one direct query-block.  Target at 16 x 25: <= 1.0.
+  query-chain   qmproxy-query-chain (nothing changed since the last one:
+                the proxy asks for the block graph and reads each layer's
+                image header, the freshness check) against one direct
+                query-block.  Target at 16 x 25: <= 1.0.
   snapshot      a transaction of blockdev-snapshot-sync of every disk through
                 qmproxy against the same transaction sent directly (the proxy
                 follows it and asks QEMU afterwards).  Target at 16 x 25:
@@ -298,7 +300,8 @@ def main():
     print("\nTimes in ms (medians of %d); ratios against QEMU answering directly,"
           " measured in this run" % a.rounds)
     print("\nqmproxy-query-chain (nothing changed; one x-debug-query-block-graph"
-          " to check) and after a snapshot through another monitor (found, asked again)")
+          " and every layer's image header read to check) and after a snapshot"
+          " through another monitor (found, asked again)")
     print("disks depth | query-block | query-chain ratio | graph (direct) | behind  ratio")
     for disks, depth, r in rows:
         print("%5d %5d | %s    | %s  %5.2f | %s       | %s %5.2f" % (

@@ -34,6 +34,21 @@ def qemu_chain(client, disk_index=0):
     return files, formats, ins["node-name"]
 
 
+def image_chain(client, disk_index=0):
+    """query-block's image of a disk and its backing images, in order."""
+    img = client.ok("query-block")[disk_index]["inserted"]["image"]
+    out = []
+    while img:
+        out.append(img)
+        img = img.get("backing-image")
+    return out
+
+
+def qemu_info(path):
+    """qemu-img info of an image QEMU has open (-U)."""
+    return json.loads(qemu_img("info", "-U", "--output=json", path))
+
+
 def proxy_chain(client, disk="disk0"):
     reply = client.cmd("qmproxy-query-chain", {"disk": disk})
     assert "return" in reply, reply
@@ -421,6 +436,97 @@ class Truth(ChainTestCase):
             self.assertEqual(model["chain"][1]["virtual-size"], 64 << 20)
             top = self.c.ok("query-block")[0]["inserted"]["image"]
             self.assertEqual(top["virtual-size"], size)
+        self.assert_no_disagreement()
+
+    def top_node_of(self, client):
+        return "disk0" if self.shape == "none" else qemu_chain(client)[2]
+
+    def test_resize_through_another_monitor_is_seen_at_once(self):
+        """block_resize on a second monitor: no event, no change in the
+        block graph; the next qmproxy-query-chain has the new size."""
+        self.snapshot()
+        self.assert_matches_qemu()
+        other = self.direct()
+        form = "device" if self.shape == "none" else "node-name"
+        for size in (96 << 20, 128 << 20):
+            other.ok("block_resize", {form: self.top_node_of(other), "size": size})
+            model = proxy_chain(self.c)
+            self.assertEqual(model["chain"][0]["virtual-size"], size)
+            self.assertEqual(model["chain"][1]["virtual-size"], 64 << 20)
+            self.assertEqual(qemu_info(model["chain"][0]["file"])["virtual-size"], size)
+        self.assertEqual(self.proxy.read_stderr().count(
+            "an image's size changed behind the proxy's back"), 2)
+        self.assert_matches_qemu()
+        self.assert_no_disagreement()
+
+    def change_backing_file(self, client, layer, backing):
+        """change-backing-file of the disk's layer-th image (by its
+        node-name, as the model and QEMU know it)."""
+        node = proxy_chain(self.c)["chain"][layer]["node-name"]
+        client.ok("change-backing-file", {"device": self.top_node_of(client),
+                                          "image-node-name": node,
+                                          "backing-file": backing})
+
+    def test_change_backing_file(self):
+        """change-backing-file rewrites an image's header, not what QEMU
+        reads from: through the proxy and through another monitor, the
+        chain stays the backing nodes QEMU has (whose file names QEMU now
+        gives as json:{...}, the header no longer naming them), and
+        qemu-img info reads the new string.  A snapshot afterwards, whose
+        new overlay's header gets such a name, is followed too."""
+        s1, s2 = self.snapshot(), self.snapshot()
+        base = self.qemu.images[0]
+        # a relative name for the same base (s1 sits in the same folder)
+        self.change_backing_file(self.c, 1, os.path.basename(base))
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s2, s1, base])
+        self.assertEqual(qemu_info(s1)["backing-filename"], os.path.basename(base))
+        # QEMU itself now names s1 by its options
+        names = [b["filename"] for b in image_chain(self.c)]
+        self.assertTrue(names[1].startswith("json:"), names)
+        # another monitor points s2's header at another file: QEMU still
+        # reads s1, and so does the model
+        elsewhere = os.path.join(self.workdir, "elsewhere.qcow2")
+        qemu_img("create", "-q", "-f", "qcow2", elsewhere, "64M")
+        self.change_backing_file(self.direct(), 0, elsewhere)
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s2, s1, base])
+        self.assertEqual(qemu_info(s2)["backing-filename"], elsewhere)
+        s3 = self.snapshot()
+        model = self.assert_matches_qemu()
+        self.assertEqual([l["file"] for l in model["chain"]], [s3, s2, s1, base])
+        self.assert_no_disagreement()
+
+    def test_x_blockdev_change_on_a_quorum(self):
+        """x-blockdev-change adds and removes a quorum's children: the
+        disk's one image is the quorum, which QEMU names by its options
+        (json:{"children": [...]}); after each change, made through the
+        proxy or through another monitor, the model says what QEMU says."""
+        files = {}
+        for name in ("a", "b"):
+            files[name] = os.path.join(self.workdir, "q%s.qcow2" % name)
+            qemu_img("create", "-q", "-f", "qcow2", files[name], "16M")
+        self.c.hmp("drive_add 0 if=none,id=qdisk,node-name=quorum0,driver=quorum,"
+                   "vote-threshold=1,children.0.driver=qcow2,children.0.file.driver=file,"
+                   "children.0.file.filename=%s" % files["a"])
+
+        def assert_quorum(children):
+            qemu = [b for b in self.c.ok("query-block") if b["device"] == "qdisk"][0]
+            image = qemu["inserted"]["image"]
+            named = [c["file"]["filename"]
+                     for c in json.loads(image["filename"][5:])["children"]]
+            self.assertEqual(named, [files[n] for n in children])
+            model = proxy_chain(self.c, "qdisk")
+            self.assertEqual([(l["file"], l["format"], l["node-name"]) for l in model["chain"]],
+                             [(image["filename"], "quorum", "quorum0")])
+
+        assert_quorum("a")
+        self.c.ok("blockdev-add", {"driver": "qcow2", "node-name": "qb",
+                                   "file": {"driver": "file", "filename": files["b"]}})
+        self.c.ok("x-blockdev-change", {"parent": "quorum0", "node": "qb"})
+        assert_quorum("ab")
+        self.direct().ok("x-blockdev-change", {"parent": "quorum0", "child": "children.0"})
+        assert_quorum("b")
         self.assert_no_disagreement()
 
 

@@ -191,14 +191,22 @@ def image_backing(path):
     return info.get("full-backing-filename") or info.get("backing-filename")
 
 
+def allocated_here(path):
+    """(offset, length) of the data an image holds itself, not its
+    backing file."""
+    out = run([QEMU_IMG, "map", "-U", "--output=json", path]).stdout
+    return [(e["start"], e["length"]) for e in json.loads(out)
+            if e["depth"] == 0 and e["data"]]
+
+
 def write_base_pattern(path, pattern, offset):
     run([QEMU_IO, "-f", "qcow2", "-c", "write -P 0x%02x %d %d" % (pattern, offset, CHUNK), path])
 
 
-def domain_xml(name, emulator, disk, machine="pc", acpi=False):
+def domain_xml(name, emulator, disk, machine="pc", acpi=False, devices=""):
     """A small domain (TCG, 64 MiB, one virtio qcow2 disk); the start-up
     benchmark uses it too.  acpi: PCI hotplug (attach-disk) needs it on
-    i440fx."""
+    i440fx; devices: more of <devices>' XML."""
     return """<domain type='qemu'>
   <name>%s</name>
   <memory unit='MiB'>64</memory>
@@ -211,11 +219,11 @@ def domain_xml(name, emulator, disk, machine="pc", acpi=False):
       <driver name='qemu' type='qcow2'/>
       <source file='%s'/>
       <target dev='vda' bus='virtio'/>
-    </disk>
+    </disk>%s
   </devices>
 </domain>
 """ % (name, machine, "\n  <features><acpi/></features>" if acpi else "",
-       emulator, disk)
+       emulator, disk, devices)
 
 
 def wrapper_emulator(folder, traffic_dir, qmproxy_args, extra_conf=""):
@@ -376,13 +384,13 @@ class LibvirtSetup:
 class Domain:
     """A transient libvirt domain (virsh create) behind the wrapper."""
 
-    def __init__(self, test, name, disk, emulator, acpi=False):
+    def __init__(self, test, name, disk, emulator, acpi=False, devices=""):
         self.test = test
         self.name = name
         self.disk = disk
         self.xml = os.path.join(os.path.dirname(disk), name + ".xml")
         with open(self.xml, "w") as f:
-            f.write(domain_xml(name, emulator, disk, acpi=acpi))
+            f.write(domain_xml(name, emulator, disk, acpi=acpi, devices=devices))
         self.log_path = os.path.join(DOMAIN_LOG_DIR, name + ".log")
         self.log_start = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.qemu_pid = None
@@ -676,10 +684,11 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", top])
         return base, top
 
-    def domain(self, disk, acpi=False):
-        """acpi: PCI hotplug (attach-disk) needs it on i440fx."""
+    def domain(self, disk, acpi=False, devices=""):
+        """acpi: PCI hotplug (attach-disk) needs it on i440fx; devices:
+        more of <devices>' XML."""
         name = "qmpx-" + self._testMethodName[5:][:15]
-        dom = Domain(self, name, disk, self.emulator, acpi=acpi)
+        dom = Domain(self, name, disk, self.emulator, acpi=acpi, devices=devices)
         dom.virsh("destroy", name, check=False)   # a leftover of an aborted run
         self.addCleanup(dom.cleanup)
         dom.create()
@@ -840,6 +849,7 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         out = dom.virsh("blockcopy", dom.name, "vda", dest2, "--shallow",
                         "--transient-job", "--wait", "--verbose").stdout
         self.assertIn("Now in mirroring phase", out)
+        dom.assert_matches_dumpxml()
         dom.virsh("blockjob", dom.name, "vda", "--abort")
         info = dom.virsh("blockjob", dom.name, "vda", "--info")
         self.assertIn("No current block job", info.stdout + info.stderr)
@@ -924,6 +934,145 @@ class LibvirtThroughQmproxy(unittest.TestCase):
         self.assertNotIn("filters", model)
         self.assertTrue(client_commands(self.traffic(dom), "blockdev-backup")
                         or client_commands(self.traffic(dom), "transaction"))
+        dom.destroy_and_check()
+
+    def write_file(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def backup_xml(self, name, mode, disk, incremental=None):
+        """A <domainbackup> of vda: disk is the <disk>'s inside (a push's
+        <target>, a pull's <scratch>)."""
+        return self.write_file(name, """<domainbackup mode='%s'>%s%s
+  <disks>
+    <disk name='vda' backup='yes' type='file'>%s</disk>
+  </disks>
+</domainbackup>
+""" % (mode, "<incremental>%s</incremental>" % incremental if incremental else "",
+       "<server transport='unix' socket='%s'/>" % os.path.join(self.dir, name + ".sock")
+       if mode == "pull" else "", disk))
+
+    @staticmethod
+    def wait_backup_over(dom):
+        """libvirt's backup job over (its nodes deleted, its filter gone)."""
+        wait_for(lambda: "None" in dom.virsh("domjobinfo", dom.name).stdout
+                 and dom.qmp_ok("query-block-jobs") == [], timeout=60,
+                 what="the backup job to end")
+
+    @staticmethod
+    def proxy_model(dom, qdev=QDEV):
+        return [d for d in dom.qmp_ok("qmproxy-query-chain") if d.get("qdev") == qdev][0]
+
+    def test_backup_push(self):
+        """A push backup (libvirt creates the target with blockdev-create,
+        a job of its own, then blockdev-backup sync=full): qmproxy's chain
+        is libvirt's right after backup-begin (the copy of a small image may
+        be over already) and once the job is over, when no job or filter
+        stays in the model."""
+        base, top = self.images()
+        dom = self.domain(top)
+        dom.write(*P_TOP)
+        target = os.path.join(self.dir, "push.qcow2")
+        xml = self.backup_xml("push.xml", "push",
+                              "<driver type='qcow2'/><target file='%s'/>" % target)
+        dom.virsh("backup-begin", dom.name, xml)
+        dom.assert_matches_dumpxml()
+        self.wait_backup_over(dom)
+        dom.assert_chain([top, base])
+        model = self.proxy_model(dom)
+        self.assertNotIn("filters", model)
+        self.assertNotIn("job", model)
+        self.assert_holds(target, P_BASE, P_TOP)
+        self.assertIsNone(image_backing(target))
+        self.assertTrue(client_commands(self.traffic(dom), "blockdev-backup")
+                        or client_commands(self.traffic(dom), "transaction"))
+        dom.destroy_and_check()
+
+    def test_checkpoints_push_and_pull(self):
+        """A checkpoint (a persistent dirty bitmap in the top image), an
+        incremental push backup that takes a second checkpoint with it,
+        then an incremental pull backup, abandoned: after each step
+        qmproxy's chain is libvirt's, and the backups hold what changed."""
+        base, top = self.images()
+        dom = self.domain(top)
+        dom.virsh("checkpoint-create-as", dom.name, "cp1", "--diskspec",
+                  "vda,checkpoint=bitmap")
+        dom.assert_chain([top, base])
+        dom.write(*P_AFTER)
+        inc = os.path.join(self.dir, "inc.qcow2")
+        push = self.backup_xml("inc.xml", "push",
+                               "<driver type='qcow2'/><target file='%s'/>" % inc,
+                               incremental="cp1")
+        cp2 = self.write_file("cp2.xml", "<domaincheckpoint><name>cp2</name><disks>"
+                              "<disk name='vda' checkpoint='bitmap'/></disks>"
+                              "</domaincheckpoint>\n")
+        dom.virsh("backup-begin", dom.name, push, cp2)
+        dom.assert_matches_dumpxml()
+        self.wait_backup_over(dom)
+        dom.assert_chain([top, base])
+        # what changed since cp1, and nothing else (libvirt makes the
+        # target read the rest through a backing file)
+        self.assert_holds(inc, P_AFTER)
+        self.assertEqual(allocated_here(inc), [(P_AFTER[1], CHUNK)])
+        names = dom.virsh("checkpoint-list", dom.name, "--name").stdout.split()
+        self.assertEqual(sorted(names), ["cp1", "cp2"])
+        dom.write(*P_TOP)
+        scratch = os.path.join(self.dir, "scratch.qcow2")
+        pull = self.backup_xml("pull.xml", "pull", "<scratch file='%s'/>" % scratch,
+                               incremental="cp2")
+        dom.virsh("backup-begin", dom.name, pull)
+        dom.assert_matches_dumpxml()
+        self.assertEqual([f["driver"] for f in self.proxy_model(dom).get("filters", [])],
+                         ["copy-before-write"])
+        dom.virsh("domjobabort", dom.name)
+        self.wait_backup_over(dom)
+        dom.assert_chain([top, base])
+        self.assertNotIn("filters", self.proxy_model(dom))
+        dom.destroy_and_check()
+
+    def test_scsi_attach_detach(self):
+        """A disk on a virtio-scsi controller, attached and detached live
+        (SCSI unplug needs no guest): after DEVICE_DELETED and libvirt's
+        blockdev-del, qmproxy no longer has the disk, as QEMU and libvirt
+        no longer do."""
+        base, top = self.images()
+        dom = self.domain(top, devices="\n    <controller type='scsi' index='0' "
+                                      "model='virtio-scsi'/>")
+        base2 = os.path.join(self.dir, "base2.qcow2")
+        top2 = os.path.join(self.dir, "top2.qcow2")
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", base2, "32M"])
+        run([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", base2, "-F", "qcow2", top2])
+        disk = self.write_file("sda.xml", """<disk type='file' device='disk'>
+  <driver name='qemu' type='qcow2'/>
+  <source file='%s'/>
+  <target dev='sda' bus='scsi'/>
+</disk>
+""" % top2)
+        dom.virsh("attach-device", dom.name, disk, "--live")
+        dom.assert_matches_dumpxml("sda")
+        dom.assert_matches_dumpxml("vda")
+        self.assertEqual([f for f, _ in self.disk_summary_of(dom, "sda")["chain"]],
+                         [top2, base2])
+        # QEMU names a device that has an id by its id (a virtio disk's
+        # block device is its unnamed virtio-backend's: a path)
+        qdev = dom.libvirt_disk("sda").find("alias").get("name")
+        self.assertEqual([l["file"] for l in self.proxy_model(dom, qdev)["chain"]],
+                         [top2, base2])
+        dom.virsh("detach-device", dom.name, disk, "--live")
+        wait_for(lambda: "sda" not in dom.blklist(), timeout=30,
+                 what="libvirt to drop sda")
+        files = lambda d: [l["file"] for l in d["chain"]]
+        self.assertEqual([d for d in dom.qmp_ok("qmproxy-query-chain")
+                          if d.get("qdev") == qdev or top2 in files(d)], [])
+        self.assertEqual([b for b in dom.qmp_ok("query-block") if b.get("qdev") == qdev], [])
+        dom.assert_chain([top, base])
+        log = self.traffic(dom)
+        self.assertTrue(client_commands(log, "device_del"))
+        self.assertTrue(client_commands(log, "blockdev-del"))
+        self.assertIn("DEVICE_DELETED", {t["msg"].get("event") for t in log
+                                         if t["kind"] == "event"})
         dom.destroy_and_check()
 
     @staticmethod
