@@ -52,6 +52,19 @@ static const struct qapi_member disk_element = {
     "disks", QAPI_OBJECT, false, NULL, disk_members, NULL
 };
 
+/* TLS for a destination qmproxy prepares (as libvirt's
+ * migrate_tls_x509_cert_dir): the folders QEMU reads on each host */
+static const struct qapi_member tls_members[] = {
+    /* on the source: ca-cert.pem, client-cert.pem, client-key.pem */
+    { "source-creds-dir", QAPI_STR, false, NULL, NULL, NULL },
+    /* on the destination: ca-cert.pem, server-cert.pem, server-key.pem */
+    { "dest-creds-dir", QAPI_STR, false, NULL, NULL, NULL },
+    /* the name in the destination's certificate (default: the host of
+     * uri, as reached) */
+    { "hostname", QAPI_STR, true, NULL, NULL, NULL },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
 static const struct qapi_member args[] = {
     { "name", QAPI_STR, true, NULL, NULL, NULL },
     /* where the destination's migrate-incoming listens */
@@ -64,7 +77,11 @@ static const struct qapi_member args[] = {
     { "nbd-port", QAPI_STR, true, NULL, NULL, NULL },
     /* with destination: leave it paused when it has the VM */
     { "paused", QAPI_BOOL, true, NULL, NULL, NULL },
+    /* the source's tls-creds-x509 object for the migration stream, with a
+     * destination its caller prepared */
     { "tls-creds", QAPI_STR, true, NULL, NULL, NULL },
+    /* with destination: qmproxy makes the credentials on both sides */
+    { "tls", QAPI_OBJECT, true, NULL, tls_members, NULL },
     /* the guest's writes wait until they reach the destination too
      * (copy-mode write-blocking, libvirt's synchronous writes): less to
      * drain at the switch-over, slower writes meanwhile */
@@ -78,6 +95,11 @@ static const struct qapi_member args[] = {
 struct migration {
     char *uri;
     char *tls_creds;       /* NULL: a plain stream */
+    char *tls_hostname;    /* NULL: the host of the uri */
+    /* with "tls": the folders of the credentials qmproxy makes on each
+     * side, as objects of the id tls_creds; made: the source's exists */
+    char *tls_source_dir, *tls_dest_dir;
+    bool tls_made;
     bool quit_source;
     char *status;          /* QEMU's last MIGRATION status */
     bool undoing;          /* cancelled or failed: being undone */
@@ -98,6 +120,9 @@ static void migration_free(void *priv)
 
     free(m->uri);
     free(m->tls_creds);
+    free(m->tls_hostname);
+    free(m->tls_source_dir);
+    free(m->tls_dest_dir);
     free(m->status);
     mig_dest_close(m->dest);
     free(m->nbd_host);
@@ -119,6 +144,38 @@ static void source_ended(struct op *op, int i, bool ok, json_object *ret,
     }
 }
 
+static void tls_dropped(struct op *op, int i, bool ok, json_object *ret,
+                        const char *error)
+{
+    (void)i;
+    (void)ret;
+    if (!ok) {
+        log_warn("migration %s: removing its TLS credentials from the "
+                 "source failed: %s", op->name, error);
+    }
+}
+
+/* The credentials qmproxy made on the source go again (the source runs
+ * on after a failure, or stays paused), and the migration parameters no
+ * longer name them. */
+static void drop_source_tls(struct op *op)
+{
+    struct migration *m = mig_of(op);
+    json_object *a;
+
+    if (!m->tls_made) {
+        return;
+    }
+    m->tls_made = false;
+    a = json_object_new_object();
+    jobj_add_str(a, "tls-creds", "");
+    jobj_add_str(a, "tls-hostname", "");
+    op_qmp(op, qmp_command("migrate-set-parameters", a), tls_dropped, -1);
+    a = json_object_new_object();
+    jobj_add_str(a, "id", m->tls_creds);
+    op_qmp(op, qmp_command("object-del", a), tls_dropped, -1);
+}
+
 static void finished(struct op *op)
 {
     struct migration *m = mig_of(op);
@@ -126,6 +183,9 @@ static void finished(struct op *op)
     mig_dest_close(m->dest);
     m->dest = NULL;
     op_succeed(op, OP_MIGRATED);
+    if (!m->quit_source) {
+        drop_source_tls(op);
+    }
     if (m->quit_source) {
         /* after the answer: the monitor goes away with QEMU */
         op_qmp(op, qmp_command("quit", NULL), source_ended, -1);
@@ -195,6 +255,7 @@ static void report_undone(struct op *op, bool dest_ok, const char *why)
 
     mig_dest_close(m->dest);
     m->dest = NULL;
+    drop_source_tls(op);
     if (m->rollback_ok && dest_ok && op->busy_with
         && !strcmp(op->busy_with, "cancel")) {
         op->busy_with = NULL;
@@ -411,6 +472,7 @@ static void copies_ready(struct op *op, bool ok)
     /* always said, so that a plain migration does not inherit the TLS of
      * an earlier one */
     jobj_add_str(p, "tls-creds", m->tls_creds ? m->tls_creds : "");
+    jobj_add_str(p, "tls-hostname", m->tls_hostname ? m->tls_hostname : "");
     op_qmp(op, qmp_command("migrate-set-parameters", p), capabilities_set,
            -1);
 }
@@ -523,9 +585,40 @@ static void destination_prepared(struct op *op, bool ok, const char *why)
     step_start_mirrors(op, copies_started);
 }
 
+static void prepare_destination(struct op *op)
+{
+    struct migration *m = mig_of(op);
+
+    if (m->tls_dest_dir) {
+        mig_dest_use_tls(m->dest, m->tls_creds, m->tls_dest_dir,
+                         m->tls_hostname);
+    }
+    mig_dest_prepare(m->dest, m->nbd_host, m->nbd_port, m->uri,
+                     destination_prepared);
+}
+
+static void source_tls_made(struct op *op, int i, bool ok, json_object *ret,
+                            const char *error)
+{
+    struct migration *m = mig_of(op);
+    (void)i;
+    (void)ret;
+    if (!ok) {
+        mig_dest_close(m->dest);
+        m->dest = NULL;
+        op_fail(op, "making the source's TLS credentials from %s "
+                "(object-add tls-creds-x509) failed: %s; nothing was done "
+                "on either side", m->tls_source_dir, error);
+        return;
+    }
+    m->tls_made = true;
+    prepare_destination(op);
+}
+
 static void destination_opened(struct op *op, bool ok, const char *why)
 {
     struct migration *m = mig_of(op);
+    json_object *a;
 
     if (!ok) {
         mig_dest_close(m->dest);
@@ -533,8 +626,54 @@ static void destination_opened(struct op *op, bool ok, const char *why)
         op_fail(op, "%s; nothing was done on either side", why);
         return;
     }
-    mig_dest_prepare(m->dest, m->nbd_host, m->nbd_port, m->uri,
-                     destination_prepared);
+    if (!m->tls_source_dir) {
+        prepare_destination(op);
+        return;
+    }
+    /* the client's side of the copies and of the migration stream,
+     * checking the destination's certificate against the CA in the
+     * folder (and offering its own, which the destination checks) */
+    a = json_object_new_object();
+    jobj_add_str(a, "qom-type", "tls-creds-x509");
+    jobj_add_str(a, "id", m->tls_creds);
+    jobj_add_str(a, "dir", m->tls_source_dir);
+    jobj_add_str(a, "endpoint", "client");
+    jobj_add_bool(a, "verify-peer", 1);
+    op_qmp(op, qmp_command("object-add", a), source_tls_made, -1);
+}
+
+/* "tls": both folders absolute paths, only with a destination qmproxy
+ * prepares, and not beside tls-creds. */
+static char *check_tls(json_object *tls, bool with_destination,
+                       bool with_creds)
+{
+    static const char *const dirs[] = { "source-creds-dir",
+                                        "dest-creds-dir", NULL };
+
+    if (!tls) {
+        return NULL;
+    }
+    if (!with_destination) {
+        return xstrdup("tls makes the credentials on both sides, so it "
+                       "needs destination (the destination's monitor); "
+                       "for a destination its caller prepared, name the "
+                       "source's tls-creds-x509 object in tls-creds and "
+                       "in each target");
+    }
+    if (with_creds) {
+        return xstrdup("give tls (credentials qmproxy makes from folders) "
+                       "or tls-creds (an object that exists), not both");
+    }
+    for (int k = 0; dirs[k]; k++) {
+        const char *dir = qapi_get_str(tls, dirs[k], "");
+        if (dir[0] != '/') {
+            return xasprintf("tls.%s must be an absolute path (the folder "
+                             "QEMU reads the credentials from on %s host), "
+                             "not '%s'", dirs[k],
+                             k == 0 ? "the source" : "the destination", dir);
+        }
+    }
+    return NULL;
 }
 
 static enum cmd_retval exec(struct cmd_call *call, json_object *a)
@@ -546,13 +685,14 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     char *nbd_host = NULL;
     const char *resolved[MAX_DISKS];
     char *targets[MAX_DISKS] = { NULL };
-    json_object *disks = NULL;
+    json_object *disks = NULL, *tls = NULL;
     struct migration *m;
     struct op *op;
     int n = 0;
     char *err = NULL;
 
     json_object_object_get_ex(a, "disks", &disks);
+    json_object_object_get_ex(a, "tls", &tls);
     if (name && !op_name_free(name)) {
         err = xasprintf("an operation named '%s' is already under way; "
                         "choose another name", name);
@@ -569,6 +709,10 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     if (!err && destination) {
         err = check_destination(destination, uri, &dest_addr, &nbd_host);
     }
+    if (!err) {
+        err = check_tls(tls, destination != NULL,
+                        qapi_get_str(a, "tls-creds", NULL) != NULL);
+    }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
         free(err);
@@ -584,6 +728,17 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     m->uri = xstrdup(uri);
     if (qapi_get_str(a, "tls-creds", NULL)) {
         m->tls_creds = xstrdup(qapi_get_str(a, "tls-creds", NULL));
+    }
+    if (tls) {
+        /* one id, made on both sides: unique among this proxy's
+         * operations, and a valid QOM id whatever the name */
+        m->tls_creds = xasprintf("qmproxy-migrate-tls-%u", op->seq);
+        m->tls_source_dir = xstrdup(qapi_get_str(tls, "source-creds-dir",
+                                                 NULL));
+        m->tls_dest_dir = xstrdup(qapi_get_str(tls, "dest-creds-dir", NULL));
+        if (qapi_get_str(tls, "hostname", NULL)) {
+            m->tls_hostname = xstrdup(qapi_get_str(tls, "hostname", NULL));
+        }
     }
     m->quit_source = strcmp(qapi_get_str(a, "source", "quit"), "pause");
     op->priv = m;
@@ -624,6 +779,7 @@ static const struct location locations[] = {
     /* judged as QEMU's migrate uri is (exec: runs a program) */
     { "uri", LOCATION_URI },
     { "destination", LOCATION_URI },
+    { "tls.source-creds-dir", LOCATION_FILE },
     { "disks.*.target", LOCATION_FILE },
     { "disks.*.target.server", LOCATION_SOCKET },
     { NULL, LOCATION_FILE },

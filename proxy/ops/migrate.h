@@ -25,6 +25,13 @@ struct mig_dest *mig_dest_open(struct event_base *base,
                                const char *display, struct op *op,
                                void (*opened)(struct op *, bool,
                                               const char *));
+/* TLS for what mig_dest_prepare() makes: a tls-creds-x509 object id made
+ * there from dir (endpoint server, verify-peer) for the NBD server and the
+ * incoming migration; each export's target then names the source's object
+ * of the same id (and hostname, when not NULL, as the name to check the
+ * destination's certificate against).  Removed again by mig_dest_finish(). */
+void mig_dest_use_tls(struct mig_dest *dest, const char *id, const char *dir,
+                      const char *hostname);
 /* An NBD server on host:port, a writable export of each of op's disks
  * (named as on the source; sets each disk's mirror_file to it), and
  * migrate-incoming on uri. */

@@ -473,6 +473,134 @@ class DestinationThroughItsProxy(MigrateTestCase):
         self.assertIn("no target for disk0", r["error"]["desc"])
 
 
+class TlsThroughItsProxy(MigrateTestCase):
+    """"tls" with "destination": qmproxy makes the tls-creds-x509 objects
+    on both sides from folders of certificates (as libvirt does from
+    migrate_tls_x509_cert_dir), and the copies and the VM state go over
+    TLS; the destination's NBD server and incoming migration check the
+    source's client certificate, the source checks the destination's."""
+
+    def setUp(self):
+        super().setUp()
+        tls = os.path.join(self.workdir, "tls")
+        ca = tlscerts.CA(os.path.join(tls, "ca"))
+        self.server = ca.issue(os.path.join(tls, "server"), "server",
+                               ip=self.target.addr)
+        self.client_dir = ca.issue(os.path.join(tls, "client"), "client")
+        other = tlscerts.CA(os.path.join(tls, "other-ca"), name="someone else")
+        self.wrong = other.issue(os.path.join(tls, "wrong"), "client")
+
+    def tls_args(self, source_dir, **kw):
+        args = {"name": "move", "uri": self.uri(),
+                "destination": self.dest_monitor,
+                "disks": [{"disk": "disk%d" % i} for i in range(DISKS)],
+                "tls": {"source-creds-dir": source_dir,
+                        "dest-creds-dir": self.server}}
+        args.update(kw)
+        return args
+
+    def objects(self, client):
+        return [o["name"] for o in client.ok("qom-list",
+                                             {"path": "/objects"})
+                if o["name"].startswith("qmproxy-")]
+
+    def test_whole_migration_over_tls(self):
+        for i in range(DISKS):
+            self.write(i, 0x13 + i, 0, 4 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.tls_args(self.client_dir,
+                                                source="pause")})
+        # while it runs: the NBD server of the destination takes TLS only
+        wait_for(lambda: self.op_state() in ("mirroring", "ready",
+                                             "migrating", "switching",
+                                             "migrated"),
+                 what="the copies")
+        reply = self.c.read_reply()
+        self.assertIn("return", reply, reply)
+        op = reply["return"]
+        self.assertEqual(op["state"], "migrated", op)
+        for d in op["disks"]:
+            self.assertIn('"tls-creds"', d["mirror-file"])
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        # nothing of the migration left on the destination, which runs on
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        self.assertEqual(self.objects(self.d), [])
+        self.assertEqual(self.d.ok("query-migrate-parameters")["tls-creds"],
+                         "")
+        # the source (left paused) keeps none of it either
+        self.assertEqual(self.objects(self.writer), [])
+        self.assertEqual(self.source_status(), "postmigrate")
+        for i in range(DISKS):
+            self.read_on_destination(i, 0x13 + i, 0, 4 * MiB)
+            r = self.target.run(["qemu-img", "compare", "-U", "-f", "qcow2",
+                                 "-F", "qcow2", self.qemu.images[i],
+                                 self.dest_image(i)], check=False)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_the_stream_really_is_tls(self):
+        """A client without credentials is refused by the NBD server
+        qmproxy started on the destination (checked mid-copy)."""
+        self.write(0, 0x14, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.tls_args(self.client_dir, speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        r = self.target.run(["qemu-img", "info", "--image-opts",
+                             "driver=nbd,host=%s,port=%d,export=disk0"
+                             % (self.target.addr, NBD_PORT)], check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("TLS", r.stderr)
+        op = self.writer.ok("qmproxy-migrate-cancel", {"name": "move"})
+        self.assertEqual(op["state"], "aborted", op)
+        self.c.read_reply()
+        self.assertEqual(self.objects(self.writer), [])
+        self.assertEqual(self.source_status(), "running")
+        self.dest_qemu.proc.wait(60)
+
+    def test_a_certificate_of_another_ca_is_refused(self):
+        """Source credentials from a CA the destination does not know:
+        the first connection (the copy of a disk) fails, the error names
+        it, the source runs on unchanged and the destination is removed."""
+        self.write(0, 0x15, 0)
+        tops = [dev["inserted"]["file"] for dev in self.writer.ok("query-block")]
+        params = self.writer.ok("query-migrate-parameters")
+        r = self.c.cmd("qmproxy-migrate", self.tls_args(self.wrong))
+        desc = r["error"]["desc"]
+        self.assertIn("disk0", desc)
+        self.assertIn("certificate", desc.lower())
+        self.assertIn("the source runs as before", desc)
+        self.assertIn("the destination's exports were removed", desc)
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.assertEqual([dev["inserted"]["file"]
+                          for dev in self.writer.ok("query-block")], tops)
+        wait_for(lambda: self.objects(self.writer) == [],
+                 what="the source's credentials removed")
+        after = self.writer.ok("query-migrate-parameters")
+        self.assertEqual(after.get("tls-creds"), params.get("tls-creds"))
+        self.write(0, 0x16, MiB)
+        self.dest_qemu.proc.wait(60)
+
+    def test_refused_with_what_to_fix(self):
+        for args, words in [
+                (self.tls_args("relative/dir"), "must be an absolute path"),
+                (self.tls_args(self.client_dir, **{"tls-creds": "x"}),
+                 "not both"),
+                ({"uri": self.uri(), "disks": [{"disk": "disk0",
+                                                "target": self.export(0)}],
+                  "tls": {"source-creds-dir": self.client_dir,
+                          "dest-creds-dir": self.server}},
+                 "needs destination")]:
+            r = self.c.cmd("qmproxy-migrate", args)
+            self.assertIn(words, r["error"]["desc"])
+            self.assertIn("nothing was done", r["error"]["desc"])
+        r = self.c.cmd("qmproxy-migrate", self.tls_args("/nonexistent"))
+        self.assertIn("making the source's TLS credentials from /nonexistent",
+                      r["error"]["desc"])
+        self.assertIn("nothing was done on either side", r["error"]["desc"])
+        self.assertEqual(self.d.ok("query-status")["status"], "inmigrate")
+
+
 class Q35(MigrateTestCase):
     """A VM as libvirt runs one (q35, -blockdev, virtio-blk, RAM, the
     firmware running), moved with the destination prepared by qmproxy."""
