@@ -350,6 +350,17 @@ void mig_dest_prepare(struct mig_dest *dest, const char *host,
     phase_check(dest);   /* nothing sent: its monitor is gone */
 }
 
+void mig_dest_assume_prepared(struct mig_dest *dest, const char *host,
+                              const char *port, const char *uri)
+{
+    str_set(&dest->host, host);
+    str_set(&dest->port, port);
+    str_set(&dest->uri, uri);
+    dest->nbd_started = true;
+    dest->exports = dest->op->ndisks;
+    dest->tls_made = dest->tls_id != NULL;
+}
+
 static json_object *id_args(const char *id)
 {
     json_object *a = json_object_new_object();

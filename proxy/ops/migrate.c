@@ -1,10 +1,11 @@
 /*
  * qmproxy-migrate: live migration with storage, as libvirt's
- * `migrate --copy-storage-all`.  The destination is prepared by the caller
- * (through its own qmproxy): a QEMU started with `-incoming defer`, its
- * NBD server with a writable export of an image of the right size for
- * every disk, and `migrate-incoming` on the URI given here.  This command
- * then, on the source:
+ * `migrate --copy-storage-all`.  The destination is a QEMU started with
+ * `-incoming defer` behind its own qmproxy.  Either qmproxy prepares it
+ * through that qmproxy ("destination", migrate-dest.c: an NBD server, a
+ * writable export of every disk, migrate-incoming; with "tls" the
+ * tls-creds-x509 objects on both sides too), or its caller did and names
+ * the exports.  Then, on the source:
  *
  *   RUNNING/MIRRORING  drive-mirror sync=full mode=existing of every disk
  *                      to its export, until every copy is ready
@@ -18,10 +19,11 @@
  *                      quit (or left paused: "source": "pause")
  *
  * The destination runs the VM as soon as the migration completes, unless
- * its QEMU was started with -S (then its caller sends cont).  A failure or
- * a qmproxy-migrate-cancel before the switch-over cancels the migration
- * and the copies; the source keeps running as before.  The destination is
- * left to its caller, who prepared it (quit it, or remove its exports).
+ * its QEMU was started with -S (then qmproxy, or the caller, sends cont).
+ * A failure or a qmproxy-migrate-cancel before the switch-over cancels the
+ * migration and the copies; the source keeps running as before, and a
+ * destination qmproxy prepared is cleaned up.  A restarted proxy carries a
+ * migration on from where QEMU is (migrate-resume.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "jsonobj.h"
 #include "log.h"
 #include "migrate.h"
+#include "migrate-internal.h"
 #include "nbd-target.h"
 #include "op.h"
 #include "qmp.h"
@@ -91,46 +94,7 @@ static const struct qapi_member args[] = {
     { NULL, 0, false, NULL, NULL, NULL },
 };
 
-/* What a migration keeps beside its disks. */
-struct migration {
-    char *uri;
-    char *tls_creds;       /* NULL: a plain stream */
-    char *tls_hostname;    /* NULL: the host of the uri */
-    /* with "tls": the folders of the credentials qmproxy makes on each
-     * side, as objects of the id tls_creds; made: the source's exists */
-    char *tls_source_dir, *tls_dest_dir;
-    bool tls_made;
-    bool quit_source;
-    char *status;          /* QEMU's last MIGRATION status */
-    bool undoing;          /* cancelled or failed: being undone */
-    struct mig_dest *dest; /* NULL: the caller prepared the destination */
-    bool start_dest;       /* cont it once it has the VM */
-    bool rollback_ok;      /* how the undo went on the source */
-    char *nbd_host, *nbd_port;  /* where the destination serves the disks */
-};
 
-static struct migration *mig_of(struct op *op)
-{
-    return op->priv;
-}
-
-static void migration_free(void *priv)
-{
-    struct migration *m = priv;
-
-    free(m->uri);
-    free(m->tls_creds);
-    free(m->tls_hostname);
-    free(m->tls_source_dir);
-    free(m->tls_dest_dir);
-    free(m->status);
-    mig_dest_close(m->dest);
-    free(m->nbd_host);
-    free(m->nbd_port);
-    free(m);
-}
-
-static void undo(struct op *op, const char *why);
 
 /* ---- the end -------------------------------------------------------- */
 
@@ -205,10 +169,14 @@ static void destination_finished(struct op *op, bool ok, const char *why)
     finished(op);
 }
 
-static void completed(struct op *op)
+void migrate_completed(struct op *op)
 {
     struct migration *m = mig_of(op);
 
+    if (m->completing) {
+        return;
+    }
+    m->completing = true;
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         d->state = DISK_PIVOTED;
@@ -298,7 +266,7 @@ static void cancel_sent(struct op *op, int i, bool ok, json_object *ret,
     (void)error;  /* no migration under way: nothing to cancel */
 }
 
-static void undo(struct op *op, const char *why)
+void migrate_undo(struct op *op, const char *why)
 {
     if (mig_of(op)->undoing) {
         return;
@@ -324,17 +292,17 @@ static void continued(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
     if (!ok) {
         op_fail(op, "migrate-continue was refused at the switch-over: %s; "
-                "the source is paused with its copies completed, the "
+                "the source is paused with its copies migrate_completed, the "
                 "destination has not started", error);
     }
 }
 
-static void copies_completed(struct op *op, bool ok)
+void migrate_copies_completed(struct op *op, bool ok)
 {
     json_object *a;
 
     if (!ok) {
-        undo(op, op->step_error);
+        migrate_undo(op, op->step_error);
         return;
     }
     a = json_object_new_object();
@@ -354,11 +322,11 @@ static void migration_ended(struct op *op, int i, bool ok, json_object *ret,
     (void)error;
     why = xasprintf("the migration to %s %s in QEMU%s%s", m->uri,
                     m->status, reason ? ": " : "", reason ? reason : "");
-    undo(op, why);
+    migrate_undo(op, why);
     free(why);
 }
 
-static void on_vm_event(struct op *op, const char *name, json_object *data)
+void migrate_on_vm_event(struct op *op, const char *name, json_object *data)
 {
     struct migration *m = mig_of(op);
     const char *st = jobj_str(data, "status");
@@ -369,9 +337,9 @@ static void on_vm_event(struct op *op, const char *name, json_object *data)
     str_set(&m->status, st);
     if (!strcmp(st, "pre-switchover") && op->state == OP_MIGRATING) {
         op_set_state(op, OP_SWITCHING);
-        step_complete_copies(op, copies_completed);
+        step_complete_copies(op, migrate_copies_completed);
     } else if (!strcmp(st, "completed") && op->state == OP_SWITCHING) {
-        completed(op);
+        migrate_completed(op);
     } else if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
         if (op->state == OP_MIGRATING || op->state == OP_SWITCHING) {
             /* QEMU's reason first, then the undo */
@@ -383,7 +351,7 @@ static void on_vm_event(struct op *op, const char *name, json_object *data)
 }
 
 /* A copy failing while the VM state streams: the disks would not match. */
-static void watch_copies(struct op *op)
+void migrate_watch_copies(struct op *op)
 {
     for (int i = 0; i < op->ndisks && !mig_of(op)->undoing; i++) {
         struct op_disk *d = &op->disks[i];
@@ -393,7 +361,7 @@ static void watch_copies(struct op *op)
                      "%s", d->mirror_file, d->job_error ? d->job_error : "?");
             d->own_job = false;
             op->check = NULL;
-            undo(op, d->note);
+            migrate_undo(op, d->note);
             return;
         }
     }
@@ -407,7 +375,7 @@ static void migrate_sent(struct op *op, int i, bool ok, json_object *ret,
     if (!ok && op->state == OP_MIGRATING) {
         char *why = xasprintf("QEMU refused to migrate to %s: %s",
                               mig_of(op)->uri, error);
-        undo(op, why);
+        migrate_undo(op, why);
         free(why);
     }
 }
@@ -424,7 +392,7 @@ static void capabilities_set(struct op *op, int i, bool ok, json_object *ret,
     }
     if (!ok) {
         char *why = xasprintf("the migration could not be set up: %s", error);
-        undo(op, why);
+        migrate_undo(op, why);
         free(why);
         return;
     }
@@ -432,8 +400,8 @@ static void capabilities_set(struct op *op, int i, bool ok, json_object *ret,
         return;   /* the parameters' answer too */
     }
     op_set_state(op, OP_MIGRATING);
-    op->check = watch_copies;
-    op->vm_event = on_vm_event;
+    op->check = migrate_watch_copies;
+    op->vm_event = migrate_on_vm_event;
     a = json_object_new_object();
     jobj_add_str(a, "uri", m->uri);
     op_qmp(op, qmp_command("migrate", a), migrate_sent, -1);
@@ -448,17 +416,17 @@ static json_object *capability(const char *name)
     return c;
 }
 
-static void copies_ready(struct op *op, bool ok)
+void migrate_copies_ready(struct op *op, bool ok)
 {
     struct migration *m = mig_of(op);
     json_object *caps, *a, *p;
 
     if (!ok) {
-        undo(op, op->step_error);
+        migrate_undo(op, op->step_error);
         return;
     }
     op_set_state(op, OP_READY);
-    op->check = watch_copies;
+    op->check = migrate_watch_copies;
     caps = json_object_new_array();
     /* MIGRATION events, and a stop before the device state goes, where
      * the copies are completed */
@@ -480,11 +448,11 @@ static void copies_ready(struct op *op, bool ok)
 static void copies_started(struct op *op, bool ok)
 {
     if (!ok) {
-        undo(op, op->step_error);
+        migrate_undo(op, op->step_error);
         return;
     }
     op_set_state(op, OP_MIRRORING);
-    step_wait_ready(op, copies_ready);
+    step_wait_ready(op, migrate_copies_ready);
 }
 
 /* ---- the request --------------------------------------------------- */
@@ -743,6 +711,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     m->quit_source = strcmp(qapi_get_str(a, "source", "quit"), "pause");
     op->priv = m;
     op->priv_free = migration_free;
+    op->priv_save = migration_save;
     for (int i = 0; i < n; i++) {
         struct op_disk *d = op_add_disk(op, resolved[i]);
         d->mirror_file = targets[i];
@@ -759,6 +728,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         m->start_dest = !qapi_get_bool(a, "paused", false);
         m->nbd_host = nbd_host;
         m->nbd_port = xstrdup(qapi_get_str(a, "nbd-port", "10809"));
+        m->destination = xstrdup(destination);
         m->dest = mig_dest_open(call->env->base, &dest_addr, destination, op,
                                 destination_opened);
         address_clear(&dest_addr);
@@ -772,7 +742,7 @@ void migrate_cancel(struct op *op)
 {
     op->busy_with = "cancel";
     op->check = NULL;
-    undo(op, "cancelled on request");
+    migrate_undo(op, "cancelled on request");
 }
 
 static const struct location locations[] = {
