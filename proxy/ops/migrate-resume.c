@@ -191,6 +191,25 @@ static void ask_qemu(struct op *op)
            -1);
 }
 
+/* The destination's monitor did not answer again: the source is undone
+ * while it still can be given the VM back; once the device state has
+ * gone (migrate-continue sent) both sides are left as they are. */
+static void status_without_destination(struct op *op, int i, bool ok,
+                                       json_object *ret, const char *error)
+{
+    const char *status = ok ? jobj_str(ret, "status") : NULL;
+    (void)i;
+    (void)error;
+    if (status && (!strcmp(status, "device")
+                   || !strcmp(status, "completed"))) {
+        op_fail(op, "%s; QEMU's migration is %s, so the VM may be on the "
+                "destination already: the source is left as it is (see "
+                "query-migrate on both sides)", op->step_error, status);
+        return;
+    }
+    migrate_undo(op, op->step_error);
+}
+
 static void destination_reopened(struct op *op, bool ok, const char *why)
 {
     struct migration *m = mig_of(op);
@@ -198,17 +217,10 @@ static void destination_reopened(struct op *op, bool ok, const char *why)
     if (!ok) {
         mig_dest_close(m->dest);
         m->dest = NULL;
-        if (op->state == OP_SWITCHING) {
-            /* the VM may be on the destination already: leave both be */
-            op_fail(op, "qmproxy restarted while the migration was "
-                    "switching and %s; the source is left paused: see "
-                    "query-migrate on both sides", why);
-            return;
-        }
         str_setf(&op->step_error, "qmproxy restarted while the migration "
                  "was %s and %s", op_state_name(op->state), why);
-        /* the source is undone; the destination is left as it is */
-        migrate_undo(op, op->step_error);
+        op_qmp(op, qmp_command("query-migrate", NULL),
+               status_without_destination, -1);
         return;
     }
     mig_dest_assume_prepared(m->dest, m->nbd_host, m->nbd_port, m->uri);

@@ -10,11 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nbd-target.h"
 #include "op-internal.h"
 #include "chain.h"
 #include "jsonobj.h"
 #include "qmp.h"
 #include "util.h"
+
+/* the buffer of a copy to an NBD export (see where it is used) */
+#define NBD_COPY_BUF_SIZE (32 << 20)
 
 /* The step ends when the last of its commands is answered. */
 static void step_maybe_over(struct op *op)
@@ -154,6 +158,14 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         }
         if (d->speed > 0) {
             json_object_object_add(a, "speed", json_object_new_int64(d->speed));
+        }
+        if (nbd_target_is(d->mirror_file)) {
+            /* QEMU's mirror splits its buffer among 16 requests: 32 MiB
+             * makes them 2 MiB, as qemu-img convert sends, where the
+             * default 16 MiB (1 MiB requests) leaves half the throughput
+             * to another host unused (tests/bench/bench_remote.py) */
+            json_object_object_add(a, "buf-size",
+                                   json_object_new_int64(NBD_COPY_BUF_SIZE));
         }
         /* so that reopening can be all or nothing: nothing pivots until
          * the proxy finalizes it */
