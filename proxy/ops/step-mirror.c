@@ -159,11 +159,15 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         if (d->speed > 0) {
             json_object_object_add(a, "speed", json_object_new_int64(d->speed));
         }
-        if (nbd_target_is(d->mirror_file)) {
+        if (nbd_target_is(d->mirror_file) && d->speed <= 0) {
             /* QEMU's mirror splits its buffer among 16 requests: 32 MiB
              * makes them 2 MiB, as qemu-img convert sends, where the
-             * default 16 MiB (1 MiB requests) leaves half the throughput
-             * to another host unused (tests/bench/bench_remote.py) */
+             * default 16 MiB (1 MiB requests) leaves throughput to
+             * another host unused (tests/bench/bench_remote.py).  Not
+             * for a copy capped by speed: it gains nothing, and the
+             * buffer is sent in one burst followed by a sleep as long as
+             * the burst is big, during which a lost server goes
+             * unnoticed */
             json_object_object_add(a, "buf-size",
                                    json_object_new_int64(NBD_COPY_BUF_SIZE));
         }
