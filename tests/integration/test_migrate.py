@@ -642,6 +642,23 @@ class TlsThroughItsProxy(MigrateTestCase):
         self.write(0, 0x16, MiB)
         self.dest_qemu.proc.wait(60)
 
+    def test_qmproxyctl(self):
+        self.write(0, 0x17, 0)
+        r = subprocess.run(
+            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
+            + ["disk%d" % i for i in range(DISKS)]
+            + ["--destination", self.dest_monitor,
+               "--tls-source-dir", self.client_dir,
+               "--tls-dest-dir", self.server, "--tls-hostname",
+               self.target.addr, "--name", "move", "--wait"],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, NO_COLOR="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("migrated", r.stdout + r.stderr)
+        self.qemu.proc.wait(60)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        self.read_on_destination(0, 0x17, 0)
+
     def test_refused_with_what_to_fix(self):
         for args, words in [
                 (self.tls_args("relative/dir"), "must be an absolute path"),
