@@ -25,6 +25,7 @@ struct migration {
     struct mig_dest *dest; /* NULL: the caller prepared the destination */
     char *destination;     /* its monitor's address, as given */
     bool completing;       /* the migration completed: being finished */
+    bool source_running;   /* after a restart: the source's run state */
     bool start_dest;       /* cont it once it has the VM */
     bool rollback_ok;      /* how the undo went on the source */
     char *nbd_host, *nbd_port;  /* where the destination serves the disks */

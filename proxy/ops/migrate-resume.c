@@ -138,6 +138,15 @@ static void migration_status_read(struct op *op, int i, bool ok,
         return;
     }
     status = status ? status : "none";
+    if (m->source_running && (!strcmp(status, "completed")
+                              || !strcmp(status, "failed")
+                              || !strcmp(status, "cancelled"))) {
+        /* a migration that ended with the source running is not one
+         * under way: an earlier one's (a VM that came here by migration
+         * says completed), or ours failed and QEMU resumed the source;
+         * either way no migration of this operation goes on */
+        status = "none";
+    }
     str_set(&m->status, status);
     r = resume_rule(op->state, status, copies);
     log_info("migration %s after a restart: was %s, QEMU's migration %s, "
@@ -185,8 +194,19 @@ static void migration_status_read(struct op *op, int i, bool ok,
     }
 }
 
+static void run_state_read(struct op *op, int i, bool ok, json_object *ret,
+                           const char *error)
+{
+    const char *st = ok ? jobj_str(ret, "status") : NULL;
+    (void)i;
+    (void)error;
+    mig_of(op)->source_running = st && !strcmp(st, "running");
+}
+
+/* The source's run state, then its migration (answered in that order). */
 static void ask_qemu(struct op *op)
 {
+    op_qmp(op, qmp_command("query-status", NULL), run_state_read, -1);
     op_qmp(op, qmp_command("query-migrate", NULL), migration_status_read,
            -1);
 }
@@ -201,7 +221,8 @@ static void status_without_destination(struct op *op, int i, bool ok,
     (void)i;
     (void)error;
     if (status && (!strcmp(status, "device")
-                   || !strcmp(status, "completed"))) {
+                   || (!strcmp(status, "completed")
+                       && !mig_of(op)->source_running))) {
         op_fail(op, "%s; QEMU's migration is %s, so the VM may be on the "
                 "destination already: the source is left as it is (see "
                 "query-migrate on both sides)", op->step_error, status);
@@ -219,6 +240,7 @@ static void destination_reopened(struct op *op, bool ok, const char *why)
         m->dest = NULL;
         str_setf(&op->step_error, "qmproxy restarted while the migration "
                  "was %s and %s", op_state_name(op->state), why);
+        op_qmp(op, qmp_command("query-status", NULL), run_state_read, -1);
         op_qmp(op, qmp_command("query-migrate", NULL),
                status_without_destination, -1);
         return;

@@ -373,8 +373,13 @@ class Migrate(MigrateTestCase):
     def test_source_qmproxy_restarted_mid_copy_carries_on(self):
         """The source's qmproxy killed while the copies run and started
         again with the same --state: it finds the copies still running in
-        QEMU and carries the migration on to its end."""
+        QEMU and carries the migration on to its end.  An earlier
+        migration that failed (QEMU still says so) is not taken for it."""
         self.use_stateful_proxy()
+        direct = self.client(self.qemu.monitors[1])
+        direct.ok("migrate", {"uri": "tcp:%s:4999" % self.target.addr})
+        wait_for(lambda: direct.ok("query-migrate").get("status") == "failed",
+                 what="the earlier migration to fail")
         self.write(0, 0xe1, 0, 16 * MiB)
         self.prepare_destination()
         self.c.send({"execute": "qmproxy-migrate",
