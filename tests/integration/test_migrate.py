@@ -647,6 +647,32 @@ class TlsThroughItsProxy(MigrateTestCase):
         self.write(0, 0x16, MiB)
         self.dest_qemu.proc.wait(60)
 
+    def test_source_qmproxy_restarted_during_the_copies(self):
+        """Killed mid-copy and started again with its --state: it carries
+        the migration on over TLS and removes the credentials on both
+        sides at the end, as an uninterrupted one does."""
+        self.use_stateful_proxy()
+        self.write(0, 0x18, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.tls_args(self.client_dir, speed=MiB,
+                                                source="pause")})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        self.wait_saved("mirroring")
+        self.restart_stateful_proxy()
+        self.unthrottle()
+        wait_for(lambda: self.op_state() in ("migrated", "failed"),
+                 timeout=120, what="the migration to end")
+        op = self.writer.ok("qmproxy-query-operations", {"name": "move"})[-1]
+        self.assertEqual(op["state"], "migrated", op)
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        wait_for(lambda: self.objects(self.writer) == []
+                 and self.objects(self.d) == [],
+                 what="the credentials removed on both sides")
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        self.read_on_destination(0, 0x18, 0, 16 * MiB)
+        self.compare_with_source(0)
+
     def test_qmproxyctl(self):
         self.write(0, 0x17, 0)
         r = subprocess.run(
