@@ -1,7 +1,8 @@
 /*
  * migrate URI DISK[=EXPORT]... [--destination MONITOR [--paused]]
  *         [--speed B] [--synchronous-writes] [--pause-source]
- *         [--tls-creds ID] [--name N] [--wait]
+ *         [--tls-creds ID | --tls-source-dir DIR --tls-dest-dir DIR
+ *          [--tls-hostname H]] [--name N] [--wait]
  */
 #include "ctl.h"
 
@@ -20,13 +21,16 @@ static int exec(int argc, char **argv)
         { "paused", no_argument, NULL, 'P' },
         { "synchronous-writes", no_argument, NULL, 'S' },
         { "tls-creds", required_argument, NULL, 't' },
+        { "tls-source-dir", required_argument, NULL, 's' },
+        { "tls-dest-dir", required_argument, NULL, 'D' },
+        { "tls-hostname", required_argument, NULL, 'H' },
         { "name", required_argument, NULL, 'n' },
         { "wait", no_argument, NULL, 'w' },
         { NULL, 0, NULL, 0 },
     };
     struct ctl_op_wait w = { .type = "migrate", .show_progress = true };
     json_object *args = json_object_new_object();
-    json_object *disks;
+    json_object *disks, *tls = NULL;
     bool wait = false;
     int opt;
 
@@ -43,6 +47,16 @@ static int exec(int argc, char **argv)
         case 'P': jobj_add_bool(args, "paused", true); break;
         case 'S': jobj_add_bool(args, "synchronous-writes", true); break;
         case 't': jobj_add_str(args, "tls-creds", optarg); break;
+        case 's': case 'D': case 'H':
+            /* "tls": the credentials qmproxy makes on both sides */
+            if (!tls) {
+                tls = json_object_new_object();
+                json_object_object_add(args, "tls", tls);
+            }
+            jobj_add_str(tls, opt == 's' ? "source-creds-dir"
+                              : opt == 'D' ? "dest-creds-dir" : "hostname",
+                         optarg);
+            break;
         case 'n': jobj_add_str(args, "name", optarg); w.name = optarg; break;
         case 'w': wait = true; break;
         default: goto usage;
@@ -84,7 +98,8 @@ const struct ctl_entry ctl_migrate_entry = {
     .name = "migrate",
     .usage = "URI DISK[=EXPORT]... [--destination MONITOR [--paused]] "
              "[--speed B] [--synchronous-writes] [--pause-source] "
-             "[--tls-creds ID] [--name N] [--wait]",
+             "[--tls-creds ID | --tls-source-dir DIR --tls-dest-dir DIR "
+             "[--tls-hostname H]] [--name N] [--wait]",
     .summary = "move the VM and its disks to a destination prepared with "
                "-incoming defer and NBD exports",
     .exec = exec,

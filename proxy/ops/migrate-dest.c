@@ -18,6 +18,7 @@
 #include "jsonobj.h"
 #include "log.h"
 #include "migrate.h"
+#include "nbd-target.h"
 #include "op.h"
 #include "qmp.h"
 #include "upstream.h"
@@ -40,6 +41,12 @@ struct mig_dest {
     /* where the copies and the VM state are to go */
     char *host, *port, *uri;
     bool start;              /* cont the destination once it has the VM */
+    /* TLS (NULL: none): the id of the tls-creds-x509 object made on the
+     * destination from tls_dir, the one the source's copies name, and the
+     * name the destination's certificate is checked against (NULL: the
+     * host it is reached at) */
+    char *tls_id, *tls_dir, *tls_hostname;
+    bool tls_made;           /* the object was added */
     /* what the preparation found and made */
     json_object *devices;    /* query-block's answer */
     bool nbd_started;
@@ -124,6 +131,9 @@ static void dest_free_later(evutil_socket_t fd, short what, void *opaque)
     free(dest->host);
     free(dest->port);
     free(dest->uri);
+    free(dest->tls_id);
+    free(dest->tls_dir);
+    free(dest->tls_hostname);
     free(dest);
 }
 
@@ -258,6 +268,43 @@ static void exported(struct mig_dest *dest, json_object *ret)
     dest->exports++;
 }
 
+static void tls_made(struct mig_dest *dest, json_object *ret)
+{
+    (void)ret;
+    dest->tls_made = true;
+}
+
+/* The export of a disk as the source's copy names it: its URI, or with
+ * TLS the nbd driver's options naming the source's credentials. */
+static char *export_target(struct mig_dest *dest, const char *disk)
+{
+    json_object *t, *server;
+    char *out = NULL, *err;
+
+    if (!dest->tls_id) {
+        return xasprintf("nbd://%s:%s/%s", dest->host, dest->port, disk);
+    }
+    t = json_object_new_object();
+    server = json_object_new_object();
+    jobj_add_str(server, "type", "inet");
+    jobj_add_str(server, "host", dest->host);
+    jobj_add_str(server, "port", dest->port);
+    json_object_object_add(t, "server", server);
+    jobj_add_str(t, "export", disk);
+    jobj_add_str(t, "tls-creds", dest->tls_id);
+    if (dest->tls_hostname) {
+        jobj_add_str(t, "tls-hostname", dest->tls_hostname);
+    }
+    err = nbd_target_resolve("target", t, &out);
+    json_object_put(t);
+    if (err) {   /* made of checked parts: a bug */
+        log_error("migration: %s", err);
+        free(err);
+        return xasprintf("nbd://%s:%s/%s", dest->host, dest->port, disk);
+    }
+    return out;
+}
+
 static void nbd_started(struct mig_dest *dest, json_object *ret)
 {
     (void)ret;
@@ -281,6 +328,14 @@ static void devices_read(struct mig_dest *dest, json_object *ret)
 
 static void prepare_exports(struct mig_dest *dest, bool ok, const char *why);
 
+void mig_dest_use_tls(struct mig_dest *dest, const char *id, const char *dir,
+                      const char *hostname)
+{
+    str_set(&dest->tls_id, id);
+    str_set(&dest->tls_dir, dir);
+    str_set(&dest->tls_hostname, hostname);
+}
+
 void mig_dest_prepare(struct mig_dest *dest, const char *host,
                       const char *port, const char *uri,
                       void (*done)(struct op *, bool, const char *))
@@ -293,6 +348,17 @@ void mig_dest_prepare(struct mig_dest *dest, const char *host,
     dest_call(dest, "query-block", qmp_command("query-block", NULL),
               devices_read);
     phase_check(dest);   /* nothing sent: its monitor is gone */
+}
+
+void mig_dest_assume_prepared(struct mig_dest *dest, const char *host,
+                              const char *port, const char *uri)
+{
+    str_set(&dest->host, host);
+    str_set(&dest->port, port);
+    str_set(&dest->uri, uri);
+    dest->nbd_started = true;
+    dest->exports = dest->op->ndisks;
+    dest->tls_made = dest->tls_id != NULL;
 }
 
 static json_object *id_args(const char *id)
@@ -313,6 +379,21 @@ static void prepare_exports(struct mig_dest *dest, bool ok, const char *why)
         return;
     }
     dest->phase_done = tell_caller;
+    if (dest->tls_id) {
+        /* the server's side of both TLS connections, checking the
+         * source's client certificate too (verify-peer) */
+        a = id_args(dest->tls_id);
+        jobj_add_str(a, "qom-type", "tls-creds-x509");
+        jobj_add_str(a, "dir", dest->tls_dir);
+        jobj_add_str(a, "endpoint", "server");
+        jobj_add_bool(a, "verify-peer", 1);
+        dest_call(dest, "object-add of its TLS credentials (tls-creds-x509)",
+                  qmp_command("object-add", a), tls_made);
+        a = json_object_new_object();
+        jobj_add_str(a, "tls-creds", dest->tls_id);
+        dest_call(dest, "migrate-set-parameters tls-creds",
+                  qmp_command("migrate-set-parameters", a), NULL);
+    }
     a = json_object_new_object();
     addr = json_object_new_object();
     data = json_object_new_object();
@@ -321,6 +402,9 @@ static void prepare_exports(struct mig_dest *dest, bool ok, const char *why)
     jobj_add_str(addr, "type", "inet");
     json_object_object_add(addr, "data", data);
     json_object_object_add(a, "addr", addr);
+    if (dest->tls_id) {
+        jobj_add_str(a, "tls-creds", dest->tls_id);
+    }
     dest_call(dest, "nbd-server-start", qmp_command("nbd-server-start", a),
               nbd_started);
     for (int i = 0; i < op->ndisks; i++) {
@@ -335,8 +419,7 @@ static void prepare_exports(struct mig_dest *dest, bool ok, const char *why)
                   exported);
         free(id);
         free(d->mirror_file);
-        d->mirror_file = xasprintf("nbd://%s:%s/%s", dest->host, dest->port,
-                                   d->disk);
+        d->mirror_file = export_target(dest, d->disk);
     }
     a = json_object_new_object();
     jobj_add_str(a, "uri", dest->uri);
@@ -384,6 +467,17 @@ void mig_dest_finish(struct mig_dest *dest, bool start,
     dest_call(dest, "query-status", qmp_command("query-status", NULL),
               status_read);
     remove_exports(dest);
+    if (dest->tls_made) {
+        /* the destination runs on: nothing of the migration left there */
+        json_object *a = json_object_new_object();
+        jobj_add_str(a, "tls-creds", "");
+        dest_call(dest, "migrate-set-parameters",
+                  qmp_command("migrate-set-parameters", a), NULL);
+        dest_call(dest, "object-del", qmp_command("object-del",
+                                                  id_args(dest->tls_id)),
+                  NULL);
+        dest->tls_made = false;
+    }
     phase_check(dest);
 }
 

@@ -1,10 +1,11 @@
 /*
  * qmproxy-migrate: live migration with storage, as libvirt's
- * `migrate --copy-storage-all`.  The destination is prepared by the caller
- * (through its own qmproxy): a QEMU started with `-incoming defer`, its
- * NBD server with a writable export of an image of the right size for
- * every disk, and `migrate-incoming` on the URI given here.  This command
- * then, on the source:
+ * `migrate --copy-storage-all`.  The destination is a QEMU started with
+ * `-incoming defer` behind its own qmproxy.  Either qmproxy prepares it
+ * through that qmproxy ("destination", migrate-dest.c: an NBD server, a
+ * writable export of every disk, migrate-incoming; with "tls" the
+ * tls-creds-x509 objects on both sides too), or its caller did and names
+ * the exports.  Then, on the source:
  *
  *   RUNNING/MIRRORING  drive-mirror sync=full mode=existing of every disk
  *                      to its export, until every copy is ready
@@ -18,10 +19,11 @@
  *                      quit (or left paused: "source": "pause")
  *
  * The destination runs the VM as soon as the migration completes, unless
- * its QEMU was started with -S (then its caller sends cont).  A failure or
- * a qmproxy-migrate-cancel before the switch-over cancels the migration
- * and the copies; the source keeps running as before.  The destination is
- * left to its caller, who prepared it (quit it, or remove its exports).
+ * its QEMU was started with -S (then qmproxy, or the caller, sends cont).
+ * A failure or a qmproxy-migrate-cancel before the switch-over cancels the
+ * migration and the copies; the source keeps running as before, and a
+ * destination qmproxy prepared is cleaned up.  A restarted proxy carries a
+ * migration on from where QEMU is (migrate-resume.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,7 @@
 #include "jsonobj.h"
 #include "log.h"
 #include "migrate.h"
+#include "migrate-internal.h"
 #include "nbd-target.h"
 #include "op.h"
 #include "qmp.h"
@@ -52,6 +55,19 @@ static const struct qapi_member disk_element = {
     "disks", QAPI_OBJECT, false, NULL, disk_members, NULL
 };
 
+/* TLS for a destination qmproxy prepares (as libvirt's
+ * migrate_tls_x509_cert_dir): the folders QEMU reads on each host */
+static const struct qapi_member tls_members[] = {
+    /* on the source: ca-cert.pem, client-cert.pem, client-key.pem */
+    { "source-creds-dir", QAPI_STR, false, NULL, NULL, NULL },
+    /* on the destination: ca-cert.pem, server-cert.pem, server-key.pem */
+    { "dest-creds-dir", QAPI_STR, false, NULL, NULL, NULL },
+    /* the name in the destination's certificate (default: the host of
+     * uri, as reached) */
+    { "hostname", QAPI_STR, true, NULL, NULL, NULL },
+    { NULL, 0, false, NULL, NULL, NULL },
+};
+
 static const struct qapi_member args[] = {
     { "name", QAPI_STR, true, NULL, NULL, NULL },
     /* where the destination's migrate-incoming listens */
@@ -64,7 +80,11 @@ static const struct qapi_member args[] = {
     { "nbd-port", QAPI_STR, true, NULL, NULL, NULL },
     /* with destination: leave it paused when it has the VM */
     { "paused", QAPI_BOOL, true, NULL, NULL, NULL },
+    /* the source's tls-creds-x509 object for the migration stream, with a
+     * destination its caller prepared */
     { "tls-creds", QAPI_STR, true, NULL, NULL, NULL },
+    /* with destination: qmproxy makes the credentials on both sides */
+    { "tls", QAPI_OBJECT, true, NULL, tls_members, NULL },
     /* the guest's writes wait until they reach the destination too
      * (copy-mode write-blocking, libvirt's synchronous writes): less to
      * drain at the switch-over, slower writes meanwhile */
@@ -74,38 +94,7 @@ static const struct qapi_member args[] = {
     { NULL, 0, false, NULL, NULL, NULL },
 };
 
-/* What a migration keeps beside its disks. */
-struct migration {
-    char *uri;
-    char *tls_creds;       /* NULL: a plain stream */
-    bool quit_source;
-    char *status;          /* QEMU's last MIGRATION status */
-    bool undoing;          /* cancelled or failed: being undone */
-    struct mig_dest *dest; /* NULL: the caller prepared the destination */
-    bool start_dest;       /* cont it once it has the VM */
-    bool rollback_ok;      /* how the undo went on the source */
-    char *nbd_host, *nbd_port;  /* where the destination serves the disks */
-};
 
-static struct migration *mig_of(struct op *op)
-{
-    return op->priv;
-}
-
-static void migration_free(void *priv)
-{
-    struct migration *m = priv;
-
-    free(m->uri);
-    free(m->tls_creds);
-    free(m->status);
-    mig_dest_close(m->dest);
-    free(m->nbd_host);
-    free(m->nbd_port);
-    free(m);
-}
-
-static void undo(struct op *op, const char *why);
 
 /* ---- the end -------------------------------------------------------- */
 
@@ -119,6 +108,38 @@ static void source_ended(struct op *op, int i, bool ok, json_object *ret,
     }
 }
 
+static void tls_dropped(struct op *op, int i, bool ok, json_object *ret,
+                        const char *error)
+{
+    (void)i;
+    (void)ret;
+    if (!ok) {
+        log_warn("migration %s: removing its TLS credentials from the "
+                 "source failed: %s", op->name, error);
+    }
+}
+
+/* The credentials qmproxy made on the source go again (the source runs
+ * on after a failure, or stays paused), and the migration parameters no
+ * longer name them. */
+static void drop_source_tls(struct op *op)
+{
+    struct migration *m = mig_of(op);
+    json_object *a;
+
+    if (!m->tls_made) {
+        return;
+    }
+    m->tls_made = false;
+    a = json_object_new_object();
+    jobj_add_str(a, "tls-creds", "");
+    jobj_add_str(a, "tls-hostname", "");
+    op_qmp(op, qmp_command("migrate-set-parameters", a), tls_dropped, -1);
+    a = json_object_new_object();
+    jobj_add_str(a, "id", m->tls_creds);
+    op_qmp(op, qmp_command("object-del", a), tls_dropped, -1);
+}
+
 static void finished(struct op *op)
 {
     struct migration *m = mig_of(op);
@@ -126,6 +147,9 @@ static void finished(struct op *op)
     mig_dest_close(m->dest);
     m->dest = NULL;
     op_succeed(op, OP_MIGRATED);
+    if (!m->quit_source) {
+        drop_source_tls(op);
+    }
     if (m->quit_source) {
         /* after the answer: the monitor goes away with QEMU */
         op_qmp(op, qmp_command("quit", NULL), source_ended, -1);
@@ -145,10 +169,14 @@ static void destination_finished(struct op *op, bool ok, const char *why)
     finished(op);
 }
 
-static void completed(struct op *op)
+void migrate_completed(struct op *op)
 {
     struct migration *m = mig_of(op);
 
+    if (m->completing) {
+        return;
+    }
+    m->completing = true;
     for (int i = 0; i < op->ndisks; i++) {
         struct op_disk *d = &op->disks[i];
         d->state = DISK_PIVOTED;
@@ -195,6 +223,7 @@ static void report_undone(struct op *op, bool dest_ok, const char *why)
 
     mig_dest_close(m->dest);
     m->dest = NULL;
+    drop_source_tls(op);
     if (m->rollback_ok && dest_ok && op->busy_with
         && !strcmp(op->busy_with, "cancel")) {
         op->busy_with = NULL;
@@ -237,7 +266,7 @@ static void cancel_sent(struct op *op, int i, bool ok, json_object *ret,
     (void)error;  /* no migration under way: nothing to cancel */
 }
 
-static void undo(struct op *op, const char *why)
+void migrate_undo(struct op *op, const char *why)
 {
     if (mig_of(op)->undoing) {
         return;
@@ -263,17 +292,17 @@ static void continued(struct op *op, int i, bool ok, json_object *ret,
     (void)ret;
     if (!ok) {
         op_fail(op, "migrate-continue was refused at the switch-over: %s; "
-                "the source is paused with its copies completed, the "
+                "the source is paused with its copies migrate_completed, the "
                 "destination has not started", error);
     }
 }
 
-static void copies_completed(struct op *op, bool ok)
+void migrate_copies_completed(struct op *op, bool ok)
 {
     json_object *a;
 
     if (!ok) {
-        undo(op, op->step_error);
+        migrate_undo(op, op->step_error);
         return;
     }
     a = json_object_new_object();
@@ -293,11 +322,11 @@ static void migration_ended(struct op *op, int i, bool ok, json_object *ret,
     (void)error;
     why = xasprintf("the migration to %s %s in QEMU%s%s", m->uri,
                     m->status, reason ? ": " : "", reason ? reason : "");
-    undo(op, why);
+    migrate_undo(op, why);
     free(why);
 }
 
-static void on_vm_event(struct op *op, const char *name, json_object *data)
+void migrate_on_vm_event(struct op *op, const char *name, json_object *data)
 {
     struct migration *m = mig_of(op);
     const char *st = jobj_str(data, "status");
@@ -308,9 +337,9 @@ static void on_vm_event(struct op *op, const char *name, json_object *data)
     str_set(&m->status, st);
     if (!strcmp(st, "pre-switchover") && op->state == OP_MIGRATING) {
         op_set_state(op, OP_SWITCHING);
-        step_complete_copies(op, copies_completed);
+        step_complete_copies(op, migrate_copies_completed);
     } else if (!strcmp(st, "completed") && op->state == OP_SWITCHING) {
-        completed(op);
+        migrate_completed(op);
     } else if (!strcmp(st, "failed") || !strcmp(st, "cancelled")) {
         if (op->state == OP_MIGRATING || op->state == OP_SWITCHING) {
             /* QEMU's reason first, then the undo */
@@ -322,7 +351,7 @@ static void on_vm_event(struct op *op, const char *name, json_object *data)
 }
 
 /* A copy failing while the VM state streams: the disks would not match. */
-static void watch_copies(struct op *op)
+void migrate_watch_copies(struct op *op)
 {
     for (int i = 0; i < op->ndisks && !mig_of(op)->undoing; i++) {
         struct op_disk *d = &op->disks[i];
@@ -332,7 +361,7 @@ static void watch_copies(struct op *op)
                      "%s", d->mirror_file, d->job_error ? d->job_error : "?");
             d->own_job = false;
             op->check = NULL;
-            undo(op, d->note);
+            migrate_undo(op, d->note);
             return;
         }
     }
@@ -346,7 +375,7 @@ static void migrate_sent(struct op *op, int i, bool ok, json_object *ret,
     if (!ok && op->state == OP_MIGRATING) {
         char *why = xasprintf("QEMU refused to migrate to %s: %s",
                               mig_of(op)->uri, error);
-        undo(op, why);
+        migrate_undo(op, why);
         free(why);
     }
 }
@@ -363,7 +392,7 @@ static void capabilities_set(struct op *op, int i, bool ok, json_object *ret,
     }
     if (!ok) {
         char *why = xasprintf("the migration could not be set up: %s", error);
-        undo(op, why);
+        migrate_undo(op, why);
         free(why);
         return;
     }
@@ -371,8 +400,8 @@ static void capabilities_set(struct op *op, int i, bool ok, json_object *ret,
         return;   /* the parameters' answer too */
     }
     op_set_state(op, OP_MIGRATING);
-    op->check = watch_copies;
-    op->vm_event = on_vm_event;
+    op->check = migrate_watch_copies;
+    op->vm_event = migrate_on_vm_event;
     a = json_object_new_object();
     jobj_add_str(a, "uri", m->uri);
     op_qmp(op, qmp_command("migrate", a), migrate_sent, -1);
@@ -387,17 +416,17 @@ static json_object *capability(const char *name)
     return c;
 }
 
-static void copies_ready(struct op *op, bool ok)
+void migrate_copies_ready(struct op *op, bool ok)
 {
     struct migration *m = mig_of(op);
     json_object *caps, *a, *p;
 
     if (!ok) {
-        undo(op, op->step_error);
+        migrate_undo(op, op->step_error);
         return;
     }
     op_set_state(op, OP_READY);
-    op->check = watch_copies;
+    op->check = migrate_watch_copies;
     caps = json_object_new_array();
     /* MIGRATION events, and a stop before the device state goes, where
      * the copies are completed */
@@ -411,6 +440,7 @@ static void copies_ready(struct op *op, bool ok)
     /* always said, so that a plain migration does not inherit the TLS of
      * an earlier one */
     jobj_add_str(p, "tls-creds", m->tls_creds ? m->tls_creds : "");
+    jobj_add_str(p, "tls-hostname", m->tls_hostname ? m->tls_hostname : "");
     op_qmp(op, qmp_command("migrate-set-parameters", p), capabilities_set,
            -1);
 }
@@ -418,11 +448,11 @@ static void copies_ready(struct op *op, bool ok)
 static void copies_started(struct op *op, bool ok)
 {
     if (!ok) {
-        undo(op, op->step_error);
+        migrate_undo(op, op->step_error);
         return;
     }
     op_set_state(op, OP_MIRRORING);
-    step_wait_ready(op, copies_ready);
+    step_wait_ready(op, migrate_copies_ready);
 }
 
 /* ---- the request --------------------------------------------------- */
@@ -523,9 +553,40 @@ static void destination_prepared(struct op *op, bool ok, const char *why)
     step_start_mirrors(op, copies_started);
 }
 
+static void prepare_destination(struct op *op)
+{
+    struct migration *m = mig_of(op);
+
+    if (m->tls_dest_dir) {
+        mig_dest_use_tls(m->dest, m->tls_creds, m->tls_dest_dir,
+                         m->tls_hostname);
+    }
+    mig_dest_prepare(m->dest, m->nbd_host, m->nbd_port, m->uri,
+                     destination_prepared);
+}
+
+static void source_tls_made(struct op *op, int i, bool ok, json_object *ret,
+                            const char *error)
+{
+    struct migration *m = mig_of(op);
+    (void)i;
+    (void)ret;
+    if (!ok) {
+        mig_dest_close(m->dest);
+        m->dest = NULL;
+        op_fail(op, "making the source's TLS credentials from %s "
+                "(object-add tls-creds-x509) failed: %s; nothing was done "
+                "on either side", m->tls_source_dir, error);
+        return;
+    }
+    m->tls_made = true;
+    prepare_destination(op);
+}
+
 static void destination_opened(struct op *op, bool ok, const char *why)
 {
     struct migration *m = mig_of(op);
+    json_object *a;
 
     if (!ok) {
         mig_dest_close(m->dest);
@@ -533,8 +594,54 @@ static void destination_opened(struct op *op, bool ok, const char *why)
         op_fail(op, "%s; nothing was done on either side", why);
         return;
     }
-    mig_dest_prepare(m->dest, m->nbd_host, m->nbd_port, m->uri,
-                     destination_prepared);
+    if (!m->tls_source_dir) {
+        prepare_destination(op);
+        return;
+    }
+    /* the client's side of the copies and of the migration stream,
+     * checking the destination's certificate against the CA in the
+     * folder (and offering its own, which the destination checks) */
+    a = json_object_new_object();
+    jobj_add_str(a, "qom-type", "tls-creds-x509");
+    jobj_add_str(a, "id", m->tls_creds);
+    jobj_add_str(a, "dir", m->tls_source_dir);
+    jobj_add_str(a, "endpoint", "client");
+    jobj_add_bool(a, "verify-peer", 1);
+    op_qmp(op, qmp_command("object-add", a), source_tls_made, -1);
+}
+
+/* "tls": both folders absolute paths, only with a destination qmproxy
+ * prepares, and not beside tls-creds. */
+static char *check_tls(json_object *tls, bool with_destination,
+                       bool with_creds)
+{
+    static const char *const dirs[] = { "source-creds-dir",
+                                        "dest-creds-dir", NULL };
+
+    if (!tls) {
+        return NULL;
+    }
+    if (!with_destination) {
+        return xstrdup("tls makes the credentials on both sides, so it "
+                       "needs destination (the destination's monitor); "
+                       "for a destination its caller prepared, name the "
+                       "source's tls-creds-x509 object in tls-creds and "
+                       "in each target");
+    }
+    if (with_creds) {
+        return xstrdup("give tls (credentials qmproxy makes from folders) "
+                       "or tls-creds (an object that exists), not both");
+    }
+    for (int k = 0; dirs[k]; k++) {
+        const char *dir = qapi_get_str(tls, dirs[k], "");
+        if (dir[0] != '/') {
+            return xasprintf("tls.%s must be an absolute path (the folder "
+                             "QEMU reads the credentials from on %s host), "
+                             "not '%s'", dirs[k],
+                             k == 0 ? "the source" : "the destination", dir);
+        }
+    }
+    return NULL;
 }
 
 static enum cmd_retval exec(struct cmd_call *call, json_object *a)
@@ -546,13 +653,14 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     char *nbd_host = NULL;
     const char *resolved[MAX_DISKS];
     char *targets[MAX_DISKS] = { NULL };
-    json_object *disks = NULL;
+    json_object *disks = NULL, *tls = NULL;
     struct migration *m;
     struct op *op;
     int n = 0;
     char *err = NULL;
 
     json_object_object_get_ex(a, "disks", &disks);
+    json_object_object_get_ex(a, "tls", &tls);
     if (name && !op_name_free(name)) {
         err = xasprintf("an operation named '%s' is already under way; "
                         "choose another name", name);
@@ -568,6 +676,10 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     }
     if (!err && destination) {
         err = check_destination(destination, uri, &dest_addr, &nbd_host);
+    }
+    if (!err) {
+        err = check_tls(tls, destination != NULL,
+                        qapi_get_str(a, "tls-creds", NULL) != NULL);
     }
     if (err) {
         cmd_error(call, QMP_GENERIC_ERROR, "%s; nothing was done", err);
@@ -585,9 +697,21 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
     if (qapi_get_str(a, "tls-creds", NULL)) {
         m->tls_creds = xstrdup(qapi_get_str(a, "tls-creds", NULL));
     }
+    if (tls) {
+        /* one id, made on both sides: unique among this proxy's
+         * operations, and a valid QOM id whatever the name */
+        m->tls_creds = xasprintf("qmproxy-migrate-tls-%u", op->seq);
+        m->tls_source_dir = xstrdup(qapi_get_str(tls, "source-creds-dir",
+                                                 NULL));
+        m->tls_dest_dir = xstrdup(qapi_get_str(tls, "dest-creds-dir", NULL));
+        if (qapi_get_str(tls, "hostname", NULL)) {
+            m->tls_hostname = xstrdup(qapi_get_str(tls, "hostname", NULL));
+        }
+    }
     m->quit_source = strcmp(qapi_get_str(a, "source", "quit"), "pause");
     op->priv = m;
     op->priv_free = migration_free;
+    op->priv_save = migration_save;
     for (int i = 0; i < n; i++) {
         struct op_disk *d = op_add_disk(op, resolved[i]);
         d->mirror_file = targets[i];
@@ -604,6 +728,7 @@ static enum cmd_retval exec(struct cmd_call *call, json_object *a)
         m->start_dest = !qapi_get_bool(a, "paused", false);
         m->nbd_host = nbd_host;
         m->nbd_port = xstrdup(qapi_get_str(a, "nbd-port", "10809"));
+        m->destination = xstrdup(destination);
         m->dest = mig_dest_open(call->env->base, &dest_addr, destination, op,
                                 destination_opened);
         address_clear(&dest_addr);
@@ -617,13 +742,14 @@ void migrate_cancel(struct op *op)
 {
     op->busy_with = "cancel";
     op->check = NULL;
-    undo(op, "cancelled on request");
+    migrate_undo(op, "cancelled on request");
 }
 
 static const struct location locations[] = {
     /* judged as QEMU's migrate uri is (exec: runs a program) */
     { "uri", LOCATION_URI },
     { "destination", LOCATION_URI },
+    { "tls.source-creds-dir", LOCATION_FILE },
     { "disks.*.target", LOCATION_FILE },
     { "disks.*.target.server", LOCATION_SOCKET },
     { NULL, LOCATION_FILE },

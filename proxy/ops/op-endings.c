@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd.h"
+#include "migrate.h"
 #include "op-internal.h"
 #include "qmp.h"
 #include "chain.h"
@@ -141,41 +143,20 @@ static void resumed_ready(struct op *op, bool ok)
     }
 }
 
-static void migration_command_sent(struct op *op, int disk, bool ok,
-                                   json_object *ret, const char *error)
-{
-    (void)op;
-    (void)disk;
-    (void)ok;
-    (void)ret;
-    (void)error;   /* nothing to cancel is fine too */
-}
-
-static void migration_undone(struct op *op, bool ok)
-{
-    op_fail(op, "%s; %s", op->step_error, ok
-            ? "its copies and any migration under way were cancelled: the "
-              "source runs as before; the destination is left to whoever "
-              "prepared it"
-            : "undoing it did not fully succeed: see query-block-jobs and "
-              "query-migrate on the source");
-}
-
-/* A migration's own state (its URI, its destination's monitor, QEMU's
- * status) is not saved: rather than guess how to carry it on, it is
- * undone while the source still can be (before the switch-over). */
+/* A migration carries on from what QEMU did while the proxy was away
+ * (migrate.c); it is told which copies QEMU still runs. */
 static void resume_migration(struct op *op)
 {
-    str_setf(&op->step_error, "qmproxy restarted while the migration was %s",
-             op_state_name(op->state));
-    if (op->state == OP_SWITCHING) {
-        op_fail(op, "%s, its source stopped at the switch-over; see "
-                "query-migrate on both sides", op->step_error);
-        return;
+    for (int k = 0; k < op->ndisks; k++) {
+        struct op_disk *d = &op->disks[k];
+        const char *job = chain_job_id(op_chain(), d->disk);
+        bool there = d->job && job && !strcmp(job, d->job);
+        str_set(&d->job_status, there
+                ? chain_job_status(op_chain(), d->disk) : NULL);
+        d->ready = there && d->job_status
+            && !strcmp(d->job_status, "ready");
     }
-    op_qmp(op, qmp_command("migrate_cancel", NULL), migration_command_sent,
-           -1);
-    step_rollback(op, migration_undone);
+    migrate_resume(op, op_reg.env->base);
 }
 
 void ops_resume(void)

@@ -135,6 +135,12 @@ static json_object *op_json(const struct op *op, bool internal)
     jobj_add_str(o, "started-at", op->started_at);
     if (internal) {
         json_object_object_add(o, "seq", json_object_new_int((int)op->seq));
+        if (op->priv_save) {
+            json_object_object_add(o, "own", op->priv_save(op));
+        } else if (op->loaded_priv) {   /* not taken over yet */
+            json_object_object_add(o, "own",
+                                   json_object_get(op->loaded_priv));
+        }
     }
     return o;
 }
@@ -185,6 +191,8 @@ void ops_load(json_object *saved)
         str_set(&op->error, jobj_str(s, "error"));
         str_set(&op->rule, jobj_str(s, "rule"));
         op_state_from_name(state, &op->state);
+        op->loaded_priv = json_object_get(jobj_typed(s, "own",
+                                                     json_type_object));
         disks = jobj_typed(s, "disks", json_type_array);
         if (!disks) {
             continue;  /* a damaged file: an operation without disks */

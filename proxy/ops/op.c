@@ -220,6 +220,7 @@ static void op_free(struct op *op)
     if (op->priv_free) {
         op->priv_free(op->priv);
     }
+    json_object_put(op->loaded_priv);
     if (op->witness_fd >= 0) {
         close(op->witness_fd);
     }

@@ -185,6 +185,10 @@ struct op {
     char *rule;            /* the policy rule that started it, if any */
     void *priv;            /* the command's own state */
     void (*priv_free)(void *priv);
+    /* what of it is saved with --state (NULL: nothing), and what a
+     * restarted proxy loaded of it until the command takes it over */
+    json_object *(*priv_save)(const struct op *op);
+    json_object *loaded_priv;
 };
 
 /* ---- checks shared by the commands (NULL: fine; else owned error) ---- */

@@ -73,8 +73,15 @@ void step_complete_copies(struct op *op, void (*next)(struct op *, bool))
         if (!d->job) {
             continue;
         }
+        /* completed already, waiting to be finalized (a restarted proxy
+         * finds it so): cancelling it now would abort it */
+        bool pending = d->job_status && !strcmp(d->job_status, "pending");
         op_reset_job_facts(d);
         d->own_job = true;
+        if (pending) {
+            d->pending = true;
+            continue;
+        }
         /* not forced: a ready mirror completes instead of being dropped */
         op_qmp(op, qmp_command("block-job-cancel",
                                op_job_args("device", d->job)),

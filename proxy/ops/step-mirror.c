@@ -10,13 +10,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nbd-target.h"
 #include "op-internal.h"
 #include "chain.h"
 #include "cmd.h"
 #include "jsonobj.h"
 #include "nbd-target.h"
 #include "qmp.h"
+#include "upstream.h"
 #include "util.h"
+
+/* the buffer of a copy to an NBD export on a QEMU older than
+ * NBD_COPY_BUF_UNTIL (major * 100 + minor; see where it is used) */
+#define NBD_COPY_BUF_SIZE (32 << 20)
+#define NBD_COPY_BUF_UNTIL 1000
 
 /* The step ends when the last of its commands is answered. */
 static void step_maybe_over(struct op *op)
@@ -244,6 +251,20 @@ void step_start_mirrors(struct op *op, void (*next)(struct op *, bool))
         }
         if (d->speed > 0) {
             json_object_object_add(a, "speed", json_object_new_int64(d->speed));
+        }
+        if (nbd_target_is(d->mirror_file) && d->speed <= 0
+            && upstream_qemu_version(op_reg.env->up) < NBD_COPY_BUF_UNTIL) {
+            /* QEMU 7.2's mirror splits its buffer among 16 requests:
+             * 32 MiB makes them 2 MiB, as qemu-img convert sends, where
+             * the default 16 MiB (1 MiB requests) leaves throughput to
+             * another host unused; QEMU 10.0's mirror is faster with its
+             * default (both measured by tests/bench/bench_remote.py).
+             * Not for a copy capped by speed: it gains nothing, and the
+             * buffer is sent in one burst followed by a sleep as long as
+             * the burst is big, during which a lost server goes
+             * unnoticed */
+            json_object_object_add(a, "buf-size",
+                                   json_object_new_int64(NBD_COPY_BUF_SIZE));
         }
         /* so that reopening can be all or nothing: nothing pivots until
          * the proxy finalizes it */

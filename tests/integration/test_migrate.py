@@ -10,8 +10,10 @@ destination after the switch-over, and each destination image is compared
 (`qemu-img compare`) with the source's image as the source left it when it
 stopped.  Also: cancel before the switch-over, the destination killed in
 the middle of the copies, and requests refused with what to fix."""
+import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -131,6 +133,69 @@ class MigrateTestCase(unittest.TestCase):
                           for i in range(DISKS)]}
         args.update(kw)
         return args
+
+    # ---- the source's qmproxy killed and started again ----
+
+    def use_stateful_proxy(self):
+        """The source's qmproxy with --state (clients reconnected)."""
+        self.state = os.path.join(self.workdir, "state.json")
+        for x in (self.c, self.writer):
+            x.close()
+        self.proxy.stop()
+        self.proxy = self.start_stateful_proxy()
+        self.c = self.client(self.proxy.listen)
+        self.writer = self.client(self.proxy.listen)
+
+    def start_stateful_proxy(self):
+        p = self.source.proxy(self.srcdir, self.qemu.monitors[0],
+                              name="stateful", args=("--state", self.state))
+        self.addCleanup(p.stop)
+        return p
+
+    def wait_saved(self, *states):
+        def saved():
+            try:
+                with open(self.state) as f:
+                    text = f.read()
+            except OSError:
+                return False
+            return any('"%s"' % st in text for st in states)
+        wait_for(saved, what="the migration saved as %s" % (states,))
+
+    def restart_stateful_proxy(self):
+        self.proxy.proc.kill()
+        self.proxy.proc.wait(10)
+        os.unlink(self.proxy.listen)
+        self.proxy = self.start_stateful_proxy()
+        self.writer = self.client(self.proxy.listen)
+
+    def saved_op(self):
+        """The migration as the source's qmproxy saved it last."""
+        with open(self.state) as f:
+            ops = json.load(f)["state"]["operations"]
+        return [op for op in ops if op["name"] == "move"][-1]
+
+    def wait_until_migrated_and_source_quit(self):
+        """The source quits once the destination has the VM, and its
+        qmproxy with it: the state file tells how the migration ended."""
+        self.qemu.proc.wait(120)
+        wait_for(lambda: self.proxy.proc.poll() is not None,
+                 what="the source's qmproxy to exit with its QEMU")
+        op = self.saved_op()
+        self.assertEqual(op["state"], "migrated", op)
+
+    def unthrottle(self):
+        """The copies at full speed again (slowed to be caught running)."""
+        for disk in self.writer.ok("qmproxy-query-operations",
+                                   {"name": "move"})[-1]["disks"]:
+            self.writer.cmd("block-job-set-speed", {"device": disk["job"],
+                                                   "speed": 0})
+
+    def compare_with_source(self, i):
+        r = self.target.run(["qemu-img", "compare", "-U", "-f", "qcow2",
+                             "-F", "qcow2", self.qemu.images[i],
+                             self.dest_image(i)], check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     # ---- the guest's view ----
 
@@ -305,50 +370,30 @@ class Migrate(MigrateTestCase):
         self.write(0, 0x72, MiB)
         self.clean_destination()
 
-    def test_source_qmproxy_restarted_mid_copy_undoes_it(self):
+    def test_source_qmproxy_restarted_mid_copy_carries_on(self):
         """The source's qmproxy killed while the copies run and started
-        again with the same --state: it cannot know the migration's
-        destination, so it undoes it; the source runs on, no copy left."""
-        state = os.path.join(self.workdir, "state.json")
-
-        def start_proxy():
-            p = self.source.proxy(self.srcdir, self.qemu.monitors[0],
-                                  name="stateful", args=("--state", state))
-            self.addCleanup(p.stop)
-            return p
-        for x in (self.c, self.writer):
-            x.close()
-        self.proxy.stop()
-        proxy = start_proxy()
-        self.c = self.client(proxy.listen)
-        self.writer = self.client(proxy.listen)
+        again with the same --state: it finds the copies still running in
+        QEMU and carries the migration on to its end.  An earlier
+        migration that failed (QEMU still says so) is not taken for it."""
+        self.use_stateful_proxy()
+        direct = self.client(self.qemu.monitors[1])
+        direct.ok("migrate", {"uri": "tcp:%s:4999" % self.target.addr})
+        wait_for(lambda: direct.ok("query-migrate").get("status") == "failed",
+                 what="the earlier migration to fail")
         self.write(0, 0xe1, 0, 16 * MiB)
         self.prepare_destination()
         self.c.send({"execute": "qmproxy-migrate",
                      "arguments": self.migrate_args(speed=MiB)})
         wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
-        def saved():
-            try:
-                with open(state) as f:
-                    return '"mirroring"' in f.read()
-            except OSError:
-                return False
-        wait_for(saved, what="the migration saved as mirroring")
-        proxy.proc.kill()
-        proxy.proc.wait(10)
-        os.unlink(proxy.listen)
-        proxy = start_proxy()
-        self.writer = self.client(proxy.listen)
-        wait_for(lambda: self.op_state() == "failed", what="undone")
-        op = self.writer.ok("qmproxy-query-operations", {"name": "move"})[-1]
-        self.assertIn("qmproxy restarted while the migration was mirroring",
-                      op["error"])
-        self.assertIn("the source runs as before", op["error"])
-        self.assertEqual(self.source_status(), "running")
-        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
-        self.write(0, 0xe2, MiB)
-        self.clean_destination()
-
+        self.wait_saved("mirroring")
+        self.restart_stateful_proxy()
+        self.unthrottle()
+        self.wait_until_migrated_and_source_quit()
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        self.read_on_destination(0, 0xe1, 0, 16 * MiB)
+        for i in range(DISKS):
+            self.compare_with_source(i)
 
 class DestinationThroughItsProxy(MigrateTestCase):
     """"destination" names the destination qmproxy's TCP listener: the
@@ -449,6 +494,27 @@ class DestinationThroughItsProxy(MigrateTestCase):
         wait_for(lambda: self.source_jobs() == [], what="no jobs left")
         self.write(0, 0xd2, MiB)
 
+    def test_source_qmproxy_restarted_during_the_copies(self):
+        """Killed while the copies run, started again with its --state:
+        it reconnects to the destination's qmproxy and carries on."""
+        self.use_stateful_proxy()
+        for i in range(DISKS):
+            self.write(i, 0x5a + i, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.dest_args(speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        self.wait_saved("mirroring")
+        self.restart_stateful_proxy()
+        self.unthrottle()
+        self.wait_until_migrated_and_source_quit()
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        # cleaned up there as after an uninterrupted migration
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        for i in range(DISKS):
+            self.read_on_destination(i, 0x5a + i, 0, 16 * MiB)
+            self.compare_with_source(i)
+
     def test_unreachable_destination(self):
         r = self.c.cmd("qmproxy-migrate", self.dest_args(
             destination="tcp:%s:4446" % self.target.addr))
@@ -473,6 +539,177 @@ class DestinationThroughItsProxy(MigrateTestCase):
         self.assertIn("no target for disk0", r["error"]["desc"])
 
 
+class TlsThroughItsProxy(MigrateTestCase):
+    """"tls" with "destination": qmproxy makes the tls-creds-x509 objects
+    on both sides from folders of certificates (as libvirt does from
+    migrate_tls_x509_cert_dir), and the copies and the VM state go over
+    TLS; the destination's NBD server and incoming migration check the
+    source's client certificate, the source checks the destination's."""
+
+    def setUp(self):
+        super().setUp()
+        tls = os.path.join(self.workdir, "tls")
+        ca = tlscerts.CA(os.path.join(tls, "ca"))
+        self.server = ca.issue(os.path.join(tls, "server"), "server",
+                               ip=self.target.addr)
+        self.client_dir = ca.issue(os.path.join(tls, "client"), "client")
+        other = tlscerts.CA(os.path.join(tls, "other-ca"), name="someone else")
+        self.wrong = other.issue(os.path.join(tls, "wrong"), "client")
+
+    def tls_args(self, source_dir, **kw):
+        args = {"name": "move", "uri": self.uri(),
+                "destination": self.dest_monitor,
+                "disks": [{"disk": "disk%d" % i} for i in range(DISKS)],
+                "tls": {"source-creds-dir": source_dir,
+                        "dest-creds-dir": self.server}}
+        args.update(kw)
+        return args
+
+    def objects(self, client):
+        return [o["name"] for o in client.ok("qom-list",
+                                             {"path": "/objects"})
+                if o["name"].startswith("qmproxy-")]
+
+    def test_whole_migration_over_tls(self):
+        for i in range(DISKS):
+            self.write(i, 0x13 + i, 0, 4 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.tls_args(self.client_dir,
+                                                source="pause")})
+        # while it runs: the NBD server of the destination takes TLS only
+        wait_for(lambda: self.op_state() in ("mirroring", "ready",
+                                             "migrating", "switching",
+                                             "migrated"),
+                 what="the copies")
+        reply = self.c.read_reply()
+        self.assertIn("return", reply, reply)
+        op = reply["return"]
+        self.assertEqual(op["state"], "migrated", op)
+        for d in op["disks"]:
+            self.assertIn('"tls-creds"', d["mirror-file"])
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        # nothing of the migration left on the destination, which runs on
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        self.assertEqual(self.objects(self.d), [])
+        self.assertEqual(self.d.ok("query-migrate-parameters")["tls-creds"],
+                         "")
+        # the source (left paused) keeps none of it either
+        self.assertEqual(self.objects(self.writer), [])
+        self.assertEqual(self.source_status(), "postmigrate")
+        for i in range(DISKS):
+            self.read_on_destination(i, 0x13 + i, 0, 4 * MiB)
+            r = self.target.run(["qemu-img", "compare", "-U", "-f", "qcow2",
+                                 "-F", "qcow2", self.qemu.images[i],
+                                 self.dest_image(i)], check=False)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_the_stream_really_is_tls(self):
+        """A client without credentials is refused by the NBD server
+        qmproxy started on the destination (checked mid-copy)."""
+        self.write(0, 0x14, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.tls_args(self.client_dir, speed=MiB)})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        r = self.target.run(["qemu-img", "info", "--image-opts",
+                             "driver=nbd,host=%s,port=%d,export=disk0"
+                             % (self.target.addr, NBD_PORT)], check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("TLS", r.stderr)
+        op = self.writer.ok("qmproxy-migrate-cancel", {"name": "move"})
+        self.assertEqual(op["state"], "aborted", op)
+        self.c.read_reply()
+        self.assertEqual(self.objects(self.writer), [])
+        self.assertEqual(self.source_status(), "running")
+        self.dest_qemu.proc.wait(60)
+
+    def test_a_certificate_of_another_ca_is_refused(self):
+        """Source credentials from a CA the destination does not know:
+        the first connection (the copy of a disk) fails, the error names
+        it, the source runs on unchanged and the destination is removed."""
+        self.write(0, 0x15, 0)
+        tops = [dev["inserted"]["file"] for dev in self.writer.ok("query-block")]
+        params = self.writer.ok("query-migrate-parameters")
+        r = self.c.cmd("qmproxy-migrate", self.tls_args(self.wrong))
+        desc = r["error"]["desc"]
+        self.assertIn("disk0", desc)
+        self.assertIn("certificate", desc.lower())
+        self.assertIn("the source runs as before", desc)
+        self.assertIn("the destination's exports were removed", desc)
+        self.assertEqual(self.source_status(), "running")
+        wait_for(lambda: self.source_jobs() == [], what="no jobs left")
+        self.assertEqual([dev["inserted"]["file"]
+                          for dev in self.writer.ok("query-block")], tops)
+        wait_for(lambda: self.objects(self.writer) == [],
+                 what="the source's credentials removed")
+        after = self.writer.ok("query-migrate-parameters")
+        self.assertEqual(after.get("tls-creds"), params.get("tls-creds"))
+        self.write(0, 0x16, MiB)
+        self.dest_qemu.proc.wait(60)
+
+    def test_source_qmproxy_restarted_during_the_copies(self):
+        """Killed mid-copy and started again with its --state: it carries
+        the migration on over TLS and removes the credentials on both
+        sides at the end, as an uninterrupted one does."""
+        self.use_stateful_proxy()
+        self.write(0, 0x18, 0, 16 * MiB)
+        self.c.send({"execute": "qmproxy-migrate",
+                     "arguments": self.tls_args(self.client_dir, speed=MiB,
+                                                source="pause")})
+        wait_for(lambda: self.op_state() == "mirroring", what="mirroring")
+        self.wait_saved("mirroring")
+        self.restart_stateful_proxy()
+        self.unthrottle()
+        wait_for(lambda: self.op_state() in ("migrated", "failed"),
+                 timeout=120, what="the migration to end")
+        op = self.writer.ok("qmproxy-query-operations", {"name": "move"})[-1]
+        self.assertEqual(op["state"], "migrated", op)
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        wait_for(lambda: self.objects(self.writer) == []
+                 and self.objects(self.d) == [],
+                 what="the credentials removed on both sides")
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        self.read_on_destination(0, 0x18, 0, 16 * MiB)
+        self.compare_with_source(0)
+
+    def test_qmproxyctl(self):
+        self.write(0, 0x17, 0)
+        r = subprocess.run(
+            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
+            + ["disk%d" % i for i in range(DISKS)]
+            + ["--destination", self.dest_monitor,
+               "--tls-source-dir", self.client_dir,
+               "--tls-dest-dir", self.server, "--tls-hostname",
+               self.target.addr, "--name", "move", "--wait"],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, NO_COLOR="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("migrated", r.stdout + r.stderr)
+        self.qemu.proc.wait(60)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        self.read_on_destination(0, 0x17, 0)
+
+    def test_refused_with_what_to_fix(self):
+        for args, words in [
+                (self.tls_args("relative/dir"), "must be an absolute path"),
+                (self.tls_args(self.client_dir, **{"tls-creds": "x"}),
+                 "not both"),
+                ({"uri": self.uri(), "disks": [{"disk": "disk0",
+                                                "target": self.export(0)}],
+                  "tls": {"source-creds-dir": self.client_dir,
+                          "dest-creds-dir": self.server}},
+                 "needs destination")]:
+            r = self.c.cmd("qmproxy-migrate", args)
+            self.assertIn(words, r["error"]["desc"])
+            self.assertIn("nothing was done", r["error"]["desc"])
+        r = self.c.cmd("qmproxy-migrate", self.tls_args("/nonexistent"))
+        self.assertIn("making the source's TLS credentials from /nonexistent",
+                      r["error"]["desc"])
+        self.assertIn("nothing was done on either side", r["error"]["desc"])
+        self.assertEqual(self.d.ok("query-status")["status"], "inmigrate")
+
+
 class Q35(MigrateTestCase):
     """A VM as libvirt runs one (q35, -blockdev, virtio-blk, RAM, the
     firmware running), moved with the destination prepared by qmproxy."""
@@ -494,6 +731,50 @@ class Q35(MigrateTestCase):
             out = self.dest_qemu.io(self.d, i, "read -P 0x%02x 0 %d"
                                     % (0xf1 + i, 4 * MiB))
             self.assertNotIn("fail", out.lower(), out)
+
+    def test_source_qmproxy_restarted_after_migrate_started(self):
+        """Frozen while QEMU migrates the RAM (slowed so that it is caught
+        there), killed once QEMU stopped the source at the switch-over
+        (waiting for qmproxy to complete the copies), started again: it
+        completes the copies, lets the migration finish, starts the
+        destination and leaves the source paused, as asked."""
+        self.use_stateful_proxy()
+        self.writer.ok("cont")
+        direct = self.client(self.qemu.monitors[1])
+        direct.ok("migrate-set-parameters", {"max-bandwidth": 128 * 1024})
+        for i in range(DISKS):
+            self.write(i, 0x6a + i, 0, 8 * MiB)
+        self.c.send({"execute": "qmproxy-migrate", "arguments": {
+            "name": "move", "uri": self.uri(), "source": "pause",
+            "destination": self.dest_monitor,
+            "disks": [{"disk": "disk%d" % i} for i in range(DISKS)]}})
+        wait_for(lambda: self.op_state() in ("migrating", "switching",
+                                             "migrated", "failed"),
+                 what="the migration to start")
+        os.kill(self.proxy.proc.pid, signal.SIGSTOP)
+        self.assertIn(direct.ok("query-migrate")["status"],
+                      ("setup", "active"), "frozen while the RAM moves")
+        wait_for(lambda: direct.ok("query-migrate").get("status")
+                 in ("pre-switchover", "completed", "failed", "cancelled"),
+                 timeout=120, what="QEMU's migration to stop")
+        self.assertEqual(direct.ok("query-migrate")["status"],
+                         "pre-switchover")
+        self.assertEqual(direct.ok("query-status")["status"], "finish-migrate")
+        # (what it saved may trail: QEMU's state is what it goes by)
+        self.restart_stateful_proxy()
+        wait_for(lambda: self.op_state() in ("migrated", "failed"),
+                 timeout=120, what="the migration to end")
+        op = self.writer.ok("qmproxy-query-operations", {"name": "move"})[-1]
+        self.assertEqual(op["state"], "migrated", op)
+        self.assertEqual(self.source_status(), "postmigrate")
+        wait_for(lambda: self.d.ok("query-status")["status"] == "running",
+                 what="the destination to run")
+        self.assertEqual(self.d.ok("query-block-exports"), [])
+        for i in range(DISKS):
+            out = self.dest_qemu.io(self.d, i, "read -P 0x%02x 0 %d"
+                                    % (0x6a + i, 8 * MiB))
+            self.assertNotIn("fail", out.lower(), out)
+            self.compare_with_source(i)
 
     def test_writes_until_the_source_stops(self):
         """A writer keeps writing (each write at a new offset) until the
