@@ -121,6 +121,25 @@ char *op_image_qemu_name(const struct op_image *im, const char *path)
                           : xstrdup(path);
 }
 
+json_object *op_image_node_args(const struct op_image *im, const char *path,
+                                const char *format, const char *node,
+                                const char *file_node)
+{
+    json_object *add = json_object_new_object(), *file;
+    char *name = op_image_qemu_name(im, path);
+
+    jobj_add_str(add, "driver", format);
+    jobj_add_str(add, "node-name", node);
+    file = json_object_new_object();
+    jobj_add_str(file, "driver", "file");
+    jobj_add_str(file, "node-name", file_node);
+    jobj_add_str(file, "filename", name);
+    json_object_object_add(add, "file", file);
+    json_object_object_add(add, "backing", NULL);
+    free(name);
+    return add;
+}
+
 /* The image of disk i being handed over (one step at a time: the copy's
  * or the snapshot's). */
 static struct op_image *handing(struct op *op, int i)

@@ -225,6 +225,12 @@ void op_image_take(struct op_image *im, int fd, bool created);
 /* The name QEMU opens it by: /dev/fdset/N once handed over, else path
  * (owned). */
 char *op_image_qemu_name(const struct op_image *im, const char *path);
+/* blockdev-add's arguments for an image as a node of its own: format
+ * node "node" over file node "file_node", no backing yet
+ * (blockdev-snapshot or step-reopen gives it the one it needs). */
+json_object *op_image_node_args(const struct op_image *im, const char *path,
+                                const char *format, const char *node,
+                                const char *file_node);
 /* How the proxy formats an image it created: qemu-img on the descriptor,
  * the backing file (NULL: none) named by its real path, because QEMU
  * would write the name its node has, /dev/fdset/N. */

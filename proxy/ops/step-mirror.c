@@ -107,27 +107,19 @@ static void target_added(struct op *op, int i, bool ok, json_object *ret,
 static void start_blockdev_mirror(struct op *op, int i, json_object *a)
 {
     struct op_disk *d = &op->disks[i];
-    json_object *add = json_object_new_object(), *file;
     char *node = op_copy_node(d->job, 't'), *file_node = op_copy_node(d->job, 'f');
-    char *name = op_image_qemu_name(&d->copy_image, d->mirror_file);
-
     /* no format given: the image's, as drive-mirror would have probed */
-    jobj_add_str(add, "driver", d->mirror_format ? d->mirror_format
-                                : d->format ? d->format
-                                : op_image_format(d->mirror_file));
-    jobj_add_str(add, "node-name", node);
-    file = json_object_new_object();
-    jobj_add_str(file, "driver", "file");
-    jobj_add_str(file, "node-name", file_node);
-    jobj_add_str(file, "filename", name);
-    json_object_object_add(add, "file", file);
-    json_object_object_add(add, "backing", NULL);
+    json_object *add = op_image_node_args(
+        &d->copy_image, d->mirror_file,
+        d->mirror_format ? d->mirror_format
+        : d->format ? d->format : op_image_format(d->mirror_file),
+        node, file_node);
+
     jobj_add_str(a, "target", node);
     d->pending_args = a;
     op_qmp(op, qmp_command("blockdev-add", add), target_added, i);
     free(node);
     free(file_node);
-    free(name);
 }
 
 /* The job's arguments are ready: start the copy (a is taken). */

@@ -153,28 +153,19 @@ static void overlay_added(struct op *op, int i, bool ok, json_object *ret,
 static void overlay_handed_over(struct op *op, int i, const char *error)
 {
     struct op_disk *d = &op->disks[i];
-    json_object *add, *file;
-    char *name, *file_node;
+    char *file_node;
 
     if (error) {
         overlay_failed(op, i, error);
         overlays_ready(op);
         return;
     }
-    name = op_image_qemu_name(&d->snapshot_image, d->snapshot_file);
     file_node = xasprintf("%sf", d->new_top_node);
-    add = json_object_new_object();
-    jobj_add_str(add, "driver", d->format ? d->format : "qcow2");
-    jobj_add_str(add, "node-name", d->new_top_node);
-    file = json_object_new_object();
-    jobj_add_str(file, "driver", "file");
-    jobj_add_str(file, "node-name", file_node);
-    jobj_add_str(file, "filename", name);
-    json_object_object_add(add, "file", file);
-    json_object_object_add(add, "backing", NULL);
-    op_qmp(op, qmp_command("blockdev-add", add), overlay_added, i);
+    op_qmp(op, qmp_command("blockdev-add", op_image_node_args(
+               &d->snapshot_image, d->snapshot_file,
+               d->format ? d->format : "qcow2", d->new_top_node, file_node)),
+           overlay_added, i);
     free(file_node);
-    free(name);
 }
 
 void step_snapshot(struct op *op, void (*next)(struct op *, bool))
