@@ -183,6 +183,14 @@ static void on_answered(evutil_socket_t fd, short what, void *arg)
     batch_free(b);
 }
 
+static void append_request(struct request **list, struct request *q)
+{
+    while (*list) {
+        list = &(*list)->next;
+    }
+    *list = q;
+}
+
 static bool unlink_request(struct request **list, struct request *q)
 {
     for (struct request **p = list; *p; p = &(*p)->next) {
@@ -242,15 +250,13 @@ void size_worker_read(struct size_worker *w, const struct image_ref *refs,
         evtimer_add(q->timer, &tv);
     }
     if (!w->busy) {
-        q->next = w->running;
         w->running = q;
         give_to_thread(w, b);
         return;
     }
     batch_free(w->next);  /* the newest list is the one to read */
     w->next = b;
-    q->next = w->waiting;
-    w->waiting = q;
+    append_request(&w->waiting, q);  /* answered in the order asked */
 }
 
 unsigned size_worker_late(const struct size_worker *w)
