@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "fdset-names.h"
-#include "image-size.h"
 #include "util.h"
 
 char *ch_plain_filename(const char *name)
@@ -282,23 +281,6 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
     if (!file) {
         d->uncertain = true;
     }
-}
-
-uint64_t ch_sizes_print(const struct chain *c)
-{
-    uint64_t h = 14695981039346656037ULL;  /* FNV-1a over the sizes */
-
-    for (int i = 0; i < c->ndisks; i++) {
-        const struct disk *d = c->disks[i];
-        for (int k = 0; k < d->nlayers; k++) {
-            uint64_t size = (uint64_t)image_file_size(d->layers[k].file,
-                                                      d->layers[k].format);
-            for (int b = 0; b < 8; b++) {
-                h = (h ^ ((size >> (8 * b)) & 0xff)) * 1099511628211ULL;
-            }
-        }
-    }
-    return h;
 }
 
 void ch_nothing_predicted(struct chain *c)

@@ -17,6 +17,9 @@
 #include "jsonobj.h"
 #include "util.h"
 
+struct event_base;
+struct size_worker;
+
 struct layer {
     char *file;
     char *format;
@@ -123,8 +126,14 @@ struct chain {
     uint64_t graph_print;
     bool graph_known;
     /* the image files' own sizes at the last reconciliation, hashed: what
-     * the graph does not show (ch_sizes_print) */
+     * the graph does not show (chain-sizes.c); read off the loop, so known
+     * only once the read is back */
     uint64_t sizes_print;
+    bool sizes_known;
+    unsigned sizes_epoch;          /* the reconciliation a read records */
+    bool sizes_late_logged;        /* "not read in time" said once */
+    struct event_base *base;       /* for the size reader's answers */
+    struct size_worker *sizes_worker;  /* started at the first read */
     json_object *loaded;           /* a saved model to compare, first time */
 };
 
@@ -165,9 +174,26 @@ void ch_insert_top(struct disk *d, const char *file, const char *format,
                    const char *node);
 /* The files of a disk's chain, in words ("top <- ... <- base"). */
 char *ch_describe_chain(const struct disk *d);
-/* The sizes the model's image files give themselves (image_file_size),
- * hashed: a block_resize made through another monitor changes it. */
-uint64_t ch_sizes_print(const struct chain *c);
+/* chain-sizes.c: the sizes the model's image files give themselves
+ * (image_file_size), hashed with their names, read off the loop: a
+ * block_resize made through another monitor changes them. */
+
+enum ch_sizes_verdict {
+    CH_SIZES_SAME,      /* as at the last reconciliation */
+    CH_SIZES_CHANGED,
+    CH_SIZES_UNKNOWN,   /* not read in time, or nothing to compare with */
+    CH_SIZES_DROPPED,   /* the chain is being freed: answer nobody */
+};
+/* The model was just reconciled with QEMU: read its files' sizes as the
+ * ones to compare with (known once the read is back). */
+void ch_sizes_record(struct chain *c);
+/* Read them again and say how they compare, on the loop (done may be
+ * called before this returns when there is nothing to read with). */
+void ch_sizes_compare(struct chain *c,
+                      void (*done)(void *opaque, enum ch_sizes_verdict v),
+                      void *opaque);
+/* Stop the reader (chain_free): compares not back get DROPPED. */
+void ch_sizes_stop(struct chain *c);
 
 /* chain.c: asking QEMU */
 

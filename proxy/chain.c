@@ -138,7 +138,7 @@ static void on_query_reply(void *opaque, const struct upstream_reply *r)
     }
     ch_reconciled(c);
     if (c->graph_known) {
-        c->sizes_print = ch_sizes_print(c);
+        ch_sizes_record(c);
     }
     reconciliation_done(c);
 }
@@ -315,19 +315,20 @@ struct fresh_check {
     struct chain *chain;
     unsigned generation;
     bool progress;        /* chain_refresh (a query) or chain_settle */
+    bool graph_same;      /* the graph as at the last reconciliation */
     void (*done)(void *opaque);
     void *opaque;
 };
 
-static void on_graph_check(void *opaque, const struct upstream_reply *r)
+/* The check ends: answered, or handed on to what it needs. */
+static void fresh_check_end(struct fresh_check *f, bool sizes_same,
+                            bool sizes_unknown)
 {
-    struct fresh_check *f = opaque;
     struct chain *c = f->chain;
     void (*done)(void *) = f->done;
     void *done_opaque = f->opaque;
-    uint64_t print = graph_fingerprint(r);
     bool current = f->generation == c->generation;
-    bool graph_same = print && print == c->graph_print && c->graph_known;
+    bool graph_same = f->graph_same;
     bool progress = f->progress;
 
     free(f);
@@ -336,8 +337,12 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     } else if (c->reconciling || c->dirty || c->njobs) {
         /* something passed meanwhile: wait for QEMU's answer to it */
         (progress ? chain_refresh : settle_step)(c, done, done_opaque);
-    } else if (graph_same && ch_predictions_hold(c)
-               && ch_sizes_print(c) == c->sizes_print) {
+    } else if (graph_same && ch_predictions_hold(c) && sizes_same) {
+        if (sizes_unknown) {
+            log_debug("the chains are answered as the block graph shows "
+                      "them; a resize through another monitor may not be "
+                      "seen (image sizes unknown)");
+        }
         done(done_opaque);
     } else if (ch_unverified(c)) {
         /* a job event's prediction to check: QEMU's answer says whether
@@ -353,13 +358,45 @@ static void on_graph_check(void *opaque, const struct upstream_reply *r)
     }
 }
 
+/* The sizes are back (on the loop), or did not come in time: unknown is
+ * no change, so the answer rests on the graph alone (chain-sizes.c logs
+ * it); the chain may have moved meanwhile, which fresh_check_end sees. */
+static void on_sizes_compared(void *opaque, enum ch_sizes_verdict v)
+{
+    struct fresh_check *f = opaque;
+
+    if (v == CH_SIZES_DROPPED) {
+        free(f);  /* the chain is being freed */
+        return;
+    }
+    fresh_check_end(f, v != CH_SIZES_CHANGED, v == CH_SIZES_UNKNOWN);
+}
+
+static void on_graph_check(void *opaque, const struct upstream_reply *r)
+{
+    struct fresh_check *f = opaque;
+    struct chain *c = f->chain;
+    uint64_t print = graph_fingerprint(r);
+
+    f->graph_same = print && print == c->graph_print && c->graph_known;
+    if (f->generation == c->generation && !c->lost && !c->reconciling
+        && !c->dirty && !c->njobs && f->graph_same) {
+        /* only the sizes can say otherwise: they are read off the loop
+         * (a file on a network file system may wait for its server) */
+        ch_sizes_compare(c, on_sizes_compared, f);
+        return;
+    }
+    fresh_check_end(f, false, false);
+}
+
 static void check_graph(struct chain *c, bool progress,
                         void (*done)(void *opaque), void *opaque)
 {
     struct fresh_check *f = xcalloc(1, sizeof(*f));
     json_object *cmd = qmp_command("x-debug-query-block-graph", NULL);
 
-    *f = (struct fresh_check){ c, c->generation, progress, done, opaque };
+    *f = (struct fresh_check){ c, c->generation, progress, false, done,
+                               opaque };
     upstream_send_internal(c->up, cmd, on_graph_check, f);
     json_object_put(cmd);
 }
@@ -508,11 +545,12 @@ void chain_upstream_lost(struct chain *c)
 
 /* ---- life ---------------------------------------------------------- */
 
-struct chain *chain_new(struct upstream *up, const struct chain_hooks *hooks,
-                        void *opaque)
+struct chain *chain_new(struct event_base *base, struct upstream *up,
+                        const struct chain_hooks *hooks, void *opaque)
 {
     struct chain *c = xcalloc(1, sizeof(*c));
 
+    c->base = base;
     c->up = up;
     c->hooks = hooks;
     c->opaque = opaque;
@@ -527,6 +565,7 @@ void chain_free(struct chain *c)
     if (!c) {
         return;
     }
+    ch_sizes_stop(c);
     for (int i = 0; i < c->ndisks; i++) {
         ch_disk_free(c->disks[i]);
     }

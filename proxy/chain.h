@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 struct chain;
+struct event_base;
 struct upstream;
 
 struct chain_hooks {
@@ -35,8 +36,10 @@ struct chain_hooks {
                         long long size);
 };
 
-struct chain *chain_new(struct upstream *up, const struct chain_hooks *hooks,
-                        void *opaque);
+/* base: the loop the image size reads (off it) answer on; NULL: none,
+ * sizes unknown (the freshness check rests on the block graph) */
+struct chain *chain_new(struct event_base *base, struct upstream *up,
+                        const struct chain_hooks *hooks, void *opaque);
 void chain_free(struct chain *c);
 
 /*

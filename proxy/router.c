@@ -650,7 +650,7 @@ struct chain *router_chain(struct router *r)
 static void create_chain(struct router *r)
 {
     if (!r->chain) {
-        r->chain = chain_new(r->up, &router_chain_hooks, r);
+        r->chain = chain_new(r->base, r->up, &router_chain_hooks, r);
         r->cmd_env.chain = r->chain;
         ops_init(&r->cmd_env);
     }

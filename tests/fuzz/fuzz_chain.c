@@ -243,7 +243,7 @@ static void run_line(struct chain *c, const char *s, size_t n)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct chain *c = chain_new(NULL, &fake_chain_hooks, NULL);
+    struct chain *c = chain_new(NULL, NULL, &fake_chain_hooks, NULL);
     const char *s = (const char *)data, *end = s + size;
 
     done_calls = 0;

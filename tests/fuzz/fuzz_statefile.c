@@ -114,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *path = fuzz_write_file("state", data, size);
     struct statefile *sf = statefile_new(path);
-    struct chain *c = chain_new(NULL, &fake_chain_hooks, NULL);
+    struct chain *c = chain_new(NULL, NULL, &fake_chain_hooks, NULL);
     struct cmd_env env = {
         .chain = c, .policy = no_policy, .save_state = save_state,
         .broadcast_event = fake_event,
