@@ -172,6 +172,11 @@ void ch_sizes_compare(struct chain *c,
     read_sizes(c, true, on_compared, w);
 }
 
+bool chain_sizes_idle(const struct chain *c)
+{
+    return size_worker_idle(c->sizes_worker);
+}
+
 void ch_sizes_stop(struct chain *c)
 {
     size_worker_free(c->sizes_worker);  /* answers the waits DROPPED */

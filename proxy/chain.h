@@ -41,6 +41,9 @@ struct chain_hooks {
 struct chain *chain_new(struct event_base *base, struct upstream *up,
                         const struct chain_hooks *hooks, void *opaque);
 void chain_free(struct chain *c);
+/* No image size read outstanding (they answer on a later loop turn): for
+ * tests that drive the loop themselves. */
+bool chain_sizes_idle(const struct chain *c);
 
 /*
  * QEMU is negotiated: learn its disks, then call done.  A state loaded

@@ -264,6 +264,11 @@ unsigned size_worker_late(const struct size_worker *w)
     return w->late;
 }
 
+bool size_worker_idle(const struct size_worker *w)
+{
+    return !w || (!w->busy && !w->running && !w->waiting);
+}
+
 struct size_worker *size_worker_new(struct event_base *base,
                                     int64_t (*read_size)(const char *path,
                                                          const char *format),

@@ -62,5 +62,8 @@ void size_worker_read(struct size_worker *w, const struct image_ref *refs,
 
 /* How many requests were answered "not in time" (for tests, the log). */
 unsigned size_worker_late(const struct size_worker *w);
+/* No read with the thread and no request waiting for an answer (NULL: a
+ * worker never started); for tests that must wait for the loop's turn. */
+bool size_worker_idle(const struct size_worker *w);
 
 #endif

@@ -51,9 +51,15 @@ struct t {
     int npending;
 };
 
+/* The loop's turns for what is under way, the image size reads on their
+ * thread included (bounded: 5 s at most). */
 static void spin(struct t *t)
 {
     rig_spin(&t->r, 3);
+    for (int i = 0; i < 5000 && !chain_sizes_idle(router_chain(t->r.router));
+         i++) {
+        rig_spin(&t->r, 1);
+    }
 }
 
 /* The proxy's diagnostics go to a file the test reads, until stop(). */
