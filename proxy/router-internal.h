@@ -55,6 +55,9 @@ void router_metrics_free(struct router_metrics *m);
 void router_metrics_command(struct router *r, const char *command,
                             const char *outcome, int64_t latency_us);
 void router_metrics_event(struct router *r, const char *name);
+/* QEMU answered a command: the proxy's own (by name) or a client's. */
+void router_metrics_answered(struct router *r, bool own, const char *command,
+                             size_t sent, size_t received);
 void router_metrics_refusal(struct router *r, const char *listener,
                             const char *command);
 void router_metrics_ready(struct router *r);

@@ -29,6 +29,9 @@ struct router_metrics {
     struct metric *command_seconds;   /* {command}: QEMU's round trip */
     struct metric *events;            /* {event} */
     struct metric *refusals;          /* {rule} */
+    struct metric *upstream_commands; /* {origin, command}: what QEMU did */
+    struct metric_series *own_sent, *own_received, *client_sent,
+                         *client_received;  /* commands' and replies' bytes */
     struct metric_series *reconnects;
     struct metric_series *client_in, *client_out, *qemu_in, *qemu_out;
     unsigned readies;
@@ -85,9 +88,32 @@ void router_metrics_command(struct router *r, const char *command,
     }
     if (latency_us >= 0) {
         const char *values[] = { label };
+        const char *upstream[] = { "client", label };
         metric_observe(m->command_seconds,
                        metric_series(m->command_seconds, values),
                        (double)latency_us / 1e6);
+        metric_series(m->upstream_commands, upstream)->value++;
+    }
+}
+
+/* A client's command is named by command_done above (its label bounded
+ * there); the proxy's own are named here: its own literals, bounded. */
+void router_metrics_answered(struct router *r, bool own, const char *command,
+                             size_t sent, size_t received)
+{
+    struct router_metrics *m = r->metrics;
+
+    if (!m) {
+        return;
+    }
+    if (own) {
+        const char *values[] = { "proxy", command ? command : "unknown" };
+        metric_series(m->upstream_commands, values)->value++;
+        m->own_sent->value += (double)sent;
+        m->own_received->value += (double)received;
+    } else {
+        m->client_sent->value += (double)sent;
+        m->client_received->value += (double)received;
     }
 }
 
@@ -342,7 +368,11 @@ static void collect(void *opaque, struct metrics_out *out)
 void router_set_metrics(struct router *r, struct metrics *registry)
 {
     struct router_metrics *m = xcalloc(1, sizeof(*m));
-    struct metric *received, *sent, *reconnects;
+    struct metric *received, *sent, *reconnects, *command_bytes;
+    const char *own_sent[] = { "proxy", "sent" };
+    const char *own_received[] = { "proxy", "received" };
+    const char *client_sent[] = { "client", "sent" };
+    const char *client_received[] = { "client", "received" };
     const char *client[] = { "client" }, *qemu[] = { "qemu" };
 
     m->registry = registry;
@@ -362,6 +392,20 @@ void router_set_metrics(struct router *r, struct metrics *registry)
         "qmproxy_policy_refusals_total",
         "Commands the policy refused, by the rule that refused them "
         "(ROLE/rule-N, ROLE/default, no-role, paths).", "rule");
+    /* the proxy's own questions to QEMU apart from clients': what the
+     * chain model and the operations cost QEMU's monitor */
+    m->upstream_commands = metrics_counter(registry,
+        "qmproxy_upstream_commands_total",
+        "Commands QEMU answered, by origin (client: forwarded; proxy: the "
+        "proxy's own) and name.", "origin,command");
+    command_bytes = metrics_counter(registry,
+        "qmproxy_upstream_command_bytes_total",
+        "Bytes of the commands QEMU answered (sent) and of its replies "
+        "(received), by origin (client or proxy).", "origin,direction");
+    m->own_sent = metric_series(command_bytes, own_sent);
+    m->own_received = metric_series(command_bytes, own_received);
+    m->client_sent = metric_series(command_bytes, client_sent);
+    m->client_received = metric_series(command_bytes, client_received);
     received = metrics_counter(registry, "qmproxy_received_bytes_total",
         "Bytes read from clients and from QEMU.", "peer");
     sent = metrics_counter(registry, "qmproxy_sent_bytes_total",

@@ -397,11 +397,18 @@ static void on_event(void *opaque, const char *raw, size_t len,
     }
 }
 
+static void on_answered(void *opaque, bool own, const char *command,
+                        size_t sent, size_t received)
+{
+    router_metrics_answered(opaque, own, command, sent, received);
+}
+
 const struct upstream_callbacks router_upstream_callbacks = {
     .ready = on_ready,
     .lost = on_lost,
     .gave_up = on_gave_up,
     .event = on_event,
+    .answered = on_answered,
 };
 
 /* ---- sessions ------------------------------------------------------ */

@@ -28,6 +28,8 @@ struct upstream_request {
     void *opaque;
     uint64_t written_us;
     bool internal;
+    char *command;       /* owned: the proxy's own command's name */
+    size_t sent_len;     /* the command's bytes, for the metrics */
     char *oob_id;        /* owned: the proxy's id, as JSON text */
     char *client_id;     /* owned: the id QEMU would echo; NULL: none */
     char *queued;        /* owned: bytes not written yet (the proxy's

@@ -42,6 +42,7 @@ static void request_free(struct upstream_request *req)
     close_fds(req->fds, req->nfds);
     free(req->oob_id);
     free(req->client_id);
+    free(req->command);
     free(req->queued);
     free(req);
 }
@@ -74,6 +75,10 @@ static void deliver(struct upstream *up, struct upstream_request *req,
     if (req->internal) {
         upstream_log(up, TLOG_OUT, TLOG_FROM_QEMU, "reply", raw, len,
                      (int64_t)r.latency_us);
+    }
+    if (up->cb->answered) {
+        up->cb->answered(up->opaque, req->internal, req->command,
+                         req->sent_len, len);
     }
     if (req->fn) {
         req->fn(req->opaque, &r);
@@ -226,6 +231,7 @@ static void write_request(struct upstream *up, struct upstream_request *req,
                           int nfds)
 {
     req->written_us = now_monotonic_us();
+    req->sent_len = len;
     conn_write_fds(up->conn, data, len, fds, nfds);
 }
 
@@ -249,6 +255,7 @@ void upstream_send_negotiation(struct upstream *up, const char *cmd,
     struct upstream_request *req = xcalloc(1, sizeof(*req));
 
     req->internal = true;
+    req->command = xstrdup("qmp_capabilities");
     req->fn = fn;
     req->opaque = opaque;
     TAILQ_INSERT_TAIL(&up->fifo, req, link);
@@ -436,11 +443,14 @@ struct upstream_request *upstream_send_internal_fds(struct upstream *up,
                                                     void *opaque)
 {
     struct upstream_request *req = xcalloc(1, sizeof(*req));
+    json_object *name;
     size_t len;
     const char *s = json_object_to_json_string_length(
         cmd, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
 
     req->internal = true;
+    req->command = xstrdup(json_object_object_get_ex(cmd, "execute", &name)
+                           ? json_object_get_string(name) : "unknown");
     req->fn = fn;
     req->opaque = opaque;
     req->queued = xstrndup(s, len);

@@ -55,6 +55,11 @@ struct upstream_callbacks {
     void (*gave_up)(void *opaque, const char *why);  /* never connected */
     void (*event)(void *opaque, const char *raw, size_t len,
                   const struct js_text *text);
+    /* QEMU answered a command (optional, for the metrics): own tells the
+     * proxy's own from a client's; command is the own command's name
+     * (NULL for a client's: the caller knows it); the bytes both ways. */
+    void (*answered)(void *opaque, bool own, const char *command,
+                     size_t sent, size_t received);
 };
 
 /* Someone waiting for room in the in-band window. */

@@ -32,8 +32,17 @@ measured in the same run against QEMU answering directly:
 Medians of --rounds; proxy and direct rounds alternate.  A snapshot's time
 is mostly QEMU creating the overlay files, which varies a lot on a shared
 disk, so the proxy's own share is printed too: the client's time less
-QEMU's time for the command as qmproxy measured it (its traffic log's
-latency, from writing the command to reading the reply).
+QEMU's time for the command as qmproxy measured it (its round trip, from
+writing the command to reading the reply).
+
+Everything the proxy itself counts is read from its --metrics endpoint (on
+a loopback port), scraped only between the timed commands, never during
+them: QEMU's time for a command (qmproxy_command_duration_seconds), the
+proxy's own commands to QEMU by name and their bytes both ways
+(qmproxy_upstream_commands_total and _command_bytes_total, origin
+"proxy"), and QEMU's events (qmproxy_events_total).  Counters lose
+nothing, whatever the size of QEMU's answers (a traffic log's ring did, at
+64 x 100); no traffic log is written.
 
     tests/bench/bench_chain.py [--disks 1,16,64] [--depths 1,25,100]
                                [--rounds 9] [--work DIR]
@@ -53,6 +62,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from qmptest import QEMU_BIN, QEMU_IMG, QMPClient, Proxy, wait_for  # noqa: E402
+from test_metrics import free_port, http_get, parse  # noqa: E402
 
 
 def make_chains(work, disks, depth, size="64M"):
@@ -107,9 +117,9 @@ class Cell:
                  or self.qemu.poll() is not None, timeout=300, what="QEMU's monitors")
         if self.qemu.poll() is not None:
             raise RuntimeError("QEMU exited")
-        self.tlog = os.path.join(self.dir, "traffic.jsonl")
+        self.metrics_port = free_port()
         self.proxy = Proxy(self.dir, self.monitors[0],
-                           args=["--traffic-log", self.tlog])
+                           args=["--metrics", "tcp:127.0.0.1:%d" % self.metrics_port])
         self.p = QMPClient(self.proxy.listen, timeout=600)
         self.p.negotiate()
         self.p.ok("qmproxy-capabilities")
@@ -149,59 +159,62 @@ def snapshot_actions(cell, disks):
         for i in range(disks)]}
 
 
-def proxy_traffic(path, since):
-    """In traffic-log lines from index since on: the proxy's own commands
-    to QEMU (name -> count), the bytes of those commands and of QEMU's
-    answers to them, and QEMU's job events."""
-    with open(path) as f:
-        lines = f.readlines()
-    commands, sent, replies, events = {}, 0, 0, 0
-    for line in lines[since:]:
-        e = json.loads(line)
-        if e.get("kind") == "event" and e.get("from") == "qemu" \
-                and "JOB" in e["msg"].get("event", ""):
-            events += 1
-        if e.get("client") != 0:
-            continue
-        if e["kind"] == "command":
-            name = e["msg"].get("execute")
-            commands[name] = commands.get(name, 0) + 1
-            sent += len(json.dumps(e["msg"])) + 2
-        elif e["kind"] == "reply":
-            replies += len(json.dumps(e["msg"])) + 2
-    return {"commands": commands, "sent": sent, "replies": replies,
-            "events": events, "lines": len(lines)}
+def scrape(cell):
+    """The proxy's metrics, {(name, frozenset(labels)): value}."""
+    return parse(http_get(cell.metrics_port)[2])
 
 
-def qemu_latencies(path, command):
-    """QEMU's own time (the proxy's latency field, from writing the command
-    to reading the reply) for each client command of this name."""
-    out = []
-    with open(path) as f:
-        lines = [json.loads(line) for line in f]
-    for i, e in enumerate(lines):
-        if e.get("kind") != "command" or not e.get("client") \
-                or e["msg"].get("execute") != command:
-            continue
-        for r in lines[i + 1:]:
-            if r.get("kind") == "reply" and r.get("client") == e["client"] \
-                    and r["msg"].get("id") == e["msg"].get("id"):
-                out.append(r.get("latency_us", 0) / 1e6)
-                break
-    return out
+def quiet_scrape(cell, settle=0.5, tries=60):
+    """A scrape once the proxy has nothing in flight to QEMU and two
+    scrapes settle apart agree on its own commands (its questions after a
+    change all answered)."""
+    last = None
+    for _ in range(tries):
+        s = scrape(cell)
+        own = own_traffic(s)
+        if last == own and s.get(("qmproxy_upstream_commands_in_flight",
+                                  frozenset())) == 0:
+            return s
+        last = own
+        time.sleep(settle)
+    raise RuntimeError("the proxy's questions to QEMU did not settle")
 
 
-def log_length(path, settle=0.3):
-    """Lines in the traffic log once its writer thread has caught up."""
-    n = -1
-    for _ in range(50):
-        time.sleep(settle / 3)
-        with open(path) as f:
-            m = sum(1 for _ in f)
-        if m == n:
-            return m
-        n = m
-    return n
+def own_traffic(s):
+    """The proxy's own commands to QEMU (name -> count), the bytes of those
+    commands and of QEMU's answers to them, and QEMU's job events."""
+    commands, events = {}, 0
+    sent = received = 0
+    for (name, labels), v in s.items():
+        labels = dict(labels)
+        if name == "qmproxy_upstream_commands_total" and labels["origin"] == "proxy":
+            commands[labels["command"]] = int(v)
+        elif name == "qmproxy_upstream_command_bytes_total" \
+                and labels["origin"] == "proxy":
+            if labels["direction"] == "sent":
+                sent = int(v)
+            else:
+                received = int(v)
+        elif name == "qmproxy_events_total" and "JOB" in labels["event"]:
+            events += int(v)
+    return {"commands": commands, "sent": sent, "replies": received,
+            "events": events}
+
+
+def traffic_between(before, after):
+    """What own_traffic counted from the scrape before to the one after."""
+    a, b = own_traffic(before), own_traffic(after)
+    commands = {k: v - a["commands"].get(k, 0) for k, v in b["commands"].items()
+                if v != a["commands"].get(k, 0)}
+    return {"commands": commands, "sent": b["sent"] - a["sent"],
+            "replies": b["replies"] - a["replies"],
+            "events": b["events"] - a["events"]}
+
+
+def qemu_seconds(s, command):
+    """The sum of QEMU's round trips for clients' commands of this name."""
+    return s.get(("qmproxy_command_duration_seconds_sum",
+                  frozenset({"command": command}.items())), 0.0)
 
 
 def measure(cell, disks, rounds):
@@ -217,19 +230,20 @@ def measure(cell, disks, rounds):
     out["query-chain"] = statistics.median(qc)
     out["graph"] = statistics.median(qg)
 
-    sp, sd = [], []
+    sp, sd, added = [], [], []
     for _ in range(rounds):
+        before = qemu_seconds(scrape(cell), "transaction")
         sp.append(timed(p, "transaction", snapshot_actions(cell, disks)))
+        # QEMU's time for this proxied transaction (creating the overlays
+        # dominates and varies with the disk): what the proxy added is the
+        # rest
+        added.append(sp[-1] - (qemu_seconds(scrape(cell), "transaction") - before))
         timed(p, "qmproxy-query-chain")   # the proxy's questions answered
         sd.append(timed(d, "transaction", snapshot_actions(cell, disks)))
         timed(p, "qmproxy-query-chain")   # found behind its back
     out["snap-proxy"] = statistics.median(sp)
     out["snap-direct"] = statistics.median(sd)
-    # QEMU's time for each proxied transaction (creating the overlays
-    # dominates and varies with the disk): what the proxy added is the rest
-    log_length(cell.tlog)
-    qemu = qemu_latencies(cell.tlog, "transaction")
-    out["snap-added"] = statistics.median(w - q for w, q in zip(sp, qemu[-len(sp):]))
+    out["snap-added"] = statistics.median(added)
 
     bh = []
     for _ in range(rounds):
@@ -238,7 +252,7 @@ def measure(cell, disks, rounds):
     out["behind"] = statistics.median(bh)
 
     # one copy on disk 0, from start to end
-    since = log_length(cell.tlog)
+    before = quiet_scrape(cell)
     target = os.path.join(cell.dir, "copy.qcow2")
     p.ok("drive-mirror", {"device": "disk0", "job-id": "bench-copy", "sync": "top",
                           "target": target, "format": "qcow2"})
@@ -246,20 +260,15 @@ def measure(cell, disks, rounds):
     p.ok("block-job-cancel", {"device": "bench-copy"})
     p.wait_event("BLOCK_JOB_COMPLETED", timeout=600)
     # the job's own questions, and no client's: the job's last event, then
-    # the traffic log quiet for a while (the proxy's answers all in)
+    # the proxy's counters settled with nothing in flight (its answers all
+    # in); no job is left for a scrape to ask QEMU the progress of
     p.wait_event("JOB_STATUS_CHANGE", timeout=600,
                  pred=lambda e: e["data"].get("status") == "null")
-    log_length(cell.tlog, settle=1.5)
-    job = proxy_traffic(cell.tlog, since)
-    lost = "line(s) lost" in cell.proxy.read_stderr()
+    ended = quiet_scrape(cell)
+    out["job"] = traffic_between(before, ended)
     # the check, paid by the first query after the job's end
     out["after-job"] = timed(p, "qmproxy-query-chain")
-    log_length(cell.tlog, settle=1.5)
-    check = proxy_traffic(cell.tlog, job["lines"])
-    if lost or "line(s) lost" in cell.proxy.read_stderr():
-        job = check = None  # the log's writer fell behind: not all there
-    out["job"] = job
-    out["check"] = check
+    out["check"] = traffic_between(ended, quiet_scrape(cell))
     # one whole-VM question, asked directly: its answers' bytes
     out["query-block-bytes"] = len(json.dumps(d.cmd("query-block")))
     out["whole-vm-bytes"] = sum(
@@ -329,9 +338,6 @@ def main():
           " bytes | per event / whole-VM")
     for disks, depth, r in rows:
         j = r["job"]
-        if j is None:
-            print("%5d %5d | (the traffic log lost lines)" % (disks, depth))
-            continue
         per_event = (j["sent"] + j["replies"]) / max(j["events"], 1)
         print("%5d %5d | %6d | %14.2f | %11.1f | %22d | %8.4f" % (
             disks, depth, j["events"], sum(j["commands"].values()) / max(j["events"], 1),
@@ -343,9 +349,6 @@ def main():
           "      | ms       | / direct query-block")
     for disks, depth, r in rows:
         k = r["check"]
-        if k is None:
-            print("%5d %5d | (the traffic log lost lines)" % (disks, depth))
-            continue
         print("%5d %5d | %-44s | %10d | %s | %5.2f" % (
             disks, depth, names(k["commands"]), k["sent"] + k["replies"],
             ms(r["after-job"]), r["after-job"] / r["query-block"]))

@@ -302,6 +302,115 @@ class MetricsOverUnixAndReconnects(ProxyTestCase):
         self.assertFalse(os.path.exists(self.msock))
 
 
+@unittest.skipUnless(PROMTOOL, "needs Debian's prometheus package")
+class UpstreamCommandsByOrigin(ProxyTestCase):
+    """qmproxy_upstream_commands_total and _command_bytes_total: what QEMU
+    answered, the proxy's own questions apart from clients' commands,
+    against two witnesses: the traffic log (every command the proxy itself
+    wrote, logged as client 0) and the byte counters of the connection."""
+    disks = 2
+
+    def start_proxy(self, args=None, **kw):
+        self.port = free_port()
+        self.tlog = os.path.join(self.workdir, "traffic.jsonl")
+        ro = os.path.join(self.workdir, "ro.sock")
+        policy = os.path.join(self.workdir, "policy.xml")
+        write_policy(policy, '<listeners><listener name="default" role="full"/>'
+                     '<listener name="ro" role="monitor"/></listeners>')
+        self.ro = ro
+        p = Proxy(self.workdir, self.qemu.monitors[0],
+                  args=["--metrics", "tcp:127.0.0.1:%d" % self.port,
+                        "--traffic-log", self.tlog, "--listen", "ro=unix:" + ro,
+                        "--policy", policy, "--extras", "default"])
+        self.addCleanup(p.stop)
+        return p
+
+    def quiet_scrape(self):
+        """A scrape once nothing is in flight and two scrapes agree (the
+        proxy's questions after a change all answered)."""
+        last = [None]
+
+        def settled():
+            s = parse(http_get(self.port)[2])
+            same = s == last[0]
+            last[0] = s
+            return same and value(s, "qmproxy_upstream_commands_in_flight") == 0
+        wait_for(settled, interval=0.3, what="the proxy's questions to be answered")
+        return last[0]
+
+    def logged_own_commands(self):
+        """The traffic log's commands of client 0 (the proxy's own), by name."""
+        counts = {}
+
+        def complete():
+            counts.clear()
+            with open(self.tlog) as f:
+                for line in f:
+                    e = json.loads(line)
+                    if e.get("kind") == "command" and e.get("client") == 0:
+                        name = e["msg"]["execute"]
+                        counts[name] = counts.get(name, 0) + 1
+            return counts == self.by_origin(self.quiet_scrape(), "proxy")
+        # the log's writer thread may lag the scrape by a few lines
+        wait_for(complete, interval=0.3, timeout=30,
+                 what="the traffic log to agree with the metrics")
+        return counts
+
+    @staticmethod
+    def by_origin(s, origin):
+        return {dict(k[1])["command"]: v for k, v in s.items()
+                if k[0] == "qmproxy_upstream_commands_total"
+                and dict(k[1])["origin"] == origin}
+
+    def test_the_proxy_own_commands_are_counted_apart(self):
+        c = self.client()
+        ro = self.client(path=self.ro)
+        for _ in range(5):
+            c.ok("query-status")
+        self.assertIn("not allowed by policy", ro.cmd("stop")["error"]["desc"])
+        # a snapshot through the proxy: the chain model asks QEMU after it
+        c.ok("transaction", {"actions": [{"type": "blockdev-snapshot-sync", "data": {
+            "device": "disk%d" % i, "format": "qcow2",
+            "snapshot-file": os.path.join(self.workdir, "s%d.qcow2" % i)}}
+            for i in range(2)]})
+        c.ok("qmproxy-query-chain")
+        # a snapshot behind the proxy's back: found by the next query
+        self.direct().ok("blockdev-snapshot-sync", {
+            "device": "disk1", "format": "qcow2",
+            "snapshot-file": os.path.join(self.workdir, "behind.qcow2")})
+        chain = c.ok("qmproxy-query-chain")
+        self.assertIn("behind.qcow2", json.dumps(chain))
+        s = self.quiet_scrape()
+        self.promtool_ok(http_get(self.port)[2])
+        clients = self.by_origin(s, "client")
+        # what the clients sent that QEMU answered, and nothing else: the
+        # refused stop and the proxy's own qmproxy-* commands never went up
+        self.assertEqual(clients, {"query-status": 5, "transaction": 1}, clients)
+        own = self.by_origin(s, "proxy")
+        self.assertEqual(own.get("qmp_capabilities"), 1, own)
+        self.assertNotIn("stop", own)
+        self.assertTrue(any(n != "qmp_capabilities" for n in own), own)
+        # the traffic log saw the same commands of the proxy's own
+        self.assertEqual(self.logged_own_commands(), own)
+        # every byte written to QEMU was a command QEMU answered, the
+        # proxy's or a client's; what came back also held the greeting and
+        # the events
+        sent = {o: value(s, "qmproxy_upstream_command_bytes_total", origin=o,
+                         direction="sent") for o in ("proxy", "client")}
+        self.assertEqual(sum(sent.values()), value(s, "qmproxy_sent_bytes_total", peer="qemu"), sent)
+        total_received = sum(value(s, "qmproxy_upstream_command_bytes_total", origin=o,
+                                   direction="received") for o in ("proxy", "client"))
+        self.assertGreater(value(s, "qmproxy_upstream_command_bytes_total",
+                                 origin="proxy", direction="received"), 0)
+        self.assertLess(total_received, value(s, "qmproxy_received_bytes_total", peer="qemu"))
+
+    def promtool_ok(self, text):
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.strip() + r.stderr.strip(), "", "lint findings")
+
+
 class PrometheusServer:
     """Debian's Prometheus, scraping one target every second, its data in
     a temporary directory."""
