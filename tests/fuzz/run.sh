@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
         || { echo "$1 takes a positive number, not '${2:-}'" >&2; exit 2; }
       if [ "$1" = --runs ]; then runs=$2; else seconds=$2; fi
       shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) targets+=("fuzz_${1#fuzz_}"); shift ;;
   esac
