@@ -4,9 +4,12 @@
 #include "qjson.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "jsonstream.h"
 
 #define QDICT_BUCKET_MAX 512
 
@@ -222,4 +225,40 @@ bool qjson_has_non_finite(const char *raw, size_t len)
         }
     }
     return false;
+}
+
+/* ---- reading ------------------------------------------------------- */
+
+/* One tokener per thread, kept and reset: json_tokener_new_ex() allocates
+ * and clears a parse stack as deep as QEMU's nesting limit (some 40 KB),
+ * and a new one for every reply of QEMU's cost more than the reply's
+ * parsing.  Freed when its thread ends. */
+static pthread_key_t tokener_key;
+static pthread_once_t tokener_key_once = PTHREAD_ONCE_INIT;
+
+static void tokener_release(void *tok)
+{
+    json_tokener_free(tok);
+}
+
+static void tokener_key_create(void)
+{
+    if (pthread_key_create(&tokener_key, tokener_release) != 0) {
+        abort();
+    }
+}
+
+json_object *qjson_parse(const char *raw, size_t len)
+{
+    json_tokener *tok;
+
+    pthread_once(&tokener_key_once, tokener_key_create);
+    tok = pthread_getspecific(tokener_key);
+    if (!tok) {
+        tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
+        pthread_setspecific(tokener_key, tok);
+    } else {
+        json_tokener_reset(tok);
+    }
+    return json_tokener_parse_ex(tok, raw, (int)len);
 }

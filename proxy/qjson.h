@@ -32,4 +32,11 @@ unsigned qjson_qdict_bucket(const char *key);
  */
 bool qjson_has_non_finite(const char *raw, size_t len);
 
+/*
+ * One JSON text (json-c's lenient reading, nested as deep as QEMU allows,
+ * JSONSTREAM_MAX_NESTING); an owned value, or NULL when the bytes are not
+ * one complete text.  Any thread.
+ */
+json_object *qjson_parse(const char *raw, size_t len);
+
 #endif

@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "qemu-guards.h"
 #include "qemu-schema.h"
+#include "qjson.h"
 #include "router-internal.h"
 #include "session.h"
 #include "statefile.h"
@@ -357,15 +358,12 @@ static bool event_name(const struct js_text *text, char name[64])
 static void observe_event(struct router *r, const char *raw, size_t len,
                           const char *name)
 {
-    json_tokener *tok;
     json_object *ev, *data = NULL;
 
     if (!chain_watches_event(name) && !ops_watch_event(name)) {
         return;
     }
-    tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
-    ev = json_tokener_parse_ex(tok, raw, (int)len);
-    json_tokener_free(tok);
+    ev = qjson_parse(raw, len);
     json_object_object_get_ex(ev, "data", &data);
     chain_observe_event(r->chain, name, data);
     ops_observe_event(name, data);

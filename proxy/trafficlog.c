@@ -189,9 +189,7 @@ static void add_message(struct strbuf *sb, const struct rec *r,
         add_raw_json(sb, raw, len);
         return;
     }
-    json_tokener *tok = json_tokener_new_ex(1024);
-    json_object *v = json_tokener_parse_ex(tok, raw, (int)len);
-    json_tokener_free(tok);
+    json_object *v = qjson_parse(raw, len);
     if (v) {
         strbuf_adds(sb, json_object_to_json_string_ext(
                             v, JSON_C_TO_STRING_SPACED

@@ -3,7 +3,7 @@
  */
 #include "upstream.h"
 
-#include "jsonstream.h"
+#include "qjson.h"
 
 json_object *upstream_reply_value(const struct upstream_reply *r)
 {
@@ -11,9 +11,7 @@ json_object *upstream_reply_value(const struct upstream_reply *r)
         return NULL;
     }
     if (!*r->value_cache) {
-        json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
-        *r->value_cache = json_tokener_parse_ex(tok, r->raw, (int)r->len);
-        json_tokener_free(tok);
+        *r->value_cache = qjson_parse(r->raw, r->len);
     }
     return *r->value_cache;
 }

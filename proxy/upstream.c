@@ -16,6 +16,7 @@
 #include "linestream.h"
 #include "address.h"
 #include "log.h"
+#include "qjson.h"
 #include "trafficlog.h"
 #include "util.h"
 
@@ -191,12 +192,10 @@ static void on_negotiated(void *opaque, const struct upstream_reply *r)
 
 static void handle_greeting(struct upstream *up, const char *raw, size_t len)
 {
-    json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
-    json_object *g = json_tokener_parse_ex(tok, raw, (int)len);
+    json_object *g = qjson_parse(raw, len);
     json_object *qmp, *caps, *ver;
     const char *cmd;
 
-    json_tokener_free(tok);
     evtimer_del(up->greeting_timer);
     free(up->greeting);
     up->greeting = xstrndup(raw, len);

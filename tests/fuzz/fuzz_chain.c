@@ -44,10 +44,7 @@ static void on_done(void *opaque)
 
 static json_object *parse_json(const char *s, size_t n)
 {
-    json_tokener *tok = json_tokener_new_ex(JSONSTREAM_MAX_NESTING);
-    json_object *v = json_tokener_parse_ex(tok, s, (int)n);
-    json_tokener_free(tok);
-    return v;
+    return qjson_parse(s, n);
 }
 
 /* What the router does with an event line of QEMU's (router.c). */

@@ -62,7 +62,10 @@ static inline uint32_t fuzz_u32(struct fuzz_input *in)
 }
 
 /* A per-process scratch folder (libFuzzer's -jobs/-fork run several);
- * removed at exit when the process ends normally. */
+ * removed at exit when the process ends normally.  In memory (/dev/shm)
+ * unless TMPDIR says otherwise: on a disk, rewriting the same file for
+ * every input made the file system write it back each time (ext4 flushes
+ * a truncated file on close), which was most of the loaders' time. */
 static char fuzz_dir_path[64];
 
 static inline void fuzz_dir_clean(bool remove_dir)
@@ -95,7 +98,10 @@ static inline void fuzz_dir_remove(void)
 static inline const char *fuzz_dir(void)
 {
     if (!fuzz_dir_path[0]) {
-        const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp) {
+            tmp = access("/dev/shm", W_OK | X_OK) == 0 ? "/dev/shm" : "/tmp";
+        }
         snprintf(fuzz_dir_path, sizeof(fuzz_dir_path),
                  "%.40s/qmproxy-fuzz-XXXXXX", tmp);
         if (!mkdtemp(fuzz_dir_path)) {
@@ -115,6 +121,7 @@ static inline const char *fuzz_write_file(const char *name, const void *data,
     FILE *f;
 
     snprintf(path, sizeof(path), "%s/%s", fuzz_dir(), name);
+    unlink(path);  /* a new file, not a truncated one (see fuzz_dir) */
     f = fopen(path, "wb");
     if (!f || (len && fwrite(data, 1, len, f) != len) || fclose(f) != 0) {
         perror(path);

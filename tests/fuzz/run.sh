@@ -3,15 +3,19 @@
 # corpora from the project's recordings, replay the regression inputs, and
 # run each target for a number of executions or seconds, one at a time.
 #
-#   tests/fuzz/run.sh [--runs N | --seconds S] [TARGET...]
+#   tests/fuzz/run.sh [--runs N] [--seconds S] [TARGET...]
 #
 # TARGET is a name (fuzz_jsonstream or jsonstream); default: every target.
-# Default: --seconds 20; with both, whichever comes first ends a target.  The corpora grow in build-fuzz/corpus/TARGET
-# (kept between runs), logs go to build-fuzz/logs/TARGET.log, and anything
-# found to build-fuzz/artifacts/TARGET/ (replay one with
-# build-fuzz/tests/fuzz/TARGET FILE).  Prints, per target, the executions,
-# executions per second, coverage (libFuzzer's cov and ft) and findings;
-# exits non-zero if any target found a crash, leak or sanitizer report.
+# Default: --seconds 20.  --runs N alone is still bounded in time, by
+# --seconds 3600; with both, whichever comes first ends a target.  The
+# corpora grow in build-fuzz/corpus/TARGET (kept between runs), logs go to
+# build-fuzz/logs/TARGET.log, and anything found to
+# build-fuzz/artifacts/TARGET/ (replay one with build-fuzz/tests/fuzz/TARGET
+# FILE).  Prints, per target, the executions, executions per second,
+# coverage (libFuzzer's cov and ft), the seconds it ran, what ended it
+# (runs: the executions asked for were done; time: the time bound came
+# first) and findings; exits non-zero if any target found a crash, leak or
+# sanitizer report.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -19,19 +23,28 @@ cd "$root"
 . contrib/deps.sh
 ensure_deps
 
-limit=()
+runs=
+seconds=
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --runs) limit+=(-runs="$2"); shift 2 ;;
-    --seconds) limit+=(-max_total_time="$2"); shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --runs|--seconds)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] \
+        || { echo "$1 takes a positive number, not '${2:-}'" >&2; exit 2; }
+      if [ "$1" = --runs ]; then runs=$2; else seconds=$2; fi
+      shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) targets+=("fuzz_${1#fuzz_}"); shift ;;
   esac
 done
 
-[ ${#limit[@]} -gt 0 ] || limit=(-max_total_time=20)
+# every run is bounded in time, a number of executions too if asked
+if [ -z "$seconds" ]; then
+  if [ -n "$runs" ]; then seconds=3600; else seconds=20; fi
+fi
+limit=(-max_total_time="$seconds")
+[ -z "$runs" ] || limit+=(-runs="$runs")
 
 build=build-fuzz
 CC=clang cmake -S . -B "$build" -DQMPROXY_FUZZ=ON -DQMPROXY_TESTS=OFF \
@@ -53,7 +66,9 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 mkdir -p "$build/logs"
 status=0
-printf '%-22s %12s %9s %7s %7s  %s\n' target executions exec/s cov ft findings
+row='%-22s %12s %9s %7s %7s %7s %5s  %s\n'
+# shellcheck disable=SC2059
+printf "$row" target executions exec/s cov ft seconds ended findings
 for t in "${targets[@]}"; do
   bin=$bindir/$t
   [ -x "$bin" ] || { echo "no such target: $t" >&2; exit 2; }
@@ -65,19 +80,25 @@ for t in "${targets[@]}"; do
     *) dict=(-dict=tests/fuzz/json.dict) ;;
   esac
   rc=0
+  start=$SECONDS
   "$bin" "${limit[@]}" "${dict[@]}" -timeout=25 \
     -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$artifacts" \
     "$corpus" >"$log" 2>&1 || rc=$?
+  took=$((SECONDS - start))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   cov=$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
   ft=$( (grep -o 'ft: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
   found=$(grep -hoE '(ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer): [a-z -]+|runtime error: .*|fuzz invariant failed: .*)' "$log" | head -1 || true)
+  ended=time
   if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
-    status=1
+    status=1 ended=found
     found="${found:-exit status $rc} (log: $log; inputs: $(ls "$artifacts" | tr '\n' ' '))"
+  elif [ -n "$runs" ] && [ "${execs:-0}" -ge "$runs" ]; then
+    ended=runs
   fi
-  printf '%-22s %12s %9s %7s %7s  %s\n' "$t" "${execs:-?}" "${speed:-?}" \
-    "${cov:-?}" "${ft:-?}" "${found:-none}"
+  # shellcheck disable=SC2059
+  printf "$row" "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" \
+    "$took" "$ended" "${found:-none}"
 done
 exit $status

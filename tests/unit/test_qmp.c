@@ -3,6 +3,7 @@
  * replies and events in QEMU's exact form, and QAPI-worded argument checks.
  */
 #include <check.h>
+#include <pthread.h>
 
 #include "check_main.h"
 #include <stdlib.h>
@@ -158,6 +159,74 @@ START_TEST(test_qjson_strings)
 }
 END_TEST
 
+/* A text nested n deep: n '[' then n ']'. */
+static char *nested(int n)
+{
+    char *s = xmalloc((size_t)n * 2 + 1);
+
+    memset(s, '[', (size_t)n);
+    memset(s + n, ']', (size_t)n);
+    s[n * 2] = 0;
+    return s;
+}
+
+static void *parse_on_another_thread(void *arg)
+{
+    (void)arg;
+    return qjson_parse("{\"x\": [1, 2]}", 13);
+}
+
+/* qjson_parse keeps its tokener between calls: each call must read its
+ * text alone, whatever the one before left behind. */
+START_TEST(test_qjson_parse)
+{
+    json_object *v, *x;
+    char *deep = nested(JSONSTREAM_MAX_NESTING), *deeper;
+    pthread_t th;
+    void *got;
+
+    v = qjson_parse("{\"a\": 1}", 8);
+    ck_assert_ptr_nonnull(v);
+    ck_assert(json_object_object_get_ex(v, "a", &x));
+    ck_assert_int_eq(json_object_get_int(x), 1);
+    json_object_put(v);
+
+    /* half a text, then a whole one: the half is forgotten */
+    ck_assert_ptr_null(qjson_parse("{\"a\": [1, ", 10));
+    v = qjson_parse("[true]", 6);
+    ck_assert_ptr_nonnull(v);
+    ck_assert(json_object_is_type(v, json_type_array));
+    json_object_put(v);
+
+    /* an error, then a whole one */
+    ck_assert_ptr_null(qjson_parse("{]", 2));
+    v = qjson_parse("\"s\"", 3);
+    ck_assert_str_eq(json_object_get_string(v), "s");
+    json_object_put(v);
+
+    /* as deep as QEMU accepts; json-c's own default stops at 32 */
+    v = qjson_parse(deep, strlen(deep));
+    ck_assert_ptr_nonnull(v);
+    json_object_put(v);
+    deeper = nested(JSONSTREAM_MAX_NESTING + 1);
+    ck_assert_ptr_null(qjson_parse(deeper, strlen(deeper)));
+    v = qjson_parse("[1]", 3);
+    ck_assert_ptr_nonnull(v);
+    json_object_put(v);
+
+    /* another thread has its own tokener (the traffic log's writer) */
+    ck_assert_int_eq(pthread_create(&th, NULL, parse_on_another_thread,
+                                    NULL), 0);
+    ck_assert_int_eq(pthread_join(th, &got), 0);
+    ck_assert_ptr_nonnull(got);
+    ck_assert(json_object_object_get_ex(got, "x", &x));
+    ck_assert_int_eq(json_object_array_length(x), 2);
+    json_object_put(got);
+    free(deep);
+    free(deeper);
+}
+END_TEST
+
 static const char *const modes[] = { "existing", "absolute-paths", NULL };
 static const struct qapi_member disk_members[] = {
     { "disk", QAPI_STR, false, NULL, NULL, NULL },
@@ -218,6 +287,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_request_checks);
     tcase_add_test(tc, test_replies_in_qemu_form);
     tcase_add_test(tc, test_qjson_strings);
+    tcase_add_test(tc, test_qjson_parse);
     tcase_add_test(tc, test_qapi_messages);
     suite_add_tcase(s, tc);
     return s;
