@@ -68,6 +68,21 @@ def write_policy(path, body):
         f.write('<?xml version="1.0"?>\n<policy>\n%s\n</policy>\n' % body)
 
 
+def _accepts(path):
+    """Whether a unix socket at path takes a connection now (closed at
+    once: a QMP monitor then serves its next client)."""
+    if not os.path.exists(path):
+        return False
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    finally:
+        s.close()
+
+
 class QEMU:
     """A throwaway QEMU with one disk per image and several QMP monitors.
 
@@ -116,7 +131,9 @@ class QEMU:
         self.proc = subprocess.Popen(list(wrapper) + args, stdout=self.log,
                                      stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
-        wait_for(lambda: all(os.path.exists(m) for m in self.monitors) or self.proc.poll() is not None,
+        # QEMU binds a monitor's socket a moment before it listens on it:
+        # wait until each one takes a connection, not just for its file
+        wait_for(lambda: all(_accepts(m) for m in self.monitors) or self.proc.poll() is not None,
                  what="QEMU's monitor sockets")
         if self.proc.poll() is not None:
             raise RuntimeError("QEMU exited: %s" % self.read_log())
