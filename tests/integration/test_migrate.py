@@ -204,6 +204,27 @@ class MigrateTestCase(unittest.TestCase):
                            % (pattern, offset, size))
         self.assertNotIn("error", out.lower(), out)
 
+    def ctl_migrate(self, disks, *options):
+        """qmproxyctl migrate of disks (its words) with options, --wait:
+        must succeed; the CompletedProcess."""
+        r = subprocess.run(
+            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
+            + list(disks) + list(options) + ["--name", "move", "--wait"],
+            capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, NO_COLOR="1"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r
+
+    def ctl_migrate_through_its_proxy(self, *options):
+        """The destination prepared through its qmproxy, with qmproxyctl:
+        the source quits, the destination runs."""
+        r = self.ctl_migrate(["disk%d" % i for i in range(DISKS)],
+                             "--destination", self.dest_monitor, *options)
+        self.assertIn("migrated", r.stdout + r.stderr)
+        # the source quit (and its qmproxy let its clients go)
+        self.qemu.proc.wait(60)
+        self.assertEqual(self.d.ok("query-status")["status"], "running")
+
     def read_on_destination(self, i, pattern, offset, size=MiB):
         out = self.d.hmp('qemu-io disk%d "read -P 0x%02x %d %d"'
                          % (i, pattern, offset, size))
@@ -287,13 +308,8 @@ class Migrate(MigrateTestCase):
     def test_qmproxyctl_migrate_leaves_the_source_paused_when_asked(self):
         self.write(0, 0x31, 0)
         self.prepare_destination()
-        r = subprocess.run(
-            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
-            + ["disk%d=%s" % (i, self.export(i)) for i in range(DISKS)]
-            + ["--pause-source", "--name", "move", "--wait"],
-            capture_output=True, text=True, timeout=120,
-            env=dict(os.environ, NO_COLOR="1"))
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.ctl_migrate(["disk%d=%s" % (i, self.export(i)) for i in range(DISKS)],
+                         "--pause-source")
         self.assertEqual(self.op_state(), "migrated")
         self.assertEqual(self.source_status(), "postmigrate")
         wait_for(lambda: self.d.ok("query-status")["status"] == "running",
@@ -439,18 +455,7 @@ class DestinationThroughItsProxy(MigrateTestCase):
 
     def test_qmproxyctl(self):
         self.write(0, 0xc1, 0)
-        r = subprocess.run(
-            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
-            + ["disk%d" % i for i in range(DISKS)]
-            + ["--destination", self.dest_monitor, "--synchronous-writes",
-               "--name", "move", "--wait"],
-            capture_output=True, text=True, timeout=120,
-            env=dict(os.environ, NO_COLOR="1"))
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("migrated", r.stdout + r.stderr)
-        # the source quit (and its qmproxy let its clients go)
-        self.qemu.proc.wait(60)
-        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        self.ctl_migrate_through_its_proxy("--synchronous-writes")
         self.read_on_destination(0, 0xc1, 0)
 
     def test_left_paused_when_asked(self):
@@ -675,19 +680,9 @@ class TlsThroughItsProxy(MigrateTestCase):
 
     def test_qmproxyctl(self):
         self.write(0, 0x17, 0)
-        r = subprocess.run(
-            [QMPROXYCTL, "-s", self.proxy.listen, "migrate", self.uri()]
-            + ["disk%d" % i for i in range(DISKS)]
-            + ["--destination", self.dest_monitor,
-               "--tls-source-dir", self.client_dir,
-               "--tls-dest-dir", self.server, "--tls-hostname",
-               self.target.addr, "--name", "move", "--wait"],
-            capture_output=True, text=True, timeout=120,
-            env=dict(os.environ, NO_COLOR="1"))
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("migrated", r.stdout + r.stderr)
-        self.qemu.proc.wait(60)
-        self.assertEqual(self.d.ok("query-status")["status"], "running")
+        self.ctl_migrate_through_its_proxy(
+            "--tls-source-dir", self.client_dir, "--tls-dest-dir", self.server,
+            "--tls-hostname", self.target.addr)
         self.read_on_destination(0, 0x17, 0)
 
     def test_refused_with_what_to_fix(self):
