@@ -154,12 +154,12 @@ class MigrateTestCase(unittest.TestCase):
 
     def wait_saved(self, *states):
         def saved():
+            # the operation's own state: a disk's may say "mirroring" while
+            # the operation is still preparing the destination
             try:
-                with open(self.state) as f:
-                    text = f.read()
-            except OSError:
+                return self.saved_op()["state"] in states
+            except (OSError, ValueError, KeyError, IndexError):
                 return False
-            return any('"%s"' % st in text for st in states)
         wait_for(saved, what="the migration saved as %s" % (states,))
 
     def restart_stateful_proxy(self):
