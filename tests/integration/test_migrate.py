@@ -746,6 +746,10 @@ class Q35(MigrateTestCase):
         wait_for(lambda: self.op_state() in ("migrating", "switching",
                                              "migrated", "failed"),
                  what="the migration to start")
+        # qmproxy counts it started when it sends migrate: QEMU may not
+        # have run the command yet
+        wait_for(lambda: "status" in direct.ok("query-migrate"),
+                 what="QEMU to begin migrating")
         os.kill(self.proxy.proc.pid, signal.SIGSTOP)
         self.assertIn(direct.ok("query-migrate")["status"],
                       ("setup", "active"), "frozen while the RAM moves")
