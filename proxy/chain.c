@@ -560,6 +560,18 @@ struct chain *chain_new(struct event_base *base, struct upstream *up,
     return c;
 }
 
+/* At exit nobody is woken (the operations that waited are gone already),
+ * but what chain_settle allocated for its waiters is freed. */
+static void drop_waiters(struct waiter *w, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (w[i].fn == settled) {
+            free(w[i].opaque);
+        }
+    }
+    free(w);
+}
+
 void chain_free(struct chain *c)
 {
     if (!c) {
@@ -574,9 +586,9 @@ void chain_free(struct chain *c)
         ch_job_free(c->jobs[i]);
     }
     free(c->jobs);
-    free(c->waiters);
-    free(c->next_waiters);
-    free(c->progress_waiters);
+    drop_waiters(c->waiters, c->nwaiters);
+    drop_waiters(c->next_waiters, c->nnext_waiters);
+    drop_waiters(c->progress_waiters, c->nprogress_waiters);
     json_object_put(c->blockdev_nodes);
     json_object_put(c->early);
     json_object_put(c->q_block);
