@@ -1,7 +1,7 @@
 /*
  * image-size-worker: image_file_size() on a thread of its own.
  *
- * The loop hands the thread one list at a time (todo) and the thread hands
+ * The loop hands the thread one list at a time (to_read) and the thread hands
  * the sizes back (finished) with a byte on a pipe the loop listens to, as
  * the only two things they share under the mutex; the requests, their
  * bounds and the coalescing are the loop's alone.
@@ -32,7 +32,7 @@ struct batch {
 struct size_thread {
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    struct batch *todo, *finished;
+    struct batch *to_read, *finished;
     bool stop, abandoned;
     bool exited;          /* the thread is past its last use of this */
     int pipe_w;
@@ -89,7 +89,7 @@ static void batch_free(struct batch *b)
 
 static void shared_free(struct size_thread *t)
 {
-    batch_free(t->todo);
+    batch_free(t->to_read);
     batch_free(t->finished);
     close(t->pipe_w);
     pthread_mutex_destroy(&t->mu);
@@ -103,14 +103,14 @@ static void *reader(void *arg)
 
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (!t->todo && !t->stop) {
+        while (!t->to_read && !t->stop) {
             pthread_cond_wait(&t->wake, &t->mu);
         }
         if (t->stop) {
             break;
         }
-        struct batch *b = t->todo;
-        t->todo = NULL;
+        struct batch *b = t->to_read;
+        t->to_read = NULL;
         pthread_mutex_unlock(&t->mu);
         for (int i = 0; i < b->n; i++) {  /* the one place that may block */
             b->sizes[i] = t->read_size(b->refs[i].path, b->refs[i].format);
@@ -137,7 +137,7 @@ static void give_to_thread(struct size_worker *w, struct batch *b)
     w->busy = true;
     clock_gettime(CLOCK_MONOTONIC, &w->busy_since);
     pthread_mutex_lock(&w->t->mu);
-    w->t->todo = b;
+    w->t->to_read = b;
     pthread_cond_signal(&w->t->wake);
     pthread_mutex_unlock(&w->t->mu);
 }
