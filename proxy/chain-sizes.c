@@ -10,10 +10,12 @@
 #include "chain-model.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "image-size.h"
 #include "image-size-worker.h"
 #include "log.h"
+#include "util.h"
 
 /* How long a check waits for the sizes before answering without them:
  * local headers in the page cache take well under a millisecond each. */
@@ -57,22 +59,21 @@ static struct image_ref *size_refs(const struct chain *c, int *n)
 static uint64_t sizes_print(const struct image_ref *refs,
                             const int64_t *sizes, int n)
 {
-    uint64_t h = 14695981039346656037ULL;
+    uint64_t h = FNV1A_START;
 
     for (int i = 0; i < n; i++) {
-        const char *parts[2] = { refs[i].path, refs[i].format };
-        for (int p = 0; p < 2; p++) {
-            for (const char *s = parts[p] ? parts[p] : ""; ; s++) {
-                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-                if (!*s) {
-                    break;
-                }
-            }
-        }
+        const char *path = refs[i].path ? refs[i].path : "";
+        const char *format = refs[i].format ? refs[i].format : "";
+        uint64_t size = (uint64_t)sizes[i];
+        unsigned char le[8];
+
+        /* with their NULs, so that names cannot run into each other */
+        h = fnv1a(h, path, strlen(path) + 1);
+        h = fnv1a(h, format, strlen(format) + 1);
         for (int b = 0; b < 8; b++) {
-            h = (h ^ (((uint64_t)sizes[i] >> (8 * b)) & 0xff))
-                * 1099511628211ULL;
+            le[b] = (unsigned char)(size >> (8 * b));
         }
+        h = fnv1a(h, le, sizeof(le));
     }
     return h;
 }

@@ -63,16 +63,18 @@ static void reconciliation_done(struct chain *c)
 static uint64_t graph_fingerprint(const struct upstream_reply *r)
 {
     const struct js_member *m;
-    uint64_t h = 14695981039346656037ULL;
+    size_t end;
+    uint64_t h;
 
     if (r->lost || r->kind != QMP_RETURN || !r->text
         || !(m = js_text_member(r->text, "return"))) {
         return 0;
     }
-    for (size_t i = m->value_start; i <= m->value_end && i < r->text->len;
-         i++) {
-        h = (h ^ (unsigned char)r->text->raw[i]) * 1099511628211ULL;
-    }
+    end = m->value_end < r->text->len ? m->value_end + 1 : r->text->len;
+    h = end > m->value_start
+        ? fnv1a(FNV1A_START, r->text->raw + m->value_start,
+                end - m->value_start)
+        : FNV1A_START;
     return h ? h : 1;
 }
 

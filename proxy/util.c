@@ -329,3 +329,13 @@ char *buf_room(char **buf, size_t *cap, size_t len, size_t min,
     *avail = *cap - len;
     return *buf + len;
 }
+
+uint64_t fnv1a(uint64_t h, const void *bytes, size_t n)
+{
+    const unsigned char *b = bytes;
+
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ b[i]) * 1099511628211ULL;
+    }
+    return h;
+}

@@ -50,6 +50,11 @@ int mod_utf8_encode(char *buf, int codepoint);
 
 /* Monotonic microseconds, for latencies and timers. */
 uint64_t now_monotonic_us(void);
+
+/* FNV-1a: h continued over n bytes (start from FNV1A_START); a cheap
+ * fingerprint, not a defence against anyone choosing the bytes. */
+#define FNV1A_START 14695981039346656037ULL
+uint64_t fnv1a(uint64_t h, const void *bytes, size_t n);
 /* RFC 3339 UTC with microseconds into buf (at least 32 bytes). */
 void format_rfc3339_us(char *buf, size_t size);
 
