@@ -104,22 +104,25 @@ static bool on_text(void *opaque, const struct js_text *t)
 
     FUZZ_ASSERT(t->raw != NULL || t->len == 0);
     fuzz_touch_text(t);
-    strbuf_addf(&r->shape, "%zu:", t->len);
+    fuzz_log_num(&r->shape, t->len);
     strbuf_add(&r->shape, t->raw, t->len);
-    strbuf_addf(&r->full, "%zu:", t->len);
+    fuzz_log_num(&r->full, t->len);
     strbuf_add(&r->full, t->raw, t->len);
     if (t->error) {
         FUZZ_ASSERT(!t->has_value);
-        strbuf_addf(&r->full, "E%s\n", t->error);
+        strbuf_addc(&r->full, 'E');
+        strbuf_add(&r->full, t->error, strlen(t->error) + 1);
     } else {
         FUZZ_ASSERT(t->has_value == r->values);
         check_members(t);
-        strbuf_addf(&r->full, "T%d,%d,%d", t->is_object, t->nmembers,
-                    t->members_overflow);
+        strbuf_addc(&r->full, 'T');
+        fuzz_log_num(&r->full, (size_t)t->is_object);
+        fuzz_log_num(&r->full, (size_t)t->nmembers);
+        fuzz_log_num(&r->full, (size_t)t->members_overflow);
         fuzz_log_members(&r->full, t);
         if (t->has_value) {
             char *s = qjson_to_string(t->value);
-            strbuf_addf(&r->full, "=%s", s);
+            strbuf_add(&r->full, s, strlen(s) + 1);
             free(s);
             check_value(t);
             check_round_trip(t->value);
@@ -139,7 +142,7 @@ static void run_whole(struct run *r, size_t max_size, const uint8_t *data,
     struct jsonstream *js = jsonstream_new(r->values, max_size, on_text, r);
 
     jsonstream_feed(js, (const char *)data, len);
-    strbuf_addf(&r->full, "buffered %zu\n", jsonstream_buffered(js));
+    fuzz_log_num(&r->full, jsonstream_buffered(js));
     jsonstream_free(js);
 }
 
@@ -165,7 +168,7 @@ static void run_chunked(struct run *r, size_t max_size, const uint8_t *data,
         }
         off += n;
     }
-    strbuf_addf(&r->full, "buffered %zu\n", jsonstream_buffered(js));
+    fuzz_log_num(&r->full, jsonstream_buffered(js));
     jsonstream_free(js);
 }
 

@@ -52,12 +52,14 @@ static bool on_line(void *opaque, const struct js_text *t)
     FUZZ_ASSERT(!memcmp(again.members, t->members,
                         sizeof(t->members[0]) * (size_t)t->nmembers));
 
-    strbuf_addf(&r->log, "%zu:", t->len);
+    fuzz_log_num(&r->log, t->len);
     strbuf_add(&r->log, t->raw, t->len);
-    strbuf_addf(&r->log, " %d %d %d %s", t->is_object, t->nmembers,
-                t->members_overflow, qmp_kind_name(qmp_classify(t)));
+    fuzz_log_num(&r->log, (size_t)t->is_object);
+    fuzz_log_num(&r->log, (size_t)t->nmembers);
+    fuzz_log_num(&r->log, (size_t)t->members_overflow);
+    fuzz_log_num(&r->log, (size_t)qmp_classify(t));
     fuzz_log_members(&r->log, t);
-    strbuf_addf(&r->log, " id=%d\n", js_text_member(t, "id") != NULL);
+    fuzz_log_num(&r->log, js_text_member(t, "id") != NULL);
     return !(r->may_stop && fuzz_rand(&r->rng) % 8 == 0);
 }
 

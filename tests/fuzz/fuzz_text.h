@@ -58,14 +58,22 @@ static inline void fuzz_check_members(const struct js_text *t)
     }
 }
 
+/*
+ * The logs two runs write of what they were handed are only compared with
+ * each other, so numbers go in as their bytes: formatting them was a tenth
+ * of fuzz_jsonstream's time.
+ */
+static inline void fuzz_log_num(struct strbuf *log, size_t n)
+{
+    strbuf_add(log, &n, sizeof(n));
+}
+
 /* The members' spans, for comparing what two runs were handed. */
 static inline void fuzz_log_members(struct strbuf *log,
                                     const struct js_text *t)
 {
     for (int i = 0; i < t->nmembers; i++) {
-        strbuf_addf(log, ",%zu-%zu:%zu-%zu", t->members[i].key_start,
-                    t->members[i].key_end, t->members[i].value_start,
-                    t->members[i].value_end);
+        strbuf_add(log, &t->members[i], sizeof(t->members[i]));
     }
 }
 
