@@ -33,30 +33,6 @@
 static bool allow_oob;
 static int texts_seen;
 
-/* One strict tokener for the whole run, reset per reply: a new one
- * allocates and clears a parse stack as deep as QEMU's nesting limit,
- * which for short inputs cost more than everything the target checks. */
-static json_tokener *strict_tokener;
-
-/* Parse a reply the proxy wrote; NULL when it is not one JSON text. */
-static json_object *strict_parse(const char *s, size_t len)
-{
-    json_object *v;
-
-    if (!strict_tokener) {
-        strict_tokener = json_tokener_new_ex(JSONSTREAM_MAX_NESTING + 8);
-        json_tokener_set_flags(strict_tokener, JSON_TOKENER_STRICT);
-    }
-    json_tokener_reset(strict_tokener);
-    v = json_tokener_parse_ex(strict_tokener, s, (int)len);
-    if (json_tokener_get_error(strict_tokener) != json_tokener_success
-        || json_tokener_get_parse_end(strict_tokener) != len) {
-        json_object_put(v);
-        v = NULL;
-    }
-    return v;
-}
-
 static void check_reply(const char *reply, size_t len,
                         const struct qmp_request *req, bool non_finite)
 {
@@ -69,7 +45,7 @@ static void check_reply(const char *reply, size_t len,
     if (non_finite || (req->has_id && fuzz_json_non_finite(req->id))) {
         return;
     }
-    v = strict_parse(reply, len - 2);
+    v = fuzz_strict_parse(reply, len - 2);
     if (!v) {
         fprintf(stderr, "not JSON: %s", reply);
         FUZZ_ASSERT(!"a reply of the proxy's is not JSON");
