@@ -180,49 +180,20 @@ static inline void fuzz_one_text_release(struct fuzz_one_text *r)
  * strict tokener, outside the instrumented code: reading it back with
  * jsonstream was a quarter of fuzz_statefile's time, and the proxy's
  * writer against its reader is fuzz_jsonstream's round trip).
- *
- * Most inputs end in the same few exports (the model after a
- * reconciliation with QEMU's fixed answers), and reading back the same
- * bytes gives the same verdict: the last texts that passed are kept, and
- * one written again, byte for byte, is not read again.  Reading them back
- * was most of the statefile target's time.
  */
-#define FUZZ_WRITTEN_KEPT 8
-
-static inline bool fuzz_written_seen(const char *s, size_t len, bool keep)
-{
-    static char *kept[FUZZ_WRITTEN_KEPT];
-    static size_t kept_len[FUZZ_WRITTEN_KEPT];
-    static unsigned next;
-
-    for (unsigned i = 0; i < FUZZ_WRITTEN_KEPT; i++) {
-        if (kept[i] && kept_len[i] == len && !memcmp(kept[i], s, len)) {
-            return true;
-        }
-    }
-    if (keep) {
-        free(kept[next]);
-        kept[next] = strdup(s);
-        kept_len[next] = len;
-        next = (next + 1) % FUZZ_WRITTEN_KEPT;
-    }
-    return false;
-}
-
 static inline void fuzz_check_written(json_object *v)
 {
     char *s = qjson_to_string(v);
     size_t len = strlen(s);
     json_object *back;
 
-    if (!fuzz_json_non_finite(v) && !fuzz_written_seen(s, len, false)) {
+    if (!fuzz_json_non_finite(v)) {
         back = fuzz_strict_parse(s, len);
         if (!back) {
             fprintf(stderr, "not JSON: %s\n", s);
             FUZZ_ASSERT(!"the daemon wrote a value that is not JSON");
         }
         json_object_put(back);
-        fuzz_written_seen(s, len, true);
     }
     free(s);
 }
