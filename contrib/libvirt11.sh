@@ -18,7 +18,7 @@ arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-g
 
 setup() {
   if [ -x "$prefix/usr/sbin/libvirtd" ] &&
-     LD_LIBRARY_PATH=$prefix/usr/lib/$arch "$prefix/usr/sbin/libvirtd" --version 2>/dev/null | grep -q " $want"; then
+     LD_LIBRARY_PATH=$prefix/usr/lib/$arch "$prefix/usr/sbin/libvirtd" --version 2>/dev/null | grep " $want" >/dev/null; then
     return 0
   fi
   [ "$(id -u)" -eq 0 ] || { echo "libvirt11.sh: setup needs root" >&2; exit 1; }

@@ -49,7 +49,7 @@ WRAP
 
 if [ -x "$prefix/bin/qemu-system-x86_64" ] &&
    grep -q QEMU_MODULE_DIR "$prefix/bin/qemu-system-x86_64" &&
-   "$prefix/bin/qemu-system-x86_64" -version 2>/dev/null | grep -q "version $want"; then
+   "$prefix/bin/qemu-system-x86_64" -version 2>/dev/null | grep "version $want" >/dev/null; then
   # wrappers of an older qemu10.sh: rewrite them in place, nothing else
   grep -q QMPROXY_ARGV0 "$prefix/bin/qemu-system-x86_64" || write_wrappers "$prefix"
   echo "$prefix/bin"
@@ -57,7 +57,7 @@ if [ -x "$prefix/bin/qemu-system-x86_64" ] &&
 fi
 
 src=/etc/apt/sources.list.d/qmproxy-backports.sources
-if ! apt-cache policy 2>/dev/null | grep -q bookworm-backports; then
+if ! apt-cache policy 2>/dev/null | grep bookworm-backports >/dev/null; then
   [ "$(id -u)" -eq 0 ] || { echo "qemu10.sh: run as root once, to add bookworm-backports" >&2; exit 1; }
   # the same mirror Debian's own entry uses
   uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)

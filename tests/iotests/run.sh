@@ -151,13 +151,13 @@ run_one() {  # run_one MODE FORMAT NAME
     verdict=fail; why="timed out after ${timeout_s}s"
   elif grep -q "^Not run: " "$out"; then
     verdict=notrun
-    why=$(grep -E "^${name#tests/}[[:space:]].*not run" "$out" | head -1 | sed -E 's/.*\.\.\.[[:space:]]*//')
+    why=$(grep -m1 -E "^${name#tests/}[[:space:]].*not run" "$out" | sed -E 's/.*\.\.\.[[:space:]]*//')
     [ -n "$why" ] || why="not run"
   elif [ $rc -eq 0 ] && grep -q "^Passed all 1 iotests" "$out"; then
     verdict=pass; why=
   else
     verdict=fail
-    why=$(grep -E "^${name#tests/}[[:space:]]+fail" "$out" | head -1 | sed -E 's/.*(failed|output mismatch)/\1/')
+    why=$(grep -m1 -E "^${name#tests/}[[:space:]]+fail" "$out" | sed -E 's/.*(failed|output mismatch)/\1/')
     [ -n "$why" ] || why="check exited $rc"
   fi
   if [ "$m" = proxied ]; then

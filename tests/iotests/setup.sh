@@ -75,7 +75,7 @@ fi
 
 # --- a deb-src twin of every Debian deb entry, if there is no deb-src yet
 have_debsrc() {
-  apt-get indextargets --format '$(CREATED_BY)' 2>/dev/null | grep -qx Sources
+  apt-get indextargets --format '$(CREATED_BY)' 2>/dev/null | grep -x Sources >/dev/null
 }
 if ! have_debsrc; then
   if [ "$(id -u)" -ne 0 ]; then

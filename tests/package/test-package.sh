@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "test-package: needs root (dpkg -i)" >&2
   exit 1
 fi
-if dpkg-query -W -f='${Status}' qmproxy 2>/dev/null | grep -q 'installed'; then
+if dpkg-query -W -f='${Status}' qmproxy 2>/dev/null | grep 'installed' >/dev/null; then
   echo "test-package: a qmproxy package is installed already; not touching it" >&2
   exit 1
 fi
@@ -63,8 +63,8 @@ MANWIDTH=80 man qmproxy 2>"$work/man.err" | col -b >"$work/qmproxy.txt"
 grep -q '^SYSTEMD' "$work/qmproxy.txt"
 grep -q -- '--listen systemd' "$work/qmproxy.txt" ||
   grep -q 'socket activation' "$work/qmproxy.txt"
-MANWIDTH=80 man qmproxyctl | col -b | grep -q '^EXIT STATUS'
-MANWIDTH=80 man 5 qmproxy-policy | col -b | grep -q '^NAME'
+MANWIDTH=80 man qmproxyctl | col -b | grep '^EXIT STATUS' >/dev/null
+MANWIDTH=80 man 5 qmproxy-policy | col -b | grep '^NAME' >/dev/null
 for page in /usr/share/man/man*/qmproxy*.gz; do
   lines=$(man -l "$page" 2>/dev/null | wc -l)
   [ "$lines" -ge 20 ] || { echo "man -l $page: $lines lines" >&2; exit 1; }
@@ -95,7 +95,7 @@ tail -3 "$work/demo.log"
 step "dpkg --purge: nothing left"
 dpkg --purge qmproxy
 installed=
-if dpkg-query -W -f='${Status}' qmproxy 2>/dev/null | grep -q 'installed'; then
+if dpkg-query -W -f='${Status}' qmproxy 2>/dev/null | grep 'installed' >/dev/null; then
   echo "qmproxy still known to dpkg" >&2
   exit 1
 fi
