@@ -237,17 +237,42 @@ static void add_error(struct errors *e, int line, const char *fmt, ...)
     strbuf_addf(&e->sb, "%s:%d: %s\n", e->file, line, msg);
 }
 
-static void on_rng_error(void *ctx, xmlErrorPtr err)
+/* libxml2's message of err on one line: some have a line break inside
+ * ("indicate encoding !\nBytes: ..."), all end with one */
+static char *xml_error_text(const xmlError *err, const char *none)
 {
-    struct errors *e = ctx;
-    char *msg = xstrdup(err->message ? err->message : "invalid");
+    char *msg = xstrdup(err && err->message ? err->message : none);
     size_t n = strlen(msg);
 
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
         msg[--n] = 0;
     }
+    for (char *nl = msg; (nl = strchr(nl, '\n')); ) {
+        *nl = ' ';
+    }
+    return msg;
+}
+
+static void on_rng_error(void *ctx, xmlErrorPtr err)
+{
+    struct errors *e = ctx;
+    char *msg = xml_error_text(err, "invalid");
+
     add_error(e, err->line, "%s", msg);
     free(msg);
+}
+
+/* libxml2 reports bytes its encoding cannot convert with no parser
+ * context, so XML_PARSE_NOERROR does not hold them back: they went to
+ * stderr, a line of no log's format, and the parser's own error then only
+ * said the document ended early.  Keep the first for the error instead. */
+static void on_encoding_error(void *ctx, xmlErrorPtr err)
+{
+    char **first = ctx;
+
+    if (!*first && (err->domain == XML_FROM_I18N || err->domain == XML_FROM_IO)) {
+        *first = xml_error_text(err, "?");
+    }
 }
 
 static char *prop(xmlNodePtr n, const char *name)
@@ -521,26 +546,34 @@ struct policy *policy_load(const char *path, char **errors)
 
     *errors = NULL;
     pctxt = xmlNewParserCtxt();
+    xmlStructuredErrorFunc saved_handler = xmlStructuredError;
+    void *saved_context = xmlStructuredErrorContext;
+    char *encoding_error = NULL;
+    xmlSetStructuredErrorFunc(&encoding_error, on_encoding_error);
     doc = xmlCtxtReadFile(pctxt, path, NULL, XML_PARSE_NONET
                           | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlSetStructuredErrorFunc(saved_context, saved_handler);
     if (!doc) {
         xmlErrorPtr err = xmlCtxtGetLastError(pctxt);
         if (access(path, R_OK) != 0) {
             *errors = xasprintf("%s: cannot read it: %s\n", path,
                                 strerror(errno));
+        } else if (encoding_error) {
+            *errors = xasprintf("%s:%d: not well-formed XML: its bytes do not "
+                                "follow the encoding its XML declaration "
+                                "names: %s\n", path, err ? err->line : 0,
+                                encoding_error);
         } else {
-            char *msg = xstrdup(err && err->message ? err->message : "?");
-            size_t n = strlen(msg);
-            while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
-                msg[--n] = 0;
-            }
+            char *msg = xml_error_text(err, "?");
             *errors = xasprintf("%s:%d:%d: not well-formed XML: %s\n", path,
                                 err ? err->line : 0, err ? err->int2 : 0, msg);
             free(msg);
         }
+        free(encoding_error);
         xmlFreeParserCtxt(pctxt);
         return NULL;
     }
+    free(encoding_error);
     xmlFreeParserCtxt(pctxt);
 
     /* the schema is part of the binary: no file to lose or mismatch */

@@ -59,6 +59,30 @@ class CheckPolicy(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("cannot read it", r.stderr)
 
+    def test_broken_encoding_is_one_error_line(self):
+        """Bytes the declared encoding cannot read: libxml2 reports them
+        outside the parser's own errors; they come back in the error, one
+        line naming the file, and nothing else reaches stderr."""
+        import tempfile
+        d = tempfile.mkdtemp()
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
+        cases = [
+            (b'<?xml version="1.0" encoding="ISO-2022-JP"?>\n<policy>\x1b$B\xff\xff</policy>\n',
+             "do not follow the encoding its XML declaration names: input conversion failed"),
+            (b'<?xml version="1.0" encoding="UTF-8"?>\n<policy>\xff\xfe</policy>\n',
+             "not proper UTF-8"),
+        ]
+        for i, (data, words) in enumerate(cases):
+            path = os.path.join(d, "enc%d.xml" % i)
+            with open(path, "wb") as f:
+                f.write(data)
+            r = self.run_check(path)
+            self.assertNotEqual(r.returncode, 0, data)
+            lines = r.stderr.splitlines()
+            self.assertEqual(len(lines), 1, r.stderr)
+            self.assertTrue(lines[0].startswith(path + ":2"), r.stderr)
+            self.assertIn(words, lines[0], r.stderr)
+
 
 class Roles(ProxyTestCase):
 
