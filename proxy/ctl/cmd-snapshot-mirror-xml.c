@@ -43,8 +43,10 @@ static int exec(int argc, char **argv)
         ctl_error("%s: %s", argv[optind], strerror(errno));
         return CTL_EXIT_USAGE;
     }
-    /* the operation's name, to follow it: <domainsnapshot><name> */
-    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), argv[optind], NULL,
+    /* the operation's name, to follow it: <domainsnapshot><name>, read as
+     * qmproxy reads the request, UTF-8 whatever the declaration says (and
+     * libxml2 says nothing on stderr of bytes another encoding refuses) */
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), argv[optind], "UTF-8",
                                   XML_PARSE_NONET | XML_PARSE_NOERROR |
                                   XML_PARSE_NOWARNING);
     if (doc) {

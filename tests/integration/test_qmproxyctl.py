@@ -244,6 +244,21 @@ class Operations(CtlTestCase):
         self.assertIn("operation x1: ready", out)
         self.assertEqual(self.op("x1")["state"], "ready")
 
+    def test_snapshot_mirror_xml_in_another_encoding(self):
+        # qmproxy reads the request as UTF-8 whatever its declaration says,
+        # and so does qmproxyctl looking for the name: the bytes it cannot
+        # read are qmproxy's error, not libxml2's lines on stderr
+        xml = os.path.join(self.workdir, "jis.xml")
+        with open(xml, "wb") as f:
+            f.write(b'<?xml version="1.0" encoding="ISO-2022-JP"?>\n'
+                    b'<domainsnapshot><name>x\x1b$B\xff\xff</name><disks/>'
+                    b'</domainsnapshot>\n')
+        _, err = self.ctl("snapshot-mirror-xml", xml, "--wait", expect=QMP_ERROR)
+        self.assertNotIn("encoding error", err)
+        self.assertNotIn("I/O error", err)
+        self.assertEqual([l for l in err.splitlines() if l.strip()][0][:11], "qmproxyctl:", err)
+        self.assertEqual(self.ops_of_type("snapshot-mirror"), [])
+
     def test_usage_errors(self):
         self.ctl("snapshot-mirror", "--name", "n", expect=USAGE)
         self.ctl("snapshot-mirror", "--snapshot", "/a", "--disk", "disk0", expect=USAGE)
