@@ -25,6 +25,7 @@
 
 static void try_connect(struct upstream *up);
 static void handle_greeting(struct upstream *up, const char *raw, size_t len);
+static void second_greeting(struct upstream *up);
 
 static bool on_text(void *opaque, const struct js_text *t)
 {
@@ -51,7 +52,7 @@ static bool on_text(void *opaque, const struct js_text *t)
         if (up->state == UP_GREETING) {
             handle_greeting(up, raw, len);
         } else {
-            log_warn("QEMU sent a second greeting; ignored");
+            second_greeting(up);
         }
         break;
     case QMP_EVENT:
@@ -71,7 +72,9 @@ static bool on_text(void *opaque, const struct js_text *t)
         break;
     }
     free(copy);
-    return up->state != UP_CLOSED;
+    /* the connection may have closed under us (lines moved aside): what
+     * is left of its input belongs to no session */
+    return up->lines != NULL;
 }
 
 /* ---- connection ---------------------------------------------------- */
@@ -93,8 +96,10 @@ static void on_closed(void *opaque, const char *why)
 {
     struct upstream *up = opaque;
     enum upstream_state was = up->state;
-    char *reason = xstrdup(why ? why : "QEMU closed the monitor");
+    char *reason = up->close_reason ? up->close_reason
+                   : xstrdup(why ? why : "QEMU closed the monitor");
 
+    up->close_reason = NULL;
     up->state = UP_CLOSED;
     if (up->greeting_timer) {
         evtimer_del(up->greeting_timer);
@@ -230,6 +235,27 @@ static void handle_greeting(struct upstream *up, const char *raw, size_t len)
     upstream_send_negotiation(up, cmd, on_negotiated, up);
 }
 
+/*
+ * QEMU greets once a connection; a second greeting on the same one means
+ * its monitor was opened again under it and is back to capabilities
+ * negotiation: what was sent before may never be read or answered.  QEMU
+ * 7.2 does this to a client that connects while the monitor is being set
+ * up (its I/O thread and the main loop both announce the connection), and
+ * then answered nothing: qmp_capabilities waited forever.  The session
+ * cannot be trusted, so it is closed like any lost one: during the
+ * handshake it is tried again, once up it is QEMU's monitor lost.
+ */
+static void second_greeting(struct upstream *up)
+{
+    log_warn("QEMU greeted a second time on one connection (its monitor "
+             "restarted negotiation); %s", up->state == UP_READY
+             ? "the session is lost" : "connecting again");
+    free(up->close_reason);
+    up->close_reason = xstrdup("QEMU greeted a second time: its monitor "
+                               "restarted the QMP handshake");
+    conn_close_after_flush(up->conn, 0);
+}
+
 static void give_up_or_retry(struct upstream *up, const char *why)
 {
     free(up->last_error);
@@ -350,6 +376,7 @@ void upstream_free(struct upstream *up)
     free(up->greeting);
     free(up->display);
     free(up->last_error);
+    free(up->close_reason);
     address_clear(&up->addr);
     free(up);
 }

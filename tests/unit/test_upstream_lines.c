@@ -1,7 +1,7 @@
 /*
  * The upstream connection reading QEMU's lines, alone on an event loop with
  * a scripted peer in QEMU's place: what it does with a line it cannot
- * route.  Run under tests/run.sh --sanitize, ASan checks every byte it
+ * route, and with a greeting where none is due.  Run under tests/run.sh --sanitize, ASan checks every byte it
  * reads (its diagnostics quote QEMU's line).
  */
 #include <check.h>
@@ -25,6 +25,7 @@ static const char greeting[] =
     "\"major\": 7}, \"package\": \"test\"}, \"capabilities\": []}}\r\n";
 
 static bool ready;
+static char *lost_why;
 
 static void on_ready(void *opaque)
 {
@@ -32,7 +33,16 @@ static void on_ready(void *opaque)
     ready = true;
 }
 
-static const struct upstream_callbacks callbacks = { .ready = on_ready };
+static void on_lost(void *opaque, const char *why)
+{
+    (void)opaque;
+    free(lost_why);
+    lost_why = xstrdup(why);
+}
+
+static const struct upstream_callbacks callbacks = {
+    .ready = on_ready, .lost = on_lost,
+};
 
 static void spin(struct event_base *base, int ms)
 {
@@ -52,6 +62,79 @@ static void send_all(int fd, const char *s, size_t len)
     }
 }
 
+/* QEMU's end of the monitor, listening, and the upstream to it. */
+struct peer {
+    char dir[32], path[64];
+    struct event_base *base;
+    struct upstream *up;
+    int lfd, qemu;
+};
+
+static void peer_init(struct peer *p)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct address addr;
+
+    strcpy(p->dir, "/tmp/qmproxy-upstream-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(p->dir));
+    snprintf(p->path, sizeof(p->path), "%s/qmp", p->dir);
+    strncpy(sa.sun_path, p->path, sizeof(sa.sun_path) - 1);
+    p->qemu = -1;
+    p->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_eq(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(p->lfd, 1), 0);
+    p->base = event_base_new();
+    ck_assert_ptr_null(address_parse(p->path, 0, &addr));
+    p->up = upstream_new(p->base, &addr, &callbacks, NULL, NULL);
+    address_clear(&addr);
+    ready = false;
+    free(lost_why);
+    lost_why = NULL;
+}
+
+static void peer_free(struct peer *p)
+{
+    if (p->qemu >= 0) {
+        close(p->qemu);
+    }
+    spin(p->base, 5);
+    upstream_free(p->up);
+    close(p->lfd);
+    unlink(p->path);
+    rmdir(p->dir);
+    event_base_free(p->base);
+}
+
+/* The connection the upstream made (it connects from its loop). */
+static int peer_accept(struct peer *p)
+{
+    struct pollfd pf = { .fd = p->lfd, .events = POLLIN };
+
+    for (int i = 0; i < 500 && poll(&pf, 1, 0) == 0; i++) {
+        spin(p->base, 1);
+    }
+    p->qemu = accept(p->lfd, NULL, NULL);
+    ck_assert_int_ge(p->qemu, 0);
+    return p->qemu;
+}
+
+/* What the upstream sent since, and whether it then closed. */
+static char *peer_read(struct peer *p, bool *closed)
+{
+    struct strbuf sb = STRBUF_INIT;
+    char buf[4096];
+    struct pollfd pf = { .fd = p->qemu, .events = POLLIN };
+    ssize_t n = 1;
+
+    spin(p->base, 20);
+    *closed = false;
+    while (poll(&pf, 1, 0) == 1 && (n = read(p->qemu, buf, sizeof(buf))) > 0) {
+        strbuf_add(&sb, buf, (size_t)n);
+    }
+    *closed = n == 0;
+    return strbuf_detach(&sb, NULL);
+}
+
 /*
  * A short line QEMU sends that answers nothing, as the very last bytes of
  * upstream's read buffer (16 KiB, filled by one read): its warning quotes
@@ -60,40 +143,20 @@ static void send_all(int fd, const char *s, size_t len)
  */
 START_TEST(unrouted_line_at_the_end_of_the_buffer)
 {
-    char dir[] = "/tmp/qmproxy-upstream-XXXXXX", path[64];
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    struct event_base *base = event_base_new();
-    struct address addr;
-    struct upstream *up;
-    int lfd, qemu;
+    struct peer p;
     static const char last[] = "{\"return\": 7}\r\n";
     struct strbuf sb = STRBUF_INIT;
+    bool closed;
 
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/qmp", dir);
-    strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
-    lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(lfd, 1), 0);
-    ck_assert_ptr_null(address_parse(path, 0, &addr));
-    up = upstream_new(base, &addr, &callbacks, NULL, NULL);
-    address_clear(&addr);
-    upstream_connect(up, 1000);
-    spin(base, 5);
-    qemu = accept(lfd, NULL, NULL);
-    ck_assert_int_ge(qemu, 0);
-    send_all(qemu, greeting, strlen(greeting));
-    spin(base, 20);
-    send_all(qemu, "{\"return\": {}}\r\n", 16);   /* qmp_capabilities */
-    spin(base, 20);
+    peer_init(&p);
+    upstream_connect(p.up, 1000);
+    peer_accept(&p);
+    send_all(p.qemu, greeting, strlen(greeting));
+    spin(p.base, 20);
+    send_all(p.qemu, "{\"return\": {}}\r\n", 16);   /* qmp_capabilities */
+    spin(p.base, 20);
     ck_assert(ready);
-    {
-        /* drop what the proxy wrote (its qmp_capabilities) */
-        char buf[4096];
-        struct pollfd p = { .fd = qemu, .events = POLLIN };
-        while (poll(&p, 1, 0) == 1 && read(qemu, buf, sizeof(buf)) > 0) {
-        }
-    }
+    free(peer_read(&p, &closed));   /* its qmp_capabilities */
 
     /* an event padding the buffer, then the short line, 16 KiB in all */
     strbuf_adds(&sb, "{\"event\": \"PAD\", \"data\": \"");
@@ -103,18 +166,88 @@ START_TEST(unrouted_line_at_the_end_of_the_buffer)
     strbuf_adds(&sb, "\"}\r\n");
     strbuf_adds(&sb, last);
     ck_assert_uint_eq(sb.len, 16384);
-    send_all(qemu, sb.buf, sb.len);
-    spin(base, 20);
-    ck_assert_uint_eq(upstream_inflight(up), 0);
+    send_all(p.qemu, sb.buf, sb.len);
+    spin(p.base, 20);
+    ck_assert_uint_eq(upstream_inflight(p.up), 0);
 
     strbuf_release(&sb);
-    close(qemu);
-    spin(base, 5);
-    upstream_free(up);
-    close(lfd);
-    unlink(path);
-    rmdir(dir);
-    event_base_free(base);
+    peer_free(&p);
+}
+END_TEST
+
+/*
+ * QEMU 7.2 can greet twice on one connection when it is made while the
+ * monitor is being set up, and then reads nothing: the proxy's
+ * qmp_capabilities went unanswered and its clients waited forever.  The
+ * upstream closes that connection and makes another, which QEMU (its
+ * monitor set up by then) greets once and serves.  What came after the
+ * second greeting on the first connection is nobody's.
+ */
+START_TEST(second_greeting_in_the_handshake_connects_again)
+{
+    struct peer p;
+    bool closed;
+    char *got;
+
+    peer_init(&p);
+    upstream_connect(p.up, 5000);
+    peer_accept(&p);
+    send_all(p.qemu, greeting, strlen(greeting));
+    got = peer_read(&p, &closed);
+    ck_assert_str_eq(got, "{\"execute\": \"qmp_capabilities\"}");
+    ck_assert(!closed);
+    free(got);
+    /* the second greeting, and a reply in the same write: not taken */
+    send_all(p.qemu, greeting, strlen(greeting));
+    send_all(p.qemu, "{\"return\": {}}\r\n", 16);
+    got = peer_read(&p, &closed);
+    ck_assert_str_eq(got, "");
+    ck_assert_msg(closed, "the connection greeted twice stays open");
+    ck_assert(!ready);
+    ck_assert_ptr_null(lost_why);   /* not up yet: nothing was lost */
+    free(got);
+    close(p.qemu);
+
+    /* the next connection is greeted once and negotiated */
+    peer_accept(&p);
+    send_all(p.qemu, greeting, strlen(greeting));
+    got = peer_read(&p, &closed);
+    ck_assert_str_eq(got, "{\"execute\": \"qmp_capabilities\"}");
+    free(got);
+    send_all(p.qemu, "{\"return\": {}}\r\n", 16);
+    spin(p.base, 20);
+    ck_assert(ready);
+    ck_assert(upstream_is_ready(p.up));
+    peer_free(&p);
+}
+END_TEST
+
+/* Once up, a greeting means QEMU's monitor went back to negotiation:
+ * every command would now be refused, so the session is lost (and the
+ * router reconnects or exits as configured), said so. */
+START_TEST(second_greeting_once_up_loses_the_session)
+{
+    struct peer p;
+    bool closed;
+    char *got;
+
+    peer_init(&p);
+    upstream_connect(p.up, 5000);
+    peer_accept(&p);
+    send_all(p.qemu, greeting, strlen(greeting));
+    spin(p.base, 20);
+    send_all(p.qemu, "{\"return\": {}}\r\n", 16);
+    spin(p.base, 20);
+    ck_assert(ready);
+    free(peer_read(&p, &closed));
+    send_all(p.qemu, greeting, strlen(greeting));
+    got = peer_read(&p, &closed);
+    ck_assert(closed);
+    ck_assert(!upstream_is_ready(p.up));
+    ck_assert_ptr_nonnull(lost_why);
+    ck_assert_msg(strstr(lost_why, "greeted a second time"), "%s", lost_why);
+    free(got);
+    peer_free(&p);
 }
 END_TEST
 
@@ -124,6 +257,8 @@ static Suite *suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, unrouted_line_at_the_end_of_the_buffer);
+    tcase_add_test(tc, second_greeting_in_the_handshake_connects_again);
+    tcase_add_test(tc, second_greeting_once_up_loses_the_session);
     suite_add_tcase(s, tc);
     return s;
 }
