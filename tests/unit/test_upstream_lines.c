@@ -135,6 +135,31 @@ static char *peer_read(struct peer *p, bool *closed)
     return strbuf_detach(&sb, NULL);
 }
 
+/* QEMU greets the connection; the upstream asks for capabilities. */
+static void peer_greet(struct peer *p)
+{
+    bool closed;
+    char *got;
+
+    send_all(p->qemu, greeting, strlen(greeting));
+    got = peer_read(p, &closed);
+    ck_assert_str_eq(got, "{\"execute\": \"qmp_capabilities\"}");
+    ck_assert(!closed);
+    free(got);
+}
+
+/* Connected, greeted and negotiated. */
+static void peer_up(struct peer *p)
+{
+    upstream_connect(p->up, 5000);
+    peer_accept(p);
+    peer_greet(p);
+    send_all(p->qemu, "{\"return\": {}}\r\n", 16);
+    spin(p->base, 20);
+    ck_assert(ready);
+    ck_assert(upstream_is_ready(p->up));
+}
+
 /*
  * A short line QEMU sends that answers nothing, as the very last bytes of
  * upstream's read buffer (16 KiB, filled by one read): its warning quotes
@@ -146,17 +171,9 @@ START_TEST(unrouted_line_at_the_end_of_the_buffer)
     struct peer p;
     static const char last[] = "{\"return\": 7}\r\n";
     struct strbuf sb = STRBUF_INIT;
-    bool closed;
 
     peer_init(&p);
-    upstream_connect(p.up, 1000);
-    peer_accept(&p);
-    send_all(p.qemu, greeting, strlen(greeting));
-    spin(p.base, 20);
-    send_all(p.qemu, "{\"return\": {}}\r\n", 16);   /* qmp_capabilities */
-    spin(p.base, 20);
-    ck_assert(ready);
-    free(peer_read(&p, &closed));   /* its qmp_capabilities */
+    peer_up(&p);
 
     /* an event padding the buffer, then the short line, 16 KiB in all */
     strbuf_adds(&sb, "{\"event\": \"PAD\", \"data\": \"");
@@ -192,11 +209,7 @@ START_TEST(second_greeting_in_the_handshake_connects_again)
     peer_init(&p);
     upstream_connect(p.up, 5000);
     peer_accept(&p);
-    send_all(p.qemu, greeting, strlen(greeting));
-    got = peer_read(&p, &closed);
-    ck_assert_str_eq(got, "{\"execute\": \"qmp_capabilities\"}");
-    ck_assert(!closed);
-    free(got);
+    peer_greet(&p);
     /* the second greeting, and a reply in the same write: not taken */
     send_all(p.qemu, greeting, strlen(greeting));
     send_all(p.qemu, "{\"return\": {}}\r\n", 16);
@@ -210,10 +223,7 @@ START_TEST(second_greeting_in_the_handshake_connects_again)
 
     /* the next connection is greeted once and negotiated */
     peer_accept(&p);
-    send_all(p.qemu, greeting, strlen(greeting));
-    got = peer_read(&p, &closed);
-    ck_assert_str_eq(got, "{\"execute\": \"qmp_capabilities\"}");
-    free(got);
+    peer_greet(&p);
     send_all(p.qemu, "{\"return\": {}}\r\n", 16);
     spin(p.base, 20);
     ck_assert(ready);
@@ -232,14 +242,7 @@ START_TEST(second_greeting_once_up_loses_the_session)
     char *got;
 
     peer_init(&p);
-    upstream_connect(p.up, 5000);
-    peer_accept(&p);
-    send_all(p.qemu, greeting, strlen(greeting));
-    spin(p.base, 20);
-    send_all(p.qemu, "{\"return\": {}}\r\n", 16);
-    spin(p.base, 20);
-    ck_assert(ready);
-    free(peer_read(&p, &closed));
+    peer_up(&p);
     send_all(p.qemu, greeting, strlen(greeting));
     got = peer_read(&p, &closed);
     ck_assert(closed);
