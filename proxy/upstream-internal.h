@@ -64,7 +64,7 @@ struct upstream {
     uint64_t deadline_us;
     bool forever;
     char *last_error;
-    char *close_reason;      /* why we closed it, for on_closed */
+    char *close_reason;      /* set while we close it: why, for on_closed */
 
     struct conn *conn;
     struct linestream *lines;

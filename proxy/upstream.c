@@ -72,9 +72,9 @@ static bool on_text(void *opaque, const struct js_text *t)
         break;
     }
     free(copy);
-    /* the connection may have closed under us (lines moved aside): what
-     * is left of its input belongs to no session */
-    return up->lines != NULL;
+    /* the connection may have closed, or be closing, under us: what is
+     * left of its input belongs to no session */
+    return up->lines != NULL && !up->close_reason;
 }
 
 /* ---- connection ---------------------------------------------------- */
