@@ -194,6 +194,16 @@ class Proxy:
         with open(self.stderr_path, "rb") as f:
             return f.read().decode(errors="replace")
 
+    def client(self, path=None, **kw):
+        """A QMPClient of this qmproxy, its greeting read.  A client that
+        gets no greeting says why only in qmproxy's log, which the test's
+        cleanup deletes: the failure shows its end."""
+        try:
+            return QMPClient(path or self.listen, **kw)
+        except (socket.timeout, OSError) as e:
+            raise AssertionError("no greeting from qmproxy (%s); its log ends:\n%s"
+                                 % (e, self.read_stderr()[-4000:])) from e
+
     def rss_kib(self, field="VmHWM"):
         with open("/proc/%d/status" % self.proc.pid) as f:
             for line in f:
@@ -392,13 +402,7 @@ class ProxyTestCase(unittest.TestCase):
         """A client of the proxy; extras=True asks for the proxy's own
         events and commands (qmproxy-capabilities), which a client does not
         see by default."""
-        try:
-            c = QMPClient(path or self.proxy.listen)
-        except (socket.timeout, OSError) as e:
-            # a client that gets no greeting says why only in qmproxy's
-            # log, which the test's cleanup deletes: show it now
-            raise AssertionError("no greeting from qmproxy (%s); its log ends:\n%s"
-                                 % (e, self.proxy.read_stderr()[-4000:])) from e
+        c = self.proxy.client(path)
         self.addCleanup(c.close)
         if negotiate:
             c.negotiate(oob=oob)

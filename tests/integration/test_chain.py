@@ -10,7 +10,7 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from qmptest import (QEMU, ProxyTestCase, QMPClient, Proxy, for_each_shape,
+from qmptest import (QEMU, ProxyTestCase, Proxy, for_each_shape,
                      qemu_img, wait_for)
 
 
@@ -583,7 +583,7 @@ class JobEventTraffic(ChainTestCase):
         proxy = Proxy(work, qemu.monitors[0], args=["--traffic-log", tlog])
         c = None
         try:
-            c = QMPClient(proxy.listen).negotiate()
+            c = proxy.client().negotiate()
             c.ok("qmproxy-capabilities")
             if prepare:
                 prepare(c, qemu)

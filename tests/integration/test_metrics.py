@@ -13,7 +13,7 @@ import unittest
 import urllib.parse
 import urllib.request
 
-from qmptest import ProxyTestCase, Proxy, QMPClient, wait_for, write_policy, TIMEOUT
+from qmptest import ProxyTestCase, Proxy, wait_for, write_policy, TIMEOUT
 
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
@@ -169,7 +169,7 @@ class Metrics(ProxyTestCase):
 
     def test_client_bytes_are_exact(self):
         before = parse(self.scrape())
-        c = QMPClient(self.proxy.listen)
+        c = self.proxy.client()
         sent = b'{"execute": "qmp_capabilities"}\n{"execute": "query-name"}\n'
         c.send(sent)
         got = c.read_line() + c.read_line()

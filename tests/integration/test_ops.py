@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from qmptest import (ProxyTestCase, QMPClient, for_each_shape, qemu_img,
+from qmptest import (ProxyTestCase, for_each_shape, qemu_img,
                      wait_for, QEMU_IO)
 from test_chain import qemu_chain, proxy_chain
 
@@ -363,7 +363,7 @@ class Failures(OpsTestCase):
         self.check(0, 0x71, 0, MiB)  # the guest's write is in the base now
 
     def test_client_disconnect_mid_operation(self):
-        c = QMPClient(self.proxy.listen)
+        c = self.proxy.client()
         c.negotiate()
         c.send({"execute": "qmproxy-snapshot-mirror", "arguments": {"name": "orphan", "disks": [
             {"disk": "disk0", "snapshot-file": os.path.join(self.src, "s0.qcow2"),

@@ -48,7 +48,7 @@ class RemoteTestCase(unittest.TestCase):
         self.addCleanup(self.qemu.stop)
         self.image = self.qemu.images[0]
         self.proxy = self.start_proxy(self.proxy_args)
-        self.c = QMPClient(self.proxy.listen)
+        self.c = self.proxy.client()
         self.addCleanup(self.c.close)
         self.c.negotiate()
 
@@ -80,7 +80,7 @@ class RemoteTestCase(unittest.TestCase):
 
     def restart_proxy(self):
         self.proxy = self.start_proxy(self.proxy_args)
-        self.c = QMPClient(self.proxy.listen)
+        self.c = self.proxy.client()
         self.addCleanup(self.c.close)
         self.c.negotiate()
 
@@ -334,7 +334,7 @@ class Faults(RemoteTestCase):
         dest = self.make_dest("disk0.qcow2")
         qsd = self.serve({"disk0": dest})
         uri = qsd.uri("disk0")
-        other = QMPClient(self.proxy.listen)
+        other = self.proxy.client()
         self.addCleanup(other.close)
         other.negotiate()
         # slow enough to be mid-copy when the link goes (the speed counts

@@ -11,7 +11,7 @@ import socket
 import select
 import unittest
 
-from qmptest import ProxyTestCase, QMPClient
+from qmptest import ProxyTestCase
 
 
 class ResetByPeer(ProxyTestCase):
@@ -20,7 +20,7 @@ class ResetByPeer(ProxyTestCase):
         self.addCleanup(os.close, r)
         self.addCleanup(os.close, w)
         for i in range(40):
-            c = QMPClient(self.proxy.listen)
+            c = self.proxy.client()
             c.negotiate()
             # a descriptor passed on to QEMU first: what the proxy's
             # sendmsg() leaves on the stack is an SCM_RIGHTS header

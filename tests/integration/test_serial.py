@@ -18,7 +18,7 @@ import threading
 import time
 import unittest
 
-from qmptest import Proxy, QMPClient
+from qmptest import Proxy
 
 
 class SlowQemu:
@@ -110,7 +110,7 @@ class OneAtATime(unittest.TestCase):
         self.addCleanup(self.proxy.stop)
 
     def pipeline(self, oob):
-        c = QMPClient(self.proxy.listen)
+        c = self.proxy.client()
         self.addCleanup(c.close)
         c.negotiate(oob=oob)
         c.sock.sendall(b'{"execute": "slow", "id": 1}\n'

@@ -8,7 +8,7 @@ import subprocess
 import time
 import unittest
 
-from qmptest import QMPROXY, QMPClient, Proxy, ProxyTestCase, wait_for
+from qmptest import QMPROXY, Proxy, ProxyTestCase, wait_for
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -148,7 +148,7 @@ class LostLines(ProxyTestCase):
         # the traffic log is a pipe nobody reads: the writer blocks
         p = Proxy(self.workdir, self.qemu.monitors[0], args=["--traffic-log", "-"])
         self.addCleanup(p.stop)
-        c = QMPClient(p.listen)
+        c = p.client()
         self.addCleanup(c.close)
         c.negotiate()
         t0 = time.monotonic()
@@ -277,7 +277,7 @@ class Bursts(ProxyTestCase):
         self.addCleanup(obs.close)
         time.sleep(0.3)
         before = rss_kib(self.proxy.proc.pid)
-        c = QMPClient(self.proxy.listen, timeout=120)
+        c = self.proxy.client(timeout=120)
         self.addCleanup(c.close)
         c.negotiate()
         c.send(b'{"execute": "query-status", "arguments": {"x": "'

@@ -342,7 +342,7 @@ class NothingLostOnClose(unittest.TestCase):
         qemu = ScriptedQemu(os.path.join(self.workdir, "qemu.sock"), trigger, burst)
         proxy = Proxy(self.workdir, qemu.path)
         self.addCleanup(proxy.stop)
-        c = QMPClient(proxy.listen)
+        c = proxy.client()
         self.addCleanup(c.close)
         c.negotiate()
         c.send({"execute": trigger, "id": "last"})
