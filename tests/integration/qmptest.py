@@ -68,16 +68,22 @@ def write_policy(path, body):
         f.write('<?xml version="1.0"?>\n<policy>\n%s\n</policy>\n' % body)
 
 
-def _accepts(path):
-    """Whether a unix socket at path takes a connection now (closed at
-    once: a QMP monitor then serves its next client)."""
+def _serves(path):
+    """Whether the QMP monitor at path greets a connection now (closed at
+    once: the monitor then serves its next client).  A connection that is
+    only accepted is not enough: QEMU sets its monitors up in an I/O
+    thread, and a client it takes in while that is under way can be
+    greeted twice and then never read (QEMU 7.2 did this to qmproxy about
+    once in 2,000 starts).  Once a monitor has greeted, it is set up."""
     if not os.path.exists(path):
         return False
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(1)
     try:
         s.connect(path)
-        return True
-    except (ConnectionRefusedError, FileNotFoundError):
+        return s.recv(1) != b""
+    except (ConnectionRefusedError, FileNotFoundError, BlockingIOError,
+            socket.timeout):
         return False
     finally:
         s.close()
@@ -131,9 +137,10 @@ class QEMU:
         self.proc = subprocess.Popen(list(wrapper) + args, stdout=self.log,
                                      stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
-        # QEMU binds a monitor's socket a moment before it listens on it:
-        # wait until each one takes a connection, not just for its file
-        wait_for(lambda: all(_accepts(m) for m in self.monitors) or self.proc.poll() is not None,
+        # QEMU binds a monitor's socket a moment before it listens on it,
+        # and greets only once the monitor is set up: wait for a greeting
+        # from each one, not just for its file
+        wait_for(lambda: all(_serves(m) for m in self.monitors) or self.proc.poll() is not None,
                  what="QEMU's monitor sockets")
         if self.proc.poll() is not None:
             raise RuntimeError("QEMU exited: %s" % self.read_log())
