@@ -617,6 +617,27 @@ static bool setup(struct qmproxy *q, const struct options *o)
         }
     }
 
+    /* the taps before the listeners: once a client's socket exists, so
+     * does every observer's (a script may wait for the one, then use both) */
+    for (size_t i = 0; i < o->ntaps; i++) {
+        struct tap *t;
+        if ((error = address_parse(o->taps[i], 0, &addr))) {
+            log_startup("--tap %s\n", error);
+            free(error);
+            return false;
+        }
+        t = tap_new(q->base, &addr, o->socket_mode, &error);
+        address_clear(&addr);
+        if (!t) {
+            log_startup("--tap %s: %s\n", o->taps[i], error);
+            free(error);
+            return false;
+        }
+        q->taps = xrealloc(q->taps, sizeof(*q->taps) * (q->ntaps + 1));
+        q->taps[q->ntaps++] = t;
+        trafficlog_add_tap(q->tlog, t);
+    }
+
     /* listeners exist before QEMU is reached; they accept once it is */
     for (size_t i = 0; i < o->nlisten; i++) {
         struct listener *l;
@@ -658,24 +679,6 @@ static bool setup(struct qmproxy *q, const struct options *o)
             return false;
         }
         address_clear(&addr);
-    }
-    for (size_t i = 0; i < o->ntaps; i++) {
-        struct tap *t;
-        if ((error = address_parse(o->taps[i], 0, &addr))) {
-            log_startup("--tap %s\n", error);
-            free(error);
-            return false;
-        }
-        t = tap_new(q->base, &addr, o->socket_mode, &error);
-        address_clear(&addr);
-        if (!t) {
-            log_startup("--tap %s: %s\n", o->taps[i], error);
-            free(error);
-            return false;
-        }
-        q->taps = xrealloc(q->taps, sizeof(*q->taps) * (q->ntaps + 1));
-        q->taps[q->ntaps++] = t;
-        trafficlog_add_tap(q->tlog, t);
     }
 
     q->sigterm = evsignal_new(q->base, SIGTERM, on_signal, q);
