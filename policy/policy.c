@@ -20,6 +20,7 @@
 #include "nbd-target.h"
 #include "policy-internal.h"
 #include "util.h"
+#include "xml-error.h"
 
 extern const unsigned char policy_rng[];
 extern const unsigned long policy_rng_len;
@@ -235,22 +236,6 @@ static void add_error(struct errors *e, int line, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     strbuf_addf(&e->sb, "%s:%d: %s\n", e->file, line, msg);
-}
-
-/* libxml2's message of err on one line: some have a line break inside
- * ("indicate encoding !\nBytes: ..."), all end with one */
-static char *xml_error_text(const xmlError *err, const char *none)
-{
-    char *msg = xstrdup(err && err->message ? err->message : none);
-    size_t n = strlen(msg);
-
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
-        msg[--n] = 0;
-    }
-    for (char *nl = msg; (nl = strchr(nl, '\n')); ) {
-        *nl = ' ';
-    }
-    return msg;
 }
 
 static void on_rng_error(void *ctx, xmlErrorPtr err)

@@ -32,6 +32,7 @@
 #include "qmp.h"
 #include "snapshot-mirror-xml.h"
 #include "util.h"
+#include "xml-error.h"
 
 #define MAX_XML (1u << 20)
 
@@ -114,11 +115,7 @@ char *snapshot_xml_parse(const char *xml, size_t len, struct snapshot_xml *p)
                             | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
     if (!doc) {
         xmlErrorPtr e = xmlCtxtGetLastError(ctxt);
-        char *msg = e && e->message ? xstrdup(e->message) : xstrdup("?");
-        size_t l = strlen(msg);
-        while (l && (msg[l - 1] == '\n' || msg[l - 1] == ' ')) {
-            msg[--l] = 0;
-        }
+        char *msg = xml_error_text(e, "?");
         err = xasprintf("line %d, column %d: the XML is not well-formed: %s",
                         e ? e->line : 0, e ? e->int2 : 0, msg);
         free(msg);
